@@ -1,0 +1,58 @@
+# scrm-models — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATA ?= data/demo
+DEMO_CUSTOMERS ?= 20000
+DEMO_AS_OF ?= 2025-07-01
+PORT ?= 3000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /'
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,realdata]'
+	@touch $(STAMP)
+
+## venv: create .venv and install the project with its dev tools (re-runs when pyproject.toml changes)
+venv: $(STAMP)
+
+## demo: simulate a brand, validate it, build features (the main job on the embedded default data)
+demo: $(STAMP)
+	$(BIN)/scrm simulate --customers $(DEMO_CUSTOMERS) --seed 7 --out $(DEMO_DATA)
+	$(BIN)/scrm validate --data $(DEMO_DATA)
+	$(BIN)/scrm features build --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+
+## test: run the test suite (slow tests excluded; `make test-all` includes them)
+test: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## test-all: run every test, slow ones included
+test-all: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## lint: ruff over the code
+lint: $(STAMP)
+	$(BIN)/ruff check features training serving tests benchmarks
+
+## bench: run the benchmarks at full size (prints figures; see docs/benchmarks.md)
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## mlflow-ui: open the MLflow UI on the embedded store (http://127.0.0.1:5000)
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port 5000
+
+## clean: remove the demo data and the local MLflow store (keeps .venv)
+clean:
+	rm -rf $(DEMO_DATA) mlruns/mlflow.db mlruns/artifacts
+
+.PHONY: help venv demo test test-all lint bench mlflow-ui clean
