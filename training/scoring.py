@@ -1,0 +1,99 @@
+"""The one scoring path: batch scoring, the backtest and the HTTP service all call :func:`score`.
+
+Given a feature snapshot and the churn and CLV models, it returns one row per person with the churn probability,
+CLV with its interval, expected orders, P(alive), RFM scores and segment, lifecycle stage, member tier and action
+segment, and (optionally) the top reasons behind the churn score. People who cannot be scored honestly (no paid
+order before ``as_of``, or a first order too recent) come back with ``eligible=False`` and a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from training.churn import ChurnModel
+from training.clv import CLVModel
+from training.decisions.tiers import assign_tiers, load_tier_rules
+
+PASSTHROUGH = (
+    "spend_365d", "recency_days", "orders", "total_spend", "tenure_days", "r_score", "f_score", "m_score",
+    "rfm_segment", "rfm_segment_en", "lifecycle_stage", "marketing_opt_out",
+)
+SCORE_COLUMNS = (
+    "person_id", "eligible", "ineligible_reason", "churn_probability", "clv_mean", "clv_p10", "clv_p90",
+    "expected_orders", "p_alive", "expected_next_order_date",
+)
+
+
+@dataclass
+class Models:
+    """The models scoring needs, with the registry versions they came from (None when not registered)."""
+
+    churn: ChurnModel
+    clv: CLVModel
+    churn_version: str | None = None
+    clv_version: str | None = None
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        return {"churn": self.churn_version, "clv": self.clv_version}
+
+
+def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Series:
+    """Why each person cannot be scored (``None`` when they can)."""
+    reason = pd.Series(None, index=features.index, dtype=object)
+    orders = features["orders"].fillna(0)
+    reason[orders < 1] = "no paid order before as_of"
+    too_new = (orders >= 1) & (features["tenure_days"].fillna(0) < min_tenure_days)
+    reason[too_new] = f"first order less than {min_tenure_days} days before as_of"
+    return reason
+
+
+def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, with_reasons: bool = False,
+          min_tenure_days: int = 7) -> pd.DataFrame:
+    """Score every person of a feature snapshot (see the module docstring).
+
+    Parameters
+    ----------
+    features : DataFrame
+        A snapshot from ``features.pipeline.build_features`` (any subset of its rows).
+    models : Models
+        Fitted churn and CLV models.
+    as_of : date, optional
+        The snapshot date, used for ``expected_next_order_date``.
+    tier_rules : TierRules, optional
+        Tier and action-segment rules (default: ``training/tiers.yaml``).
+    with_reasons : bool
+        Add ``reasons``: the top three features raising each person's churn score.
+    min_tenure_days : int
+        People whose first order is more recent than this are not scored.
+    """
+    features = features.reset_index(drop=True)
+    reason = eligibility(features, min_tenure_days=min_tenure_days)
+    ok = reason.isna().to_numpy()
+    out = pd.DataFrame({"person_id": features["person_id"].to_numpy(), "eligible": ok,
+                        "ineligible_reason": reason.to_numpy()})
+    for col in SCORE_COLUMNS[3:]:
+        out[col] = pd.NaT if col == "expected_next_order_date" else np.nan
+    if ok.any():
+        buyers = features.loc[ok]
+        churn = models.churn.predict_frame(buyers)
+        clv = models.clv.predict_frame(buyers, as_of=as_of)
+        out.loc[ok, "churn_probability"] = churn["churn_probability"].to_numpy()
+        for col in ("clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"):
+            out.loc[ok, col] = clv[col].to_numpy()
+    for col in PASSTHROUGH:
+        if col in features.columns:
+            out[col] = features[col].to_numpy()
+    if "marketing_opt_out" not in out.columns:
+        out["marketing_opt_out"] = False
+    tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules())
+    out = out.merge(tiers, on="person_id", how="left", validate="one_to_one")
+    if with_reasons:
+        reasons = pd.Series([[] for _ in range(len(out))], dtype=object)
+        if ok.any():
+            reasons[ok] = pd.Series(models.churn.reasons(features.loc[ok]), index=np.flatnonzero(ok), dtype=object)
+        out["reasons"] = reasons.to_numpy()
+    return out
