@@ -148,22 +148,22 @@ class CLVModel(BaseEstimator):
         X = self.with_btyd(features)
         Xf = X[self.feature_names_]
         lgbm_mean = np.maximum(self.mean_model_.predict(Xf), 0.0)
+        btyd_mean = X["btyd_expected_spend"].to_numpy(dtype=float)
         family = self.family_
-        btyd_ok = self.btyd_ is not None and np.isfinite(X["btyd_expected_spend"].to_numpy(dtype=float)).all()
-        if family in ("btyd", "blend") and not btyd_ok:
+        if family in ("btyd", "blend") and (self.btyd_ is None or not np.isfinite(btyd_mean).all()):
             family = "lgbm"
         btyd_pred = None
         if self.btyd_ is not None:
             btyd_pred = self.btyd_.predict_frame(features, self.horizon_days, as_of=as_of,
-                                                 random_state=self.random_state, with_intervals=with_intervals
-                                                 and family != "lgbm")
+                                                 random_state=self.random_state,
+                                                 with_intervals=with_intervals and family != "lgbm")
         out = pd.DataFrame(index=features.index)
         if family == "lgbm":
             out["clv_mean"] = lgbm_mean
         elif family == "btyd":
-            out["clv_mean"] = btyd_pred["expected_spend"].to_numpy()
+            out["clv_mean"] = btyd_mean
         else:
-            out["clv_mean"] = (lgbm_mean + btyd_pred["expected_spend"].to_numpy()) / 2
+            out["clv_mean"] = (lgbm_mean + btyd_mean) / 2
         if with_intervals:
             lo = np.maximum(self.lower_model_.predict(Xf), 0.0)
             hi = np.maximum(self.upper_model_.predict(Xf), 0.0)

@@ -141,6 +141,8 @@ class FeatureCache:
         self.identity = identity
         self._features: dict[date, pd.DataFrame] = {}
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
+        self._btyd: dict[date, BTYDModel | None] = {}
+        self.random_state = 0
 
     def features(self, cutoff) -> pd.DataFrame:
         cutoff = as_date(cutoff)
@@ -154,6 +156,18 @@ class FeatureCache:
             self._labels[key] = build_labels(self.data, key[0], horizon_days, identity=self.identity)
         return self._labels[key]
 
+    def btyd(self, cutoff) -> BTYDModel | None:
+        """The BTYD model fitted on the buyers at ``cutoff`` (``None`` when every fit option failed).
+
+        BTYD parameters do not depend on the horizon, so one fit per cutoff serves every model.
+        """
+        cutoff = as_date(cutoff)
+        if cutoff not in self._btyd:
+            feats = self.features(cutoff)
+            _, self._btyd[cutoff] = add_btyd_features(feats[feats["orders"] >= 1], 1,
+                                                      random_state=self.random_state)
+        return self._btyd[cutoff]
+
     def labelled(self, cutoffs: list[date], horizon_days: int, *, random_state: int = 0,
                  progress=None) -> pd.DataFrame:
         """Buyers at every cutoff with their BTYD features (fitted per cutoff) and labels, stacked.
@@ -164,7 +178,7 @@ class FeatureCache:
         for cutoff in cutoffs:
             feats = self.features(cutoff)
             feats = feats[feats["orders"] >= 1]
-            feats, _ = add_btyd_features(feats, horizon_days, random_state=random_state)
+            feats, _ = add_btyd_features(feats, horizon_days, btyd=self.btyd(cutoff), random_state=random_state)
             merged = feats.merge(self.labels(cutoff, horizon_days), on="person_id", how="inner",
                                  validate="one_to_one")
             merged.insert(1, "cutoff", pd.Timestamp(cutoff))
