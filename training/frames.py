@@ -136,13 +136,13 @@ def add_btyd_features(features: pd.DataFrame, horizon_days: int, *, btyd: BTYDMo
 class FeatureCache:
     """Feature snapshots and labels of one dataset, computed once per cutoff and shared by every model."""
 
-    def __init__(self, data: Dataset, identity: pd.DataFrame):
+    def __init__(self, data: Dataset, identity: pd.DataFrame, *, random_state: int = 0):
         self.data = data
         self.identity = identity
         self._features: dict[date, pd.DataFrame] = {}
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
         self._btyd: dict[date, BTYDModel | None] = {}
-        self.random_state = 0
+        self.random_state = random_state
 
     def features(self, cutoff) -> pd.DataFrame:
         cutoff = as_date(cutoff)

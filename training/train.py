@@ -159,7 +159,7 @@ def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, hori
                 n_cutoffs: int = 4, step_days: int = 30, random_state: int = 0, register: bool = True,
                 progress=None) -> TrainResult:
     """Fit, validate, log and register a churn model; the gate decides whether it becomes champion."""
-    cache = cache or FeatureCache(data, resolve_identities(data).key_to_person)
+    cache = cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
     fitted = fit_churn(cache, as_of, horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
                        random_state=random_state, progress=progress)
     features = cache.features(as_of)
@@ -175,7 +175,7 @@ def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, hori
         tracking.log_figure(plots.gains_plot(y, p), "gains")
         version, decision = _register("churn", fitted, features, register)
         run_id = run.info.run_id
-    _report(run_id)
+    attach_report(run_id)
     return TrainResult("churn", fitted.model, run_id, version, decision, fitted.metrics)
 
 
@@ -183,7 +183,7 @@ def train_clv(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizo
               n_cutoffs: int = 4, step_days: int = 30, random_state: int = 0, family: str = "auto",
               register: bool = True, progress=None) -> TrainResult:
     """Fit, validate, log and register a CLV model; the gate decides whether it becomes champion."""
-    cache = cache or FeatureCache(data, resolve_identities(data).key_to_person)
+    cache = cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
     fitted = fit_clv(cache, as_of, horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
                      random_state=random_state, family=family, progress=progress)
     features = cache.features(as_of)
@@ -199,7 +199,7 @@ def train_clv(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizo
                             "clv_deciles")
         version, decision = _register("clv", fitted, features, register)
         run_id = run.info.run_id
-    _report(run_id)
+    attach_report(run_id)
     return TrainResult("clv", fitted.model, run_id, version, decision, fitted.metrics)
 
 
@@ -207,7 +207,7 @@ def train_all(data: Dataset, as_of, *, churn_horizon: int = 90, clv_horizon: int
               step_days: int = 30, random_state: int = 0, register: bool = True,
               progress=None) -> dict[str, TrainResult]:
     """Train churn and CLV on shared feature snapshots (each cutoff computed once)."""
-    cache = FeatureCache(data, resolve_identities(data).key_to_person)
+    cache = FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
     return {
         "churn": train_churn(data, as_of, cache=cache, horizon_days=churn_horizon, n_cutoffs=n_cutoffs,
                              step_days=step_days, random_state=random_state, register=register, progress=progress),
@@ -216,12 +216,12 @@ def train_all(data: Dataset, as_of, *, churn_horizon: int = 90, clv_horizon: int
     }
 
 
-def _report(run_id: str) -> None:
+def attach_report(run_id: str) -> None:
     """Attach the HTML quality report to the run; a report failure never fails training."""
     try:
         from training.report import log_report
 
-        log_report(run_id)
+        logattach_report(run_id)
     except Exception as exc:  # noqa: BLE001 - the report is a courtesy artifact
         log.warning("could not build the HTML report for run %s: %s", run_id, exc)
 
