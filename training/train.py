@@ -221,7 +221,7 @@ def attach_report(run_id: str) -> None:
     try:
         from training.report import log_report
 
-        logattach_report(run_id)
+        log_report(run_id)
     except Exception as exc:  # noqa: BLE001 - the report is a courtesy artifact
         log.warning("could not build the HTML report for run %s: %s", run_id, exc)
 
