@@ -97,3 +97,12 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
             reasons[ok] = pd.Series(models.churn.reasons(features.loc[ok]), index=np.flatnonzero(ok), dtype=object)
         out["reasons"] = reasons.to_numpy()
     return out
+
+
+def load_champions(alias: str = "champion") -> Models:
+    """The registered ``churn`` and ``clv`` models behind ``alias`` (``LookupError`` names the fix)."""
+    from training import tracking
+
+    churn = tracking.load_model("churn", alias)
+    clv = tracking.load_model("clv", alias)
+    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version))
