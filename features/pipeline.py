@@ -1,0 +1,638 @@
+"""Point-in-time feature snapshots: one row per person, built only from rows strictly before ``as_of``.
+
+The aggregates are Ibis expressions (``features.rfm``, ``features.interactions``) compiled once into a single
+query and executed on an in-process DuckDB connection by default; any Ibis backend (e.g. Spark) can be passed as
+``backend``. pandas is used only for the last small steps on the one-row-per-person table: RFM quintile scores,
+segment names and lifecycle stages.
+
+"Before ``as_of``" means ``timestamp < as_of 00:00``. Every column is described in plain words in
+``FEATURE_DOCS`` and in ``docs/features.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Literal
+
+import ibis
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rich.console import Console
+from rich.table import Table
+
+from features.dataset import Dataset
+from features.interactions import EVENT_TYPES, campaign_aggregates, event_aggregates, profile_aggregates
+from features.rfm import (
+    CHANNELS,
+    LIFECYCLE_STAGES,
+    SEGMENT_EN,
+    SEGMENT_ORDER,
+    daily_aggregates,
+    lifecycle_stage,
+    order_aggregates,
+    rfm_scores,
+    rfm_segments,
+)
+
+SNAPSHOT_FILES = ("features.parquet", "identity.parquet", "manifest.json")
+
+
+class FeatureConfig(BaseModel):
+    """Settings of the feature pipeline (unknown keys are rejected).
+
+    Parameters
+    ----------
+    windows
+        Trailing windows (days) for ``orders_<w>d`` and ``spend_<w>d``.
+    event_windows
+        Trailing windows (days) for ``ev_<type>_<w>d``.
+    rfm_bins
+        Number of RFM score levels (quantile bins); 5 gives quintiles.
+    recency_edges, frequency_edges, monetary_edges
+        Optional fixed ascending thresholds replacing quantiles for one dimension (``len = rfm_bins - 1``);
+        for recency a value at or below ``edges[0]`` days gets the best score.
+    monetary_basis
+        Value ranked for M: ``total_spend`` (classic) or ``avg_spend``.
+    high_rule, high_threshold
+        A dimension is *high* when its score is above the mean score of buyers (``"mean"``), above their median
+        score (``"median"``) or at least ``high_threshold`` (``"fixed"``).
+    new_days, active_multiple, lapsed_multiple, min_gap_days, max_gap_days, personal_min_intervals
+        Lifecycle thresholds (see ``features.rfm.lifecycle_stage``).
+    response_window_days
+        A treatment touch counts as answered when a paid order follows within this many days.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    windows: tuple[int, ...] = (30, 90, 180, 365)
+    event_windows: tuple[int, ...] = (7, 30, 90)
+    rfm_bins: int = Field(5, ge=2, le=10)
+    recency_edges: list[float] | None = None
+    frequency_edges: list[float] | None = None
+    monetary_edges: list[float] | None = None
+    monetary_basis: Literal["total_spend", "avg_spend"] = "total_spend"
+    high_rule: Literal["mean", "median", "fixed"] = "mean"
+    high_threshold: int = Field(4, ge=1)
+    new_days: int = Field(90, ge=0)
+    active_multiple: float = Field(1.5, gt=0)
+    lapsed_multiple: float = Field(3.0, gt=0)
+    min_gap_days: float = Field(7.0, gt=0)
+    max_gap_days: float = Field(180.0, gt=0)
+    personal_min_intervals: int = Field(2, ge=1)
+    response_window_days: int = Field(14, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureConfig:
+        for name in ("windows", "event_windows"):
+            vals = getattr(self, name)
+            if not vals or any(w <= 0 for w in vals) or len(set(vals)) != len(vals):
+                raise ValueError(f"{name} must be distinct positive day counts, got {vals}")
+        for name in ("recency_edges", "frequency_edges", "monetary_edges"):
+            edges = getattr(self, name)
+            if edges is not None:
+                if len(edges) != self.rfm_bins - 1 or list(edges) != sorted(set(edges)):
+                    raise ValueError(
+                        f"{name} must be {self.rfm_bins - 1} strictly ascending thresholds (rfm_bins={self.rfm_bins}), "
+                        f"got {edges}"
+                    )
+        if self.high_rule == "fixed" and self.high_threshold > self.rfm_bins:
+            raise ValueError(f"high_threshold={self.high_threshold} exceeds rfm_bins={self.rfm_bins}")
+        if self.lapsed_multiple < self.active_multiple:
+            raise ValueError("lapsed_multiple must be at least active_multiple")
+        if self.max_gap_days < self.min_gap_days:
+            raise ValueError("max_gap_days must be at least min_gap_days")
+        return self
+
+
+# --- column documentation ---------------------------------------------------------------------------------------
+
+
+def feature_docs(config: FeatureConfig | None = None) -> dict[str, str]:
+    """Plain-words description of every output column for a given configuration."""
+    config = config or FeatureConfig()
+    docs: dict[str, str] = {
+        "person_id": "the person (One-ID) the row describes",
+        "frequency": "number of repeat purchase days (days with a paid order, minus the first one)",
+        "recency": "days between the first and the last purchase day (BTYD recency)",
+        "T": "days from the first purchase day to the day before the snapshot date (BTYD age)",
+        "monetary_value": "average spend per repeat purchase day (0 for one-time buyers)",
+        "orders": "number of paid orders",
+        "recency_days": "days since the last paid order",
+        "tenure_days": "days since the first paid order",
+        "first_seen_days": "days since the person was first seen (any order or behaviour event)",
+        "total_spend": "total amount spent on paid orders",
+        "avg_spend": "average amount per paid order",
+        "ipi_mean": "average number of days between purchase days",
+        "ipi_std": "how irregular the gaps between purchase days are (standard deviation, days)",
+        "refund_rate": "share of orders that were refunded",
+        "discount_share": "share of paid orders that used a discount",
+        "n_channels": "number of different sales channels the person bought in",
+        "n_categories": "number of different product categories bought",
+        "store_share": "share of paid orders placed in physical stores",
+        "n_customer_keys": "number of channel accounts of the person seen so far",
+        "r_score": f"recency score 1-{config.rfm_bins} (higher = bought more recently)",
+        "f_score": f"frequency score 1-{config.rfm_bins} (higher = more paid orders)",
+        "m_score": f"monetary score 1-{config.rfm_bins} (higher = spent more)",
+        "rfm_segment": "RFM segment (Chinese name), from high/low recency, frequency and monetary scores",
+        "rfm_segment_en": "RFM segment (English name)",
+        "lifecycle_stage": "lifecycle stage: new, active, reactivated, at_risk or lapsed",
+        "cart_to_order_ratio": "paid orders per add-to-cart event",
+        "msg_open_rate": "share of campaign messages received that were opened",
+        "msg_click_rate": "share of campaign messages received that were clicked",
+        "campaign_response_rate": (
+            f"share of campaign offers answered by a paid order within {config.response_window_days} days"
+        ),
+        "campaign_touches": "number of campaign messages received",
+        "age": "age in years (from birth year)",
+        "member_tenure_days": "days since the person joined the membership programme",
+        "is_member": "1 when the person holds a membership card",
+        "marketing_opt_out": "the person opted out of marketing on any account",
+    }
+    for w in config.windows:
+        docs[f"orders_{w}d"] = f"paid orders in the last {w} days"
+        docs[f"spend_{w}d"] = f"amount spent in the last {w} days"
+    for ch in CHANNELS:
+        docs[f"channel_share_{ch}"] = f"share of paid orders placed on {ch}"
+    for et in EVENT_TYPES:
+        words = et.replace("_", " ")
+        for w in config.event_windows:
+            docs[f"ev_{et}_{w}d"] = f"number of {words} events in the last {w} days"
+        docs[f"days_since_{et}"] = f"days since the last {words} event"
+    return docs
+
+
+FEATURE_DOCS: dict[str, str] = feature_docs()
+
+NON_MODEL_COLUMNS = frozenset({"person_id", "marketing_opt_out", "rfm_segment", "rfm_segment_en", "lifecycle_stage"})
+
+
+def model_columns(df: pd.DataFrame) -> list[str]:
+    """Numeric columns a model may use: excludes ids, strings, the opt-out flag and segment names.
+
+    Parameters
+    ----------
+    df
+        A features frame (extra columns such as labels are kept if numeric; callers remove labels).
+    """
+    out = []
+    for col in df.columns:
+        if col in NON_MODEL_COLUMNS:
+            continue
+        dtype = df[col].dtype
+        if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+            continue
+        out.append(col)
+    return out
+
+
+# --- identity -----------------------------------------------------------------------------------------------------
+
+
+@ibis.udf.scalar.builtin
+def sha1(value: str) -> str:  # pragma: no cover - executed by the backend
+    """SHA-1 hex digest (built into DuckDB and Spark)."""
+
+
+def _own_person_id(key: ibis.Value) -> ibis.Value:
+    """``"p_" + sha1(customer_key)[:12]``: the person id of a key linked to no other key."""
+    return ibis.literal("p_") + sha1(key).substr(0, 12)
+
+
+def _key_frame(df: pd.DataFrame | None, cols: dict[str, str]) -> pd.DataFrame | None:
+    """The columns a query needs, renamed; customer keys as strings."""
+    if df is None:
+        return None
+    out = pd.DataFrame({new: df[old] for old, new in cols.items() if old in df.columns})
+    if "customer_key" in out and not pd.api.types.is_string_dtype(out["customer_key"].dtype):
+        out["customer_key"] = out["customer_key"].astype(str)
+    return out
+
+
+def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=None) -> pd.DataFrame:
+    """``customer_key`` → ``person_id`` for every key in any table.
+
+    ``identity`` (a One-ID ``key_to_person`` frame) is used where given; keys it does not cover, or all keys
+    when it is ``None``, are their own person (``"p_" + sha1(customer_key)[:12]``).
+    """
+    con = backend if backend is not None else ibis.duckdb.connect()
+    keys = []
+    for df in data.tables().values():
+        if "customer_key" in df.columns:
+            keys.append(ibis.memtable(_key_frame(df, {"customer_key": "customer_key"})).distinct())
+    all_keys = keys[0].union(*keys[1:], distinct=True) if len(keys) > 1 else keys[0]
+    if identity is not None and len(identity):
+        _require(identity, ["customer_key", "person_id"], "identity")
+        given = ibis.memtable(_key_frame(identity[["customer_key", "person_id"]], {"customer_key": "customer_key",
+                                                                                    "person_id": "person_id"}))
+        joined = all_keys.left_join(given, "customer_key")
+        expr = joined.select(
+            "customer_key", person_id=joined.person_id.fill_null(_own_person_id(joined.customer_key))
+        )
+        expr = expr.union(given.select("customer_key", "person_id"), distinct=True)
+    else:
+        expr = all_keys.select("customer_key", person_id=_own_person_id(all_keys.customer_key))
+    out = con.to_pyarrow(expr.order_by("customer_key")).to_pandas()
+    if out["customer_key"].duplicated().any():
+        dup = out.loc[out["customer_key"].duplicated(), "customer_key"].head(5).tolist()
+        raise ValueError(f"identity maps some customer_key to several person_id values, e.g. {dup}")
+    return out
+
+
+def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, backend=None) -> pd.DataFrame:
+    """The key map to use: ``identity`` if given, else One-ID when identities exist, else one key per person."""
+    if identity is None and data.identities is not None and len(data.identities):
+        from features.identity import resolve_identities
+
+        identity = resolve_identities(data).key_to_person
+    return complete_key_map(data, identity, backend=backend)
+
+
+def _require(df: pd.DataFrame, cols: list[str], name: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}; has {list(df.columns)}")
+
+
+# --- the feature query ---------------------------------------------------------------------------------------------
+
+_COUNT_PREFIXES = ("orders", "total_spend", "spend_", "orders_", "n_channels", "ev_", "_n_")
+
+
+def _as_date(value) -> date:
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    raise TypeError(f"as_of must be a date or YYYY-MM-DD string, got {value!r}")
+
+
+def _safe_div(num, den):
+    return ibis.ifelse(den > 0, num.cast("float64") / den.cast("float64"), ibis.null("float64"))
+
+
+def _left(a, b):
+    """Left join on ``person_id`` keeping a single ``person_id`` column."""
+    j = a.left_join(b, a.person_id == b.person_id)
+    return j.drop("person_id_right")
+
+
+def feature_expr(
+    data: Dataset, as_of: date, key_map: pd.DataFrame, config: FeatureConfig
+) -> tuple[ibis.Table, dict[str, bool]]:
+    """The whole feature query as one Ibis expression (before the pandas scoring step).
+
+    Returns
+    -------
+    (ibis.Table, dict)
+        The expression and which optional sources it used (``events``, ``touches``, ``identities``).
+    """
+    _require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
+    cutoff = ibis.literal(pd.Timestamp(as_of), type="timestamp")
+    km = ibis.memtable(key_map[["customer_key", "person_id"]])
+
+    ocols = {c: c for c in ("customer_key", "order_ts", "amount", "status", "channel", "discount", "category",
+                            "store_id") if c in data.orders.columns}
+    orders_raw = ibis.memtable(_key_frame(data.orders, ocols))
+    if "status" not in ocols:
+        orders_raw = orders_raw.mutate(status=ibis.literal("paid"))
+    if "channel" not in ocols:
+        orders_raw = orders_raw.mutate(channel=ibis.literal("other"))
+    orders_before = orders_raw.filter(orders_raw.order_ts < cutoff)
+    orders = orders_before.join(km, "customer_key")
+    # person universe and key counts
+    keys_seen = [orders_before.select("customer_key")]
+    persons = [orders.select("person_id")]
+
+    has_events = data.events is not None and len(data.events) > 0
+    has_touches = data.campaign_touches is not None and len(data.campaign_touches) > 0
+    has_ids = data.identities is not None and len(data.identities) > 0
+    if has_events:
+        _require(data.events, ["customer_key", "event_ts", "event_type"], "events")
+        ev_raw = ibis.memtable(_key_frame(data.events, {"customer_key": "customer_key", "event_ts": "event_ts",
+                                                        "event_type": "event_type"}))
+        events = ev_raw.filter(ev_raw.event_ts < cutoff)
+        keys_seen.append(events.select("customer_key"))
+        ev_keys = events.select("customer_key").distinct().join(km, "customer_key")
+        persons.append(ev_keys.select("person_id"))
+
+    base = persons[0].union(*persons[1:], distinct=True) if len(persons) > 1 else persons[0].distinct()
+    seen = keys_seen[0].union(*keys_seen[1:], distinct=True) if len(keys_seen) > 1 else keys_seen[0].distinct()
+    seen = seen.join(km, "customer_key")
+    n_keys = seen.group_by("person_id").aggregate(n_customer_keys=seen.count())
+
+    oagg = order_aggregates(orders, as_of, windows=config.windows)
+    dagg = daily_aggregates(orders, as_of)
+    expr = _left(_left(_left(base, n_keys), oagg), dagg)
+
+    if has_events:
+        eagg = event_aggregates(events, km, as_of, windows=config.event_windows)
+        expr = _left(expr, eagg)
+    if has_touches:
+        _require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
+        t_df = _key_frame(data.campaign_touches, {"customer_key": "customer_key", "sent_ts": "sent_ts",
+                                                 "group": "group"})
+        t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
+        tt = ibis.memtable(t_df).join(km, "customer_key")
+        paid = orders.filter(orders.status == "paid").select("person_id", "order_ts")
+        cagg = campaign_aggregates(tt, paid, as_of, response_window_days=config.response_window_days)
+        expr = _left(expr, cagg)
+    if has_ids:
+        id_cols = {c: c for c in ("customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card")
+                   if c in data.identities.columns}
+        ids = ibis.memtable(_key_frame(data.identities, id_cols))
+        expr = _left(expr, profile_aggregates(ids, km, as_of))
+
+    # zero-fill counts for people without any row of that kind
+    fills = {c: 0 for c in expr.columns if c.startswith(_COUNT_PREFIXES)}
+    expr = expr.fill_null(fills)
+    asof_date = ibis.literal(as_of, type="date")
+    first_seen = expr._first_any_ts
+    if has_events:
+        first_seen = ibis.least(expr._first_any_ts, expr._first_event_ts)
+    muts = {
+        "recency_days": asof_date.delta(expr._last_paid_ts.date(), unit="day").cast("float64"),
+        "tenure_days": asof_date.delta(expr._first_paid_ts.date(), unit="day").cast("float64"),
+        "first_seen_days": asof_date.delta(first_seen.date(), unit="day").cast("float64"),
+        "avg_spend": _safe_div(expr.total_spend, expr.orders),
+        "refund_rate": _safe_div(expr._n_refunded, expr.orders + expr._n_refunded),
+        "store_share": _safe_div(expr._n_offline, expr.orders),
+    }
+    if "_n_discounted" in expr.columns:
+        muts["discount_share"] = _safe_div(expr._n_discounted, expr.orders)
+    for ch in CHANNELS:
+        muts[f"channel_share_{ch}"] = _safe_div(expr[f"_n_ch_{ch}"], expr.orders)
+    if has_events:
+        muts["cart_to_order_ratio"] = _safe_div(expr.orders, expr._n_cart)
+    if has_touches:
+        muts["campaign_touches"] = expr._n_treat
+        muts["campaign_response_rate"] = _safe_div(expr._n_responded, expr._n_eligible)
+        if has_events:
+            muts["msg_open_rate"] = ibis.least(_safe_div(expr._n_open, expr._n_treat), 1.0)
+            muts["msg_click_rate"] = ibis.least(_safe_div(expr._n_click, expr._n_treat), 1.0)
+    expr = expr.mutate(**muts)
+    return expr, {"events": has_events, "touches": has_touches, "identities": has_ids}
+
+
+def _column_order(cols: list[str], config: FeatureConfig) -> list[str]:
+    order = ["person_id", "frequency", "recency", "T", "monetary_value", "orders", "recency_days", "tenure_days",
+             "first_seen_days", "total_spend", "avg_spend"]
+    order += [f"orders_{w}d" for w in config.windows] + [f"spend_{w}d" for w in config.windows]
+    order += ["ipi_mean", "ipi_std", "refund_rate", "discount_share"]
+    order += [f"channel_share_{ch}" for ch in CHANNELS]
+    order += ["n_channels", "n_categories", "store_share", "n_customer_keys", "r_score", "f_score", "m_score",
+              "rfm_segment", "rfm_segment_en", "lifecycle_stage"]
+    for et in EVENT_TYPES:
+        order += [f"ev_{et}_{w}d" for w in config.event_windows]
+    order += [f"days_since_{et}" for et in EVENT_TYPES]
+    order += ["cart_to_order_ratio", "msg_open_rate", "msg_click_rate", "campaign_touches", "campaign_response_rate",
+              "age", "member_tenure_days", "is_member", "marketing_opt_out"]
+    return [c for c in order if c in cols]
+
+
+def build_features(
+    data: Dataset,
+    as_of,
+    *,
+    identity: pd.DataFrame | None = None,
+    config: FeatureConfig | None = None,
+    backend=None,
+    console: Console | None = None,
+) -> pd.DataFrame:
+    """Point-in-time features: one row per person with any order or event strictly before ``as_of``.
+
+    Parameters
+    ----------
+    data
+        Validated tables.
+    as_of
+        Cut-off date (``date`` or ``YYYY-MM-DD``); rows with a timestamp ``< as_of 00:00`` are used.
+    identity
+        ``key_to_person`` frame (``customer_key``, ``person_id``) from One-ID. When ``None``, One-ID runs if
+        the data has identities; otherwise every ``customer_key`` is its own person.
+    config
+        Windows, RFM binning, high/low rule and lifecycle thresholds.
+    backend
+        An Ibis backend; a fresh in-process DuckDB connection when ``None``.
+    console
+        Where the one-line notes about missing optional tables go (stderr by default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by ``person_id``; columns described in ``FEATURE_DOCS``.
+    """
+    as_of = _as_date(as_of)
+    config = config or FeatureConfig()
+    con = backend if backend is not None else ibis.duckdb.connect()
+    key_map = resolve_key_map(data, identity, backend=con)
+    expr, used = feature_expr(data, as_of, key_map, config)
+    missing = [name for name, ok in used.items() if not ok]
+    if missing:
+        (console or Console(stderr=True)).print(
+            f"[yellow]note:[/] no {', '.join(missing)} data: "
+            + ", ".join(
+                {"events": "interaction features", "touches": "campaign features",
+                 "identities": "profile features (opt-out assumed False)"}[m]
+                for m in missing
+            )
+            + " left out"
+        )
+    df = con.to_pyarrow(expr).to_pandas()
+    return _finish(df, config)
+
+
+def _finish(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
+    """pandas step on the per-person table: scores, segments, lifecycle, dtypes, column order."""
+    df = df.sort_values("person_id", kind="stable").reset_index(drop=True)
+    for col in ("orders", "n_channels", "n_customer_keys", "campaign_touches"):
+        if col in df:
+            df[col] = df[col].astype("int64")
+    for col in df.columns:
+        if col.startswith(("orders_", "ev_")):
+            df[col] = df[col].astype("int64")
+    if "n_categories" in df:
+        df["n_categories"] = df["n_categories"].fillna(0).astype("int64")
+    if "marketing_opt_out" in df:
+        df["marketing_opt_out"] = df["marketing_opt_out"].fillna(False).astype(bool)
+    else:
+        df["marketing_opt_out"] = False
+    if "is_member" in df:
+        df["is_member"] = df["is_member"].fillna(False).astype("float64")
+    scores = rfm_scores(df, config)
+    for col in scores:
+        df[col] = scores[col].astype("float64")
+    df["rfm_segment"], df["rfm_segment_en"] = rfm_segments(scores, config)
+    df["lifecycle_stage"] = lifecycle_stage(df, config)
+    return df[_column_order(list(df.columns), config)]
+
+
+# --- snapshots -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """A feature snapshot on disk: features, the key map it used and its manifest."""
+
+    features: pd.DataFrame
+    identity: pd.DataFrame
+    manifest: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def as_of(self) -> date:
+        return date.fromisoformat(self.manifest["as_of"])
+
+
+def write_snapshot(features: pd.DataFrame, identity: pd.DataFrame, out_dir: Path, manifest: dict) -> Path:
+    """Write ``features.parquet``, ``identity.parquet`` and ``manifest.json`` atomically.
+
+    Files go to a temporary sibling directory first, which is renamed into place only when all three are
+    written, so a failure leaves no partial snapshot (an existing snapshot at ``out_dir`` is replaced).
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        features.to_parquet(tmp / "features.parquet", index=False)
+        identity.to_parquet(tmp / "identity.parquet", index=False)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def build_snapshot(
+    dataset: Dataset,
+    as_of,
+    *,
+    out_dir: Path,
+    console: Console | None = None,
+    identity: pd.DataFrame | None = None,
+    config: FeatureConfig | None = None,
+    backend=None,
+) -> Snapshot:
+    """Build features for ``as_of`` and write them as a snapshot directory (see ``write_snapshot``)."""
+    as_of = _as_date(as_of)
+    config = config or FeatureConfig()
+    con = backend if backend is not None else ibis.duckdb.connect()
+    key_map = resolve_key_map(dataset, identity, backend=con)
+    features = build_features(dataset, as_of, identity=key_map, config=config, backend=con, console=console)
+    buyers = int((features["orders"] > 0).sum())
+    manifest = {
+        "as_of": as_of.isoformat(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": str(dataset.source) if dataset.source is not None else None,
+        "inputs": dataset.fingerprint_dict(),
+        "rows": {
+            "people": len(features),
+            "buyers": buyers,
+            "customer_keys": len(key_map),
+            "orders_before_as_of": int((dataset.orders["order_ts"] < pd.Timestamp(as_of)).sum()),
+        },
+        "features": list(features.columns),
+        "model_columns": model_columns(features),
+        "config": config.model_dump(mode="json"),
+        "engine": f"ibis {ibis.__version__} on {con.name}",
+    }
+    path = write_snapshot(features, key_map, Path(out_dir), manifest)
+    return Snapshot(features=features, identity=key_map, manifest=manifest, path=path)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """Read a snapshot directory written by ``write_snapshot``."""
+    path = Path(path)
+    missing = [f for f in SNAPSHOT_FILES if not (path / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a feature snapshot: missing {', '.join(missing)}")
+    return Snapshot(
+        features=pd.read_parquet(path / "features.parquet"),
+        identity=pd.read_parquet(path / "identity.parquet"),
+        manifest=json.loads((path / "manifest.json").read_text()),
+        path=path,
+    )
+
+
+def latest_snapshot(data_dir: Path) -> Snapshot:
+    """The snapshot with the newest ``as_of`` under ``DATA/features/`` (directories ``as_of=YYYY-MM-DD``)."""
+    root = Path(data_dir) / "features"
+    found: list[tuple[date, Path]] = []
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").exists():
+                try:
+                    manifest = json.loads((d / "manifest.json").read_text())
+                    found.append((date.fromisoformat(manifest["as_of"]), d))
+                except (ValueError, KeyError):
+                    continue
+    if not found:
+        raise FileNotFoundError(
+            f"no feature snapshot under {root}; run `scrm features build --data {data_dir} --as-of DATE` first"
+        )
+    return load_snapshot(max(found)[1])
+
+
+# --- summary -------------------------------------------------------------------------------------------------------
+
+
+def summarize(features: pd.DataFrame, console: Console | None = None) -> None:
+    """Print people, buyers, RFM segment counts (Chinese + English), lifecycle counts and headline numbers."""
+    console = console or Console()
+    n = len(features)
+    buyers = features["orders"] > 0
+    nb = int(buyers.sum())
+    head = Table(title="Feature snapshot", show_header=False)
+    head.add_row("people", f"{n:,}")
+    head.add_row("buyers (≥1 paid order)", f"{nb:,} ({nb / max(n, 1):.1%})")
+    if nb:
+        b = features.loc[buyers]
+        head.add_row("repeat buyers", f"{int((b['orders'] > 1).sum()):,} ({(b['orders'] > 1).mean():.1%})")
+        head.add_row("median orders per buyer", f"{b['orders'].median():.0f}")
+        head.add_row("median spend per buyer", f"{b['total_spend'].median():,.2f}")
+        head.add_row("median days since last order", f"{b['recency_days'].median():.0f}")
+        if "spend_365d" in b:
+            head.add_row("spend in last 365 days", f"{b['spend_365d'].sum():,.2f}")
+    if "marketing_opt_out" in features:
+        head.add_row("marketing opt-outs", f"{int(features['marketing_opt_out'].sum()):,}")
+    console.print(head)
+
+    seg = Table(title="RFM segments (buyers)")
+    for col in ("segment", "English", "people", "share", "avg spend", "median recency (days)"):
+        seg.add_column(col, justify="right" if col not in ("segment", "English") else "left")
+    for name in SEGMENT_ORDER:
+        sel = features["rfm_segment"] == name
+        k = int(sel.sum())
+        if not k:
+            continue
+        seg.add_row(name, SEGMENT_EN[name], f"{k:,}", f"{k / max(nb, 1):.1%}",
+                    f"{features.loc[sel, 'total_spend'].mean():,.2f}",
+                    f"{features.loc[sel, 'recency_days'].median():.0f}")
+    if n - nb:
+        seg.add_row("(未购买)", "(no paid order)", f"{n - nb:,}", "", "", "")
+    console.print(seg)
+
+    life = Table(title="Lifecycle stages (buyers)")
+    life.add_column("stage")
+    life.add_column("people", justify="right")
+    life.add_column("share", justify="right")
+    for stage in LIFECYCLE_STAGES:
+        k = int((features["lifecycle_stage"] == stage).sum())
+        life.add_row(stage, f"{k:,}", f"{k / max(nb, 1):.1%}")
+    console.print(life)

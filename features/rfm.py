@@ -1,0 +1,302 @@
+"""Order-based features: the BTYD summary, RFM and behaviour aggregates, RFM scores, segments, lifecycle.
+
+The aggregates are Ibis expressions (backend-agnostic: DuckDB in process by default, Spark later); only the
+final per-person scoring (quintiles, segment names, lifecycle rules) runs in pandas on the one-row-per-person
+table.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import ibis
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ibis.expr.types as ir
+
+    from features.pipeline import FeatureConfig
+
+CHANNELS = ("tmall", "jd", "wechat", "douyin", "store", "web", "other")
+
+# (R high, F high, M high) -> (Chinese name, English name)
+SEGMENTS: dict[tuple[bool, bool, bool], tuple[str, str]] = {
+    (True, True, True): ("重要价值客户", "high value"),
+    (True, False, True): ("重要发展客户", "high development"),
+    (False, True, True): ("重要保持客户", "high retention"),
+    (False, False, True): ("重要挽留客户", "high winback"),
+    (True, True, False): ("一般价值客户", "general value"),
+    (True, False, False): ("一般发展客户", "general development"),
+    (False, True, False): ("一般保持客户", "general retention"),
+    (False, False, False): ("一般挽留客户", "general winback"),
+}
+SEGMENT_ORDER = [v[0] for v in SEGMENTS.values()]
+SEGMENT_EN = dict(SEGMENTS.values())
+
+LIFECYCLE_STAGES = ("new", "active", "reactivated", "at_risk", "lapsed")
+
+
+def _days_between(later: date | ir.DateValue, earlier: ir.DateValue) -> ir.IntegerValue:
+    """Whole calendar days from ``earlier`` to ``later``."""
+    if isinstance(later, date):
+        later = ibis.literal(later, type="date")
+    return later.delta(earlier, unit="day")
+
+
+def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...]) -> ir.Table:
+    """Per-person order aggregates (all statuses) for orders strictly before ``as_of``.
+
+    Parameters
+    ----------
+    orders
+        Ibis table with ``person_id``, ``order_ts``, ``amount``, ``status``, ``channel`` and optionally
+        ``discount``, ``category``, ``store_id``; already restricted to ``order_ts < as_of``.
+    as_of
+        The cut-off date.
+    windows
+        Trailing windows in days for ``orders_<w>d`` / ``spend_<w>d``.
+
+    Returns
+    -------
+    ibis.Table
+        One row per person with any order before ``as_of`` (paid or not).
+    """
+    cols = set(orders.columns)
+    paid = orders.status == "paid"
+    cutoff = pd.Timestamp(as_of)
+    aggs: dict[str, ir.Value] = {
+        "orders": orders.count(where=paid),
+        "total_spend": orders.amount.sum(where=paid),
+        "_first_paid_ts": orders.order_ts.min(where=paid),
+        "_last_paid_ts": orders.order_ts.max(where=paid),
+        "_n_refunded": orders.count(where=orders.status == "refunded"),
+        "n_channels": orders.channel.nunique(where=paid),
+        "_first_any_ts": orders.order_ts.min(),
+    }
+    for w in windows:
+        since = ibis.literal(cutoff - pd.Timedelta(days=w), type="timestamp")
+        in_w = paid & (orders.order_ts >= since)
+        aggs[f"orders_{w}d"] = orders.count(where=in_w)
+        aggs[f"spend_{w}d"] = orders.amount.sum(where=in_w)
+    for ch in CHANNELS:
+        aggs[f"_n_ch_{ch}"] = orders.count(where=paid & (orders.channel == ch))
+    if "discount" in cols:
+        aggs["_n_discounted"] = orders.count(where=paid & (orders.discount.fill_null(0) > 0))
+    if "category" in cols:
+        aggs["n_categories"] = orders.category.nunique(where=paid)
+    offline = orders.channel == "store"
+    if "store_id" in cols:
+        offline = offline | orders.store_id.notnull()
+    aggs["_n_offline"] = orders.count(where=paid & offline)
+    return orders.group_by("person_id").aggregate(**aggs)
+
+
+def daily_aggregates(orders: ir.Table, as_of: date) -> ir.Table:
+    """Per-person purchase-day statistics: the BTYD summary and inter-purchase intervals.
+
+    Paid orders are rolled up to calendar days (several orders on one day are one purchase, their amounts
+    summed), exactly as ``lifetimes.utils.summary_data_from_transaction_data`` does at ``freq="D"``, with
+    observation end ``as_of - 1 day``.
+
+    Returns
+    -------
+    ibis.Table
+        ``person_id``, ``frequency``, ``recency``, ``T``, ``monetary_value``, ``ipi_mean``, ``ipi_std``,
+        ``_gap_before_last``, ``_n_days``.
+    """
+    paid = orders.filter(orders.status == "paid")
+    days = paid.mutate(day=paid.order_ts.date()).group_by(["person_id", "day"]).aggregate(amt=ibis._.amount.sum())
+    w = ibis.window(group_by=days.person_id, order_by=days.day)
+    days = days.mutate(
+        prev_day=days.day.lag().over(w),
+        first_day=days.day.min().over(ibis.window(group_by=days.person_id)),
+    )
+    days = days.mutate(gap=_days_between(days.day, days.prev_day).cast("float64"))
+    obs_end = as_of - timedelta(days=1)
+    agg = days.group_by("person_id").aggregate(
+        _n_days=days.count(),
+        _first_day=days.day.min(),
+        _last_day=days.day.max(),
+        monetary_value=days.amt.mean(where=days.day != days.first_day),
+        ipi_mean=days.gap.mean(),
+        ipi_std=days.gap.std(how="sample"),
+        _gap_before_last=days.gap.argmax(days.day),
+    )
+    return agg.mutate(
+        frequency=(agg._n_days - 1).cast("float64"),
+        recency=_days_between(agg._last_day, agg._first_day).cast("float64"),
+        T=_days_between(obs_end, agg._first_day).cast("float64"),
+        monetary_value=agg.monetary_value.fill_null(0.0),
+    ).drop("_first_day", "_last_day")
+
+
+def btyd_summary(
+    transactions: pd.DataFrame,
+    *,
+    customer_col: str,
+    datetime_col: str,
+    monetary_col: str,
+    observation_period_end,
+    backend=None,
+) -> pd.DataFrame:
+    """``lifetimes.utils.summary_data_from_transaction_data`` (``freq="D"``) computed with Ibis on DuckDB.
+
+    Parameters
+    ----------
+    transactions
+        One row per transaction.
+    customer_col, datetime_col, monetary_col
+        Column names.
+    observation_period_end
+        Last day of the observation period (inclusive); later transactions are ignored.
+    backend
+        An Ibis backend; a fresh in-process DuckDB connection when ``None``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by customer id (sorted), columns ``frequency``, ``recency``, ``T``, ``monetary_value`` (floats).
+    """
+    end = pd.Timestamp(observation_period_end).normalize()
+    as_of = (end + pd.Timedelta(days=1)).date()
+    con = backend if backend is not None else ibis.duckdb.connect()
+    t = ibis.memtable(
+        pd.DataFrame(
+            {
+                "person_id": transactions[customer_col],
+                "order_ts": pd.to_datetime(transactions[datetime_col]),
+                "amount": transactions[monetary_col].astype("float64"),
+            }
+        )
+    )
+    t = t.filter(t.order_ts < ibis.literal(pd.Timestamp(as_of), type="timestamp")).mutate(status=ibis.literal("paid"))
+    expr = daily_aggregates(t, as_of).select("person_id", "frequency", "recency", "T", "monetary_value")
+    out = con.to_pyarrow(expr).to_pandas().set_index("person_id").sort_index()
+    out.index.name = customer_col
+    return out
+
+
+# --- pandas scoring on the one-row-per-person table -------------------------------------------------------------
+
+
+def _quantile_scores(values: pd.Series, bins: int, *, higher_is_better: bool) -> pd.Series:
+    """Scores 1..bins by rank; tied values share the score of the tie group's lowest position.
+
+    ``score = 1 + floor(bins * (rank_min - 1) / n)`` where ``rank_min`` ranks from worst to best, so the
+    result never depends on row order and equal values always score equally.
+    """
+    ranked = values.rank(method="min", ascending=higher_is_better)
+    n = len(values)
+    return (1 + np.floor(bins * (ranked - 1) / n)).clip(1, bins).astype("int64")
+
+
+def _edge_scores(values: pd.Series, edges: list[float], *, higher_is_better: bool) -> pd.Series:
+    """Scores from fixed ascending thresholds: value ≤ edges[0] → 1 (or bins when lower is better)."""
+    idx = np.searchsorted(np.asarray(edges, dtype=float), values.to_numpy(dtype=float), side="left")
+    score = idx + 1
+    if not higher_is_better:
+        score = len(edges) + 2 - score
+    return pd.Series(score, index=values.index, dtype="int64")
+
+
+def rfm_scores(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
+    """``r_score``, ``f_score``, ``m_score`` (1 = worst … bins = best) among people with ≥1 paid order.
+
+    R ranks ``recency_days`` (fewer days is better), F ranks ``orders`` and M ranks ``config.monetary_basis``
+    (``total_spend`` by default). Quantile bins by default; fixed thresholds when ``*_edges`` are given.
+    People without a paid order get missing scores.
+    """
+    buyers = df["orders"] > 0
+    out = pd.DataFrame(index=df.index, columns=["r_score", "f_score", "m_score"], dtype="Int64")
+    if not buyers.any():
+        return out
+    specs = [
+        ("r_score", "recency_days", False, config.recency_edges),
+        ("f_score", "orders", True, config.frequency_edges),
+        ("m_score", config.monetary_basis, True, config.monetary_edges),
+    ]
+    for name, col, higher, edges in specs:
+        vals = df.loc[buyers, col]
+        if edges is not None:
+            s = _edge_scores(vals, edges, higher_is_better=higher)
+        else:
+            s = _quantile_scores(vals, config.rfm_bins, higher_is_better=higher)
+        out.loc[buyers, name] = s.to_numpy()
+    return out
+
+
+def rfm_segments(scores: pd.DataFrame, config: FeatureConfig) -> tuple[pd.Series, pd.Series]:
+    """Map R/F/M scores to the 8 classic segments (Chinese and English names).
+
+    A dimension is *high* when its score is above the mean score of the scored people (``high_rule="mean"``,
+    the default), above the median (``"median"``) or at least ``high_threshold`` (``"fixed"``).
+    """
+    zh = pd.Series(pd.NA, index=scores.index, dtype="str")
+    en = pd.Series(pd.NA, index=scores.index, dtype="str")
+    scored = scores["r_score"].notna()
+    if not scored.any():
+        return zh, en
+    highs = []
+    for col in ("r_score", "f_score", "m_score"):
+        s = scores.loc[scored, col].astype("float64")
+        if config.high_rule == "mean":
+            high = s > s.mean()
+        elif config.high_rule == "median":
+            high = s > s.median()
+        else:
+            high = s >= config.high_threshold
+        highs.append(high.to_numpy())
+    r, f, m = highs
+    zh_vals = np.empty(len(r), dtype=object)
+    en_vals = np.empty(len(r), dtype=object)
+    for (rh, fh, mh), (name_zh, name_en) in SEGMENTS.items():
+        sel = (r == rh) & (f == fh) & (m == mh)
+        zh_vals[sel] = name_zh
+        en_vals[sel] = name_en
+    zh.loc[scored] = zh_vals
+    en.loc[scored] = en_vals
+    return zh, en
+
+
+def lifecycle_stage(df: pd.DataFrame, config: FeatureConfig) -> pd.Series:
+    """Lifecycle stage per person from purchase timing (missing for people without a paid order).
+
+    The expected gap ``g`` of a person is their own mean inter-purchase interval when they have at least
+    ``config.personal_min_intervals`` intervals, otherwise the median ``ipi_mean`` of all people with at least
+    one interval (the typical gap); ``g`` is clipped to ``[min_gap_days, max_gap_days]``. Rules, first match:
+
+    1. ``new`` — first paid order within the last ``new_days`` days (``tenure_days <= new_days``);
+    2. ``reactivated`` — ``recency_days <= active_multiple * g`` and the gap before the last purchase day was
+       longer than ``lapsed_multiple * g`` (the person had lapsed and came back);
+    3. ``active`` — ``recency_days <= active_multiple * g``;
+    4. ``at_risk`` — ``recency_days <= lapsed_multiple * g``;
+    5. ``lapsed`` — otherwise.
+    """
+    out = pd.Series(pd.NA, index=df.index, dtype="str")
+    buyers = df["orders"] > 0
+    if not buyers.any():
+        return out
+    b = df.loc[buyers]
+    n_intervals = b["frequency"].fillna(0)
+    typical = b.loc[n_intervals >= 1, "ipi_mean"].median()
+    if not np.isfinite(typical):
+        typical = float(config.max_gap_days)
+    g = b["ipi_mean"].where(n_intervals >= config.personal_min_intervals, typical)
+    g = g.clip(config.min_gap_days, config.max_gap_days)
+    rec = b["recency_days"]
+    active = rec <= config.active_multiple * g
+    came_back = b["_gap_before_last"].fillna(0) > config.lapsed_multiple * g
+    stage = np.select(
+        [
+            b["tenure_days"] <= config.new_days,
+            active & came_back,
+            active,
+            rec <= config.lapsed_multiple * g,
+        ],
+        ["new", "reactivated", "active", "at_risk"],
+        default="lapsed",
+    )
+    out.loc[buyers] = stage
+    return out
