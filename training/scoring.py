@@ -51,8 +51,8 @@ def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Serie
     return reason
 
 
-def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, with_reasons: bool = False,
-          min_tenure_days: int = 7) -> pd.DataFrame:
+def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, clv_cut: float | None = None,
+          with_reasons: bool = False, min_tenure_days: int = 7) -> pd.DataFrame:
     """Score every person of a feature snapshot (see the module docstring).
 
     Parameters
@@ -65,6 +65,9 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         The snapshot date, used for ``expected_next_order_date``.
     tier_rules : TierRules, optional
         Tier and action-segment rules (default: ``training/tiers.yaml``).
+    clv_cut : float, optional
+        The population's high-value CLV cut; pass it when ``features`` holds only a few people (the service
+        does), otherwise it is computed over the rows scored here.
     with_reasons : bool
         Add ``reasons``: the top three features raising each person's churn score.
     min_tenure_days : int
@@ -89,7 +92,7 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
             out[col] = features[col].to_numpy()
     if "marketing_opt_out" not in out.columns:
         out["marketing_opt_out"] = False
-    tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules())
+    tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules(), clv_cut=clv_cut)
     out = out.merge(tiers, on="person_id", how="left", validate="one_to_one")
     if with_reasons:
         reasons = pd.Series([[] for _ in range(len(out))], dtype=object)
