@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -44,6 +45,7 @@ class Dataset:
     campaign_touches: pd.DataFrame | None = None
     source: Path | None = None
     fingerprint: dict[str, TableFingerprint] = field(default_factory=dict)
+    validation: Any = None  # features.contract.ValidationReport: per-table, per-reason reject counts
 
     @property
     def data_end(self) -> pd.Timestamp:

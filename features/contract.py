@@ -1,0 +1,664 @@
+"""The data contract: read a data directory, validate every table, quarantine bad rows, hash PII.
+
+A data directory holds ``orders`` (required) and optionally ``events``, ``identities`` and
+``campaign_touches``, each as ``NAME.parquet`` or ``NAME.csv`` (UTF-8). The columns, types and enum values are
+described in ``docs/data-contract.md`` and encoded in :data:`SCHEMAS` below.
+
+Two kinds of problems are distinguished:
+
+* **Fatal** — the file cannot be read, both ``NAME.csv`` and ``NAME.parquet`` exist, a required column is
+  missing, a whole column has the wrong type (no value parses), the table has no rows or no usable rows.
+  :func:`load_dataset` raises :class:`DataContractError` naming the file, the column and the reason. Every
+  table is validated before anything is written, so a fatal error leaves no partial output behind.
+* **Row problems** — each bad row is quarantined with one ``reject_reason`` (the first failing rule in
+  :data:`RULE_ORDER`) into ``REJECTS_DIR/NAME.rejects.parquet``; the good rows are used. The accounting
+  ``rows read = rows used + rows rejected`` always closes and is printed.
+
+Raw ``phone`` and ``unionid`` columns are hashed (:mod:`features.pii`) the moment a table is read and dropped,
+before validation, so neither the returned :class:`~features.dataset.Dataset` nor the rejects files hold them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.dataset import TABLES, Dataset, TableFingerprint
+from features.pii import PII_COLUMNS, hmac_hash, normalize_phone, pii_key
+
+LOCAL_TZ = "Asia/Shanghai"
+TS_DTYPE = "datetime64[us]"
+
+CHANNELS = ("tmall", "jd", "wechat", "douyin", "store", "web", "other")
+STATUSES = ("paid", "refunded", "cancelled")
+EVENT_TYPES = (
+    "view",
+    "cart",
+    "favorite",
+    "search",
+    "coupon_claim",
+    "coupon_redeem",
+    "message_open",
+    "message_click",
+    "livestream_view",
+    "share",
+    "review",
+    "store_visit",
+)
+GROUPS = ("treatment", "control")
+
+#: Row rules in the order they are checked; a rejected row carries the first rule it fails.
+RULE_ORDER = (
+    "empty_key",  # a key column (order_id, customer_key, campaign_id) is missing or blank
+    "unparseable_timestamp",  # order_ts / event_ts / sent_ts missing or unparseable; join_ts present but unparseable
+    "missing_amount",  # amount missing, blank, not a number or infinite
+    "negative_amount",  # amount < 0
+    "unknown_channel",  # channel not one of CHANNELS (blank → default "other")
+    "unknown_status",  # status not one of STATUSES (blank → default "paid")
+    "unknown_event_type",  # event_type missing or not one of EVENT_TYPES
+    "unknown_group",  # group missing or not treatment/control
+    "bad_discount",  # discount present but not a number, or negative
+    "bad_item_count",  # item_count present but not a number, or negative
+    "bad_offer_cost",  # offer_cost present but not a number, or negative
+    "bad_birth_year",  # birth_year present but not a number
+    "bad_marketing_opt_out",  # marketing_opt_out present but not a boolean (true/false/1/0/yes/no/是/否)
+    "duplicate_order_id",  # an order_id seen on an earlier otherwise-valid row (the first occurrence is kept)
+)
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0", "是"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0", "否"}
+_TZ_SUFFIX = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The contract of one table: which columns exist, and how each is typed and checked."""
+
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    keys: tuple[str, ...]  # must be non-empty strings
+    id_column: str  # shown as example ids in the report
+    timestamps: tuple[str, ...] = ()
+    enums: dict[str, tuple[tuple[str, ...], str | None]] = field(default_factory=dict)  # col -> (allowed, default)
+    numerics: tuple[str, ...] = ()  # optional numeric columns (bad_<col> when not a number)
+    non_negative: tuple[str, ...] = ()
+    bools: tuple[str, ...] = ()
+    amount: bool = False
+    unique: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+SCHEMAS: dict[str, TableSchema] = {
+    "orders": TableSchema(
+        name="orders",
+        required=("order_id", "customer_key", "order_ts", "amount"),
+        optional=("channel", "status", "discount", "item_count", "category", "store_id"),
+        keys=("order_id", "customer_key"),
+        id_column="order_id",
+        timestamps=("order_ts",),
+        enums={"channel": (CHANNELS, "other"), "status": (STATUSES, "paid")},
+        numerics=("discount", "item_count"),
+        non_negative=("discount", "item_count"),
+        amount=True,
+        unique="order_id",
+    ),
+    "events": TableSchema(
+        name="events",
+        required=("customer_key", "event_ts", "event_type"),
+        optional=("channel", "campaign_id"),
+        keys=("customer_key",),
+        id_column="customer_key",
+        timestamps=("event_ts",),
+        enums={"event_type": (EVENT_TYPES, None), "channel": (CHANNELS, "other")},
+    ),
+    "identities": TableSchema(
+        name="identities",
+        required=("customer_key",),
+        optional=(
+            "channel",
+            "phone",
+            "phone_hash",
+            "unionid",
+            "unionid_hash",
+            "member_card",
+            "join_ts",
+            "birth_year",
+            "gender",
+            "city",
+            "marketing_opt_out",
+        ),
+        keys=("customer_key",),
+        id_column="customer_key",
+        timestamps=("join_ts",),
+        enums={"channel": (CHANNELS, "other")},
+        numerics=("birth_year",),
+        bools=("marketing_opt_out",),
+    ),
+    "campaign_touches": TableSchema(
+        name="campaign_touches",
+        required=("campaign_id", "customer_key", "sent_ts", "group"),
+        optional=("channel", "offer_cost"),
+        keys=("campaign_id", "customer_key"),
+        id_column="customer_key",
+        timestamps=("sent_ts",),
+        enums={"group": (GROUPS, None), "channel": (CHANNELS, "other")},
+        numerics=("offer_cost",),
+        non_negative=("offer_cost",),
+    ),
+}
+
+#: What is lost when an optional table is absent (printed once).
+DEGRADES = {
+    "events": "interaction features",
+    "identities": "One-ID linking across channels and opt-out flags",
+    "campaign_touches": "campaign response features and uplift evaluation",
+}
+
+
+class DataContractError(ValueError):
+    """A fatal contract violation: the data directory cannot be used at all.
+
+    Parameters
+    ----------
+    file : str or Path
+        The offending file (or the data directory when a file is missing).
+    column : str or None
+        The offending column, when there is one.
+    reason : str
+        What is wrong, in words an analyst can act on.
+    """
+
+    def __init__(self, file: str | Path, column: str | None, reason: str) -> None:
+        self.file = str(file)
+        self.column = column
+        self.reason = reason
+        where = f"{self.file}: column '{column}'" if column else self.file
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class TableReport:
+    """How one table was validated: row accounting, per-reason counts and example ids."""
+
+    name: str
+    file: str
+    rows_read: int
+    rows_used: int
+    rows_rejected: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    rejects_file: str | None = None
+
+    @property
+    def accounting(self) -> str:
+        return (
+            f"rows read {self.rows_read:,} = rows used {self.rows_used:,} + rows rejected {self.rows_rejected:,}"
+        )
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating a data directory (attached to the returned ``Dataset`` as ``validation``)."""
+
+    data_dir: Path
+    rejects_dir: Path
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(t.rows_rejected for t in self.tables.values())
+
+    def count(self, table: str, reason: str) -> int:
+        """Rows of ``table`` rejected for ``reason`` (0 when none or the table is absent)."""
+        report = self.tables.get(table)
+        return 0 if report is None else report.reasons.get(reason, 0)
+
+    def to_dict(self) -> dict:
+        return {
+            name: {
+                "file": t.file,
+                "rows_read": t.rows_read,
+                "rows_used": t.rows_used,
+                "rows_rejected": t.rows_rejected,
+                "reasons": dict(t.reasons),
+            }
+            for name, t in self.tables.items()
+        }
+
+
+@dataclass
+class _Validated:
+    name: str
+    path: Path
+    sha256: str
+    good: pd.DataFrame
+    rejects: pd.DataFrame
+    report: TableReport
+
+
+# --- public entry point -----------------------------------------------------------------------------------------
+
+
+def load_dataset(data_dir: str | Path, *, rejects_dir: str | Path | None = None, console=None) -> Dataset:
+    """Read and validate a data directory into a :class:`~features.dataset.Dataset`.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Directory holding ``orders.(parquet|csv)`` and optionally ``events``, ``identities``,
+        ``campaign_touches`` in the same formats.
+    rejects_dir : str or Path, optional
+        Where quarantined rows are written as ``NAME.rejects.parquet`` (default ``data_dir/rejects``). A stale
+        rejects file of a table that now has no rejects is removed.
+    console : rich.console.Console, optional
+        Where to print the per-table accounting and reject summaries; nothing is printed when ``None``.
+
+    Returns
+    -------
+    Dataset
+        Typed tables (timestamps naive ``datetime64[us]`` in Asia/Shanghai local time, ``amount`` float64, enums
+        lowercase with defaults filled, keys as strings), ``fingerprint`` per table, and the
+        :class:`ValidationReport` as ``dataset.validation``.
+
+    Raises
+    ------
+    DataContractError
+        On any fatal problem; nothing has been written when it is raised.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataContractError(data_dir, None, "data directory does not exist")
+    rejects_dir = Path(rejects_dir) if rejects_dir is not None else data_dir / "rejects"
+
+    files = _find_files(data_dir)
+    if "orders" not in files:
+        raise DataContractError(
+            data_dir, None, "required table 'orders' is missing (expected orders.parquet or orders.csv)"
+        )
+    validated: dict[str, _Validated] = {}
+    for name in TABLES:
+        if name in files:
+            validated[name] = _validate_table(name, files[name], console=console)
+
+    # Nothing was written until here: a fatal error above leaves the directory untouched.
+    report = ValidationReport(data_dir=data_dir, rejects_dir=rejects_dir)
+    report.absent = [name for name in TABLES if name not in files]
+    for name, v in validated.items():
+        target = rejects_dir / f"{name}.rejects.parquet"
+        if len(v.rejects):
+            rejects_dir.mkdir(parents=True, exist_ok=True)
+            v.rejects.to_parquet(target, index=False)
+            v.report.rejects_file = str(target)
+        elif target.exists():
+            target.unlink()
+        report.tables[name] = v.report
+
+    dataset = Dataset(
+        orders=validated["orders"].good,
+        events=validated["events"].good if "events" in validated else None,
+        identities=validated["identities"].good if "identities" in validated else None,
+        campaign_touches=validated["campaign_touches"].good if "campaign_touches" in validated else None,
+        source=data_dir,
+        fingerprint={
+            name: TableFingerprint(
+                file=str(v.path),
+                sha256=v.sha256,
+                rows_read=v.report.rows_read,
+                rows_used=v.report.rows_used,
+                rows_rejected=v.report.rows_rejected,
+            )
+            for name, v in validated.items()
+        },
+        validation=report,
+    )
+    if console is not None:
+        print_report(report, console)
+    return dataset
+
+
+def print_report(report: ValidationReport, console) -> None:
+    """Print the absent tables (once), and per table the accounting line and a reason/count/examples table."""
+    from rich.table import Table
+
+    if report.absent:
+        lost = "; ".join(f"{name} → no {DEGRADES[name]}" for name in report.absent if name in DEGRADES)
+        console.print(f"optional tables absent: {', '.join(report.absent)} ({lost})")
+    for name, t in report.tables.items():
+        colour = "green" if t.rows_rejected == 0 else "yellow"
+        console.print(f"[bold]{name}[/] ({Path(t.file).name}): [{colour}]{t.accounting}[/]")
+        for note in t.notes:
+            console.print(f"  note: {note}")
+        if t.rows_rejected:
+            table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+            table.add_column("reason")
+            table.add_column("rows", justify="right")
+            table.add_column(f"examples ({SCHEMAS[name].id_column})")
+            for reason, n in t.reasons.items():
+                table.add_row(reason, f"{n:,}", ", ".join(t.examples.get(reason, [])))
+            console.print(table)
+            console.print(f"  quarantined → {t.rejects_file}")
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+def _find_files(data_dir: Path) -> dict[str, Path]:
+    files = {}
+    for name in TABLES:
+        parquet, csv = data_dir / f"{name}.parquet", data_dir / f"{name}.csv"
+        if parquet.exists() and csv.exists():
+            raise DataContractError(
+                parquet, None, f"both {parquet.name} and {csv.name} exist; keep exactly one of them"
+            )
+        if parquet.exists():
+            files[name] = parquet
+        elif csv.exists():
+            files[name] = csv
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", low_memory=False
+            )
+    except UnicodeDecodeError as exc:
+        raise DataContractError(path, None, f"unreadable: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except pd.errors.EmptyDataError:
+        raise DataContractError(path, None, "no rows (the file is empty)") from None
+    except Exception as exc:  # any parser failure is fatal: the file as a whole is unusable
+        raise DataContractError(path, None, f"unreadable: {type(exc).__name__}: {exc}") from None
+    columns = [str(c).strip().lower() for c in df.columns]
+    seen = set()
+    for col in columns:
+        if col in seen:
+            raise DataContractError(path, col, "column appears more than once")
+        seen.add(col)
+    df.columns = columns
+    return df.reset_index(drop=True)
+
+
+# --- column converters ------------------------------------------------------------------------------------------
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Strings, stripped, blanks as NA; integral floats print without ``.0``."""
+    if pd.api.types.is_float_dtype(s.dtype):
+        f = s.astype("float64")
+        integral = np.isfinite(f) & (f % 1 == 0)
+        if bool(integral[f.notna()].all()):
+            s = f.astype("Int64")
+    elif pd.api.types.is_object_dtype(s.dtype):
+        s = s.map(lambda v: v if v is None or isinstance(v, str) else (None if pd.isna(v) else str(v)))
+    out = s.astype("str").str.strip()
+    return out.where(out.str.len() > 0)
+
+
+def _parse_timestamps(s: pd.Series, path: Path, col: str) -> pd.Series:
+    """Parse a timestamp column to naive ``datetime64[us]`` local (Asia/Shanghai) time; unparseable → NaT."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None).astype(TS_DTYPE)
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return s.astype(TS_DTYPE)
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        raise DataContractError(
+            path, col, f"wrong type: holds numbers ({dtype}), not timestamps; write ISO strings like 2025-06-18 20:00:00"
+        )
+    if pd.api.types.is_object_dtype(dtype):  # datetime.date / datetime / Timestamp objects (e.g. parquet date32)
+        s = s.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
+    text = _as_text(s)
+    out = pd.Series(pd.NaT, index=s.index, dtype=TS_DTYPE)
+    present = text.notna()
+    has_tz = present & text.str.contains(_TZ_SUFFIX, regex=True).fillna(False).astype(bool)
+    naive = present & ~has_tz
+    if naive.any():
+        out[naive] = pd.to_datetime(text[naive], errors="coerce", format="ISO8601").astype(TS_DTYPE)
+    if has_tz.any():
+        aware = pd.to_datetime(text[has_tz], errors="coerce", format="ISO8601", utc=True)
+        out[has_tz] = aware.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None).astype(TS_DTYPE)
+    retry = present & out.isna()
+    if retry.any():  # other common layouts (2025/06/18 20:00, 06/18/2025): slower, so only for the leftovers
+        try:
+            again = pd.to_datetime(text[retry], errors="coerce", format="mixed")
+            if isinstance(again.dtype, pd.DatetimeTZDtype):
+                again = again.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
+            out[retry] = again.astype(TS_DTYPE)
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return out
+
+
+def _parse_numbers(s: pd.Series) -> pd.Series:
+    """Parse numbers to float64; currency signs, thousands separators and spaces are ignored; bad → NaN."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return pd.Series(np.nan, index=s.index, dtype="float64")
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.astype("float64")
+    text = _as_text(s).str.replace(r"[¥￥,\s]", "", regex=True)
+    return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
+# --- one table --------------------------------------------------------------------------------------------------
+
+
+def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
+    schema = SCHEMAS[name]
+    sha = _sha256(path)
+    raw = _read(path)
+    rows_read = len(raw)
+    if rows_read == 0:
+        raise DataContractError(path, None, "no rows")
+    missing = [c for c in schema.required if c not in raw.columns]
+    if missing:
+        raise DataContractError(
+            path, missing[0], f"required column missing (required: {', '.join(schema.required)}; found: "
+            f"{', '.join(raw.columns)})"
+        )
+    notes: list[str] = []
+    hashable = [c for c, h in PII_COLUMNS.items() if c in raw.columns and h in schema.columns]
+    ignored = [c for c in raw.columns if c not in schema.columns and c not in hashable]
+    if ignored:
+        notes.append(f"columns outside the contract dropped: {', '.join(ignored)}")
+
+    # PII first: raw phone / unionid never leave this function, not even in rejects.
+    if hashable:
+        raw = _hash_pii(raw, key=pii_key(console=console), notes=notes)
+    raw = raw[[c for c in schema.columns if c in raw.columns and c not in PII_COLUMNS]]
+
+    typed = pd.DataFrame(index=raw.index)
+    failing: dict[str, pd.Series] = {}
+
+    def fail(rule: str, mask: pd.Series) -> None:
+        mask = mask.fillna(False).astype(bool)
+        failing[rule] = failing[rule] | mask if rule in failing else mask
+
+    for col in schema.columns:
+        if col not in raw.columns:
+            continue
+        s = raw[col]
+        required = col in schema.required
+        if col in schema.timestamps:
+            parsed = _parse_timestamps(s, path, col)
+            present = _present(s)
+            if parsed.notna().sum() == 0 and (required or present.any()):
+                raise DataContractError(
+                    path, col, f"wrong type: no value parses as a timestamp (e.g. {_sample(s)})"
+                )
+            typed[col] = parsed
+            # a required timestamp must be there; an optional one (join_ts) may be empty but not garbage
+            fail("unparseable_timestamp", parsed.isna() if required else parsed.isna() & present)
+        elif col == "amount" and schema.amount:
+            parsed = _parse_numbers(s)
+            finite = np.isfinite(parsed)
+            if not finite.any():
+                raise DataContractError(path, col, f"wrong type: no value parses as a number (e.g. {_sample(s)})")
+            typed[col] = parsed.where(finite)
+            fail("missing_amount", ~finite)
+            fail("negative_amount", finite & (parsed < 0))
+        elif col in schema.numerics:
+            parsed = _parse_numbers(s)
+            present = _present(s)
+            bad = present & ~np.isfinite(parsed)
+            if present.any() and not (present & ~bad).any():
+                raise DataContractError(path, col, f"wrong type: no value parses as a number (e.g. {_sample(s)})")
+            if col in schema.non_negative:
+                bad |= parsed < 0
+            typed[col] = parsed.where(~bad)
+            fail(f"bad_{col}", bad)
+        elif col in schema.enums:
+            allowed, default = schema.enums[col]
+            text = _as_text(s).str.lower()
+            if default is not None:
+                text = text.fillna(default)
+            bad = ~text.isin(allowed)
+            typed[col] = text.where(~bad)
+            fail(f"unknown_{col}", bad)
+        elif col in schema.bools:
+            value, bad = _parse_bools(s)
+            typed[col] = value
+            fail(f"bad_{col}", bad)
+        else:
+            text = _as_text(s)
+            typed[col] = text
+            if col in schema.keys:
+                fail("empty_key", text.isna())
+    for col, (_, default) in schema.enums.items():
+        if col not in typed.columns and default is not None:
+            typed[col] = pd.Series(default, index=typed.index, dtype="str")
+    for col in schema.bools:
+        if col not in typed.columns:
+            typed[col] = False
+
+    reason = pd.Series(pd.NA, index=raw.index, dtype="object")
+    for rule in RULE_ORDER:
+        if rule in failing:
+            reason = reason.mask(reason.isna() & failing[rule], rule)
+    if schema.unique:
+        # checked last, among otherwise valid rows: the first valid occurrence of an id is kept
+        ok = reason.isna()
+        dup = ok & typed[schema.unique].where(ok).duplicated(keep="first")
+        reason = reason.mask(dup, "duplicate_order_id")
+
+    rejected = reason.notna().to_numpy()
+    good = typed.loc[~rejected].reset_index(drop=True)
+    rejects = _rejects_frame(raw.loc[rejected], reason[rejected])
+    rows_used, rows_rejected = len(good), len(rejects)
+    assert rows_read == rows_used + rows_rejected, f"{path}: accounting does not close"
+
+    counts = reason[rejected].value_counts()
+    reasons = {rule: int(counts[rule]) for rule in RULE_ORDER if rule in counts.index}
+    examples = {}
+    ids = _as_text(raw[schema.id_column]) if schema.id_column in raw.columns else None
+    for rule in reasons:
+        idx = reason.index[(reason == rule).to_numpy()][:3]
+        examples[rule] = [
+            (ids[i] if ids is not None and isinstance(ids[i], str) else f"row {i + 1}") for i in idx
+        ]
+    if rows_used == 0:
+        top = max(reasons, key=reasons.get)
+        raise DataContractError(
+            path, _rule_column(schema, top), f"no usable rows: all {rows_read:,} rows rejected (mostly {top})"
+        )
+    report = TableReport(
+        name=name,
+        file=str(path),
+        rows_read=rows_read,
+        rows_used=rows_used,
+        rows_rejected=rows_rejected,
+        reasons=reasons,
+        examples=examples,
+        notes=notes,
+    )
+    return _Validated(name=name, path=path, sha256=sha, good=good, rejects=rejects, report=report)
+
+
+def _present(s: pd.Series) -> pd.Series:
+    """Cells holding something (not NA, not blank)."""
+    if pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype):
+        return _as_text(s).notna()
+    return s.notna()
+
+
+def _sample(s: pd.Series, n: int = 3) -> str:
+    values = _as_text(s).dropna().unique()[:n].tolist()
+    return ", ".join(repr(v) for v in values) if values else "all empty"
+
+
+def _rule_column(schema: TableSchema, rule: str) -> str | None:
+    if rule == "empty_key":
+        return schema.keys[0]
+    if rule == "unparseable_timestamp":
+        return schema.timestamps[0] if schema.timestamps else None
+    if rule in ("missing_amount", "negative_amount"):
+        return "amount"
+    if rule == "duplicate_order_id":
+        return "order_id"
+    for prefix in ("unknown_", "bad_"):
+        if rule.startswith(prefix):
+            return rule[len(prefix) :]
+    return None
+
+
+def _parse_bools(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.fillna(False).astype(bool), pd.Series(False, index=s.index)
+    text = _as_text(s).str.lower()
+    is_true, is_false = text.isin(_TRUE), text.isin(_FALSE)
+    bad = text.notna() & ~is_true & ~is_false
+    return is_true.astype(bool), bad.astype(bool)
+
+
+def _hash_pii(df: pd.DataFrame, *, key: bytes, notes: list[str]) -> pd.DataFrame:
+    """Replace raw ``phone``/``unionid`` with ``phone_hash``/``unionid_hash``; raw columns are dropped."""
+    df = df.copy()
+    if "phone_hash" in df.columns:
+        df["phone_hash"] = _as_text(df["phone_hash"]).str.lower()
+    if "unionid_hash" in df.columns:
+        df["unionid_hash"] = _as_text(df["unionid_hash"]).str.lower()
+    if "phone" in df.columns:
+        normal = normalize_phone(df["phone"])
+        given = _as_text(df["phone"]).notna()
+        invalid = int((given & normal.isna()).sum())
+        if invalid:
+            notes.append(f"phone: {invalid:,} values are not mainland mobile numbers; their phone_hash is empty")
+        hashed = hmac_hash(normal, key)
+        df["phone_hash"] = df["phone_hash"].fillna(hashed) if "phone_hash" in df.columns else hashed
+        df = df.drop(columns="phone")
+    if "unionid" in df.columns:
+        hashed = hmac_hash(_as_text(df["unionid"]), key)
+        df["unionid_hash"] = df["unionid_hash"].fillna(hashed) if "unionid_hash" in df.columns else hashed
+        df = df.drop(columns="unionid")
+    return df
+
+
+def _rejects_frame(raw: pd.DataFrame, reason: pd.Series) -> pd.DataFrame:
+    """Rejected rows as read (PII already hashed), all columns as text, plus row number and reason."""
+    out = pd.DataFrame(index=raw.index)
+    out["row_number"] = (raw.index.to_numpy() + 1).astype("int64")  # 1-based data row (CSV line = row + 1)
+    for col in raw.columns:
+        s = raw[col]
+        out[col] = s.astype("str").where(s.notna()) if len(s) else s.astype("str")
+    out["reject_reason"] = reason.astype("str")
+    return out.reset_index(drop=True)
