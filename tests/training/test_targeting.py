@@ -1,0 +1,361 @@
+"""Budgeted campaign targeting: formulas, exclusions and the budget / control-group properties."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from training.decisions.targeting import (
+    AUDIENCE_COLUMNS,
+    EXCLUSION_REASONS,
+    CampaignSpec,
+    ValueAssumptions,
+    control_uniform,
+    select_audience,
+    to_csv,
+)
+from training.decisions.tiers import assign_tiers
+
+STAGES = np.array(["new", "active", "at_risk", "lapsed", "reactivated"])
+SEGMENTS = [
+    ("重要价值客户", "champions"),
+    ("重要发展客户", "potential"),
+    ("重要保持客户", "need_attention"),
+    ("重要挽留客户", "cant_lose"),
+    ("一般价值客户", "promising"),
+    ("一般发展客户", "new_customers"),
+    ("一般保持客户", "hibernating"),
+    ("一般挽留客户", "lost"),
+]
+
+
+def make_scores(n: int, seed: int) -> pd.DataFrame:
+    """A scores frame shaped like training.scoring.score's output, with random but plausible values."""
+    rng = np.random.default_rng(seed)
+    churn = rng.beta(2.0, 2.0, size=n)
+    clv = rng.gamma(1.5, 400.0, size=n)
+    eligible = rng.uniform(size=n) > 0.1
+    seg = rng.integers(0, len(SEGMENTS), size=n)
+    opt_out = (rng.uniform(size=n) < 0.05).astype(object)
+    opt_out[rng.uniform(size=n) < 0.01] = None  # unknown consent
+    p_alive = 1.0 - churn * rng.uniform(0.5, 1.0, size=n)
+    p_alive[rng.uniform(size=n) < 0.05] = np.nan
+    frame = pd.DataFrame(
+        {
+            "person_id": [f"p_{seed:03d}{i:07x}" for i in range(n)],
+            "eligible": eligible,
+            "ineligible_reason": np.where(eligible, None, "history shorter than 90 days"),
+            "churn_probability": np.where(eligible, churn, np.nan),
+            "clv_mean": np.where(eligible, clv, np.nan),
+            "clv_p10": clv * 0.4,
+            "clv_p90": clv * 1.9,
+            "expected_orders": clv / 150.0,
+            "p_alive": p_alive,
+            "spend_365d": rng.gamma(1.0, 3000.0, size=n),
+            "recency_days": rng.integers(1, 700, size=n),
+            "orders": rng.integers(1, 30, size=n),
+            "r_score": rng.integers(1, 6, size=n),
+            "f_score": rng.integers(1, 6, size=n),
+            "m_score": rng.integers(1, 6, size=n),
+            "rfm_segment": [SEGMENTS[i][0] for i in seg],
+            "rfm_segment_en": [SEGMENTS[i][1] for i in seg],
+            "lifecycle_stage": STAGES[rng.integers(0, len(STAGES), size=n)],
+            "marketing_opt_out": pd.Series(opt_out, dtype=object),
+        }
+    )
+    return frame
+
+
+def random_spec(rng: np.random.Generator, k: int) -> dict:
+    objective = ["retain", "winback", "upsell", "lookalike"][k % 4]
+    filters: dict = {}
+    if rng.uniform() < 0.3:
+        filters["tiers"] = list(rng.choice(["regular", "silver", "金卡", "platinum", "钻石"], size=2, replace=False))
+    if rng.uniform() < 0.3:
+        filters["segments"] = [SEGMENTS[rng.integers(0, 8)][0], SEGMENTS[rng.integers(0, 8)][1], "retain"]
+    if rng.uniform() < 0.3:
+        filters["lifecycle_stages"] = list(rng.choice(STAGES, size=3, replace=False))
+    if rng.uniform() < 0.3:
+        filters["min_clv"] = float(rng.uniform(0, 800))
+    if rng.uniform() < 0.3:
+        lo = float(rng.uniform(0, 0.6))
+        filters["churn_range"] = [lo, float(lo + rng.uniform(0, 0.4))]
+    return {
+        "campaign_id": f"cmp-{k}",
+        "objective": objective,
+        "budget": float(rng.choice([0.0, rng.uniform(0, 50), rng.uniform(0, 2000), 1e6])),
+        "cost_per_contact": float(rng.choice([0.05, 0.1, 0.3, 1.7, 5.0])),
+        "offer_cost": float(rng.choice([0.0, 0.0, 2.0, 10.0])),
+        "max_contacts": None if rng.uniform() < 0.6 else int(rng.integers(0, 400)),
+        "control_fraction": float(rng.choice([0.0, 0.1, 0.1, 0.2, 0.5, rng.uniform(0, 0.5)])),
+        "filters": filters,
+    }
+
+
+def lookalike_for(scores: pd.DataFrame, seed: int) -> pd.Series:
+    """Random lookalike scores for ~80% of people (the rest have none); independent of row order."""
+    rng = np.random.default_rng(seed)
+    ids = np.sort(scores["person_id"].to_numpy().astype(str))
+    keep = rng.uniform(size=len(ids)) < 0.8
+    return pd.Series(rng.uniform(size=int(keep.sum())), index=ids[keep])
+
+
+def run(scores, spec, *, lookalike_seed=0, tiers=None):
+    spec = CampaignSpec.model_validate(spec)
+    look = lookalike_for(scores, lookalike_seed) if spec.objective == "lookalike" else None
+    return select_audience(scores, tiers, spec, lookalike_scores=look)
+
+
+@pytest.fixture(scope="module")
+def scores() -> pd.DataFrame:
+    return make_scores(3000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def tiers(scores) -> pd.DataFrame:
+    return assign_tiers(scores)
+
+
+def test_retain_value_formula_and_ranking(scores, tiers):
+    spec = {"campaign_id": "r1", "objective": "retain", "budget": 1e9, "cost_per_contact": 1.0, "offer_cost": 4.0}
+    result = select_audience(scores, tiers, spec)
+    aud = result.audience
+    assert list(aud.columns) == list(AUDIENCE_COLUMNS)
+    row = scores.set_index("person_id").loc[aud["person_id"]]
+    expected = row["churn_probability"].to_numpy() * row["clv_mean"].to_numpy() * 0.15
+    np.testing.assert_allclose(aud["expected_value"], expected)
+    np.testing.assert_allclose(aud["expected_net_value"], expected - 5.0)
+    assert (aud["expected_net_value"] > 0).all()
+    assert aud["expected_net_value"].is_monotonic_decreasing
+    assert aud["rank"].tolist() == list(range(1, len(aud) + 1))
+    # every eligible, opted-in person with positive net value is in the audience when money is no object
+    s = scores
+    opted_in = s["marketing_opt_out"].astype(object).eq(False)
+    positive = s["churn_probability"] * s["clv_mean"] * 0.15 - 5.0 > 0
+    assert set(aud["person_id"]) == set(s.loc[s["eligible"] & opted_in & positive, "person_id"])
+
+
+def test_objective_formulas(scores, tiers):
+    a = ValueAssumptions(save_rate=0.2, winback_rate=0.3, uplift_rate=0.1, conversion_rate=0.05)
+    s = scores.set_index("person_id")
+    base = {"budget": 1e9, "cost_per_contact": 0.01}
+
+    up = select_audience(scores, tiers, {**base, "campaign_id": "u", "objective": "upsell"}, assumptions=a)
+    row = s.loc[up.audience["person_id"]]
+    np.testing.assert_allclose(up.audience["expected_value"], row["clv_mean"] * 0.1 * (1 - row["churn_probability"]))
+
+    wb = select_audience(scores, tiers, {**base, "campaign_id": "w", "objective": "winback"}, assumptions=a)
+    row = s.loc[wb.audience["person_id"]]
+    assert set(row["lifecycle_stage"]) <= {"lapsed", "at_risk"}
+    p_react = row["p_alive"].fillna(1 - row["churn_probability"])
+    np.testing.assert_allclose(wb.audience["expected_value"], p_react * row["clv_mean"] * 0.3)
+    assert row["p_alive"].isna().any()  # the fallback was exercised
+
+    look = lookalike_for(scores, 5)
+    lk = select_audience(
+        scores, tiers, {**base, "campaign_id": "l", "objective": "lookalike"}, lookalike_scores=look, assumptions=a
+    )
+    mean_clv = scores.loc[scores["eligible"], "clv_mean"].mean()
+    np.testing.assert_allclose(
+        lk.audience["expected_value"], look.loc[lk.audience["person_id"]].to_numpy() * mean_clv * 0.05
+    )
+    assert set(lk.audience["person_id"]) <= set(look.index)
+
+
+def test_opt_outs_and_ineligible_never_selected_even_when_most_valuable(tiers):
+    s = make_scores(300, seed=3)
+    s.loc[:9, "marketing_opt_out"] = True
+    s.loc[10:14, "marketing_opt_out"] = None  # unknown consent counts as opted out
+    s.loc[15:19, "eligible"] = False
+    s.loc[:19, ["churn_probability", "clv_mean"]] = [0.99, 1e6]
+    result = select_audience(s, None, {"campaign_id": "c", "objective": "retain", "budget": 1e6, "cost_per_contact": 1})
+    assert not set(s.loc[:19, "person_id"]) & set(result.audience["person_id"])
+    excluded = result.summary["excluded"]
+    assert excluded["opt_out"] == int((s["marketing_opt_out"].astype(object) != False).sum())  # noqa: E712
+    assert excluded["ineligible"] == int((~s["eligible"] & s["marketing_opt_out"].astype(object).eq(False)).sum())
+
+
+def test_budget_is_binding_and_maximal(scores, tiers):
+    spec = CampaignSpec(
+        campaign_id="b", objective="retain", budget=100.0, cost_per_contact=0.1, control_fraction=0.0
+    )
+    result = select_audience(scores, tiers, spec)
+    # exact money arithmetic: 100 / 0.1 is 1000 contacts (floats would say 999.999…)
+    assert result.summary["treatment"] == 1000
+    assert result.summary["spend"] == 100.0
+    assert result.summary["excluded"]["budget"] > 0
+
+
+def test_max_contacts_caps_treated_people(scores, tiers):
+    spec = {"campaign_id": "m", "objective": "retain", "budget": 1e9, "cost_per_contact": 1, "max_contacts": 50}
+    result = select_audience(scores, tiers, spec)
+    assert result.summary["treatment"] == 50
+    assert result.summary["control"] == round(0.1 * result.summary["audience"])
+    assert result.summary["excluded"]["max_contacts"] > 0 and result.summary["excluded"]["budget"] == 0
+
+
+def test_zero_budget_selects_nobody(scores, tiers):
+    result = select_audience(
+        scores, tiers, {"campaign_id": "z", "objective": "retain", "budget": 0, "cost_per_contact": 1,
+                        "control_fraction": 0.5}
+    )
+    assert result.audience.empty
+    assert result.summary["spend"] == 0 and result.summary["expected_roi"] is None
+
+
+def test_properties_over_random_campaigns():
+    """Never over budget, control size exact, stable split, no opt-outs, filters respected, closed accounting."""
+    rng = np.random.default_rng(2024)
+    for k in range(60):
+        scores = make_scores(int(rng.integers(0, 400)), seed=k)
+        tiers = assign_tiers(scores)
+        spec = random_spec(rng, k)
+        result = run(scores, spec, lookalike_seed=k, tiers=tiers)
+        aud, summ = result.audience, result.summary
+        msg = f"campaign {k}: {spec}"
+        treated = aud["group"] == "treatment"
+        assert summ["spend"] <= spec["budget"], msg
+        assert aud.loc[treated, "cost"].sum() <= spec["budget"] + 1e-9, msg
+        assert (aud.loc[~treated, "cost"] == 0).all(), msg
+        if spec["max_contacts"] is not None:
+            assert treated.sum() <= spec["max_contacts"], msg
+        n = len(aud)
+        assert abs(summ["control"] - round(spec["control_fraction"] * n)) <= 1, msg
+        assert summ["control"] == (~treated).sum() and summ["treatment"] == treated.sum(), msg
+        assert summ["audience"] + sum(summ["excluded"].values()) == len(scores), msg
+        if summ["excluded"]["budget"]:
+            # maximal: one more person in the audience would push the treated spend over budget
+            unit = Decimal(repr(spec["cost_per_contact"])) + Decimal(repr(spec["offer_cost"]))
+            bigger = n + 1 - int(np.floor(spec["control_fraction"] * (n + 1) + 0.5))
+            assert bigger * unit > Decimal(repr(spec["budget"])), msg
+
+        row = scores.set_index("person_id").loc[aud["person_id"]]
+        assert row["marketing_opt_out"].astype(object).eq(False).all(), msg
+        assert row["eligible"].all(), msg
+        assert (aud["expected_net_value"] > 0).all(), msg
+        f = spec["filters"]
+        t = tiers.set_index("person_id").loc[aud["person_id"]]
+        if "tiers" in f:
+            assert (t["tier"].isin(f["tiers"]) | t["tier_en"].isin(f["tiers"])).all(), msg
+        if "segments" in f:
+            seg = f["segments"]
+            assert (row["rfm_segment"].isin(seg) | row["rfm_segment_en"].isin(seg)
+                    | t["action_segment"].isin(seg)).all(), msg
+        if "lifecycle_stages" in f:
+            assert row["lifecycle_stage"].isin(f["lifecycle_stages"]).all(), msg
+        if "min_clv" in f:
+            assert (row["clv_mean"] >= f["min_clv"]).all(), msg
+        if "churn_range" in f:
+            lo, hi = f["churn_range"]
+            assert row["churn_probability"].between(lo, hi).all(), msg
+
+        # same audience and split on every call and whatever the row order
+        again = run(scores, spec, lookalike_seed=k, tiers=tiers)
+        pd.testing.assert_frame_equal(again.audience, aud)
+        shuffled = scores.sample(frac=1.0, random_state=k)
+        moved = run(shuffled, spec, lookalike_seed=k, tiers=tiers.sample(frac=1.0, random_state=k + 1))
+        pd.testing.assert_frame_equal(moved.audience, aud)
+        assert moved.summary == summ, msg
+
+
+def test_control_is_the_lowest_hash_share_and_depends_on_campaign(scores, tiers):
+    base = {"objective": "retain", "budget": 1e9, "cost_per_contact": 1.0, "control_fraction": 0.2}
+    a = select_audience(scores, tiers, {**base, "campaign_id": "spring"}).audience
+    b = select_audience(scores, tiers, {**base, "campaign_id": "autumn"}).audience
+    assert a["person_id"].tolist() == b["person_id"].tolist()
+    u = control_uniform("spring", a["person_id"])
+    control = a["group"] == "control"
+    assert u[control.to_numpy()].max() < u[~control.to_numpy()].min()
+    overlap = len(set(a.loc[control, "person_id"]) & set(b.loc[b["group"] == "control", "person_id"]))
+    assert overlap < 0.5 * control.sum()  # independent draws would overlap ~20%
+
+
+def test_control_uniform_is_plain_sha256():
+    digest = hashlib.sha256(b"cmp-1\x1fp_abc").digest()
+    expected = int.from_bytes(digest[:8], "big") / 2**64
+    assert control_uniform("cmp-1", ["p_abc"])[0] == expected
+    draws = control_uniform("cmp-1", [f"p_{i}" for i in range(20000)])
+    assert 0 <= draws.min() and draws.max() < 1
+    assert abs(draws.mean() - 0.5) < 0.01
+
+
+def test_csv_export_round_trips(scores, tiers):
+    result = select_audience(
+        scores, tiers, {"campaign_id": "csv", "objective": "upsell", "budget": 200, "cost_per_contact": 0.5}
+    )
+    text = to_csv(result)
+    back = pd.read_csv(io.StringIO(text))
+    assert list(back.columns) == list(AUDIENCE_COLUMNS)
+    assert back["person_id"].tolist() == result.audience["person_id"].tolist()
+    assert back["group"].tolist() == result.audience["group"].tolist()
+    assert "重要" in text or "一般" in text  # Chinese names survive as UTF-8
+
+
+def test_to_csv_writes_file(scores, tiers, tmp_path):
+    result = select_audience(
+        scores, tiers, {"campaign_id": "f", "objective": "retain", "budget": 50, "cost_per_contact": 1}
+    )
+    path = tmp_path / "audience.csv"
+    assert to_csv(result, path) == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"budget": -1}, "budget"),
+        ({"budget": float("inf")}, "budget"),
+        ({"objective": "spam"}, "objective"),
+        ({"cost_per_contact": 0}, "cost_per_contact"),
+        ({"control_fraction": 0.6}, "control_fraction"),
+        ({"max_contacts": -3}, "max_contacts"),
+        ({"campaign_id": "  "}, "campaign_id"),
+        ({"colour": "red"}, "colour"),
+        ({"filters": {"churn_range": [0.8, 0.2]}}, "filters.churn_range"),
+        ({"filters": {"lifecycle_stages": ["sleeping"]}}, "filters.lifecycle_stages"),
+        ({"filters": {"tier": ["gold"]}}, "filters.tier"),
+    ],
+)
+def test_spec_validation_names_the_field(change, field):
+    spec = {"campaign_id": "x", "objective": "retain", "budget": 10, "cost_per_contact": 1, **change}
+    with pytest.raises(ValidationError) as info:
+        CampaignSpec.model_validate(spec)
+    locs = {".".join(str(p) for p in err["loc"]) for err in info.value.errors()}
+    assert any(loc.startswith(field) for loc in locs), locs
+
+
+def test_bad_inputs_raise_naming_the_field(scores, tiers):
+    spec = {"campaign_id": "x", "objective": "retain", "budget": 10, "cost_per_contact": 1}
+    with pytest.raises(ValueError, match=r"filters\.tiers: unknown tier\(s\) \['golden'\]"):
+        select_audience(scores, tiers, {**spec, "filters": {"tiers": ["golden"]}})
+    with pytest.raises(ValueError, match="lookalike_scores: required"):
+        select_audience(scores, tiers, {**spec, "objective": "lookalike"})
+    with pytest.raises(ValueError, match="lookalike_scores: only used"):
+        select_audience(scores, tiers, spec, lookalike_scores=pd.Series([0.5], index=["p_x"]))
+    with pytest.raises(ValueError, match=r"lookalike_scores: scores must be in \[0, 1\]"):
+        select_audience(
+            scores, tiers, {**spec, "objective": "lookalike"}, lookalike_scores=pd.Series([2.0], index=["p_x"])
+        )
+    with pytest.raises(ValueError, match="marketing_opt_out"):
+        select_audience(scores.drop(columns="marketing_opt_out"), tiers, spec)
+    with pytest.raises(ValueError, match="tiers: no tier for 1 person"):
+        select_audience(scores, tiers.iloc[1:], spec)
+
+
+def test_summary_figures_add_up(scores, tiers):
+    result = select_audience(
+        scores, tiers, {"campaign_id": "s", "objective": "retain", "budget": 300, "cost_per_contact": 0.7,
+                        "offer_cost": 1.3}
+    )
+    summ, aud = result.summary, result.audience
+    treated = aud["group"] == "treatment"
+    assert summ["contacts"] == summ["treatment"] == treated.sum()
+    assert summ["spend"] == pytest.approx(2.0 * treated.sum())
+    assert summ["expected_incremental_value"] == pytest.approx(aud.loc[treated, "expected_value"].sum())
+    assert summ["expected_roi"] == pytest.approx((summ["expected_incremental_value"] - summ["spend"]) / summ["spend"])
+    assert set(summ["excluded"]) == set(EXCLUSION_REASONS)

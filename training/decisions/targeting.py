@@ -1,0 +1,490 @@
+"""Budgeted campaign targeting with a deterministic control group.
+
+:func:`select_audience` turns a scores frame (from :func:`training.scoring.score`), its tiers (from
+:func:`training.decisions.tiers.assign_tiers`) and a :class:`CampaignSpec` into a ranked audience:
+
+1. exclusions, each person counted once under the first that applies: marketing opt-out (always; a missing flag
+   counts as opted out), not eligible for scoring, outside the filters or the objective's scope, expected value
+   not positive, beyond ``max_contacts`` or the budget;
+2. ranking by expected net value per contact (objective formulas below, assumptions in
+   :class:`ValueAssumptions`), ties broken by ``person_id`` so row order never matters;
+3. the largest top-ranked audience whose *treated* members fit the budget and ``max_contacts``;
+4. a control group of ``round(control_fraction × audience)`` people: those with the lowest
+   ``sha256(campaign_id + "\\x1f" + person_id)`` value, so every call returns the same split.
+
+Expected incremental value per treated contact (gross, before costs)::
+
+    retain     churn_probability × clv_mean × save_rate
+    winback    p_reactivation × clv_mean × winback_rate      (lifecycle_stage lapsed | at_risk only;
+               p_reactivation = p_alive, or 1 − churn_probability where p_alive is missing)
+    upsell     clv_mean × uplift_rate × (1 − churn_probability)
+    lookalike  lookalike_score × mean eligible clv_mean × conversion_rate
+
+Net value = gross − (cost_per_contact + offer_cost). The offer cost is charged per treated contact (a
+conservative assumption: every contact may redeem it); control members cost nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from training.decisions.tiers import TierRules, assign_tiers, eligible_mask, load_tier_rules
+
+Objective = Literal["retain", "winback", "upsell", "lookalike"]
+LifecycleStage = Literal["new", "active", "at_risk", "lapsed", "reactivated"]
+
+#: Lifecycle stages a winback campaign may reach.
+WINBACK_STAGES = ("lapsed", "at_risk")
+
+#: Columns of the scores frame :func:`select_audience` reads.
+TARGETING_INPUT_COLUMNS = (
+    "person_id",
+    "eligible",
+    "churn_probability",
+    "clv_mean",
+    "p_alive",
+    "lifecycle_stage",
+    "rfm_segment",
+    "rfm_segment_en",
+    "marketing_opt_out",
+)
+
+#: Exclusion reasons in the order they are applied.
+EXCLUSION_REASONS = ("opt_out", "ineligible", "filtered", "not_positive_value", "max_contacts", "budget")
+
+#: Columns of :attr:`TargetingResult.audience` (and of the CSV export).
+AUDIENCE_COLUMNS = (
+    "rank",
+    "campaign_id",
+    "person_id",
+    "group",
+    "expected_value",
+    "expected_net_value",
+    "cost",
+    "churn_probability",
+    "clv_mean",
+    "p_alive",
+    "lifecycle_stage",
+    "rfm_segment",
+    "rfm_segment_en",
+    "tier",
+    "tier_en",
+    "action_segment",
+)
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ValueAssumptions(_Strict):
+    """Assumed campaign effects behind the expected-value formulas (see ``docs/decisions.md``).
+
+    The defaults are deliberately modest industry-style rules of thumb; replace them with the lifts measured by
+    :func:`training.decisions.campaigns.evaluate_campaign` on your own past campaigns.
+    """
+
+    save_rate: float = Field(
+        0.15, ge=0, le=1, description="Share of would-be churners a retention contact keeps (retain)."
+    )
+    winback_rate: float = Field(
+        0.10, ge=0, le=1, description="Share of reachable lapsed people a winback contact reactivates (winback)."
+    )
+    uplift_rate: float = Field(
+        0.05, ge=0, le=1, description="Relative CLV increase an upsell contact causes among retained people."
+    )
+    conversion_rate: float = Field(
+        0.02, ge=0, le=1, description="Share of perfect lookalikes (score 1) that convert (lookalike)."
+    )
+
+
+DEFAULT_ASSUMPTIONS = ValueAssumptions()
+
+
+class CampaignFilters(_Strict):
+    """Who may be in the audience; every given filter must hold (empty lists mean no filter)."""
+
+    segments: list[str] | None = Field(
+        None,
+        description=(
+            "RFM segments (rfm_segment / rfm_segment_en, e.g. 重要价值客户) or action segments "
+            "(action_segment / action_segment_zh, e.g. retain / 挽留); a person matching any is kept."
+        ),
+    )
+    tiers: list[str] | None = Field(None, description="Member tiers, Chinese or English names (金卡 or gold).")
+    lifecycle_stages: list[LifecycleStage] | None = Field(None, description="Lifecycle stages to keep.")
+    min_clv: float | None = Field(None, ge=0, description="Keep people with clv_mean at or above this (CNY).")
+    churn_range: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None, description="Keep people with lo ≤ churn_probability ≤ hi."
+    )
+
+    @field_validator("churn_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"churn_range lower bound {value[0]} is above upper bound {value[1]}")
+        return value
+
+
+class CampaignSpec(_Strict):
+    """A campaign to target: objective, money, control share and filters."""
+
+    campaign_id: str = Field(min_length=1, max_length=200, description="Campaign id; also seeds the control split.")
+    objective: Objective = Field(description="retain | winback | upsell | lookalike.")
+    budget: float = Field(ge=0, description="Total spend allowed on treated contacts (CNY).")
+    cost_per_contact: float = Field(gt=0, description="Cost of one message / call (CNY).")
+    offer_cost: float = Field(0.0, ge=0, description="Cost of the offer per treated contact (CNY).")
+    max_contacts: int | None = Field(None, ge=0, description="At most this many people treated (contacted).")
+    control_fraction: float = Field(0.1, ge=0, le=0.5, description="Share of the audience held out as control.")
+    filters: CampaignFilters = Field(default_factory=CampaignFilters)
+
+    @field_validator("campaign_id")
+    @classmethod
+    def _no_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("campaign_id must not be blank")
+        return value
+
+    @property
+    def unit_cost(self) -> float:
+        """Cost of one treated contact: contact plus offer."""
+        return float(self.unit_cost_exact)
+
+    @property
+    def unit_cost_exact(self) -> Decimal:
+        """:attr:`unit_cost` in exact decimal arithmetic (budget checks never suffer float rounding)."""
+        return Decimal(repr(self.cost_per_contact)) + Decimal(repr(self.offer_cost))
+
+    def spend(self, n_treated: int) -> float:
+        """Spend of ``n_treated`` treated contacts; never above :attr:`budget` when the count fits it."""
+        return float(self.unit_cost_exact * n_treated)
+
+
+@dataclass
+class TargetingResult:
+    """The outcome of :func:`select_audience`.
+
+    Attributes
+    ----------
+    audience : DataFrame
+        Ranked audience (best first), columns :data:`AUDIENCE_COLUMNS`; ``group`` is treatment or control.
+    summary : dict
+        JSON-ready figures: ``campaign_id``, ``objective``, ``population``, ``audience``, ``contacts`` (=
+        treated people, the ones messaged), ``treatment``, ``control``, ``spend``, ``budget``,
+        ``unit_cost``, ``expected_incremental_value`` (gross value of the treated), ``expected_net_value``,
+        ``expected_roi`` (net value / spend, ``None`` when nothing is spent), ``excluded`` (counts per reason
+        in :data:`EXCLUSION_REASONS`), ``assumptions``.
+    spec : CampaignSpec
+    """
+
+    audience: pd.DataFrame
+    summary: dict
+    spec: CampaignSpec
+
+
+def control_uniform(campaign_id: str, person_ids: pd.Series | np.ndarray | list) -> np.ndarray:
+    """Deterministic uniform [0, 1) draw per person for a campaign.
+
+    The first 8 bytes of ``sha256(campaign_id + "\\x1f" + person_id)`` read as a big-endian unsigned integer and
+    divided by 2**64, so other systems (SQL, Spark) can reproduce the split.
+    """
+    prefix = campaign_id.encode("utf-8") + b"\x1f"
+    sha = hashlib.sha256
+    digests = b"".join([sha(prefix + str(pid).encode("utf-8")).digest()[:8] for pid in person_ids])
+    ints = np.frombuffer(digests, dtype=">u8")
+    return ints.astype(np.float64) / 2.0**64
+
+
+def _float_col(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _align_tiers(scores: pd.DataFrame, tiers: pd.DataFrame) -> pd.DataFrame:
+    for col in ("person_id", "tier", "tier_en", "action_segment", "action_segment_zh"):
+        if col not in tiers.columns:
+            raise ValueError(f"tiers: missing column {col!r} (expected the output of assign_tiers)")
+    sp = scores["person_id"].to_numpy()
+    tp = tiers["person_id"].to_numpy()
+    if len(sp) == len(tp) and np.array_equal(sp, tp):
+        return tiers.reset_index(drop=True)
+    if tiers["person_id"].duplicated().any():
+        raise ValueError("tiers: person_id must be unique")
+    pos = pd.Index(tiers["person_id"]).get_indexer(scores["person_id"])
+    if (pos < 0).any():
+        missing = scores["person_id"].to_numpy()[pos < 0][:3].tolist()
+        raise ValueError(f"tiers: no tier for {int((pos < 0).sum())} person(s) in scores, e.g. {missing}")
+    return tiers.iloc[pos].reset_index(drop=True)
+
+
+def _gross_value(
+    objective: str,
+    frame: pd.DataFrame,
+    eligible: np.ndarray,
+    lookalike: np.ndarray | None,
+    assumptions: ValueAssumptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gross expected value per treated contact and a mask of people inside the objective's scope."""
+    churn = _float_col(frame, "churn_probability")
+    clv = _float_col(frame, "clv_mean")
+    in_scope = np.ones(len(frame), dtype=bool)
+    if objective == "retain":
+        value = churn * clv * assumptions.save_rate
+    elif objective == "winback":
+        p_alive = _float_col(frame, "p_alive")
+        p_react = np.where(np.isfinite(p_alive), p_alive, 1.0 - churn)
+        value = p_react * clv * assumptions.winback_rate
+        in_scope = frame["lifecycle_stage"].isin(WINBACK_STAGES).to_numpy()
+    elif objective == "upsell":
+        value = clv * assumptions.uplift_rate * (1.0 - churn)
+    else:  # lookalike
+        clv_eligible = clv[eligible & np.isfinite(clv)]
+        # exactly rounded sum, so the value does not depend on row order
+        mean_clv = math.fsum(clv_eligible) / clv_eligible.size if clv_eligible.size else 0.0
+        value = lookalike * mean_clv * assumptions.conversion_rate
+        in_scope = np.isfinite(lookalike)
+    return value, in_scope
+
+
+def _filter_mask(frame: pd.DataFrame, tiers: pd.DataFrame, filters: CampaignFilters) -> np.ndarray:
+    keep = np.ones(len(frame), dtype=bool)
+    if filters.segments:
+        wanted = set(filters.segments)
+        seg = np.zeros(len(frame), dtype=bool)
+        for col_frame, col in (
+            (frame, "rfm_segment"),
+            (frame, "rfm_segment_en"),
+            (tiers, "action_segment"),
+            (tiers, "action_segment_zh"),
+        ):
+            seg |= col_frame[col].isin(wanted).to_numpy()
+        keep &= seg
+    if filters.tiers:
+        wanted = set(filters.tiers)
+        keep &= (tiers["tier"].isin(wanted) | tiers["tier_en"].isin(wanted)).to_numpy()
+    if filters.lifecycle_stages:
+        keep &= frame["lifecycle_stage"].isin(set(filters.lifecycle_stages)).to_numpy()
+    if filters.min_clv is not None:
+        with np.errstate(invalid="ignore"):
+            keep &= _float_col(frame, "clv_mean") >= filters.min_clv
+    if filters.churn_range is not None:
+        lo, hi = filters.churn_range
+        churn = _float_col(frame, "churn_probability")
+        with np.errstate(invalid="ignore"):
+            keep &= (churn >= lo) & (churn <= hi)
+    return keep
+
+
+def _lookalike_array(scores: pd.DataFrame, lookalike_scores: pd.Series) -> np.ndarray:
+    if not isinstance(lookalike_scores, pd.Series):
+        raise TypeError("lookalike_scores must be a pandas Series indexed by person_id")
+    if lookalike_scores.index.has_duplicates:
+        raise ValueError("lookalike_scores: person_id index must be unique")
+    values = pd.to_numeric(lookalike_scores, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = np.isfinite(values) & ((values < 0) | (values > 1))
+    if bad.any():
+        raise ValueError(
+            f"lookalike_scores: scores must be in [0, 1]; {int(bad.sum())} outside, "
+            f"e.g. {lookalike_scores.index[bad][:3].tolist()}"
+        )
+    pos = lookalike_scores.index.get_indexer(scores["person_id"])
+    out = np.full(len(scores), np.nan)
+    found = pos >= 0
+    out[found] = values[pos[found]]
+    return out
+
+
+def _audience_size(n_candidates: int, spec: CampaignSpec) -> tuple[int, str | None]:
+    """Largest audience n ≤ n_candidates whose treated part fits budget and max_contacts; and what bound it."""
+
+    def treated(n: int) -> int:
+        return n - int(np.floor(spec.control_fraction * n + 0.5))
+
+    # exact decimal arithmetic on the given amounts: 100 / 0.1 is 1000 contacts, not 999
+    max_by_budget = int(Decimal(repr(spec.budget)) // spec.unit_cost_exact)
+    max_treated, bound = max_by_budget, "budget"
+    if spec.max_contacts is not None and spec.max_contacts < max_treated:
+        max_treated, bound = spec.max_contacts, "max_contacts"
+    max_treated = min(max_treated, n_candidates)
+    if max_treated <= 0:
+        return 0, (bound if n_candidates > 0 else None)
+    # treated(n) is non-decreasing in n and grows by at most 1 per step (control_fraction ≤ 0.5)
+    n = min(n_candidates, int(np.ceil(max_treated / (1.0 - spec.control_fraction))) + 2)
+    while n > 0 and treated(n) > max_treated:
+        n -= 1
+    return n, (bound if n < n_candidates else None)
+
+
+def select_audience(
+    scores: pd.DataFrame,
+    tiers: pd.DataFrame | None,
+    spec: CampaignSpec | dict,
+    *,
+    lookalike_scores: pd.Series | None = None,
+    assumptions: ValueAssumptions | None = None,
+    rules: TierRules | None = None,
+) -> TargetingResult:
+    """Rank, budget and split a campaign audience.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        One row per ``person_id`` from :func:`training.scoring.score` (columns
+        :data:`TARGETING_INPUT_COLUMNS` are read).
+    tiers : DataFrame or None
+        Output of :func:`~training.decisions.tiers.assign_tiers` for the same people (any row order); computed
+        from ``scores`` with ``rules`` when ``None``.
+    spec : CampaignSpec or dict
+        The campaign; a dict is validated into a :class:`CampaignSpec` (errors name the field).
+    lookalike_scores : Series, optional
+        ``person_id`` → lookalike score in [0, 1]; required for, and only used by, the ``lookalike`` objective.
+        People without a score are outside the campaign's scope.
+    assumptions : ValueAssumptions, optional
+        Campaign-effect assumptions behind the value formulas; :data:`DEFAULT_ASSUMPTIONS` when omitted.
+    rules : TierRules, optional
+        Tier rules used to compute ``tiers`` when it is ``None`` and to check ``filters.tiers`` names;
+        the packaged rules when omitted.
+
+    Returns
+    -------
+    TargetingResult
+
+    Raises
+    ------
+    ValueError
+        Missing columns, duplicate ``person_id``, a filter naming an unknown tier, or ``lookalike_scores``
+        missing for / given to the wrong objective; the message names the field.
+    pydantic.ValidationError
+        When ``spec`` is a dict that breaks the :class:`CampaignSpec` rules.
+    """
+    if not isinstance(spec, CampaignSpec):
+        spec = CampaignSpec.model_validate(spec)
+    assumptions = assumptions or DEFAULT_ASSUMPTIONS
+    if not isinstance(scores, pd.DataFrame):
+        raise TypeError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
+    missing = [c for c in TARGETING_INPUT_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores: missing column(s) {missing}")
+    if scores["person_id"].duplicated().any():
+        raise ValueError("scores: person_id must be unique")
+    if spec.objective == "lookalike" and lookalike_scores is None:
+        raise ValueError("lookalike_scores: required when objective is 'lookalike' (scores of the seed model)")
+    if spec.objective != "lookalike" and lookalike_scores is not None:
+        raise ValueError(f"lookalike_scores: only used by objective 'lookalike', not {spec.objective!r}")
+
+    rules = rules or load_tier_rules()
+    if spec.filters.tiers:
+        unknown = sorted(set(spec.filters.tiers) - rules.tier_names())
+        if unknown:
+            raise ValueError(
+                f"filters.tiers: unknown tier(s) {unknown}; known: {sorted(rules.tier_names())}"
+            )
+
+    frame = scores.reset_index(drop=True)
+    tiers = assign_tiers(frame, rules) if tiers is None else _align_tiers(frame, tiers)
+    n = len(frame)
+    eligible = eligible_mask(frame)
+    opt_out = frame["marketing_opt_out"].astype(object).fillna(True).to_numpy(dtype=bool)
+    lookalike = _lookalike_array(frame, lookalike_scores) if lookalike_scores is not None else None
+
+    gross, in_scope = _gross_value(spec.objective, frame, eligible, lookalike, assumptions)
+    net = gross - spec.unit_cost
+    passes_filters = in_scope & _filter_mask(frame, tiers, spec.filters)
+    positive = np.isfinite(net) & (net > 0)
+
+    reason = np.full(n, -1, dtype=np.int8)  # index into EXCLUSION_REASONS; -1 = candidate
+    for code, mask in enumerate((opt_out, ~eligible, ~passes_filters, ~positive)):
+        reason[(reason < 0) & mask] = code
+    cand = np.flatnonzero(reason < 0)
+
+    # rank candidates: highest net value first, ties by person_id (row order never matters)
+    pid = frame["person_id"].to_numpy().astype(str)
+    order = cand[np.lexsort((pid[cand], -net[cand]))]
+    size, bound = _audience_size(len(order), spec)
+    if bound is not None:
+        reason[order[size:]] = EXCLUSION_REASONS.index(bound)
+    chosen = order[:size]
+
+    # deterministic control: the lowest-hash share of the chosen audience
+    n_control = int(np.floor(spec.control_fraction * size + 0.5))
+    u = control_uniform(spec.campaign_id, pid[chosen])
+    control_pos = np.lexsort((pid[chosen], u))[:n_control]
+    is_control = np.zeros(size, dtype=bool)
+    is_control[control_pos] = True
+
+    audience = pd.DataFrame(
+        {
+            "rank": np.arange(1, size + 1),
+            "campaign_id": spec.campaign_id,
+            "person_id": frame["person_id"].to_numpy()[chosen],
+            "group": np.where(is_control, "control", "treatment"),
+            "expected_value": gross[chosen],
+            "expected_net_value": net[chosen],
+            "cost": np.where(is_control, 0.0, spec.unit_cost),
+            "churn_probability": _float_col(frame, "churn_probability")[chosen],
+            "clv_mean": _float_col(frame, "clv_mean")[chosen],
+            "p_alive": _float_col(frame, "p_alive")[chosen],
+            "lifecycle_stage": frame["lifecycle_stage"].to_numpy()[chosen],
+            "rfm_segment": frame["rfm_segment"].to_numpy()[chosen],
+            "rfm_segment_en": frame["rfm_segment_en"].to_numpy()[chosen],
+            "tier": tiers["tier"].to_numpy()[chosen],
+            "tier_en": tiers["tier_en"].to_numpy()[chosen],
+            "action_segment": tiers["action_segment"].to_numpy()[chosen],
+        },
+        columns=list(AUDIENCE_COLUMNS),
+    )
+
+    treated = ~is_control
+    n_treat = int(treated.sum())
+    spend = spec.spend(n_treat)
+    incremental = float(gross[chosen][treated].sum())
+    counts = np.bincount(reason[reason >= 0], minlength=len(EXCLUSION_REASONS))
+    summary = {
+        "campaign_id": spec.campaign_id,
+        "objective": spec.objective,
+        "population": n,
+        "audience": size,
+        "contacts": n_treat,
+        "treatment": n_treat,
+        "control": n_control,
+        "control_fraction": spec.control_fraction,
+        "budget": spec.budget,
+        "unit_cost": spec.unit_cost,
+        "spend": spend,
+        "expected_incremental_value": incremental,
+        "expected_net_value": incremental - spend,
+        "expected_roi": (incremental - spend) / spend if spend > 0 else None,
+        "excluded": {name: int(c) for name, c in zip(EXCLUSION_REASONS, counts, strict=True)},
+        "assumptions": assumptions.model_dump(),
+    }
+    return TargetingResult(audience=audience, summary=summary, spec=spec)
+
+
+def to_csv(result: TargetingResult, path: str | Path | None = None) -> str:
+    """Export the audience as UTF-8 CSV (columns :data:`AUDIENCE_COLUMNS`, best first).
+
+    Parameters
+    ----------
+    result : TargetingResult
+    path : str or Path, optional
+        Also write the CSV there.
+
+    Returns
+    -------
+    str
+        The CSV text.
+    """
+    buf = io.StringIO()
+    result.audience.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
+    text = buf.getvalue()
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
