@@ -442,5 +442,202 @@ def backtest(
     console.print(f"mlflow run {result['mlflow_run_id']}" + (f"; wrote {json_path}" if json_path else ""))
 
 
+# --- analysts: compare runs, HTML quality report ------------------------------------------------------------------
+
+runs_app = typer.Typer(
+    help=(
+        "Look at MLflow runs without opening the MLflow UI: list the latest runs of an experiment, or put "
+        "several side by side with every metric judged better/worse against a baseline run (AUC up is better, "
+        "Brier down is better, |total_error_pct| down is better). Champion (★) and challenger (☆) are marked, "
+        "and runs trained on different data (different `scrm.data_fingerprint`) are flagged.\n\n"
+        "Experiments: churn, clv, lookalike, backtest. Example: `scrm runs compare --experiment churn "
+        "--baseline champion`."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(runs_app, name="runs")
+
+ExperimentOpt = Annotated[
+    str,
+    typer.Option("--experiment", "-e", help="Experiment name: churn, clv, lookalike or backtest."),
+]
+
+
+@runs_app.command("list")
+def runs_list(
+    experiment: ExperimentOpt,
+    max_results: Annotated[int, typer.Option("--max", min=1, help="How many of the latest runs to show.")] = 10,
+) -> None:
+    """List the latest runs of an experiment, newest first: id, name, start, status, as_of, data fingerprint,
+    champion/challenger role and the headline metrics. Copy a run id (the first 8 characters are enough) into
+    `scrm runs compare --runs` or `scrm report --run-id`.
+    """
+    from training.runs import RunsError, list_runs, render_list
+
+    try:
+        frame = list_runs(experiment, max_results=max_results)
+    except RunsError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if frame.empty:
+        console.print(f"experiment {experiment!r} has no runs yet")
+        return
+    Console(width=max(Console().width, 160)).print(render_list(frame, experiment=experiment))
+
+
+@runs_app.command("compare")
+def runs_compare(
+    experiment: ExperimentOpt,
+    runs: Annotated[
+        str | None,
+        typer.Option(
+            "--runs",
+            help="Comma-separated run ids (or unique prefixes, e.g. the 8 characters `scrm runs list` shows), "
+            "in the order to show them. Default: the latest --max runs, oldest first.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline",
+            help="What deltas are measured against: `first` (the first run shown) or `champion` (the run behind "
+            "the registered model's champion alias; churn and clv only — it is added when not among --runs).",
+        ),
+    ] = "first",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="`table` (coloured, for reading), `json` (for scripts) or `csv` (one row per param/metric and "
+            "run, for spreadsheets).",
+        ),
+    ] = "table",
+    max_results: Annotated[int, typer.Option("--max", min=1, help="Without --runs: how many latest runs.")] = 10,
+    only_changed: Annotated[
+        bool, typer.Option("--only-changed", help="Table format: show only params that differ from the baseline.")
+    ] = False,
+) -> None:
+    """Put runs side by side: params (changed ones highlighted) and metrics with the delta against the baseline
+    and a verdict that knows each metric's direction (▲ better / ▼ worse / = same).
+
+    A warning is printed (and `fingerprint_mismatch` set in JSON) when the runs were trained on different data,
+    because then a metric difference mixes model changes with data changes. Unknown experiment or run id: exit 2.
+    """
+    from training.runs import RunsError, compare_runs, render_table, to_csv, to_json
+
+    if baseline not in ("first", "champion"):
+        console.print(f"[red]error:[/] --baseline must be first or champion, got {baseline!r}")
+        raise typer.Exit(2)
+    if fmt not in ("table", "json", "csv"):
+        console.print(f"[red]error:[/] --format must be table, json or csv, got {fmt!r}")
+        raise typer.Exit(2)
+    run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    try:
+        comparison = compare_runs(experiment, run_ids=run_ids, baseline=baseline, max_results=max_results)
+    except RunsError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if fmt == "json":
+        typer.echo(to_json(comparison))
+    elif fmt == "csv":
+        typer.echo(to_csv(comparison), nl=False)
+    else:
+        Console(width=max(Console().width, 160)).print(render_table(comparison, only_changed_params=only_changed))
+    for warning in comparison.warnings if fmt != "table" else ():
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+@app.command("report")
+def report(
+    run_id: Annotated[str, typer.Option("--run-id", help="MLflow run id (see `scrm runs list --experiment NAME`).")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write, e.g. churn-report.html.")],
+) -> None:
+    """Write a one-page HTML quality report of a run that a marketer can read and mail around.
+
+    It explains what is predicted and over which horizon, the data period and customer counts (and who was not
+    eligible and why), the quality figures next to simple baselines in plain words, the ROC / calibration /
+    gains / CLV decile / expansion charts and the top features. Charts are embedded: the file opens offline.
+    Training and backtest runs already carry it as their `report.html` artifact.
+    """
+    from training.report import build_report
+
+    try:
+        path = build_report(run_id, out)
+    except LookupError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def lookalike(
+    data: DataDir,
+    seeds: Annotated[Path, typer.Option("--seeds", exists=True, dir_okay=False,
+                                        help="CSV, Parquet or text file of seed ids: a person_id or customer_key "
+                                             "column (or one id per line).")],
+    out: Annotated[Path, typer.Option("--out", help="Audience file (.csv or .parquet): person_id, score, rank.")],
+    as_of: OptAsOf = None,
+    size: Annotated[int | None, typer.Option(min=1, help="Audience size (people).")] = None,
+    fraction: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Or: share of the population.")] = None,
+    exclude: Annotated[str, typer.Option(help="Comma-separated feature columns (or prefixes ending in '*') that "
+                                               "define the seed and must not be learned from, e.g. 'spend_*'.")] = "",
+    random_state: Seed = 0,
+) -> None:
+    """Find the people who behave most like a seed list (e.g. your best members), excluding opt-outs.
+
+    Positive-unlabeled learning (bagged LightGBM) on the feature snapshot; 20% of the seed is held out to report
+    recall@1/5/10% and lift over random. The run is logged to the MLflow experiment `lookalike`.
+    """
+    from features.identity import resolve_identities
+    from features.pipeline import build_features
+    from training.audience import lookalike_audience
+    from training.lookalike import columns_with_prefixes
+
+    if (size is None) == (fraction is None):
+        console.print("[red]error:[/] give exactly one of --size and --fraction")
+        raise typer.Exit(2)
+    seed_ids = read_ids(seeds)
+    dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
+    identity = resolve_identities(dataset).key_to_person
+    with console.status(f"building features as of {cutoff}"):
+        feats = build_features(dataset, cutoff, identity=identity)
+    names = [c.strip() for c in exclude.split(",") if c.strip()]
+    excluded = [c for c in names if not c.endswith("*")] + columns_with_prefixes(
+        feats, [c[:-1] for c in names if c.endswith("*")]) if names else None
+    try:
+        with console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people"):
+            result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
+                                        exclude_columns=excluded, random_state=random_state, as_of=cutoff)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (result.audience.to_csv(out, index=False) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
+    m = result.metrics
+    console.print(
+        f"audience {len(result.audience):,} people; holdout recall@1% {m.get('holdout.recall_at_1pct', float('nan')):.3f}, "
+        f"@5% {m.get('holdout.recall_at_5pct', float('nan')):.3f}, @10% {m.get('holdout.recall_at_10pct', float('nan')):.3f}; "
+        f"lift@5% {m.get('holdout.lift_at_5pct', float('nan')):.1f}; mlflow run {result.run_id}"
+    )
+    console.print(f"wrote {out}")
+
+
+def read_ids(path: Path) -> list[str]:
+    """Ids from a CSV/Parquet (column person_id, customer_key or the first one) or a one-per-line text file."""
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str)
+    else:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for col in ("person_id", "customer_key", "customer_id", "id"):
+        if col in frame.columns:
+            return frame[col].dropna().astype(str).tolist()
+    return frame.iloc[:, 0].dropna().astype(str).tolist()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
