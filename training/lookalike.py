@@ -71,12 +71,6 @@ def columns_with_prefixes(columns: Iterable[str] | pd.DataFrame, prefixes: str |
     return [c for c in names if isinstance(c, str) and c.startswith(prefixes)]
 
 
-def _pct_label(fraction: float) -> str:
-    """0.01 → '1pct', 0.05 → '5pct', 0.1 → '10pct', 0.025 → '2.5pct'."""
-    pct = round(fraction * 100, 6)
-    return f"{pct:g}pct"
-
-
 def _examples(values, n: int = 5) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in list(values)[:n]]
 
@@ -121,8 +115,9 @@ class LookalikeModel(BaseEstimator):
         The final bags (fitted on all valid seeds).
     evaluation_ : dict or None
         ``metrics`` (flat dict of floats, e.g. ``holdout.recall_at_1pct``, ``holdout.lift_at_5pct``,
-        ``holdout.auc``, ``holdout.n_seeds``), ``expansion_curve`` (DataFrame ``fraction``, ``recall``,
-        ``lift``), ``random_recall`` (recall of random targeting = the fraction). ``None`` when
+        ``holdout.auc``, ``holdout.n_seeds``; keys as in :func:`training.metrics.recall_at_k`) and
+        ``expansion_curve`` (DataFrame ``fraction``, ``size``, ``recall``, ``lift``, ``random_recall`` for
+        ``curve_points`` audience shares, from :func:`training.metrics.expansion_curve`). ``None`` when
         ``holdout_fraction == 0``.
     scores_ : pandas.DataFrame
         ``person_id``, ``score``, ``is_seed`` for every person of the fitted snapshot (out-of-bag scores for
@@ -137,9 +132,9 @@ class LookalikeModel(BaseEstimator):
         holdout_fraction: float = 0.2,
         exclude_columns: Sequence[str] | None = None,
         feature_columns: Sequence[str] | None = None,
-        n_estimators: int = 80,
+        n_estimators: int = 40,
         num_leaves: int = 15,
-        learning_rate: float = 0.1,
+        learning_rate: float = 0.15,
         min_child_samples: int = 20,
         curve_points: int = 50,
         n_jobs: int = 2,
@@ -230,7 +225,7 @@ class LookalikeModel(BaseEstimator):
             n_hold = max(1, int(round(self.holdout_fraction * len(shuffled))))
             hold, train = np.sort(shuffled[:n_hold]), np.sort(shuffled[n_hold:])
             _, oob = self._fit_bags(X, train, rng)
-            self.evaluation_ = self._evaluate(oob, train, hold, n, rng)
+            self.evaluation_ = self._evaluate(oob, train, hold, n)
 
         self.boosters_, oob = self._fit_bags(X, seed_pos, rng)
         is_seed = np.zeros(n, dtype=bool)
@@ -386,32 +381,24 @@ class LookalikeModel(BaseEstimator):
 
     # --- evaluation ---------------------------------------------------------------------------------------
 
-    def _evaluate(
-        self, scores: np.ndarray, train: np.ndarray, hold: np.ndarray, n: int, rng: np.random.Generator
-    ) -> dict:
-        from training.metrics import expansion_curve, recall_at_k
+    def _evaluate(self, scores: np.ndarray, train: np.ndarray, hold: np.ndarray, n: int) -> dict:
+        """Recall / lift of the held-out seeds among everyone except the training seeds."""
+        from training.metrics import auc, expansion_curve, recall_at_k
 
         candidates = np.ones(n, dtype=bool)
         candidates[train] = False
-        y = np.zeros(n, dtype=bool)
-        y[hold] = True
-        # A random order first, so people with tied scores are ranked in random rather than file order.
-        order = rng.permutation(np.flatnonzero(candidates))
-        y_c, s_c = y[order], scores[order]
-
+        is_hold = np.zeros(n, dtype=bool)
+        is_hold[hold] = True
+        y, s = is_hold[candidates], scores[candidates]
         metrics: dict[str, float] = {
             "holdout.n_seeds": float(len(hold)),
             "holdout.n_train_seeds": float(len(train)),
-            "holdout.n_candidates": float(len(order)),
+            "holdout.n_candidates": float(candidates.sum()),
         }
-        for k in EVAL_FRACTIONS:
-            recall = float(recall_at_k(y_c, s_c, k))
-            label = _pct_label(k)
-            metrics[f"holdout.recall_at_{label}"] = recall
-            metrics[f"holdout.lift_at_{label}"] = recall / k
-        metrics["holdout.auc"] = _auc(y_c, s_c)
-        fractions = np.linspace(0, 1, int(self.curve_points) + 1)[1:]
-        curve = expansion_curve(y_c, s_c, fractions=fractions)
+        # Tied scores at a cut-off are counted in proportion (the expectation under random tie-breaking).
+        metrics.update({f"holdout.{k}": float(v) for k, v in recall_at_k(y, s, EVAL_FRACTIONS).items()})
+        metrics["holdout.auc"] = float(auc(y, s))
+        curve = expansion_curve(y, s, n_points=int(self.curve_points)).rename(columns={"frac": "fraction"})
         return {"metrics": metrics, "expansion_curve": curve}
 
     # --- scoring ------------------------------------------------------------------------------------------
@@ -525,14 +512,3 @@ class LookalikeModel(BaseEstimator):
         ax.legend(loc="lower right")
         return fig
 
-
-def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC AUC from average ranks (ties count half)."""
-    from scipy.stats import rankdata
-
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -63,7 +63,7 @@ def test_planted_cluster_is_found(planted):
 def test_expansion_curve(planted):
     curve = planted.evaluation_["expansion_curve"]
     assert len(curve) == 50
-    assert {"fraction", "recall"} <= set(curve.columns)
+    assert {"fraction", "size", "recall", "lift", "random_recall"} <= set(curve.columns)
     assert curve["fraction"].is_monotonic_increasing
     assert curve["recall"].is_monotonic_increasing  # recall never falls as the audience grows
     assert curve["recall"].iloc[-1] == pytest.approx(1.0)
