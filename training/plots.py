@@ -227,7 +227,8 @@ def feature_importance_plot(
 
 
 def expansion_curve_plot(
-    curve: pd.DataFrame,
+    curve: pd.DataFrame | ArrayLike,
+    recall: ArrayLike | None = None,
     *,
     title: str = "How many look-alike customers we find as the audience grows (expansion curve)",
 ) -> Figure:
@@ -235,16 +236,29 @@ def expansion_curve_plot(
 
     Parameters
     ----------
-    curve : DataFrame
-        Output of :func:`training.metrics.expansion_curve` (needs columns ``frac`` and ``recall``, as shares
-        0..1); the top 1%, 5% and 10% points are labelled.
+    curve : DataFrame or array-like
+        Either the output of :func:`training.metrics.expansion_curve` (columns ``frac`` — or ``fraction`` —
+        and ``recall``, shares 0..1), or the audience shares themselves with ``recall`` given separately.
+    recall : array-like, optional
+        Recall at each share, when ``curve`` is an array of shares.
+
+    The top 1%, 5% and 10% points are labelled.
     """
-    missing = {"frac", "recall"} - set(curve.columns)
-    if missing:
-        raise ValueError(f"expansion curve lacks column(s) {sorted(missing)}; got {list(curve.columns)}")
-    if curve.empty:
+    if isinstance(curve, pd.DataFrame):
+        if recall is not None:
+            raise ValueError("give either a curve DataFrame or (fractions, recall), not both")
+        frac_col = "frac" if "frac" in curve.columns else "fraction"
+        missing = {frac_col, "recall"} - set(curve.columns)
+        if missing:
+            raise ValueError(f"expansion curve lacks column(s) {sorted(missing)}; got {list(curve.columns)}")
+        c = pd.DataFrame({"frac": curve[frac_col].to_numpy(float), "recall": curve["recall"].to_numpy(float)})
+    else:
+        if recall is None:
+            raise ValueError("expansion curve: recall values are missing (pass a DataFrame or fractions and recall)")
+        c = pd.DataFrame({"frac": np.asarray(curve, float), "recall": np.asarray(recall, float)})
+    c = c.dropna().sort_values("frac").reset_index(drop=True)
+    if c.empty:
         raise ValueError("expansion curve is empty")
-    c = curve.sort_values("frac")
     x = np.r_[0.0, c["frac"].to_numpy()] * 100
     r = np.r_[0.0, c["recall"].to_numpy()] * 100
     fig, (ax,) = _figure(width=7, height=4.8)

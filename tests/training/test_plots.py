@@ -110,11 +110,25 @@ def test_feature_importance_keeps_top_n_largest_first():
         plots.feature_importance_plot(["a"], [1.0, 2.0])
 
 
-def test_expansion_curve_plot_rejects_wrong_frame():
+def test_expansion_curve_plot_accepts_frame_or_arrays(data):
+    y, p, *_ = data
+    curve = metrics.expansion_curve(y, p, n_points=50)
+    from_frame = plots.expansion_curve_plot(curve)
+    renamed = plots.expansion_curve_plot(curve.rename(columns={"frac": "fraction"}))
+    from_arrays = plots.expansion_curve_plot(curve["frac"], curve["recall"])
+    lines = [fig.axes[0].get_lines()[0].get_ydata() for fig in (from_frame, renamed, from_arrays)]
+    np.testing.assert_allclose(lines[0], lines[1])
+    np.testing.assert_allclose(lines[0], lines[2])
+    assert lines[0][-1] == pytest.approx(100.0)
+
+
+def test_expansion_curve_plot_rejects_wrong_input():
     import pandas as pd
 
     with pytest.raises(ValueError, match="recall"):
         plots.expansion_curve_plot(pd.DataFrame({"frac": [0.1]}))
+    with pytest.raises(ValueError, match="recall"):
+        plots.expansion_curve_plot([0.1, 0.2])
 
 
 def test_empty_input_is_a_clear_error():
