@@ -65,7 +65,7 @@ UNKNOWN = {
 
 
 def _as_strings(values: pd.Series) -> pd.Series:
-    arr = pa.array(values)
+    arr = pa.array(values).cast(pa.timestamp("s"))
     return pd.Series(pc.strftime(arr, format="%Y-%m-%d %H:%M:%S"), dtype="str")
 
 

@@ -104,7 +104,7 @@ def calendar(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataFrame
     n = len(dates)
     month = dates.month.to_numpy()
     day = dates.day.to_numpy()
-    weekday = dates.weekday.to_numpy()
+    weekday = dates.day_of_week.to_numpy()
 
     intensity = np.where(weekday >= 5, 1.08, 0.97).astype(float)
     discount = np.full(n, BASE_DISCOUNT)
