@@ -13,9 +13,12 @@ from pydantic import ValidationError
 
 from training.decisions.targeting import (
     AUDIENCE_COLUMNS,
+    DUCKDB_HASH_MIN,
     EXCLUSION_REASONS,
     CampaignSpec,
     ValueAssumptions,
+    _uniform_duckdb,
+    _uniform_hashlib,
     control_uniform,
     select_audience,
     to_csv,
@@ -283,6 +286,18 @@ def test_control_uniform_is_plain_sha256():
     draws = control_uniform("cmp-1", [f"p_{i}" for i in range(20000)])
     assert 0 <= draws.min() and draws.max() < 1
     assert abs(draws.mean() - 0.5) < 0.01
+
+
+def test_large_audiences_hash_identically_in_duckdb():
+    ids = [f"p_{i:05d}" for i in range(300)] + ["会员_钻石_001", "p_ü", ""]
+    for campaign in ("cmp-1", "双11-大促"):
+        np.testing.assert_array_equal(_uniform_duckdb(campaign, ids), _uniform_hashlib(campaign, ids))
+        np.testing.assert_array_equal(
+            _uniform_duckdb(campaign, pd.Series(ids, index=np.arange(len(ids))[::-1])),
+            _uniform_hashlib(campaign, ids),
+        )
+    big = [f"p_{i}" for i in range(DUCKDB_HASH_MIN)]
+    np.testing.assert_array_equal(control_uniform("cmp-9", big), _uniform_hashlib("cmp-9", big))
 
 
 def test_csv_export_round_trips(scores, tiers):

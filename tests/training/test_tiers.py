@@ -86,7 +86,7 @@ def test_value_risk_quadrants_and_chinese_names():
     assert tiers["action_segment_zh"].tolist() == ["挽留", "维护", "低成本唤回", "培育"]
     assert tiers["value_band"].tolist() == ["high", "high", "low", "low"]
     assert tiers["risk_band"].tolist() == ["at_risk", "safe", "at_risk", "safe"]
-    assert tiers["reason"].isna().all()
+    assert tiers["not_scored_reason"].isna().all()
 
 
 def test_churn_threshold_is_inclusive():
@@ -125,7 +125,7 @@ def test_ineligible_people_get_spend_tier_and_not_scored_with_reason():
     assert tiers["tier_en"].tolist() == ["gold", "gold", "diamond"]
     assert tiers["action_segment"].tolist()[0::2] == ["not_scored", "not_scored"]
     assert tiers["action_segment_zh"].iloc[0] == "未评分"
-    assert tiers["reason"].tolist() == ["only one order", None, "not eligible"]
+    assert tiers["not_scored_reason"].tolist() == ["only one order", None, "not eligible"]
     assert tiers["value_band"].iloc[0] is None and tiers["risk_band"].iloc[2] is None
 
 

@@ -27,7 +27,7 @@ TIER_OUTPUT_COLUMNS = (
     "action_segment_zh",
     "value_band",
     "risk_band",
-    "reason",
+    "not_scored_reason",
 )
 
 
@@ -230,7 +230,11 @@ def clv_value_cut(scores: pd.DataFrame, rules: TierRules | None = None) -> float
     _check_scores(scores, ("person_id", "eligible", "clv_mean", "churn_probability"))
     eligible = eligible_mask(scores)
     _check_scored_values(scores, eligible)
-    values = scores["clv_mean"].to_numpy(dtype=float)[eligible]
+    return _quantile_cut(scores, eligible, rules)
+
+
+def _quantile_cut(scores: pd.DataFrame, eligible: np.ndarray, rules: TierRules) -> float:
+    values = scores["clv_mean"].to_numpy(dtype=float, na_value=np.nan)[eligible]
     if values.size == 0:
         return float("inf")
     return float(np.quantile(values, rules.action_segments.value_quantile))
@@ -241,6 +245,11 @@ def member_tier_index(spend: np.ndarray | pd.Series, rules: TierRules) -> np.nda
     spend = np.nan_to_num(np.asarray(spend, dtype=float), nan=0.0)
     thresholds = np.array([t.min_spend for t in rules.member_tiers], dtype=float)
     return np.clip(np.searchsorted(thresholds, spend, side="right") - 1, 0, len(thresholds) - 1)
+
+
+def _names(names: list[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``names[codes]`` as a pandas string array, built by a vectorised take (no per-row conversion)."""
+    return pd.array(names, dtype="str").take(np.asarray(codes, dtype=np.intp))
 
 
 def assign_tiers(
@@ -267,9 +276,9 @@ def assign_tiers(
     DataFrame
         Same row order as ``scores``, columns ``person_id``, ``tier``, ``tier_en`` (from ``spend_365d``; missing
         spend counts as 0), ``action_segment``, ``action_segment_zh``, ``value_band`` (high | low),
-        ``risk_band`` (at_risk | safe) and ``reason``. Ineligible people get their spend tier, the
-        ``not_scored`` segment, ``value_band``/``risk_band`` of ``None`` and their ``ineligible_reason`` in
-        ``reason``.
+        ``risk_band`` (at_risk | safe) and ``not_scored_reason``. Ineligible people get their spend tier, the
+        ``not_scored`` segment, ``value_band``/``risk_band`` of ``None`` and their ``ineligible_reason`` (or
+        "not eligible") in ``not_scored_reason``, which is ``None`` for scored people.
 
     Examples
     --------
@@ -281,12 +290,13 @@ def assign_tiers(
     eligible = eligible_mask(scores)
     _check_scored_values(scores, eligible)
     if clv_cut is None:
-        clv_cut = clv_value_cut(scores, rules)
+        clv_cut = _quantile_cut(scores, eligible, rules)
     seg_rules = rules.action_segments
 
-    idx = member_tier_index(scores["spend_365d"].to_numpy(dtype=float, na_value=np.nan), rules)
-    tier_zh = np.array([t.name for t in rules.member_tiers], dtype=object)[idx]
-    tier_en = np.array([t.name_en for t in rules.member_tiers], dtype=object)[idx]
+    spend = pd.to_numeric(scores["spend_365d"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    idx = member_tier_index(spend, rules)
+    tier_zh = _names([t.name for t in rules.member_tiers], idx)
+    tier_en = _names([t.name_en for t in rules.member_tiers], idx)
 
     clv = scores["clv_mean"].to_numpy(dtype=float, na_value=np.nan)
     churn = scores["churn_probability"].to_numpy(dtype=float, na_value=np.nan)
@@ -297,8 +307,6 @@ def assign_tiers(
     # quadrant code: 0 high+risk, 1 high+safe, 2 low+risk, 3 low+safe, 4 not scored
     code = np.where(high, 0, 2) + np.where(at_risk, 0, 1)
     code = np.where(eligible, code, 4)
-    names = np.array([lab.name for lab in labels.all()], dtype=object)
-    names_zh = np.array([lab.name_zh for lab in labels.all()], dtype=object)
     value_band = np.where(eligible, np.where(high, "high", "low"), None).astype(object)
     risk_band = np.where(eligible, np.where(at_risk, "at_risk", "safe"), None).astype(object)
     given = scores["ineligible_reason"].to_numpy(dtype=object)
@@ -310,11 +318,11 @@ def assign_tiers(
             "person_id": scores["person_id"].to_numpy(),
             "tier": tier_zh,
             "tier_en": tier_en,
-            "action_segment": names[code],
-            "action_segment_zh": names_zh[code],
+            "action_segment": _names([lab.name for lab in labels.all()], code),
+            "action_segment_zh": _names([lab.name_zh for lab in labels.all()], code),
             "value_band": pd.Series(value_band, dtype=object, index=scores.index),
             "risk_band": pd.Series(risk_band, dtype=object, index=scores.index),
-            "reason": pd.Series(reason, dtype=object, index=scores.index),
+            "not_scored_reason": pd.Series(reason, dtype=object, index=scores.index),
         },
         index=scores.index,
     )
