@@ -66,9 +66,10 @@ def pii_key(*, console=None) -> bytes:
 def normalize_phone(phone: pd.Series) -> pd.Series:
     """Normalise phone numbers to ``+86XXXXXXXXXXX`` (mainland mobile) or NA.
 
-    Every non-digit is removed (spaces, dashes, brackets, a leading ``+``); a country code ``86`` or
-    ``0086`` in front of an 11-digit number is removed; what remains must be an 11-digit mainland mobile
-    number (``1[3-9]`` followed by 9 digits), otherwise the result is NA. Numbers stored as floats
+    Every non-digit is removed (spaces, dashes, brackets, a leading ``+``); a country code ``86``, ``+86``
+    or ``0086`` in front of an 11-digit number is removed; what remains must be an 11-digit mainland mobile
+    number (``1[3-9]`` followed by 9 digits), otherwise the result is NA. A number written with another
+    international prefix (``+1 ...``, ``001 ...``) is NA even when its digits look like a mobile number. Numbers stored as floats
     (``13812345678.0``, common after a spreadsheet round trip) are read as their integer value.
 
     Parameters
@@ -95,9 +96,12 @@ def normalize_phone(phone: pd.Series) -> pd.Series:
         text = phone.astype("string")
         text = text.str.replace(r"\.0+\s*$", "", regex=True)  # 13812345678.0 from a float round trip
     digits = text.str.replace(r"\D", "", regex=True)
-    digits = digits.mask((digits.str.len() == 15) & digits.str.startswith("0086"), digits.str[4:])
-    digits = digits.mask((digits.str.len() == 13) & digits.str.startswith("86"), digits.str[2:])
-    valid = digits.str.match(_CN_MOBILE).fillna(False).astype(bool)
+    # an explicit international prefix (+ or 00) must be China's 86: "+1 415 555 0100" is not a CN mobile
+    international = (text.str.strip().str.startswith("+") | digits.str.startswith("00")).fillna(False).astype(bool)
+    digits = digits.mask(digits.str.startswith("00"), digits.str[2:])
+    has_cc = (digits.str.len() == 13) & digits.str.startswith("86")
+    digits = digits.mask(has_cc, digits.str[2:])
+    valid = digits.str.match(_CN_MOBILE).fillna(False).astype(bool) & (has_cc.fillna(False) | ~international)
     out = ("+86" + digits).where(valid)
     return out.astype("str")
 
