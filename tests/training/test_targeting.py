@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from features.rfm import SEGMENTS as RFM_SEGMENTS
 from training.decisions.targeting import (
     AUDIENCE_COLUMNS,
     DUCKDB_HASH_MIN,
@@ -26,16 +27,7 @@ from training.decisions.targeting import (
 from training.decisions.tiers import assign_tiers
 
 STAGES = np.array(["new", "active", "at_risk", "lapsed", "reactivated"])
-SEGMENTS = [
-    ("重要价值客户", "champions"),
-    ("重要发展客户", "potential"),
-    ("重要保持客户", "need_attention"),
-    ("重要挽留客户", "cant_lose"),
-    ("一般价值客户", "promising"),
-    ("一般发展客户", "new_customers"),
-    ("一般保持客户", "hibernating"),
-    ("一般挽留客户", "lost"),
-]
+SEGMENTS = list(RFM_SEGMENTS.values())  # (Chinese, English) names of the 8 RFM segments
 
 
 def make_scores(n: int, seed: int) -> pd.DataFrame:
@@ -348,6 +340,10 @@ def test_bad_inputs_raise_naming_the_field(scores, tiers):
     spec = {"campaign_id": "x", "objective": "retain", "budget": 10, "cost_per_contact": 1}
     with pytest.raises(ValueError, match=r"filters\.tiers: unknown tier\(s\) \['golden'\]"):
         select_audience(scores, tiers, {**spec, "filters": {"tiers": ["golden"]}})
+    with pytest.raises(ValueError, match=r"filters\.segments: unknown segment\(s\) \['VIP'\]"):
+        select_audience(scores, tiers, {**spec, "filters": {"segments": ["重要价值客户", "VIP"]}})
+    custom = scores.assign(rfm_segment_en=scores["rfm_segment_en"].replace({"high value": "VIP"}))
+    assert len(select_audience(custom, tiers, {**spec, "filters": {"segments": ["VIP"]}}).audience) > 0
     with pytest.raises(ValueError, match="lookalike_scores: required"):
         select_audience(scores, tiers, {**spec, "objective": "lookalike"})
     with pytest.raises(ValueError, match="lookalike_scores: only used"):
@@ -374,3 +370,17 @@ def test_summary_figures_add_up(scores, tiers):
     assert summ["expected_incremental_value"] == pytest.approx(aud.loc[treated, "expected_value"].sum())
     assert summ["expected_roi"] == pytest.approx((summ["expected_incremental_value"] - summ["spend"]) / summ["spend"])
     assert set(summ["excluded"]) == set(EXCLUSION_REASONS)
+
+
+def test_scores_carrying_tier_columns_need_no_separate_tiers(scores, tiers):
+    spec = {"campaign_id": "t", "objective": "retain", "budget": 500, "cost_per_contact": 1,
+            "filters": {"tiers": ["gold", "铂金"], "segments": ["retain", "nurture"]}}
+    explicit = select_audience(scores, tiers, spec)
+    merged = scores.merge(tiers, on="person_id")  # what training.scoring.score returns
+    carried = select_audience(merged, None, spec)
+    computed = select_audience(scores, None, spec)
+    pd.testing.assert_frame_equal(carried.audience, explicit.audience)
+    pd.testing.assert_frame_equal(computed.audience, explicit.audience)
+    assert len(explicit.audience) > 0
+    assert set(explicit.audience["tier_en"]) <= {"gold", "platinum"}
+    assert set(explicit.audience["action_segment"]) <= {"retain", "nurture"}

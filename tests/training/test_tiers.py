@@ -189,3 +189,15 @@ def test_bad_scores_are_rejected_naming_the_column():
     dup = scores_frame(spend=[0.0, 0.0], clv=[1.0, 2.0], churn=[0.1, 0.2]).assign(person_id="p_x")
     with pytest.raises(ValueError, match="person_id must be unique"):
         assign_tiers(dup)
+
+
+def test_tiering_a_few_ids_with_the_population_cut_matches_batch():
+    rng = np.random.default_rng(21)
+    n = 500
+    frame = scores_frame(
+        spend=rng.gamma(1.0, 3000.0, size=n), clv=rng.gamma(2.0, 300.0, size=n), churn=rng.uniform(size=n)
+    )
+    batch = assign_tiers(frame).set_index("person_id")
+    few = frame.sample(7, random_state=1)
+    alone = assign_tiers(few, clv_cut=clv_value_cut(frame)).set_index("person_id")
+    pd.testing.assert_frame_equal(alone, batch.loc[alone.index])

@@ -341,6 +341,19 @@ def _filter_mask(frame: pd.DataFrame, tiers: pd.DataFrame, filters: CampaignFilt
     return keep
 
 
+def _check_segment_names(wanted: list[str], scores: pd.DataFrame, rules: TierRules) -> None:
+    """Reject segment names that are neither RFM segments nor action segments (a typo would select nobody)."""
+    from features.rfm import SEGMENT_EN  # lazy: only needed when filtering by segment
+
+    known = set(SEGMENT_EN) | set(SEGMENT_EN.values())
+    known |= {name for lab in rules.action_segments.labels.all() for name in (lab.name, lab.name_zh)}
+    unknown = set(wanted) - known
+    if unknown:  # custom segment names present in the scores are fine too
+        unknown -= set(scores["rfm_segment"].dropna().unique()) | set(scores["rfm_segment_en"].dropna().unique())
+    if unknown:
+        raise ValueError(f"filters.segments: unknown segment(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
 def _lookalike_array(scores: pd.DataFrame, lookalike_scores: pd.Series) -> np.ndarray:
     if not isinstance(lookalike_scores, pd.Series):
         raise TypeError("lookalike_scores must be a pandas Series indexed by person_id")
@@ -419,7 +432,7 @@ def select_audience(
     Raises
     ------
     ValueError
-        Missing columns, duplicate ``person_id``, a filter naming an unknown tier, or ``lookalike_scores``
+        Missing columns, duplicate ``person_id``, a filter naming an unknown tier or segment, or ``lookalike_scores``
         missing for / given to the wrong objective; the message names the field.
     pydantic.ValidationError
         When ``spec`` is a dict that breaks the :class:`CampaignSpec` rules.
@@ -446,6 +459,9 @@ def select_audience(
             raise ValueError(
                 f"filters.tiers: unknown tier(s) {unknown}; known: {sorted(rules.tier_names())}"
             )
+
+    if spec.filters.segments:
+        _check_segment_names(spec.filters.segments, scores, rules)
 
     frame = scores.reset_index(drop=True)
     if tiers is None:
