@@ -31,6 +31,7 @@ import math
 import os
 import re
 import subprocess
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -602,7 +603,10 @@ def log_model(
     metadata = dict(_code_tags())
     metadata["estimator_class"] = f"{type(model).__module__}.{type(model).__qualname__}"
     signature = ModelSignature(inputs=_schema(example), outputs=_schema(output))
-    with _logger_level("mlflow.pyfunc", logging.ERROR):  # its warning about pickling python_model
+    with _logger_level("mlflow.pyfunc", logging.ERROR), warnings.catch_warnings():
+        # MLflow warns that python_model is pickled (on purpose here) and trips a pandas-4 deprecation
+        # while saving the input example; neither is actionable for us.
+        warnings.filterwarnings("ignore", message="Operation with range is deprecated")
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=wrapper,

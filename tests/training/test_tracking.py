@@ -118,6 +118,20 @@ def test_environment_overrides(tmp_path, monkeypatch):
     assert tracking.artifact_root() == "s3://bucket/scrm"
 
 
+def test_first_use_of_a_new_store_is_quiet(tmp_path, monkeypatch, capfd):
+    import logging
+
+    for name in ("alembic", "mlflow.store.db.utils"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/new/mlflow.db")
+    capfd.readouterr()
+    tracking.client().search_experiments()  # creates the database and runs MLflow's migrations
+    err = capfd.readouterr().err
+    assert "Creating initial MLflow database tables" not in err
+    assert "alembic" not in err
+    assert (tmp_path / "new" / "mlflow.db").exists()
+
+
 def test_import_sets_no_tracking_state():
     code = "import sys, training.tracking; print('mlflow' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
