@@ -1,8 +1,35 @@
-"""Omnichannel brand simulator: realistic tables with known ground truth (see ``simulate``).
+"""Omnichannel brand simulator: realistic tables with known ground truth.
 
-``simulate`` returns the data-contract tables plus ``truth`` (latent parameters per true person) and
-``truth_keys`` (customer_key → true_person); ``write_dataset`` writes them; ``oracle`` turns the latent state
-into the true purchase probability and expected spend over a horizon.
+``simulate(n, seed=...)`` returns the data-contract tables of a mid-sized beauty brand selling on Tmall, JD,
+WeChat, Douyin and in stores, 2023-01-01 .. 2025-12-31 by default:
+
+- ``orders``: order_id, customer_key, order_ts, amount (paid CNY), channel, status (paid | refunded |
+  cancelled), discount (CNY off the list price), item_count, category, store_id (store orders only);
+- ``events``: customer_key, event_ts, event_type (view, cart, favorite, search, coupon_claim, coupon_redeem,
+  message_open, message_click, livestream_view, share, review, store_visit), channel, campaign_id;
+- ``identities``: one row per customer_key: channel, phone (raw, messy formats), unionid, member_card,
+  join_ts, birth_year, gender, city, marketing_opt_out;
+- ``campaign_touches``: campaign_id, customer_key, sent_ts, group (treatment | control), channel,
+  offer_cost;
+
+plus ground truth: ``truth`` (latent parameters per ``true_person``), ``truth_keys`` (customer_key →
+true_person), ``truth_campaigns`` and, in dirty mode, ``truth_dirty_rows``.
+
+The generative model (all vectorised numpy, deterministic for a seed):
+
+- people are acquired (first order) over the range with festival bumps; repeat orders follow a
+  Pareto/NBD-like process: rate ``lam ~ Gamma`` times the daily calendar intensity (618, 双11, 双12,
+  Chinese-New-Year dip, see :func:`calendar`) while alive, geometric lifetimes in days with hazard
+  ``mu ~ Gamma``; order values are gamma–gamma around a person mean, discounts deeper at festivals;
+- each person holds 1–3 channel accounts (``customer_key``) from a Dirichlet channel taste; phone, unionid
+  and member card identify the person with per-channel missingness and never collide across people;
+- behaviour events follow the latent state: views, searches and carts before orders, browsing at a rate
+  tied to ``lam`` that mostly stops at dropout, livestreams for Douyin users, store visits for store users;
+- campaigns target non-opted-out customers by recency, randomise a 10–20 % control group, and cause an extra
+  order with the person's true uplift probability ``tau``.
+
+:func:`oracle` turns the latent state into the true probability of a paid purchase, expected orders and
+expected spend over any horizon; :func:`write_dataset` writes the tables.
 """
 
 from .config import CATEGORIES, CHANNELS, EVENT_TYPES, GROUPS, STATUSES, SimConfig

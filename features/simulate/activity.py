@@ -68,6 +68,37 @@ class Rows:
         return {name: np.concatenate(parts) for name, parts in self.cols.items()}
 
 
+class EventRows:
+    """Events collected from every source: account index (int32), seconds (int64), type and campaign (int8,
+    -1 = none). Compact dtypes keep tens of millions of rows cheap."""
+
+    def __init__(self) -> None:
+        self.key: list[np.ndarray] = []
+        self.ts: list[np.ndarray] = []
+        self.type: list[np.ndarray] = []
+        self.campaign: list[np.ndarray] = []
+
+    def add(self, key: np.ndarray, ts: np.ndarray, etype: int | np.ndarray, campaign: int = -1) -> None:
+        n = len(key)
+        self.key.append(np.asarray(key, dtype=np.int32))
+        self.ts.append(np.asarray(ts, dtype=np.int64))
+        self.type.append(np.broadcast_to(np.asarray(etype, dtype=np.int8), (n,)))
+        self.campaign.append(np.full(n, campaign, dtype=np.int8))
+
+    def concat(self, n_days: int) -> dict[str, np.ndarray]:
+        """All rows inside the simulated range, as arrays."""
+        ts = np.concatenate(self.ts)
+        inside = (ts >= 0) & (ts < n_days * DAY)
+        out = {"ts": ts[inside]}
+        del ts
+        for name in ("key", "type", "campaign"):
+            parts = getattr(self, name)
+            out[name] = np.concatenate(parts)[inside]
+            parts.clear()
+        self.ts.clear()
+        return out
+
+
 def poisson_days(rate, day0, day1, cum, rng):
     """Inhomogeneous Poisson events on whole days: person ``i`` has ``rate[i] * intensity[d]`` on days
     ``day0[i] <= d < day1[i]``. ``cum`` is the cumulative intensity (length n_days + 1).
@@ -208,14 +239,14 @@ def last_order_before(order_person, order_day, n_people, day) -> np.ndarray:
     return LastOrder(order_person, order_day, n_people).before(day)
 
 
-def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_person, org_day, cfg, rng):
+def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_person, org_day, ev, cfg, rng):
     """Target, randomise and send every campaign; draw the treated people's responses.
 
-    Returns (touches, induced orders, campaign events) as column dicts. Targeting uses each person's
+    Adds the message and coupon events to ``ev``; returns (touches, induced orders) as column dicts. Targeting uses each person's
     purchase history before the send (organic orders plus orders caused by earlier campaigns). Opted-out
     people are never messaged. Control members get a touch row (their would-be send time) and nothing else.
     """
-    touches, induced, events = Rows(), Rows(), Rows()
+    touches, induced = Rows(), Rows()
     # the account a campaign messages: the first held channel in MESSAGE_PRIORITY
     prio = np.array([MESSAGE_PRIORITY.index(c) for c in CHANNELS])
     rank = np.where(people.chan >= 0, prio[np.maximum(people.chan, 0)], 99)
@@ -255,14 +286,9 @@ def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_per
         t_open = t_sent + rng.exponential(4 * 3600, len(treated)).astype(np.int64)
         t_click = t_open + rng.integers(5, 600, len(treated))
         t_claim = t_click + rng.integers(5, 300, len(treated))
-        for mask, ts, ev in ((opened, t_open, "message_open"), (clicked, t_click, "message_click"),
+        for mask, ts, name in ((opened, t_open, "message_open"), (clicked, t_click, "message_click"),
                              (claimed, t_claim, "coupon_claim")):  # fmt: skip
-            events.add(
-                key=t_key[mask],
-                ts=ts[mask],
-                type=np.full(mask.sum(), EV[ev]),
-                campaign=np.full(mask.sum(), c),
-            )
+            ev.add(t_key[mask], ts[mask], EV[name], campaign=c)
         redeemed = keep & claimed
         induced.add(
             person=treated[keep],
@@ -276,56 +302,47 @@ def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_per
         touches.add(
             person=target, key=key, sent=sent, control=control, campaign=np.full(len(target), c), cost=cost
         )
-    return touches.concat(), induced.concat(), events.concat()
+    return touches.concat(), induced.concat()
 
 
 # --- events ---------------------------------------------------------------------------------------------------
 
 
-def order_events(orders: dict[str, np.ndarray], people: People, cal: Calendar, cfg: SimConfig, rng, redeem):
+def order_events(ev: EventRows, orders: dict[str, np.ndarray], people: People, cal: Calendar, cfg: SimConfig, rng,
+                 redeem: np.ndarray) -> None:  # fmt: skip
     """Events around orders: views, searches and carts before online orders, a store visit with store orders,
     coupon claims and redemptions, shares and reviews after paid orders."""
-    ev = Rows()
     person, key, ts, day = orders["person"], orders["key"], orders["ts"], orders["day"]
     online = orders["channel"] != STORE
     paid = orders["status"] == 0
     n = len(person)
+
+    def before(mask, mean_days, floor):
+        return ts[mask] - (rng.exponential(mean_days * DAY, int(mask.sum())) + floor).astype(np.int64)
+
     # views in the days before an online order
-    n_views = rng.poisson(people.views_per_order[person] * online)
-    idx = np.repeat(np.arange(n), n_views)
-    ev.add(key=key[idx], ts=ts[idx] - (rng.exponential(1.3 * DAY, len(idx)) + 60).astype(np.int64),
-           type=np.full(len(idx), EV["view"]))  # fmt: skip
-    p_cart = np.clip(people.cart_prob[person] + 0.2 * cal.festival[day], 0, 1) * online
-    m = rng.random(n) < p_cart
-    ev.add(key=key[m], ts=ts[m] - (rng.exponential(0.4 * DAY, m.sum()) + 30).astype(np.int64),
-           type=np.full(m.sum(), EV["cart"]))  # fmt: skip
+    idx = np.repeat(np.arange(n), rng.poisson(people.views_per_order[person] * online))
+    ev.add(key[idx], ts[idx] - (rng.exponential(1.3 * DAY, len(idx)) + 60).astype(np.int64), EV["view"])
+    m = rng.random(n) < np.clip(people.cart_prob[person] + 0.2 * cal.festival[day], 0, 1) * online
+    ev.add(key[m], before(m, 0.4, 30), EV["cart"])
     m = online & (rng.random(n) < 0.3)
-    ev.add(key=key[m], ts=ts[m] - (rng.exponential(1.6 * DAY, m.sum()) + 120).astype(np.int64),
-           type=np.full(m.sum(), EV["search"]))  # fmt: skip
+    ev.add(key[m], before(m, 1.6, 120), EV["search"])
     m = ~online
-    ev.add(key=key[m], ts=ts[m] - rng.integers(300, 2400, m.sum()), type=np.full(m.sum(), EV["store_visit"]))
+    ev.add(key[m], ts[m] - rng.integers(300, 2400, int(m.sum())), EV["store_visit"])
     # coupons: festival orders often use a platform coupon; campaign orders carry the campaign coupon
-    p_coupon = np.where(cal.festival[day], 0.35, 0.06) * (orders["campaign"] < 0)
-    m = paid & (rng.random(n) < p_coupon)
-    ev.add(key=key[m], ts=ts[m] - (rng.exponential(2.0 * DAY, m.sum()) + 60).astype(np.int64),
-           type=np.full(m.sum(), EV["coupon_claim"]))  # fmt: skip
+    m = paid & (rng.random(n) < np.where(cal.festival[day], 0.35, 0.06) * (orders["campaign"] < 0))
+    ev.add(key[m], before(m, 2.0, 60), EV["coupon_claim"])
     m = m | redeem
-    ev.add(key=key[m], ts=ts[m] + 1, type=np.full(m.sum(), EV["coupon_redeem"]))
+    ev.add(key[m], ts[m] + 1, EV["coupon_redeem"])
     # after paid orders
     m = paid & (rng.random(n) < cfg.review_prob)
-    ev.add(
-        key=key[m], ts=ts[m] + rng.integers(3 * DAY, 10 * DAY, m.sum()), type=np.full(m.sum(), EV["review"])
-    )
+    ev.add(key[m], ts[m] + rng.integers(3 * DAY, 10 * DAY, int(m.sum())), EV["review"])
     m = paid & (rng.random(n) < cfg.share_prob)
-    ev.add(key=key[m], ts=ts[m] + rng.integers(60, 2 * DAY, m.sum()), type=np.full(m.sum(), EV["share"]))
-    out = ev.concat()
-    out["campaign"] = np.full(len(out["key"]), -1)
-    return out
+    ev.add(key[m], ts[m] + rng.integers(60, 2 * DAY, int(m.sum())), EV["share"])
 
 
-def ongoing_events(people: People, cal: Calendar, cfg: SimConfig, rng):
+def ongoing_events(ev: EventRows, people: People, cal: Calendar, cfg: SimConfig, rng) -> None:
     """Browsing while alive (and a trickle after dropout), livestream views of Douyin people, store visits."""
-    ev = Rows()
     n_days = cal.n_days
     soft = np.sqrt(cal.intensity)  # browsing follows the calendar less sharply than buying
     cum = np.concatenate([[0.0], np.cumsum(soft)])
@@ -334,40 +351,37 @@ def ongoing_events(people: People, cal: Calendar, cfg: SimConfig, rng):
     alive_end = np.minimum(people.death_day, n_days)
     b1 = np.minimum(people.birth_day, n_days)
     b_end = np.clip(b1, b0, n_days)
+    never = np.full(people.n, n_days)
 
     def browse(rate, day0, day1, curve):
         who, day = poisson_days(rate, np.minimum(day0, n_days), np.minimum(day1, n_days), curve, rng)
         return who, seconds_in_day(day, cal, rng)
 
-    # pre-acquisition and alive browsing, and the trickle after dropout
-    parts = [
-        browse(people.browse * 0.5, b0, b_end, cum),
-        browse(people.browse, b1, alive_end, cum),
-        browse(people.browse * cfg.browse_after_dropout, alive_end, np.full(people.n, n_days), cum),
-    ]
-    who = np.concatenate([p[0] for p in parts])
-    ts = np.concatenate([p[1] for p in parts])
-    slot = pick_slot(people.chan_cum[who], rng.random(len(who)))
-    chan = people.chan[who, slot]
-    kind = np.searchsorted(np.cumsum([0.62, 0.2, 0.1, 0.08]), rng.random(len(who)), side="right")
-    etype = np.array([EV["view"], EV["search"], EV["favorite"], EV["cart"], EV["view"]])[kind]
-    etype = np.where(chan == STORE, EV["store_visit"], etype)
-    keep = (chan != STORE) | (rng.random(len(who)) < 0.35)
-    ev.add(key=(people.key_offset[who] + slot)[keep], ts=ts[keep], type=etype[keep])
+    # browsing before the first order, while alive, and a trickle after dropout
+    for rate, d0, d1 in (
+        (people.browse * 0.5, b0, b_end),
+        (people.browse, b1, alive_end),
+        (people.browse * cfg.browse_after_dropout, alive_end, never),
+    ):
+        who, ts = browse(rate, d0, d1, cum)
+        slot = pick_slot(people.chan_cum[who], rng.random(len(who)))
+        chan = people.chan[who, slot]
+        kind = np.searchsorted(np.cumsum([0.62, 0.2, 0.1, 0.08]), rng.random(len(who)), side="right")
+        etype = np.array([EV["view"], EV["search"], EV["favorite"], EV["cart"], EV["view"]], np.int8)[kind]
+        etype = np.where(chan == STORE, EV["store_visit"], etype)
+        keep = (chan != STORE) | (rng.random(len(who)) < 0.35)
+        ev.add((people.key_offset[who] + slot)[keep], ts[keep], etype[keep])
     # livestreams: people with a Douyin account, more during festivals
     has = people.chan == DOUYIN
     douyin_slot = has.argmax(axis=1)
-    share = people.chan_pref[:, DOUYIN]
-    rate = cfg.livestream_rate * share * np.sqrt(people.lam / cfg.lam_mean)
-    for r, d0, d1 in ((rate, b1, alive_end), (rate * 0.05, alive_end, np.full(people.n, n_days))):
-        w, t = browse(np.where(has.any(axis=1), r, 0.0), d0, d1, cum_hard)
-        ev.add(key=people.key_offset[w] + douyin_slot[w], ts=t, type=np.full(len(w), EV["livestream_view"]))
+    rate = np.where(has.any(axis=1), cfg.livestream_rate * people.chan_pref[:, DOUYIN], 0.0)
+    rate = rate * np.sqrt(people.lam / cfg.lam_mean)
+    for r, d0, d1 in ((rate, b1, alive_end), (rate * 0.05, alive_end, never)):
+        w, t = browse(r, d0, d1, cum_hard)
+        ev.add(people.key_offset[w] + douyin_slot[w], t, EV["livestream_view"])
     # store visits without a purchase
     has = people.chan == STORE
     store_slot = has.argmax(axis=1)
     rate = np.where(has.any(axis=1), cfg.store_visit_rate * people.chan_pref[:, STORE], 0.0)
     w, t = browse(rate, b1, alive_end, cum_hard)
-    ev.add(key=people.key_offset[w] + store_slot[w], ts=t, type=np.full(len(w), EV["store_visit"]))
-    out = ev.concat()
-    out["campaign"] = np.full(len(out["key"]), -1)
-    return out
+    ev.add(people.key_offset[w] + store_slot[w], t, EV["store_visit"])

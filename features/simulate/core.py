@@ -12,6 +12,7 @@ import pyarrow as pa
 from .activity import (
     DAY,
     Calendar,
+    EventRows,
     argsort_seconds,
     campaign_schedule,
     last_order_before,
@@ -52,10 +53,16 @@ def _progress(enabled: bool):
 
 
 def _str(values, codes: np.ndarray, valid: np.ndarray | None = None) -> pd.Series:
-    """A pandas string column taking ``values[codes]`` (null where ``valid`` is False), built in Arrow."""
+    """A pandas string column ``values[codes]`` (null where ``valid`` is False), built in Arrow.
+
+    Small vocabularies are taken as 32-bit-offset strings and widened afterwards, large ones (account keys)
+    taken as large strings directly: each is the faster path in pyarrow for its case.
+    """
     arr = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
-    taken = arr.take(pa.array(np.asarray(codes, dtype=np.int64), mask=None if valid is None else ~valid))
-    return pd.Series(taken, dtype="str")
+    large = len(arr) > 4096
+    arr = arr.cast(pa.large_string() if large else pa.string())
+    idx = pa.array(np.asarray(codes, dtype=np.int64), mask=None if valid is None else ~np.asarray(valid, bool))
+    return pd.Series(arr.take(idx), dtype="str")
 
 
 def _ts(start: pd.Timestamp, seconds: np.ndarray) -> np.ndarray:
@@ -139,7 +146,8 @@ def simulate(
         org_person, org_day = organic_orders(people, cal, rng)
         step(2)
         schedule = campaign_schedule(start_ts, n_days, cfg)
-        touches, induced, camp_events = run_campaigns(people, cal, schedule, org_person, org_day, cfg, rng)
+        ev = EventRows()
+        touches, induced = run_campaigns(people, cal, schedule, org_person, org_day, ev, cfg, rng)
         if not touches:
             touches = {
                 k: np.zeros(0, dtype=np.int64)
@@ -148,24 +156,20 @@ def simulate(
             induced = {
                 k: np.zeros(0, dtype=np.int64) for k in ("person", "day", "slot", "campaign", "redeem")
             }
-            camp_events = {k: np.zeros(0, dtype=np.int64) for k in ("key", "ts", "type", "campaign")}
         step(3)
         person = np.concatenate([org_person, induced["person"]])
         day = np.concatenate([org_day, induced["day"]])
         slot = np.concatenate([np.full(len(org_person), -1), induced["slot"]])
+        del org_person, org_day
         orders = order_rows(person, day, slot, people, cal, cfg, rng)
-        orders["campaign"] = np.concatenate([np.full(len(org_person), -1), induced["campaign"]])
-        redeem = np.concatenate([np.zeros(len(org_person), bool), induced["redeem"].astype(bool)])
-        ev_o = order_events(orders, people, cal, cfg, rng, redeem)
-        ev_g = ongoing_events(people, cal, cfg, rng)
-        events = {
-            k: np.concatenate([ev_o[k], ev_g[k], np.asarray(camp_events[k])])
-            for k in ("key", "ts", "type", "campaign")
-        }
-        inside = (events["ts"] >= 0) & (events["ts"] < n_days * DAY)
-        events = {k: v[inside] for k, v in events.items()}
+        organic = len(slot) - len(induced["slot"])
+        orders["campaign"] = np.concatenate([np.full(organic, -1), induced["campaign"]])
+        redeem = np.concatenate([np.zeros(organic, bool), induced["redeem"].astype(bool)])
+        order_events(ev, orders, people, cal, cfg, rng, redeem)
+        ongoing_events(ev, people, cal, cfg, rng)
+        events = ev.concat(n_days)
         step(4)
-        keys = key_strings(people, rng)
+        keys = key_strings(people, rng).cast(pa.large_string())
         identities = _identities(people, keys, orders, events, touches, start_ts, n_days, cfg, rng)
         step(5)
         tables = _tables(
