@@ -58,6 +58,8 @@ def _str(values, codes: np.ndarray, valid: np.ndarray | None = None) -> pd.Serie
     Small vocabularies are taken as 32-bit-offset strings and widened afterwards, large ones (account keys)
     taken as large strings directly: each is the faster path in pyarrow for its case.
     """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     arr = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
     large = len(arr) > 4096
     arr = arr.cast(pa.large_string() if large else pa.string())

@@ -175,6 +175,11 @@ def scrambled(
     return _mulmod(idx, a, b, modulus)
 
 
+def _flat(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """pyarrow may return chunked arrays for large inputs; the simulator wants one contiguous array."""
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 def key_strings(people: People, rng: np.random.Generator) -> pa.Array:
     """``"<channel>:<12 hex>"`` per key, unique."""
     n_keys = len(people.key_person)
@@ -182,8 +187,8 @@ def key_strings(people: People, rng: np.random.Generator) -> pa.Array:
     shifts = np.arange(44, -1, -4, dtype=np.int64)
     digits = _HEX[(code[:, None] >> shifts[None, :]) & 0xF]
     hexes = pa.array(np.ascontiguousarray(digits).view("S12").ravel()).cast(pa.string())
-    chans = pa.array(np.array(CHANNELS, dtype=object)[people.key_channel].tolist(), pa.string())
-    return pc.binary_join_element_wise(chans, hexes, ":")
+    chans = pa.array(list(CHANNELS), pa.string()).take(pa.array(people.key_channel.astype(np.int64)))
+    return _flat(pc.binary_join_element_wise(_flat(chans), _flat(hexes), ":"))
 
 
 def phone_numbers(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -209,7 +214,7 @@ def format_phones(numbers: np.ndarray, rng: np.random.Generator) -> pa.Array:
         dashed,
     ]
     which = rng.choice(len(variants), size=len(numbers), p=[0.4, 0.15, 0.12, 0.13, 0.1, 0.1])
-    return pc.choose(pa.array(which.astype(np.int8)), *variants)
+    return _flat(pc.choose(pa.array(which.astype(np.int8)), *[_flat(v) for v in variants]))
 
 
 def unionids(n: int, rng: np.random.Generator) -> pa.Array:
@@ -219,10 +224,10 @@ def unionids(n: int, rng: np.random.Generator) -> pa.Array:
     head = _B64[(code[:, None] >> shifts[None, :]) & 0x3F]
     tail = _B64[rng.integers(0, 64, size=(n, 19))]
     chars = np.concatenate([np.full((n, 1), ord("o"), np.uint8), head, tail], axis=1)
-    return pa.array(np.ascontiguousarray(chars).view("S28").ravel()).cast(pa.string())
+    return _flat(pa.array(np.ascontiguousarray(chars).view("S28").ravel()).cast(pa.string()))
 
 
 def member_cards(n: int, rng: np.random.Generator) -> pa.Array:
     """Membership card numbers ``"M"`` + 10 digits, unique per person."""
     v = scrambled(np.arange(n), 10**10, rng, (2, 5))
-    return pc.binary_join_element_wise("M", pc.utf8_lpad(pa.array(v).cast(pa.string()), 10, "0"), "")
+    return _flat(pc.binary_join_element_wise("M", pc.utf8_lpad(pa.array(v).cast(pa.string()), 10, "0"), ""))
