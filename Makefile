@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/demo
 DEMO_CUSTOMERS ?= 20000
-DEMO_AS_OF ?= 2025-07-01
+DEMO_AS_OF ?= 2026-01-01
 PORT ?= 3000
 PYTEST_ARGS ?=
 
@@ -25,11 +25,14 @@ $(STAMP): pyproject.toml
 ## venv: create .venv and install the project with its dev tools (re-runs when pyproject.toml changes)
 venv: $(STAMP)
 
-## demo: simulate a brand, validate it, build features (the main job on the embedded default data)
+## demo: simulate a brand → validate → features → train + promote → batch-score → serve on http://127.0.0.1:$(PORT)
 demo: $(STAMP)
 	$(BIN)/scrm simulate --customers $(DEMO_CUSTOMERS) --seed 7 --out $(DEMO_DATA)
 	$(BIN)/scrm validate --data $(DEMO_DATA)
 	$(BIN)/scrm features build --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	$(BIN)/scrm train all --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	$(BIN)/scrm score --data $(DEMO_DATA) --as-of $(DEMO_AS_OF) --out $(DEMO_DATA)/scores.parquet
+	$(BIN)/scrm serve --data $(DEMO_DATA) --port $(PORT)
 
 ## test: run the test suite (slow tests excluded; `make test-all` includes them)
 test: $(STAMP)
