@@ -48,6 +48,7 @@ import pandas as pd
 from scipy import optimize, special
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "BTYDFitError",
@@ -111,22 +112,63 @@ def compress_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, n
         Index of the unique row of every input row, so ``uniques[k][inverse] == columns[k]``.
     """
     n = len(columns[0])
-    code = np.zeros(n, dtype=np.int64)
-    span = 1
-    for col in columns:
-        codes, uniq = pd.factorize(col, sort=False)
-        k = max(len(uniq), 1)
-        if span * k >= 2**62:  # re-factorize the partial key to keep it small
-            code, _ = pd.factorize(code, sort=False)
-            span = int(code.max()) + 1 if n else 1
-        code = code * k + codes
-        span *= k
+    code = _integer_code(columns)
+    if code is None:
+        code = np.zeros(n, dtype=np.int64)
+        span = 1
+        for col in columns:
+            codes, uniq = pd.factorize(col, sort=False)
+            k = max(len(uniq), 1)
+            if span * k >= 2**62:  # re-factorize the partial key to keep it small
+                code, _ = pd.factorize(code, sort=False)
+                span = int(code.max()) + 1 if n else 1
+            code = code * k + codes
+            span *= k
     inverse, uniq_codes = pd.factorize(code, sort=False)
     n_unique = len(uniq_codes)
     rep = np.empty(n_unique, dtype=np.int64)
     rep[inverse] = np.arange(n, dtype=np.int64)  # any representative: all rows of a group are identical
     weights = np.bincount(inverse, minlength=n_unique).astype(np.int64)
     return [np.asarray(c)[rep] for c in columns], weights, inverse
+
+
+def _compress_rfm(x: np.ndarray, rec: np.ndarray, T: np.ndarray):
+    """:func:`compress_rows` for ``(frequency, recency, T)``; one-time buyers (``x = 0``, so ``recency = 0``)
+    are grouped by ``T`` alone, which is cheaper and usually covers most customers."""
+    once = x == 0
+    if not once.any() or once.all():
+        return compress_rows(x, rec, T)
+    (u0,), w0, inv0 = compress_rows(T[once])
+    (u1x, u1r, u1T), w1, inv1 = compress_rows(x[~once], rec[~once], T[~once])
+    inverse = np.empty(len(x), dtype=np.int64)
+    inverse[once] = inv0
+    inverse[~once] = inv1 + len(w0)
+    uniques = [np.concatenate([np.zeros(len(w0)), u1x]), np.concatenate([np.zeros(len(w0)), u1r]),
+               np.concatenate([u0, u1T])]
+    return uniques, np.concatenate([w0, w1]), inverse
+
+
+def _integer_code(columns) -> np.ndarray | None:
+    """One int64 key per row when every column holds whole numbers of modest range (daily data), else None."""
+    code = None
+    span = 1
+    for col in columns:
+        col = np.asarray(col)
+        if col.dtype.kind not in "fiu" or len(col) == 0:
+            return None
+        lo, hi = col.min(), col.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= 2**31:
+            return None
+        k = int(hi - lo) + 1
+        span *= k
+        if span >= 2**62:
+            return None
+        shifted = col - lo
+        as_int = shifted.astype(np.int64)
+        if col.dtype.kind == "f" and not np.array_equal(as_int, shifted):
+            return None
+        code = as_int if code is None else code * k + as_int
+    return code
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -147,23 +189,23 @@ class _BGObjective:
         x = np.asarray(x, dtype=float)
         w = np.asarray(w, dtype=float)
         self.W = w.sum()
-        self.ux, ix = np.unique(x, return_inverse=True)
-        self.uT, iT = np.unique(T, return_inverse=True)
-        self.uR, iR = np.unique(rec, return_inverse=True)
+        ix, self.ux = _factorize(x)
+        iT, self.uT = _factorize(T)
+        iR, self.uR = _factorize(rec)
         self.Wx = np.bincount(ix, w, minlength=len(self.ux))
         self.WT = np.bincount(iT, w, minlength=len(self.uT))
         self.WXT = np.bincount(iT, w * x, minlength=len(self.uT))
-        self.ud = self.ux + self.k - 1 if modified else np.maximum(self.ux, 1) - 1
+        self.ud = self.ux if modified else np.maximum(self.ux, 1) - 1
         mask = np.ones(len(x), dtype=bool) if modified else x > 0
         self.m_ix, self.m_iT, self.m_iR = ix[mask], iT[mask], iR[mask]
         self.m_x, self.m_w = x[mask], w[mask]
+        self._buf = np.empty((6, int(mask.sum())))  # work arrays: no allocation per evaluation
         self.penalizer = 0.0
 
     def __call__(self, theta):
         params = np.exp(theta)
         r, al, a, b = params
         ux, k = self.ux, self.k
-        dig_r = special.digamma(r + ux)
         A1x = special.gammaln(r + ux) - special.gammaln(r) + r * np.log(al)
         A2x = (special.gammaln(a + b) + special.gammaln(b + ux + k) - special.gammaln(b)
                - special.gammaln(a + b + ux + k))
@@ -171,23 +213,37 @@ class _BGObjective:
         LR = np.log(al + self.uR)
         IT = 1.0 / (al + self.uT)
         IR = 1.0 / (al + self.uR)
-        lT, lR = LT[self.m_iT], LR[self.m_iR]
-        rx = r + self.m_x
         cx = np.log(a) - np.log(b + self.ud)
-        dl = lT - lR
-        z = cx[self.m_ix] + rx * dl
-        sp = np.logaddexp(0.0, z)
-        q = special.expit(z)
-        wq = self.m_w * q
-        ll = self.Wx @ (A1x + A2x) - (r * (self.WT @ LT) + self.WXT @ LT) + self.m_w @ sp
+        b1, b2, dl, z, e, wq = self._buf
+        np.take(LT, self.m_iT, out=b1)
+        np.take(LR, self.m_iR, out=b2)
+        np.subtract(b1, b2, out=dl)  # log(alpha + T) - log(alpha + t_x)
+        np.add(self.m_x, r, out=b1)  # r + x
+        np.multiply(b1, dl, out=b2)
+        np.take(cx, self.m_ix, out=z)
+        np.add(z, b2, out=z)
+        if z.size and z.max() > 700.0:  # exp would overflow: stable (allocating) path
+            sp_sum = self.m_w @ np.logaddexp(0.0, z)
+            np.multiply(self.m_w, special.expit(z), out=wq)
+        else:
+            np.exp(z, out=e)
+            np.add(e, 1.0, out=b2)
+            np.divide(e, b2, out=wq)
+            np.log(b2, out=b2)  # log(1 + e): np.log is vectorised, log1p is not; the absolute error is < 1e-16
+            sp_sum = self.m_w @ b2
+            np.multiply(wq, self.m_w, out=wq)  # w * q, q = P(the "dropped out at t_x" branch)
+        ll = self.Wx @ (A1x + A2x) - (r * (self.WT @ LT) + self.WXT @ LT) + sp_sum
 
-        di = IT[self.m_iT] - IR[self.m_iR]
+        np.take(IT, self.m_iT, out=b2)
+        np.take(IR, self.m_iR, out=e)
+        np.subtract(b2, e, out=b2)
+        np.multiply(b1, b2, out=b2)  # (r + x) * (1 / (alpha + T) - 1 / (alpha + t_x))
         Qx = np.bincount(self.m_ix, wq, minlength=len(ux))
         psi_ab = special.digamma(a + b)
         psi_abx = special.digamma(a + b + ux + k)
         g = np.array([
-            self.Wx @ (dig_r - special.digamma(r) + np.log(al)) - self.WT @ LT + wq @ dl,
-            self.W * r / al - (r * (self.WT @ IT) + self.WXT @ IT) + wq @ (rx * di),
+            self.Wx @ (special.digamma(r + ux) - special.digamma(r) + np.log(al)) - self.WT @ LT + wq @ dl,
+            self.W * r / al - (r * (self.WT @ IT) + self.WXT @ IT) + wq @ b2,
             self.Wx @ (psi_ab - psi_abx) + Qx.sum() / a,
             self.Wx @ (psi_ab + special.digamma(b + ux + k) - special.digamma(b) - psi_abx) - Qx @ (1.0 / (b + self.ud)),
         ])
@@ -210,42 +266,45 @@ class _ParetoObjective:
         self.x = x
         self.w = np.asarray(w, dtype=float)
         self.W = self.w.sum()
-        self.ux, ix = np.unique(x, return_inverse=True)
-        self.uT, self.iT = np.unique(T, return_inverse=True)
-        self.uR, self.iR = np.unique(rec, return_inverse=True)
-        self.Wx = np.bincount(ix, self.w, minlength=len(self.ux))
-        self.ix = ix
+        self.iT, self.uT = _factorize(T)
+        self.iR, self.uR = _factorize(rec)
         # distinct (x, rec) and (x, T) pairs
-        (px1, pr1), _, self.inv1 = compress_rows(x, np.asarray(rec, dtype=float))
-        (px2, pT2), _, self.inv2 = compress_rows(x, np.asarray(T, dtype=float))
-        self.p1x, self.p1v = px1, pr1
-        self.p2x, self.p2v = px2, pT2
+        (self.p1x, self.p1v), _, self.inv1 = compress_rows(x, np.asarray(rec, dtype=float))
+        (self.p2x, self.p2v), _, self.inv2 = compress_rows(x, np.asarray(T, dtype=float))
         self.penalizer = 0.0
 
-    def loglik_rows(self, params):
-        """Per-row conditional log-likelihood for natural parameters ``(r, alpha, s, beta)``."""
-        r, al, s, be = params
+    def log_terms(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: log-likelihood of the history *and* being alive at ``T``, and the full log-likelihood.
+
+        ``exp(first - second)`` is P(alive). ``A0`` (Hardie's eq. 19-20) uses ``2F1(c - 1, b; c; z)``; where it
+        overflows, Euler's transformation ``(1 - z) ** (1 - b) * 2F1(1, c - b; c; z)`` is used, and the
+        difference of its two terms is taken in log space (no cancellation to a negative number).
+        """
+        r, al, s, be = (float(v) for v in params)
         x = self.x
         mx, ab = max(al, be), abs(al - be)
 
         def log_hyp(px, v):
-            rsf = r + s + px
-            t = r + px if al < be else np.full_like(px, s + 1.0)
-            return np.log(special.hyp2f1(rsf, t, rsf + 1.0, ab / (mx + v)))
+            c = r + s + px + 1.0
+            b = r + px if al < be else np.full_like(px, s + 1.0)
+            z = ab / (mx + v)
+            direct = np.log(special.hyp2f1(c - 1.0, b, c, z))
+            euler = (1.0 - b) * np.log1p(-z) + np.log(special.hyp2f1(1.0, c - b, c, z))
+            return np.where(np.isfinite(direct) & (direct < 690.0), direct, euler)
 
-        rsf = r + s + x
         with np.errstate(all="ignore"):
-            return self._loglik(r, al, s, be, x, rsf, log_hyp)
+            rsf = r + s + x
+            a1 = log_hyp(self.p1x, self.p1v)[self.inv1] - rsf * np.log(mx + self.uR)[self.iR]
+            a2 = log_hyp(self.p2x, self.p2v)[self.inv2] - rsf * np.log(mx + self.uT)[self.iT]
+            log_A0 = a1 + np.log1p(-np.exp(np.minimum(a2 - a1, 0.0)))
+            A1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(al) + s * np.log(be)
+            alive = A1 - (r + x) * np.log(al + self.uT)[self.iT] - s * np.log(be + self.uT)[self.iT]
+            total = np.logaddexp(alive, A1 + np.log(s) + log_A0 - np.log(rsf))
+        return alive, total
 
-    def _loglik(self, r, al, s, be, x, rsf, log_hyp):
-        mx = max(al, be)
-        a1 = log_hyp(self.p1x, self.p1v)[self.inv1] - rsf * np.log(mx + self.uR)[self.iR]
-        a2 = log_hyp(self.p2x, self.p2v)[self.inv2] - rsf * np.log(mx + self.uT)[self.iT]
-        log_A0 = a1 + np.log1p(-np.exp(np.minimum(a2 - a1, 0.0)))
-        A1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(al) + s * np.log(be)
-        first = -(r + x) * np.log(al + self.uT)[self.iT] - s * np.log(be + self.uT)[self.iT]
-        A2 = np.logaddexp(first, np.log(s) + log_A0 - np.log(rsf))
-        return A1 + A2
+    def loglik_rows(self, params):
+        """Per-row conditional log-likelihood (Hardie's eq. 18) for natural parameters ``(r, alpha, s, beta)``."""
+        return self.log_terms(params)[1]
 
     def __call__(self, theta):
         params = np.exp(theta)
@@ -264,19 +323,22 @@ class _GGObjective:
         self.x, self.m, self.w = x, m, w
         self.W = w.sum()
         self.wx = w * x
-        self.ux, ix = np.unique(x, return_inverse=True)
+        ix, self.ux = _factorize(x)
         self.Wx = np.bincount(ix, w, minlength=len(self.ux))
         self.C1 = self.wx @ (np.log(m) + np.log(x))
         self.Cm = w @ np.log(m)
         self.xm = x * m
+        self._buf = np.empty((2, len(x)))
         self.penalizer = 0.0
 
     def __call__(self, theta):
         params = np.exp(theta)
         p, q, v = params
         ux = self.ux
-        L = np.log(self.xm + v)
-        inv = 1.0 / (self.xm + v)
+        L, inv = self._buf
+        np.add(self.xm, v, out=inv)
+        np.log(inv, out=L)
+        np.divide(1.0, inv, out=inv)
         ll = (self.Wx @ (special.gammaln(p * ux + q) - special.gammaln(p * ux)) - self.W * special.gammaln(q)
               + self.W * q * np.log(v) + p * self.C1 - self.Cm - p * (self.wx @ L) - q * (self.w @ L))
         psi_pq = special.digamma(p * ux + q)
@@ -290,23 +352,103 @@ class _GGObjective:
         return f, grad
 
 
-def _minimize(objective, x0, *, analytic: bool, tol: float, max_iter: int) -> dict:
+def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values (first-seen order) of a 1-D array, by hashing."""
+    codes, uniques = pd.factorize(np.asarray(values), sort=False)
+    return codes.astype(np.intp, copy=False), np.asarray(uniques, dtype=float)
+
+
+def _minimize(objective, x0, *, analytic: bool, tol: float, max_iter: int, hess_inv0=None) -> dict:
     """Run BFGS in log-parameters and summarise the outcome (never raises for numerical trouble)."""
+    options = {"gtol": tol, "maxiter": max_iter}
+    if hess_inv0 is not None:
+        options["hess_inv0"] = hess_inv0
     with np.errstate(all="ignore"):
-        if analytic:
-            res = optimize.minimize(objective, x0, jac=True, method="BFGS",
-                                    options={"gtol": tol, "maxiter": max_iter})
-            grad = res.jac
-        else:
-            res = optimize.minimize(objective, x0, jac="2-point", method="BFGS",
-                                    options={"gtol": tol, "maxiter": max_iter})
-            grad = getattr(res, "jac", np.full(len(x0), np.nan))
+        res = optimize.minimize(objective, x0, jac=True if analytic else "2-point", method="BFGS", options=options)
+    grad = getattr(res, "jac", None)
+    grad = np.full(len(x0), np.nan) if grad is None else np.asarray(grad, dtype=float)
     grad_norm = float(np.max(np.abs(grad))) if np.all(np.isfinite(grad)) else float("inf")
     # BFGS often stops with "precision loss" at the optimum; accept it when the gradient is (near) zero.
     grad_ok = 1e-6 if analytic else 1e-4
     converged = bool(np.isfinite(res.fun) and (res.success or grad_norm < grad_ok))
     return {"x": np.asarray(res.x, dtype=float), "fun": float(res.fun), "converged": converged,
-            "n_iter": int(getattr(res, "nit", -1)), "grad_norm": grad_norm, "message": str(res.message)}
+            "n_iter": int(getattr(res, "nit", -1)), "n_eval": int(getattr(res, "nfev", -1)),
+            "grad_norm": grad_norm, "message": str(res.message), "hess_inv": getattr(res, "hess_inv", None)}
+
+
+#: Above this many unique rows, the optimiser first runs on a subsample of about this many rows and the full fit
+#: starts from that optimum and its inverse Hessian (a handful of full iterations instead of ~30).
+WARM_START_ROWS = 30_000
+
+
+def _inverse_hessian(objective, theta, eps: float = 1e-5) -> np.ndarray | None:
+    """Inverse of the central finite-difference Hessian of an analytic-gradient objective (None unless PD)."""
+    k = len(theta)
+    cols = [(objective(theta + eps * e)[1] - objective(theta - eps * e)[1]) / (2 * eps) for e in np.eye(k)]
+    hess = np.array(cols)
+    hess = (hess + hess.T) / 2
+    if not np.all(np.isfinite(hess)):
+        return None
+    try:
+        np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:
+        return None
+    inv = np.linalg.inv(hess)
+    return (inv + inv.T) / 2
+
+
+def _inverse_hessian_from_values(objective, theta, eps: float = 1e-4) -> np.ndarray | None:
+    """Inverse of the central finite-difference Hessian of a value-only objective (None unless PD)."""
+    k = len(theta)
+    f0 = objective(theta)
+    E = np.eye(k) * eps
+    hess = np.empty((k, k))
+    for i in range(k):
+        hess[i, i] = (objective(theta + 2 * E[i]) - 2 * f0 + objective(theta - 2 * E[i])) / (4 * eps**2)
+        for j in range(i):
+            hess[i, j] = hess[j, i] = (objective(theta + E[i] + E[j]) - objective(theta + E[i] - E[j])
+                                       - objective(theta - E[i] + E[j]) + objective(theta - E[i] - E[j])) / (4 * eps**2)
+    if not np.all(np.isfinite(hess)):
+        return None
+    try:
+        np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:
+        return None
+    inv = np.linalg.inv(hess)
+    return (inv + inv.T) / 2
+
+
+def _fit_warm(build, rows: tuple, w: np.ndarray, x0, *, penalizer: float, analytic: bool, tol: float,
+              max_iter: int) -> dict:
+    """Minimise ``build(rows, w)`` from ``x0``; with many rows, warm-start from a fixed-seed subsample fit.
+
+    The subsample thins the customer counts binomially (seed 0, so fits are reproducible); it only moves the
+    starting point, the optimum is that of the full objective (same gradient tolerance).
+    """
+    obj = build(rows, w)
+    obj.penalizer = penalizer
+    warm = None
+    if len(w) > 2 * WARM_START_ROWS:
+        rng = np.random.default_rng(0)
+        w_sub = rng.binomial(w, min(1.0, WARM_START_ROWS / len(w)))
+        sel = w_sub > 0
+        if sel.sum() >= 100:
+            sub = build(tuple(r[sel] for r in rows), w_sub[sel])
+            sub.penalizer = penalizer
+            warm = _minimize(sub, x0, analytic=analytic, tol=max(tol, 1e-6), max_iter=max_iter)
+    if warm is not None and np.all(np.isfinite(warm["x"])) and np.isfinite(warm["fun"]):
+        hess = _inverse_hessian(sub, warm["x"]) if analytic else _inverse_hessian_from_values(sub, warm["x"])
+        if hess is None:
+            hess = warm["hess_inv"]
+            hess = hess if isinstance(hess, np.ndarray) and np.all(np.isfinite(hess)) else None
+        try:
+            res = _minimize(obj, warm["x"], analytic=analytic, tol=tol, max_iter=max_iter, hess_inv0=hess)
+        except ValueError:  # inverse Hessian not positive definite
+            res = _minimize(obj, warm["x"], analytic=analytic, tol=tol, max_iter=max_iter)
+        if res["converged"]:
+            res["warm_start"] = {"rows": int((w_sub > 0).sum()), "n_iter": warm["n_iter"]}
+            return res
+    return _minimize(obj, x0, analytic=analytic, tol=tol, max_iter=max_iter)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -323,16 +465,37 @@ def _lifetimes_fitter(model: str, params: dict):
 
 
 def _p_alive(model: str, params: dict, x, rec, T) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if model == "pareto_nbd":
+        prm = [params[k] for k in MODEL_PARAMS[model]]
+        alive, total = _ParetoObjective(x, rec, T, np.ones(len(x))).log_terms(prm)
+        return np.minimum(np.exp(alive - total), 1.0)
     fitter = _lifetimes_fitter(model, params)
     return np.asarray(fitter.conditional_probability_alive(x, rec, T), dtype=float) * np.ones_like(x, dtype=float)
 
 
 def _expected_orders(model: str, params: dict, t: float, x, rec, T) -> np.ndarray:
     if model == "pareto_nbd":
-        fitter = _lifetimes_fitter(model, params)
-        out = fitter.conditional_expected_number_of_purchases_up_to_time(t, x, rec, T)
-        return np.asarray(out, dtype=float) * np.ones_like(x, dtype=float)
+        return _pareto_expected_orders(params, t, x, rec, T)
     return _bg_expected_orders(params, t, x, rec, T, modified=model == "mbg_nbd")
+
+
+def _pareto_expected_orders(params: dict, t: float, x, rec, T) -> np.ndarray:
+    """Pareto/NBD conditional expected orders in ``(T, T + t]`` (Hardie's note 009, eq. 41).
+
+    ``P(alive) * (r + x) / (alpha + T) * (beta + T) / (s - 1) * (1 - ((beta + T) / (beta + T + t)) ** (s - 1))``,
+    the same expression as lifetimes but built on the overflow-safe P(alive) and continuous at ``s = 1``.
+    """
+    r, al, s, be = (params[k] for k in MODEL_PARAMS["pareto_nbd"])
+    x = np.asarray(x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    pa = _p_alive("pareto_nbd", params, x, rec, T)
+    log_ratio = np.log(be + T) - np.log(be + T + t)  # < 0
+    if abs(s - 1.0) > 1e-10:
+        life = -np.expm1((s - 1.0) * log_ratio) / (s - 1.0)
+    else:
+        life = -log_ratio
+    return pa * (r + x) / (al + T) * (be + T) * life
 
 
 def _bg_expected_orders(params: dict, t: float, x, rec, T, *, modified: bool) -> np.ndarray:
@@ -368,13 +531,41 @@ def _bg_expected_orders(params: dict, t: float, x, rec, T, *, modified: bool) ->
 
 
 def _p_no_purchase(model: str, params: dict, t: float, x, rec, T) -> np.ndarray:
-    if model == "pareto_nbd":
-        fitter = _lifetimes_fitter(model, params)
-        out = fitter.conditional_probability_of_n_purchases_up_to_time(0, t, x, rec, T)
-        return np.clip(np.asarray(out, dtype=float) * np.ones_like(x, dtype=float), 0.0, 1.0)
+    x = np.asarray(x, dtype=float)
+    T = np.asarray(T, dtype=float)
     r, al = params["r"], params["alpha"]
     pa = _p_alive(model, params, x, rec, T)
+    if model == "pareto_nbd":
+        return 1.0 - pa + pa * _pareto_p_quiet_if_alive(params, t, x, T)
     return 1.0 - pa + pa * ((al + T) / (al + T + t)) ** (r + x)
+
+
+def _pareto_p_quiet_if_alive(params: dict, t: float, x, T, *, nodes: int = 48,
+                             chunk: int = 100_000) -> np.ndarray:
+    """Pareto/NBD: P(no order in ``(T, T + t]`` | alive at ``T``, history).
+
+    Given alive, ``lambda ~ Gamma(r + x, alpha + T)`` and ``mu ~ Gamma(s, beta + T)`` independently; there is no
+    order when none happens before ``t`` while alive, or death comes first:
+    ``E[exp(-(lambda + mu) t)] + E[int_0^t mu exp(-(lambda + mu) u) du]``, i.e.
+    ``A(t) B(t) + int_0^t s / (beta + T + u) A(u) B(u) du`` with ``A(u) = ((alpha + T) / (alpha + T + u)) ** (r + x)``,
+    ``B(u) = ((beta + T) / (beta + T + u)) ** s``. The integral is computed by Gauss-Legendre quadrature in
+    ``y = log(1 + u / c)``, ``c = min(alpha, beta) + T`` (the integrand is smooth and decays like a power law).
+    """
+    r, al, s, be = (params[k] for k in MODEL_PARAMS["pareto_nbd"])
+    y_nodes, y_weights = np.polynomial.legendre.leggauss(nodes)
+    out = np.empty(len(x))
+    for lo in range(0, len(x), chunk):
+        xs, Ts = x[lo:lo + chunk, None], T[lo:lo + chunk, None]
+        c = min(al, be) + Ts
+        y_max = np.log1p(t / c)
+        y = (y_nodes[None, :] + 1.0) / 2.0 * y_max
+        u = c * np.expm1(y)
+        log_ab = -(r + xs) * np.log1p(u / (al + Ts)) - s * np.log1p(u / (be + Ts))
+        integrand = s / (be + Ts + u) * np.exp(log_ab) * c * np.exp(y)  # du = c e^y dy
+        integral = (integrand * y_weights[None, :]).sum(axis=1) * y_max[:, 0] / 2.0
+        end = np.exp(-(r + xs[:, 0]) * np.log1p(t / (al + Ts[:, 0])) - s * np.log1p(t / (be + Ts[:, 0])))
+        out[lo:lo + chunk] = end + integral
+    return np.clip(out, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -559,6 +750,10 @@ class BTYDModel(BaseEstimator):
             When the inputs are malformed (missing columns, ``recency > T``, negative or non-integer
             frequency, ...).
         """
+        with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads only slow the 1-D dot products down
+            return self._fit(data)
+
+    def _fit(self, data: pd.DataFrame) -> BTYDModel:
         chain = [(str(m), float(p)) for m, p in self.chain]
         unknown = sorted({m for m, _ in chain} - set(MODEL_PARAMS))
         if not chain or unknown:
@@ -567,7 +762,7 @@ class BTYDModel(BaseEstimator):
         self.fit_log_: list[dict] = []
         self.n_excluded_ = int((~keep).sum())
         self.n_customers_ = int(keep.sum())
-        (ux, urec, uT), w, _ = compress_rows(x[keep], rec[keep], T[keep])
+        (ux, urec, uT), w, _ = _compress_rfm(x[keep], rec[keep], T[keep])
         self.n_unique_rows_ = len(w)
         if self.n_customers_ == 0:
             raise BTYDFitError(f"no rows with a paid order to fit on ({self.n_excluded_} rows excluded for NaN)", self.fit_log_)
@@ -577,7 +772,7 @@ class BTYDModel(BaseEstimator):
         if not uT.max() > 0:
             raise BTYDFitError("every customer has T = 0: no observation time to fit on", self.fit_log_)
         scale = 1.0 / float(uT.max())  # lifetimes' _scale_time
-        objectives: dict[str, object] = {}
+        rows = (ux, urec * scale, uT * scale)
         chosen = None
         for model, penalizer in chain:
             entry = {"model": model, "penalizer": penalizer}
@@ -585,21 +780,20 @@ class BTYDModel(BaseEstimator):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    if model not in objectives:
-                        objectives[model] = (_ParetoObjective(ux, urec * scale, uT * scale, w) if model == "pareto_nbd"
-                                             else _BGObjective(ux, urec * scale, uT * scale, w, modified=model == "mbg_nbd"))
-                    obj = objectives[model]
-                    obj.penalizer = penalizer
                     if model == "pareto_nbd":
-                        res = _minimize(obj, np.zeros(4), analytic=False, tol=1e-6, max_iter=self.max_iter)
+                        res = _fit_warm(lambda rows, wt: _ParetoObjective(*rows, wt), rows, w, np.zeros(4),
+                                        penalizer=penalizer, analytic=False, tol=1e-6, max_iter=self.max_iter)
                     else:  # lifetimes' starting point: 0.1 in log-parameters
-                        res = _minimize(obj, np.full(4, 0.1), analytic=True, tol=self.tol, max_iter=self.max_iter)
+                        modified = model == "mbg_nbd"
+                        res = _fit_warm(lambda rows, wt, m=modified: _BGObjective(*rows, wt, modified=m), rows, w,
+                                        np.full(4, 0.1), penalizer=penalizer, analytic=True, tol=self.tol,
+                                        max_iter=self.max_iter)
                     params = dict(zip(MODEL_PARAMS[model], np.exp(res["x"]).tolist(), strict=True))
                     params["alpha"] /= scale
                     if model == "pareto_nbd":
                         params["beta"] /= scale
                     entry.update(params=params, neg_log_likelihood=res["fun"], converged=res["converged"],
-                                 n_iter=res["n_iter"])
+                                 n_iter=res["n_iter"], warm_start=res.get("warm_start"))
                     reasons = [] if res["converged"] else [f"no convergence ({res['message']}, |grad| {res['grad_norm']:.2g})"]
                     reasons += check_fit(model, params, ux, urec, uT, w, min_param=self.min_param,
                                          horizon_days=self.check_horizon_days, max_rate_ratio=self.max_rate_ratio)
@@ -638,7 +832,9 @@ class BTYDModel(BaseEstimator):
                                self.fit_log_)
         (gx, gm), gw, _ = compress_rows(freq[sel], mon[sel])
         self.gg_n_unique_rows_ = len(gw)
-        obj = _GGObjective(gx, gm, gw)
+        def build_gg(rows, wt):
+            return _GGObjective(*rows, wt)
+
         mean_m = float(gw @ gm / gw.sum())
         for penalizer in self.gg_penalizers:
             entry = {"model": "gamma_gamma", "penalizer": float(penalizer)}
@@ -646,14 +842,14 @@ class BTYDModel(BaseEstimator):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    obj.penalizer = float(penalizer)
-                    res = _minimize(obj, np.full(3, 0.1), analytic=True, tol=self.tol, max_iter=self.max_iter)
+                    res = _fit_warm(build_gg, (gx, gm), gw, np.full(3, 0.1), penalizer=float(penalizer),
+                                    analytic=True, tol=self.tol, max_iter=self.max_iter)
                     if not res["converged"]:  # retry from a data-driven start (p=1, q=2: mean spend = v)
-                        res = _minimize(obj, np.log([1.0, 2.0, mean_m]), analytic=True, tol=self.tol,
-                                        max_iter=self.max_iter)
+                        res = _fit_warm(build_gg, (gx, gm), gw, np.log([1.0, 2.0, mean_m]), penalizer=float(penalizer),
+                                        analytic=True, tol=self.tol, max_iter=self.max_iter)
                     params = dict(zip(GG_PARAMS, np.exp(res["x"]).tolist(), strict=True))
                     entry.update(params=params, neg_log_likelihood=res["fun"], converged=res["converged"],
-                                 n_iter=res["n_iter"])
+                                 n_iter=res["n_iter"], warm_start=res.get("warm_start"))
                     reasons = [] if res["converged"] else [f"no convergence ({res['message']})"]
                     reasons += _check_gg(params, mean_m, min_param=self.min_param, max_ratio=self.max_rate_ratio)
                     entry.update(status="rejected" if reasons else "ok", reason="; ".join(reasons))
@@ -678,7 +874,7 @@ class BTYDModel(BaseEstimator):
         x, rec, T, keep = _rfm_arrays(data, require_monetary=False)
         out = np.full(len(data), np.nan)
         if keep.any():
-            (ux, urec, uT), _, inv = compress_rows(x[keep], rec[keep], T[keep])
+            (ux, urec, uT), _, inv = _compress_rfm(x[keep], rec[keep], T[keep])
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 vals = np.asarray(func(ux, urec, uT), dtype=float)
@@ -844,24 +1040,30 @@ class BTYDModel(BaseEstimator):
         return pd.Series(base + delta, index=data.index, name="expected_next_order_date")
 
     def spend_quantiles(self, data: pd.DataFrame, t: float, *, levels: Sequence[float] = (0.1, 0.9),
-                        n_draws: int = 400, random_state: int | None = None,
+                        n_draws: int = 500, random_state: int | None = None,
                         max_chunk_elements: int = 4_000_000) -> pd.DataFrame:
         """Quantiles of the spend in the next ``t`` days by posterior simulation.
 
-        Per customer, ``n_draws`` independent draws of:
+        The posterior predictive spend of a customer is ``S = 0`` with probability ``1 - p_alive`` (gone) and
+        otherwise ``S = c * R``, where draws of ``R`` for a customer alive at ``T`` are simulated as
 
-        1. ``alive ~ Bernoulli(p_alive)``; a dead customer spends 0.
-        2. Purchase rate ``lambda ~ Gamma(r + x, rate = alpha + T)`` (posterior given active).
-        3. Orders ``N``: BG/NBD: dropout probability ``p ~ Beta(a, b + x)`` (MBG/NBD: ``Beta(a, b + x + 1)``),
+        1. purchase rate ``lambda ~ Gamma(r + x, rate = alpha + T)``;
+        2. orders ``N``: BG/NBD: dropout probability ``p ~ Beta(a, b + x)`` (MBG/NBD: ``Beta(a, b + x + 1)``),
            orders until dropout ``K ~ Geometric(p)``, ``N = min(Poisson(lambda t), K)``; Pareto/NBD: dropout
            rate ``mu ~ Gamma(s, rate = beta + T)``, lifetime ``tau ~ Exponential(mu)``,
-           ``N ~ Poisson(lambda * min(t, tau))``.
-        4. Spend: Gamma-Gamma posterior of the customer's spend-rate ``nu ~ Gamma(p x + q, rate = v + x m)``
-           (one-time buyers: the prior ``Gamma(q, rate = v)``); ``N`` orders of ``Gamma(p, rate = nu)`` each
-           sum to ``Gamma(N p, rate = nu)``.
+           ``N ~ Poisson(lambda * min(t, tau))``;
+        3. spend: the Gamma-Gamma posterior of the customer's spend rate ``nu ~ Gamma(p x + q, rate = v + x m)``
+           (one-time buyers: the prior ``Gamma(q, rate = v)``); ``N`` orders of ``Gamma(p, rate = nu)`` each sum
+           to ``Gamma(N p, rate = nu)``, i.e. ``S = (v + x m) * G_N / G_nu`` with standard gamma variables
+           ``G_N ~ Gamma(N p)``, ``G_nu ~ Gamma(p x + q)``. So ``c = v + x m`` (``v`` for one-time buyers) and
+           ``R = G_N / G_nu``.
 
-        The simulated mean equals :meth:`expected_spend` up to Monte-Carlo error. Draws are vectorised in
-        chunks of at most ``max_chunk_elements`` customer-draws, only for alive draws with orders.
+        The distribution of ``R`` depends on ``(x, T)`` and whether the customer has a usable
+        ``monetary_value`` only, so ``n_draws`` draws are simulated once per distinct such key (vectorised, in
+        chunks of at most ``max_chunk_elements`` draws) and summarised on a grid of 201 quantile levels. A
+        customer's quantile at level ``l`` is then exact in the mixture and the scale: 0 when
+        ``l <= 1 - p_alive``, else ``c * Q_R((l - (1 - p_alive)) / p_alive)`` (``Q_R`` interpolated on the grid).
+        The simulated mean equals :meth:`expected_spend` up to Monte-Carlo error.
 
         Parameters
         ----------
@@ -872,7 +1074,7 @@ class BTYDModel(BaseEstimator):
         levels : sequence of float
             Quantile levels in (0, 1).
         n_draws : int
-            Draws per customer.
+            Draws per distinct ``(frequency, T)`` key.
         random_state : int, optional
             Seed (``numpy.random.default_rng``); defaults to the estimator's ``random_state``.
         max_chunk_elements : int
@@ -896,41 +1098,36 @@ class BTYDModel(BaseEstimator):
         x, rec, T, keep = _rfm_arrays(data, require_monetary=False)
         pa = self.p_alive(data)
         gx, gm, valid = self._gg_inputs(data)
-        nu_shape = np.where(valid, p_gg * gx + q_gg, q_gg)
-        nu_rate = np.where(valid, v_gg + gx * gm, v_gg)
+        scale = np.where(valid, v_gg + gx * np.where(valid, gm, 0.0), v_gg)
         result = np.full((len(data), len(levels)), np.nan)
-        rows = np.flatnonzero(keep)
-        chunk = max(1, int(max_chunk_elements) // n_draws)
-        prm, model = self.params_, self.model_name_
-        for start in range(0, len(rows), chunk):
-            idx = rows[start:start + chunk]
-            n = len(idx)
-            spend = np.zeros((n, n_draws))
-            alive = rng.random((n, n_draws)) < pa[idx, None]
-            ri, di = np.nonzero(alive)
-            if len(ri):
-                cust = idx[ri]
-                lam = rng.gamma(prm["r"] + x[cust]) / (prm["alpha"] + T[cust])
-                if model == "pareto_nbd":
-                    mu = rng.gamma(prm["s"]) / (prm["beta"] + T[cust])
-                    with np.errstate(divide="ignore"):
-                        tau = rng.exponential(1.0, len(cust)) / mu
-                    orders = rng.poisson(lam * np.minimum(t, tau))
-                else:
-                    extra = 1.0 if model == "mbg_nbd" else 0.0
-                    p_drop = rng.beta(prm["a"], prm["b"] + x[cust] + extra)
-                    k = rng.geometric(np.clip(p_drop, 1e-300, 1.0))
-                    orders = np.minimum(rng.poisson(lam * t), k)
-                buy = orders > 0
-                if buy.any():
-                    c2 = cust[buy]
-                    nu = rng.gamma(nu_shape[c2]) / nu_rate[c2]
-                    spend[ri[buy], di[buy]] = rng.gamma(orders[buy] * p_gg) / nu
-            result[idx] = np.quantile(spend, levels, axis=1).T
+        if keep.any():
+            (kx, kT, kvalid), _, inv = compress_rows(x[keep], T[keep], valid[keep].astype(float))
+            shape = np.where(kvalid > 0, p_gg * kx + q_gg, q_gg)
+            grid = np.linspace(0.0, 1.0, 201)
+            qgrid = np.empty((len(kx), len(grid)))
+            chunk = max(1, int(max_chunk_elements) // n_draws)
+            for lo in range(0, len(kx), chunk):
+                sl = slice(lo, lo + chunk)
+                draws = _simulate_alive_ratio(self.model_name_, self.params_, p_gg, kx[sl], kT[sl], shape[sl], t,
+                                              n_draws, rng)
+                draws.sort(axis=1)
+                pos = grid * (n_draws - 1)  # numpy's default ("linear") quantile definition
+                below = np.floor(pos).astype(np.int64)
+                above = np.minimum(below + 1, n_draws - 1)
+                qgrid[sl] = draws[:, below] * (1.0 - (pos - below)) + draws[:, above] * (pos - below)
+            pa_k, scale_k = pa[keep], scale[keep]
+            for j, lv in enumerate(levels):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inner = np.clip((lv - (1.0 - pa_k)) / pa_k, 0.0, 1.0)
+                pos = inner * (len(grid) - 1)
+                below = np.minimum(np.floor(pos).astype(np.int64), len(grid) - 2)
+                frac = pos - below
+                q = qgrid[inv, below] * (1.0 - frac) + qgrid[inv, below + 1] * frac
+                result[keep, j] = np.where(lv <= 1.0 - pa_k, 0.0, q * scale_k)
         return pd.DataFrame(result, index=data.index, columns=[f"q{lv:g}" for lv in levels])
 
     def predict_frame(self, data: pd.DataFrame, horizon_days: float, *, as_of=None, random_state: int | None = 0,
-                      with_intervals: bool = True, n_draws: int = 400) -> pd.DataFrame:
+                      with_intervals: bool = True, n_draws: int = 500) -> pd.DataFrame:
         """All per-customer predictions for a horizon, indexed like ``data``.
 
         Parameters
@@ -946,7 +1143,7 @@ class BTYDModel(BaseEstimator):
         with_intervals : bool
             Compute ``spend_p10`` / ``spend_p90`` (posterior simulation, the slow part); omitted when False.
         n_draws : int
-            Draws per customer of the simulation.
+            Draws per distinct ``(frequency, T)`` key of the simulation (see :meth:`spend_quantiles`).
 
         Returns
         -------
@@ -991,6 +1188,38 @@ class BTYDModel(BaseEstimator):
         with np.errstate(invalid="ignore"):
             valid = (x > 0) & np.isfinite(m) & (m > 0)
         return x, m, valid
+
+
+def _simulate_alive_ratio(model: str, params: dict, p_gg: float, x, T, shape, t: float, n_draws: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """``(len(x), n_draws)`` draws of ``R = G_N / G_nu`` for customers alive at ``T`` (see ``spend_quantiles``)."""
+    n = len(x)
+    xs, Ts = np.repeat(x, n_draws), np.repeat(T, n_draws)
+    lam = rng.standard_gamma(params["r"] + xs) / (params["alpha"] + Ts)
+    if model == "pareto_nbd":
+        mu = rng.standard_gamma(np.full(len(xs), params["s"])) / (params["beta"] + Ts)
+        with np.errstate(divide="ignore"):
+            tau = rng.standard_exponential(len(xs)) / mu
+        orders = rng.poisson(lam * np.minimum(t, tau))
+    else:
+        orders = rng.poisson(lam * t)
+        # K >= 1 orders until dropout: it only binds where the Poisson count is >= 2, so draw it only there
+        many = np.flatnonzero(orders >= 2)
+        if len(many):
+            extra = 1.0 if model == "mbg_nbd" else 0.0
+            g1 = rng.standard_gamma(np.full(len(many), params["a"]))
+            g2 = rng.standard_gamma(params["b"] + xs[many] + extra)
+            with np.errstate(invalid="ignore"):
+                p_drop = np.nan_to_num(g1 / (g1 + g2), nan=1.0)
+            k = rng.geometric(np.clip(p_drop, 1e-300, 1.0))
+            orders[many] = np.minimum(orders[many], k)
+    ratio = np.zeros(len(xs))
+    buy = orders > 0
+    if buy.any():
+        g_n = rng.standard_gamma(orders[buy] * p_gg)
+        g_nu = rng.standard_gamma(np.repeat(shape, n_draws)[buy])
+        ratio[buy] = g_n / g_nu
+    return ratio.reshape(n, n_draws)
 
 
 def _check_gg(params: dict, mean_m: float, *, min_param: float, max_ratio: float) -> list[str]:

@@ -16,6 +16,7 @@ from training.btyd import (
     _BGObjective,
     _GGObjective,
     _ParetoObjective,
+    _simulate_alive_ratio,
     compress_rows,
 )
 
@@ -205,7 +206,7 @@ def test_nan_rows_are_excluded_and_predicted_nan(synth, synth_model):
     model = BTYDModel().fit(data)
     assert model.n_excluded_ == 2 and model.n_customers_ == len(synth)
     assert model.params_ == pytest.approx(synth_model.params_, rel=1e-9)
-    pred = model.predict_frame(data, 90, as_of="2025-01-01")
+    pred = model.predict_frame(data, 90, as_of="2025-01-01", with_intervals=False)
     assert pred.index.equals(data.index)
     assert pred.loc[["p_new1", "p_new2"], ["p_alive", "expected_orders", "expected_spend"]].isna().all().all()
     assert pred.loc[["p_new1", "p_new2"], "expected_next_order_date"].isna().all()
@@ -273,7 +274,7 @@ def test_longer_since_last_order_never_raises_p_alive(synth_model):
 
 
 def test_predict_frame_columns_and_intervals(synth, synth_model):
-    pred = synth_model.predict_frame(synth, 180, as_of="2025-07-01", random_state=0)
+    pred = synth_model.predict_frame(synth, 180, as_of="2025-07-01", random_state=0, n_draws=200)
     assert list(pred.columns) == ["p_alive", "expected_orders", "p_purchase", "expected_spend", "spend_p10",
                                   "spend_p90", "days_to_next_order", "expected_next_order_date"]
     assert pred.index.equals(synth.index)
@@ -283,25 +284,36 @@ def test_predict_frame_columns_and_intervals(synth, synth_model):
     assert len(dates) > 0 and (dates >= pd.Timestamp("2025-07-01")).all()
     gone = pred["p_alive"] < 0.05
     assert pred.loc[gone, "expected_next_order_date"].isna().all()
-    again = synth_model.predict_frame(synth, 180, as_of="2025-07-01", random_state=0)
+    again = synth_model.predict_frame(synth, 180, as_of="2025-07-01", random_state=0, n_draws=200)
     pd.testing.assert_frame_equal(pred, again)
     lean = synth_model.predict_frame(synth, 180, with_intervals=False)
     assert "spend_p10" not in lean and lean["expected_next_order_date"].isna().all()
 
 
-def test_simulated_spend_mean_matches_expected_spend(synth, synth_model):
-    sample = synth.iloc[:400]
-    qs = synth_model.spend_quantiles(sample, 180, levels=(0.5,), n_draws=2000, random_state=4)
-    assert qs.shape == (400, 1)
-    # mean of the simulation: use many draws of a few customers and compare with the closed form
-    few = sample[sample["frequency"] > 0].iloc[:5]
-    rng_means = []
-    for i in range(len(few)):
-        row = few.iloc[[i]]
-        q = synth_model.spend_quantiles(row, 180, levels=np.linspace(0.0005, 0.9995, 1000), n_draws=40000,
-                                        random_state=i)
-        rng_means.append(q.to_numpy().mean())
-    np.testing.assert_allclose(rng_means, synth_model.expected_spend(few, 180), rtol=0.08)
+@pytest.mark.parametrize("model", ["bg_nbd", "mbg_nbd", "pareto_nbd"])
+def test_simulated_spend_mean_matches_expected_spend(cdnow, model):
+    fitted = BTYDModel(chain=[(model, 0.0)]).fit(cdnow)
+    few = cdnow.iloc[[0, 1, 2, 5, 8]]  # repeat and one-time buyers
+    p, q, v = (fitted.gg_params_[k] for k in ("p", "q", "v"))
+    x, m, T = few["frequency"].to_numpy(), few["monetary_value"].to_numpy(), few["T"].to_numpy()
+    repeat = x > 0
+    shape = np.where(repeat, p * x + q, q)
+    scale = np.where(repeat, v + x * m, v)
+    draws = _simulate_alive_ratio(model, fitted.params_, p, x, T, shape, 39.0, 200_000, np.random.default_rng(0))
+    simulated = fitted.p_alive(few) * scale * draws.mean(axis=1)
+    np.testing.assert_allclose(simulated, fitted.expected_spend(few, 39), rtol=0.03)
+
+
+def test_spend_quantiles_mix_dead_mass_and_scale(cdnow, cdnow_model):
+    qs = cdnow_model.spend_quantiles(cdnow, 39, levels=(0.1, 0.5, 0.9), n_draws=500, random_state=0)
+    pa = cdnow_model.p_alive(cdnow)
+    assert np.all(qs["q0.1"].to_numpy()[pa < 0.9] == 0.0)  # P(gone) > 10%: the 10% quantile is 0
+    assert (qs["q0.1"] <= qs["q0.5"]).all() and (qs["q0.5"] <= qs["q0.9"]).all()
+    # same (x, T) and alive probability, doubled spend per order history -> larger upper quantile
+    row = cdnow[cdnow["frequency"] == 3].iloc[[0]]
+    richer = row.assign(monetary_value=row["monetary_value"] * 2)
+    assert (cdnow_model.spend_quantiles(richer, 39, random_state=0)["q0.9"].iloc[0]
+            > cdnow_model.spend_quantiles(row, 39, random_state=0)["q0.9"].iloc[0])
 
 
 def test_compress_rows_roundtrip():
