@@ -412,52 +412,62 @@ def _as_text(s: pd.Series) -> pd.Series:
     elif pd.api.types.is_object_dtype(s.dtype):
         s = s.map(lambda v: v if v is None or isinstance(v, str) else (None if pd.isna(v) else str(v)))
     out = s.astype("str").str.strip()
-    return out.where(out.str.len() > 0)
+    blank = out.str.len() == 0
+    return out.where(~blank) if blank.any() else out
 
 
-def _parse_timestamps(s: pd.Series, path: Path, col: str) -> pd.Series:
-    """Parse a timestamp column to naive ``datetime64[us]`` local (Asia/Shanghai) time; unparseable → NaT."""
+def _parse_timestamps(s: pd.Series, text: pd.Series | None, path: Path, col: str) -> pd.Series:
+    """Parse a timestamp column to naive ``datetime64[us]`` local (Asia/Shanghai) time; unparseable → NaT.
+
+    ``text`` is the column as stripped strings (``None`` when the column is not textual).
+    """
     dtype = s.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
         return s.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None).astype(TS_DTYPE)
     if pd.api.types.is_datetime64_dtype(dtype):
         return s.astype(TS_DTYPE)
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+    if text is None:  # numbers or booleans
         raise DataContractError(
-            path, col, f"wrong type: holds numbers ({dtype}), not timestamps; write ISO strings like 2025-06-18 20:00:00"
+            path, col, f"wrong type: holds {dtype} values, not timestamps; write ISO strings like 2025-06-18 20:00:00"
         )
-    if pd.api.types.is_object_dtype(dtype):  # datetime.date / datetime / Timestamp objects (e.g. parquet date32)
-        s = s.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
-    text = _as_text(s)
-    out = pd.Series(pd.NaT, index=s.index, dtype=TS_DTYPE)
+    if pd.api.types.is_object_dtype(dtype) and not s.map(lambda v: isinstance(v, str) or v is None).all():
+        # datetime.date / datetime / Timestamp objects (e.g. parquet date32 columns)
+        text = _as_text(s.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v))
     present = text.notna()
-    has_tz = present & text.str.contains(_TZ_SUFFIX, regex=True).fillna(False).astype(bool)
-    naive = present & ~has_tz
-    if naive.any():
-        out[naive] = pd.to_datetime(text[naive], errors="coerce", format="ISO8601").astype(TS_DTYPE)
-    if has_tz.any():
-        aware = pd.to_datetime(text[has_tz], errors="coerce", format="ISO8601", utc=True)
-        out[has_tz] = aware.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None).astype(TS_DTYPE)
+    try:  # fast path: one ISO-8601 pass; raises when naive and offset-carrying strings are mixed
+        out = _to_local(pd.to_datetime(text, errors="coerce", format="ISO8601"))
+    except (ValueError, TypeError):
+        out = pd.Series(pd.NaT, index=s.index, dtype=TS_DTYPE)
+        has_tz = present & text.str.contains(_TZ_SUFFIX, regex=True).fillna(False).astype(bool)
+        naive = present & ~has_tz
+        if naive.any():
+            out[naive] = _to_local(pd.to_datetime(text[naive], errors="coerce", format="ISO8601"))
+        if has_tz.any():
+            out[has_tz] = _to_local(pd.to_datetime(text[has_tz], errors="coerce", format="ISO8601", utc=True))
     retry = present & out.isna()
     if retry.any():  # other common layouts (2025/06/18 20:00, 06/18/2025): slower, so only for the leftovers
         try:
-            again = pd.to_datetime(text[retry], errors="coerce", format="mixed")
-            if isinstance(again.dtype, pd.DatetimeTZDtype):
-                again = again.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
-            out[retry] = again.astype(TS_DTYPE)
+            out[retry] = _to_local(pd.to_datetime(text[retry], errors="coerce", format="mixed"))
         except (ValueError, TypeError, OverflowError):
             pass
     return out
 
 
-def _parse_numbers(s: pd.Series) -> pd.Series:
+def _to_local(ts: pd.Series) -> pd.Series:
+    """Naive local time: tz-aware values are converted to Asia/Shanghai and the zone dropped."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_convert(LOCAL_TZ).dt.tz_localize(None)
+    return ts.astype(TS_DTYPE)
+
+
+def _parse_numbers(s: pd.Series, text: pd.Series | None) -> pd.Series:
     """Parse numbers to float64; currency signs, thousands separators and spaces are ignored; bad → NaN."""
     if pd.api.types.is_bool_dtype(s.dtype):
         return pd.Series(np.nan, index=s.index, dtype="float64")
-    if pd.api.types.is_numeric_dtype(s.dtype):
+    if text is None:
         return s.astype("float64")
-    text = _as_text(s).str.replace(r"[¥￥,\s]", "", regex=True)
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    cleaned = text.str.replace(r"[¥￥,\s]", "", regex=True) if text.str.contains(r"[¥￥,\s]").any() else text
+    return pd.to_numeric(cleaned, errors="coerce").astype("float64")
 
 
 # --- one table --------------------------------------------------------------------------------------------------
@@ -487,94 +497,107 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
         raw = _hash_pii(raw, key=pii_key(console=console), notes=notes)
     raw = raw[[c for c in schema.columns if c in raw.columns and c not in PII_COLUMNS]]
 
-    typed = pd.DataFrame(index=raw.index)
-    failing: dict[str, pd.Series] = {}
+    n = len(raw)
+    typed: dict[str, pd.Series] = {}
+    failing: dict[str, np.ndarray] = {}
 
-    def fail(rule: str, mask: pd.Series) -> None:
-        mask = mask.fillna(False).astype(bool)
+    def fail(rule: str, mask) -> None:
+        mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
         failing[rule] = failing[rule] | mask if rule in failing else mask
 
     for col in schema.columns:
         if col not in raw.columns:
             continue
         s = raw[col]
+        text = _as_text(s) if _is_textual(s) else None  # once per column: stripped strings, blanks as NA
+        present = text.notna() if text is not None else s.notna()
         required = col in schema.required
         if col in schema.timestamps:
-            parsed = _parse_timestamps(s, path, col)
-            present = _present(s)
+            parsed = _parse_timestamps(s, text, path, col)
             if parsed.notna().sum() == 0 and (required or present.any()):
                 raise DataContractError(
-                    path, col, f"wrong type: no value parses as a timestamp (e.g. {_sample(s)})"
+                    path, col, f"wrong type: no value parses as a timestamp (e.g. {_sample(s, text)})"
                 )
             typed[col] = parsed
             # a required timestamp must be there; an optional one (join_ts) may be empty but not garbage
             fail("unparseable_timestamp", parsed.isna() if required else parsed.isna() & present)
         elif col == "amount" and schema.amount:
-            parsed = _parse_numbers(s)
+            parsed = _parse_numbers(s, text)
             finite = np.isfinite(parsed)
             if not finite.any():
-                raise DataContractError(path, col, f"wrong type: no value parses as a number (e.g. {_sample(s)})")
+                raise DataContractError(
+                    path, col, f"wrong type: no value parses as a number (e.g. {_sample(s, text)})"
+                )
             typed[col] = parsed.where(finite)
             fail("missing_amount", ~finite)
             fail("negative_amount", finite & (parsed < 0))
         elif col in schema.numerics:
-            parsed = _parse_numbers(s)
-            present = _present(s)
+            parsed = _parse_numbers(s, text)
             bad = present & ~np.isfinite(parsed)
             if present.any() and not (present & ~bad).any():
-                raise DataContractError(path, col, f"wrong type: no value parses as a number (e.g. {_sample(s)})")
+                raise DataContractError(
+                    path, col, f"wrong type: no value parses as a number (e.g. {_sample(s, text)})"
+                )
             if col in schema.non_negative:
                 bad |= parsed < 0
             typed[col] = parsed.where(~bad)
             fail(f"bad_{col}", bad)
         elif col in schema.enums:
             allowed, default = schema.enums[col]
-            text = _as_text(s).str.lower()
+            value = _normalise_enum(s)
             if default is not None:
-                text = text.fillna(default)
-            bad = ~text.isin(allowed)
-            typed[col] = text.where(~bad)
+                value = value.fillna(default)
+            bad = ~value.isin(allowed)
+            typed[col] = value.where(~bad)
             fail(f"unknown_{col}", bad)
         elif col in schema.bools:
             value, bad = _parse_bools(s)
             typed[col] = value
             fail(f"bad_{col}", bad)
         else:
-            text = _as_text(s)
-            typed[col] = text
+            value = text if text is not None else _as_text(s)
+            typed[col] = value
             if col in schema.keys:
-                fail("empty_key", text.isna())
+                fail("empty_key", value.isna())
     for col, (_, default) in schema.enums.items():
-        if col not in typed.columns and default is not None:
-            typed[col] = pd.Series(default, index=typed.index, dtype="str")
+        if col not in typed and default is not None:
+            typed[col] = pd.Series(default, index=raw.index, dtype="str")
     for col in schema.bools:
-        if col not in typed.columns:
-            typed[col] = False
+        if col not in typed:
+            typed[col] = pd.Series(False, index=raw.index)
+    frame = pd.DataFrame(typed, index=raw.index)
 
-    reason = pd.Series(pd.NA, index=raw.index, dtype="object")
-    for rule in RULE_ORDER:
-        if rule in failing:
-            reason = reason.mask(reason.isna() & failing[rule], rule)
+    # reason code per row: 0 = used, i + 1 = RULE_ORDER[i]; assigning in reverse lets the first failing rule win
+    code = np.zeros(n, dtype=np.int8)
+    for i in reversed(range(len(RULE_ORDER))):
+        if RULE_ORDER[i] in failing:
+            code[failing[RULE_ORDER[i]]] = i + 1
     if schema.unique:
         # checked last, among otherwise valid rows: the first valid occurrence of an id is kept
-        ok = reason.isna()
-        dup = ok & typed[schema.unique].where(ok).duplicated(keep="first")
-        reason = reason.mask(dup, "duplicate_order_id")
+        ok = code == 0
+        dup = ok & frame[schema.unique].where(ok).duplicated(keep="first").to_numpy()
+        code[dup] = RULE_ORDER.index("duplicate_order_id") + 1
 
-    rejected = reason.notna().to_numpy()
-    good = typed.loc[~rejected].reset_index(drop=True)
-    rejects = _rejects_frame(raw.loc[rejected], reason[rejected])
+    rejected = code > 0
+    if rejected.any():
+        good = frame.loc[~rejected].reset_index(drop=True)
+        labels = np.array(("",) + RULE_ORDER, dtype=object)[code[rejected]]
+        rejects = _rejects_frame(raw.loc[rejected], pd.Series(labels, index=raw.index[rejected]))
+    else:
+        good = frame.reset_index(drop=True)
+        rejects = raw.iloc[:0]
     rows_used, rows_rejected = len(good), len(rejects)
     assert rows_read == rows_used + rows_rejected, f"{path}: accounting does not close"
 
-    counts = reason[rejected].value_counts()
-    reasons = {rule: int(counts[rule]) for rule in RULE_ORDER if rule in counts.index}
+    counts = np.bincount(code, minlength=len(RULE_ORDER) + 1)
+    reasons = {rule: int(counts[i + 1]) for i, rule in enumerate(RULE_ORDER) if counts[i + 1]}
     examples = {}
-    ids = _as_text(raw[schema.id_column]) if schema.id_column in raw.columns else None
     for rule in reasons:
-        idx = reason.index[(reason == rule).to_numpy()][:3]
+        rows = np.flatnonzero(code == RULE_ORDER.index(rule) + 1)[:3]
+        ids = _as_text(raw[schema.id_column].iloc[rows]) if schema.id_column in raw.columns else None
         examples[rule] = [
-            (ids[i] if ids is not None and isinstance(ids[i], str) else f"row {i + 1}") for i in idx
+            ids.iloc[j] if ids is not None and isinstance(ids.iloc[j], str) else f"row {r + 1}"
+            for j, r in enumerate(rows)
         ]
     if rows_used == 0:
         top = max(reasons, key=reasons.get)
@@ -594,16 +617,22 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
     return _Validated(name=name, path=path, sha256=sha, good=good, rejects=rejects, report=report)
 
 
-def _present(s: pd.Series) -> pd.Series:
-    """Cells holding something (not NA, not blank)."""
-    if pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype):
-        return _as_text(s).notna()
-    return s.notna()
+def _is_textual(s: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype)
 
 
-def _sample(s: pd.Series, n: int = 3) -> str:
-    values = _as_text(s).dropna().unique()[:n].tolist()
+def _sample(s: pd.Series, text: pd.Series | None, n: int = 3) -> str:
+    values = (text if text is not None else _as_text(s)).dropna().unique()[:n].tolist()
     return ", ".join(repr(v) for v in values) if values else "all empty"
+
+
+def _normalise_enum(s: pd.Series) -> pd.Series:
+    """Lowercase, stripped strings (blank → NA), computed once per distinct value: enums have few of them."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    normal = _as_text(pd.Series(uniques)).str.lower().to_numpy(dtype=object, na_value=None)
+    if pd.api.types.is_string_dtype(s.dtype) and (normal == uniques.to_numpy(dtype=object)).all():
+        return s  # already clean (the common case): no new column needed
+    return pd.Series(np.append(normal, None)[codes], index=s.index, dtype="str")
 
 
 def _rule_column(schema: TableSchema, rule: str) -> str | None:

@@ -118,14 +118,17 @@ def resolve_identities(dataset: Dataset, *, max_keys_per_identifier: int = 10) -
     n_persons = int(comp.max()) + 1 if n_keys else 0
 
     # the smallest key of each component, by rank in sorted order
-    order = np.asarray(pc.sort_indices(pa.array(keys, type=pa.string())), dtype=np.int64)
+    order = np.asarray(pc.sort_indices(keys), dtype=np.int64)
     rank = np.empty(n_keys, dtype=np.int64)
     rank[order] = np.arange(n_keys)
     first = np.full(n_persons, n_keys, dtype=np.int64)
     np.minimum.at(first, comp, rank)
-    person_ids, collisions = _person_ids(keys[order[first]])
+    person_ids, collisions = _person_ids(keys.take(pa.array(order[first])).to_pylist())
     key_to_person = pd.DataFrame(
-        {"customer_key": keys[order], "person_id": person_ids[comp[order]]}
+        {
+            "customer_key": keys.take(pa.array(order)).to_pandas(),
+            "person_id": person_ids.take(pa.array(comp[order])).to_pandas(),
+        }
     ).astype({"customer_key": "str", "person_id": "str"})
 
     sizes = np.bincount(comp, minlength=n_persons)
@@ -173,24 +176,25 @@ def print_stats(result: IdentityResult, console) -> None:
         console.print(f"  note: {s['note']}")
 
 
-def _factorize_keys(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ``customer_key``s over every table (object array) and the key code of each identities row."""
+def _factorize_keys(dataset: Dataset) -> tuple[pa.Array, np.ndarray]:
+    """Distinct ``customer_key``s over every table (arrow strings) and the key code of each identities row."""
     identities = dataset.identities
-    parts = [identities["customer_key"]] if identities is not None else []
+    parts = [identities["customer_key"].astype("str")] if identities is not None else []
     for name, table in dataset.tables().items():
         if name != "identities" and "customer_key" in table.columns:
-            parts.append(pd.Series(table["customer_key"].dropna().unique(), dtype="str"))
+            parts.append(pd.Series(table["customer_key"].dropna().unique()).astype("str"))
     if not parts:
-        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+        return pa.array([], type=pa.string()), np.empty(0, dtype=np.int64)
     codes, uniques = pd.factorize(pd.concat(parts, ignore_index=True))
     n_ident = len(identities) if identities is not None else 0
-    return np.asarray(uniques, dtype=object), codes[:n_ident].astype(np.int64)
+    return pa.array(uniques), codes[:n_ident].astype(np.int64)
 
 
-def _person_ids(min_keys: np.ndarray) -> tuple[np.ndarray, int]:
+def _person_ids(min_keys: list[str]) -> tuple[pa.Array, int]:
     """``"p_" + sha1(key)[:12]``; in the (rare, ~n²/2⁴⁹) event of a prefix collision the colliding ids get 16."""
-    ids = np.array(["p_" + hashlib.sha1(str(k).encode("utf-8")).hexdigest()[:12] for k in min_keys], dtype=object)
-    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
-    if dup.any():
-        ids[dup] = ["p_" + hashlib.sha1(str(k).encode("utf-8")).hexdigest()[:16] for k in min_keys[dup]]
-    return ids, int(dup.sum())
+    sha1 = hashlib.sha1
+    ids = ["p_" + sha1(k.encode("utf-8")).hexdigest()[:12] for k in min_keys]
+    dup = pd.Series(ids, dtype=object).duplicated(keep=False).to_numpy()
+    for i in np.flatnonzero(dup):
+        ids[i] = "p_" + sha1(min_keys[i].encode("utf-8")).hexdigest()[:16]
+    return pa.array(ids, type=pa.string()), int(dup.sum())
