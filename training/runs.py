@@ -414,7 +414,8 @@ def compare_runs(
         for r in runs:
             value = r.data.metrics.get(name)
             is_base = r.info.run_id == base_id
-            delta = value - base_value if value is not None and base_value is not None else None
+            # rounded to 12 significant digits so 0.81 − 0.74 prints as 0.07, not 0.07000000000000006
+            delta = float(f"{value - base_value:.12g}") if value is not None and base_value is not None else None
             verdict = (
                 "baseline"
                 if is_base
@@ -540,9 +541,11 @@ def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        if value == int(value) and abs(value) >= 100:
+            return f"{value:,.0f}"  # counts
+        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
             return f"{value:.3g}"
-        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:,.1f}"
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
     return str(value)
 
 
@@ -553,7 +556,7 @@ def _fmt_delta(delta) -> str:
     return f"{'+' if delta >= 0 else '−'}{text}"
 
 
-_VERDICT_STYLE = {"better": ("green", "▲ better"), "worse": ("red", "▼ worse"), "same": ("dim", "= same")}
+_VERDICT_STYLE = {"better": ("green", "▲ better"), "worse": ("red", "▼ worse")}
 
 
 def render_table(comparison: Comparison, *, only_changed_params: bool = False):
@@ -635,9 +638,15 @@ def render_table(comparison: Comparison, *, only_changed_params: bool = False):
                     continue
                 cell = Text(_fmt(_none_if_nan(values.at[rid, "value"])))
                 verdict = values.at[rid, "verdict"]
-                if verdict in _VERDICT_STYLE:
+                if verdict == "same":
+                    cell.append(" (= same)", style="dim")
+                elif verdict in _VERDICT_STYLE:
                     style, label = _VERDICT_STYLE[verdict]
                     cell.append(f" ({_fmt_delta(_none_if_nan(values.at[rid, 'delta']))} {label})", style=style)
+                elif rid != comparison.baseline_run_id:
+                    delta = _fmt_delta(_none_if_nan(values.at[rid, "delta"]))
+                    if delta:
+                        cell.append(f" ({delta})", style="dim")
                 cells.append(cell)
             table.add_row(Text(str(name)) + Text(arrow, style="dim"), *cells)
     parts = [Text(f"⚠ {w}", style="bold red" if w.startswith("DIFFERENT DATA") else "yellow") for w in comparison.warnings]
