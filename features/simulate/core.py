@@ -63,7 +63,9 @@ def _str(values, codes: np.ndarray, valid: np.ndarray | None = None) -> pd.Serie
     arr = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
     large = len(arr) > 4096
     arr = arr.cast(pa.large_string() if large else pa.string())
-    idx = pa.array(np.asarray(codes, dtype=np.int64), mask=None if valid is None else ~np.asarray(valid, bool))
+    idx = pa.array(
+        np.asarray(codes, dtype=np.int64), mask=None if valid is None else ~np.asarray(valid, bool)
+    )
     return pd.Series(arr.take(idx), dtype="str")
 
 
@@ -101,7 +103,7 @@ def simulate(
     config : SimConfig, optional
         Parameters of the brand.
     timings : dict, optional
-        When given, filled with the seconds each step took (for benchmarks).
+        When given, filled with the wall seconds (``STEP``) and CPU seconds (``STEP cpu``) of each step.
 
     Returns
     -------
@@ -131,13 +133,14 @@ def simulate(
     with _progress(progress) as bar:
         task = bar.add_task(steps[0], total=len(steps)) if bar else None
 
-        clock = [time.perf_counter()]
+        clock = [time.perf_counter(), time.process_time()]
 
         def step(i: int) -> None:
-            now = time.perf_counter()
+            now = [time.perf_counter(), time.process_time()]
             if timings is not None:
-                timings[steps[i - 1]] = now - clock[0]
-            clock[0] = now
+                timings[steps[i - 1]] = now[0] - clock[0]
+                timings[steps[i - 1] + " cpu"] = now[1] - clock[1]
+            clock[:] = now
             if bar:
                 bar.update(task, completed=i, description=steps[i] if i < len(steps) else "done")
                 bar.refresh()
