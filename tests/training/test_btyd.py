@@ -182,8 +182,9 @@ def test_all_identical_rows_do_not_crash():
         model = BTYDModel().fit(data)
     except BTYDFitError as exc:
         assert len(exc.fit_log) >= 1 and all(e["status"] != "ok" for e in exc.fit_log if e["model"] != "gamma_gamma")
-    else:
+    else:  # a logged fallback: some attempt was rejected before one passed
         assert model.fit_log_[-1]["status"] == "ok"
+        assert any(e["status"] == "rejected" and e["reason"] for e in model.fit_log_)
 
 
 def test_regular_buyers_without_dropout_exhaust_the_chain_with_a_log():
@@ -197,6 +198,23 @@ def test_regular_buyers_without_dropout_exhaust_the_chain_with_a_log():
         BTYDModel(chain=[("bg_nbd", 0.0), ("mbg_nbd", 0.0)]).fit(data)
     assert [e["model"] for e in info.value.fit_log] == ["bg_nbd", "mbg_nbd"]
     assert all(e["status"] == "rejected" and e["reason"] for e in info.value.fit_log)
+
+
+def test_spend_model_without_repeat_spend_raises_btyd_fit_error(synth):
+    with pytest.raises(BTYDFitError, match="Gamma-Gamma needs repeat buyers"):
+        BTYDModel().fit(synth.assign(monetary_value=0.0))
+    assert BTYDModel(fit_spend=False).fit(synth.assign(monetary_value=0.0)).gg_params_ is None
+
+
+def test_pickle_and_clone(synth, synth_model):
+    import pickle
+
+    from sklearn.base import clone
+
+    restored = pickle.loads(pickle.dumps(synth_model))
+    np.testing.assert_array_equal(restored.expected_spend(synth, 90), synth_model.expected_spend(synth, 90))
+    fresh = clone(synth_model)
+    assert fresh.get_params() == synth_model.get_params() and not hasattr(fresh, "params_")
 
 
 def test_nan_rows_are_excluded_and_predicted_nan(synth, synth_model):
