@@ -558,3 +558,16 @@ def test_cli_validate_on_simulated_dirty_data(dirty_sim_dir):
     assert re.search(rf"duplicate_order_id\s+{n_dup}\b", out)
     total = len(tables["truth_dirty_rows"])
     assert f"{total:,} row(s) quarantined" in out
+
+
+def test_csv_and_parquet_of_the_same_data_validate_identically(dirty_sim_dir, tmp_path):
+    data, tables = dirty_sim_dir
+    import features.simulate as simulate
+
+    csv_dir = tmp_path / "csv"
+    simulate.write_dataset(tables, csv_dir, fmt="csv")
+    from_parquet, from_csv = load_dataset(data), load_dataset(csv_dir)
+    strip = lambda d: {k: {**v, "file": Path(v["file"]).stem} for k, v in d.items()}  # noqa: E731
+    assert strip(from_csv.validation.to_dict()) == strip(from_parquet.validation.to_dict())
+    for name, frame in from_parquet.tables().items():
+        pd.testing.assert_frame_equal(getattr(from_csv, name)[frame.columns], frame, check_dtype=False)
