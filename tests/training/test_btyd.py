@@ -270,6 +270,17 @@ def test_p_no_purchase_closed_form_and_limits(cdnow, cdnow_model):
 
 def test_pareto_predictions_are_probabilities(cdnow):
     model = BTYDModel(chain=[("pareto_nbd", 0.0)]).fit(cdnow)
+    ref = ParetoNBDFitter()
+    ref.params_ = pd.Series(model.params_)
+    x, rec, T = (cdnow[c].to_numpy() for c in ("frequency", "recency", "T"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [ref.conditional_probability_alive(x, rec, T),
+                    ref.conditional_expected_number_of_purchases_up_to_time(39, x, rec, T),
+                    ref.conditional_probability_of_n_purchases_up_to_time(0, 39, x, rec, T)]
+    ours = [model.p_alive(cdnow), model.expected_orders(cdnow, 39), model.p_no_purchase(cdnow, 39)]
+    for mine, theirs in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-8, atol=1e-12)
     pred = model.predict_frame(cdnow, 39, random_state=1, n_draws=200)
     assert pred["p_alive"].between(0, 1).all() and pred["p_purchase"].between(0, 1).all()
     assert (pred["expected_orders"] >= 0).all()
