@@ -274,6 +274,35 @@ def test_oracle_agrees_with_a_monte_carlo_resimulation(sim):
     np.testing.assert_allclose(orc.loc[alive, "expected_spend"], mc_spend, rtol=0.05, atol=1.0)
 
 
+def test_oracle_per_one_id_person_handles_fragments_and_merges(sim):
+    """Orders split over accounts by channel weight, so the oracle is exact for any key → person mapping."""
+    truth, keys, touches = sim["truth"], sim["truth_keys"], sim["campaign_touches"]
+    as_of, horizon = pd.Timestamp("2025-07-01"), 90
+    whole = oracle(truth, as_of, horizon, touches=touches, truth_keys=keys).set_index("true_person")
+    # every account its own person: fragments add up to the whole person
+    own = pd.DataFrame({"customer_key": keys["customer_key"], "person_id": keys["customer_key"]})
+    frag = oracle(truth, as_of, horizon, touches=touches, truth_keys=keys, key_to_person=own)
+    total = frag.groupby("true_person")[["expected_orders", "expected_spend"]].sum()
+    np.testing.assert_allclose(total["expected_orders"], whole.loc[total.index, "expected_orders"], rtol=1e-9)
+    np.testing.assert_allclose(total["expected_spend"], whole.loc[total.index, "expected_spend"], rtol=1e-9)
+    paid = sim["orders"][(sim["orders"]["status"] == "paid") & (sim["orders"]["order_ts"] >= as_of)]
+    paid = paid[paid["order_ts"] < as_of + pd.Timedelta(days=horizon)]
+    bought = frag["person_id"].isin(paid["customer_key"]).astype(float)
+    sd = np.sqrt((frag["p_purchase"] * (1 - frag["p_purchase"])).sum())
+    assert abs(bought.sum() - frag["p_purchase"].sum()) < 3.5 * sd
+    # two people merged into one person_id: independent, so P(any) = 1 - (1 - p1)(1 - p2)
+    pairs = keys.assign(person_id="m" + (keys["true_person"] // 2).astype(str))
+    merged = oracle(truth, as_of, horizon, truth_keys=keys, key_to_person=pairs).set_index("person_id")
+    organic = oracle(truth, as_of, horizon).set_index("true_person")
+    p = (
+        organic["p_purchase"]
+        .groupby("m" + (organic.index // 2).astype(str))
+        .apply(lambda x: 1 - np.prod(1 - x))
+    )
+    np.testing.assert_allclose(merged.loc[p.index, "p_purchase"], p, rtol=1e-9, atol=1e-12)
+    assert merged["n_true_persons"].max() == 2
+
+
 def test_oracle_state_and_arguments(sim):
     truth = sim["truth"]
     orc = oracle(truth, "2025-07-01", 30)
@@ -290,6 +319,8 @@ def test_oracle_state_and_arguments(sim):
     assert (longer["p_purchase"].to_numpy() >= orc["p_purchase"].to_numpy() - 1e-12).all()
     with pytest.raises(ValueError, match="truth_keys"):
         oracle(truth, "2025-07-01", 30, touches=sim["campaign_touches"])
+    with pytest.raises(ValueError, match="person_id"):
+        oracle(truth, "2025-07-01", 30, truth_keys=sim["truth_keys"], key_to_person=sim["truth_keys"])
     with pytest.raises(ValueError, match="horizon_days"):
         oracle(truth, "2025-07-01", 0)
 
