@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -32,6 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.lookalike import LookalikeModel  # noqa: E402
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads): on a shared machine wall time inflates, this does not."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MB (Linux reports KB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -43,7 +50,7 @@ def synthetic_snapshot(people: int, seeds: int, n_features: int, seed: int) -> t
     cluster = rng.choice(people, size=min(people, 5 * seeds), replace=False)
     in_cluster = np.zeros(people, dtype=bool)
     in_cluster[cluster] = True
-    cols: dict[str, np.ndarray] = {"person_id": np.char.add("p_", np.arange(people).astype(str)).astype(object)}
+    cols: dict[str, object] = {"person_id": "p_" + pd.Series(np.arange(people)).astype(str)}
     for j in range(n_features):
         kind = j % 4
         shift = 0.6 if j < 6 else 0.0  # the cluster differs on a few behaviours only
@@ -59,7 +66,6 @@ def synthetic_snapshot(people: int, seeds: int, n_features: int, seed: int) -> t
             days[rng.random(people) < 0.3] = np.nan
             cols[f"days_since_{j}"] = days
     frame = pd.DataFrame(cols)
-    frame["person_id"] = frame["person_id"].astype("str")
     seed_ids = frame["person_id"].to_numpy()[rng.choice(cluster, size=seeds, replace=False)]
     return frame, seed_ids
 
@@ -71,7 +77,8 @@ def naive_peer(features: pd.DataFrame, seed_ids, model: LookalikeModel) -> tuple
     t0 = time.perf_counter()
     X = features[model.feature_names_].to_numpy(dtype=np.float32)
     y = features["person_id"].isin(seed_ids).to_numpy().astype(np.float32)
-    booster = lgb.train(model._lgb_params(0), lgb.Dataset(X, label=y), num_boost_round=model.n_estimators)
+    params = {**model._lgb_params(0), "num_threads": model.n_jobs}
+    booster = lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=model.n_estimators)
     p = booster.predict(X, num_threads=model.n_jobs)
     seconds = time.perf_counter() - t0
     return seconds, float(p.mean())
@@ -84,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--features", type=int, default=90, help="numeric feature columns (real snapshots: ~90)")
     parser.add_argument("--snapshot", type=Path, help="a real features.parquet instead of synthetic data")
     parser.add_argument("--seed-file", type=Path, help="with --snapshot: CSV/Parquet with a person_id column")
-    parser.add_argument("--n-bags", type=int, default=5)
+    parser.add_argument("--n-bags", type=int, default=4)
     parser.add_argument("--n-estimators", type=int, default=40)
-    parser.add_argument("--n-jobs", type=int, default=2, help="LightGBM threads")
+    parser.add_argument("--n-jobs", type=int, default=2, help="parallel threads")
     parser.add_argument("--audience", type=int, default=100_000, help="audience size cut after scoring")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--no-peer", action="store_true", help="skip the naive single-model peer")
@@ -111,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.snapshot is None:
         model.set_params(feature_columns=[c for c in features.columns if c != "person_id"])
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     model.fit(features, seed_ids)
     fit_s = time.perf_counter() - t0
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ranked = model.score()
     audience = model.audience(size=args.audience)
     score_s = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
     total = fit_s + score_s
     m = model.evaluation_["metrics"]
 
@@ -130,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  score + audience:  {score_s:7.2f} s   ({len(ranked):,} ranked, audience {len(audience):,})")
     print(f"  fit + score:       {total:7.2f} s   target < 30 s: {'PASS' if total < 30 else 'FAIL'} "
           f"(ratio {total / 30:.2f} of the budget)")
+    print(f"  CPU time:          {cpu:7.2f} s   over {args.n_jobs} thread(s); load average at the end "
+          f"{os.getloadavg()[0]:.1f} (other jobs on the machine inflate wall time)")
     print(f"  peak RSS:          {peak_rss_mb():7.0f} MB  (after data preparation: {rss_data:.0f} MB)")
     print(f"  holdout:           recall@1% {m['holdout.recall_at_1pct']:.3f}  recall@5% {m['holdout.recall_at_5pct']:.3f}  "
           f"recall@10% {m['holdout.recall_at_10pct']:.3f}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import lightgbm as lgb
 import numpy as np
@@ -80,7 +81,7 @@ class LookalikeModel(BaseEstimator):
 
     Parameters
     ----------
-    n_bags : int, default 5
+    n_bags : int, default 4
         Number of bags (classifiers) averaged.
     unlabeled_ratio : float, default 3.0
         Unlabeled people sampled as negatives per bag, as a multiple of the number of training seeds
@@ -97,7 +98,8 @@ class LookalikeModel(BaseEstimator):
     curve_points : int, default 50
         Number of audience fractions (evenly spaced in (0, 1]) on the expansion curve.
     n_jobs : int, default 2
-        LightGBM threads (training and scoring).
+        Parallel threads: bags are trained side by side (one LightGBM thread each) and new snapshots are
+        scored in row chunks.
     random_state : int, default 0
         Seed of the holdout split, the negative samples and LightGBM: the same data, seed and settings give
         the same scores.
@@ -127,7 +129,7 @@ class LookalikeModel(BaseEstimator):
     def __init__(
         self,
         *,
-        n_bags: int = 5,
+        n_bags: int = 4,
         unlabeled_ratio: float = 3.0,
         holdout_fraction: float = 0.2,
         exclude_columns: Sequence[str] | None = None,
@@ -331,6 +333,9 @@ class LookalikeModel(BaseEstimator):
         return valid_pos
 
     def _lgb_params(self, seed: int) -> dict:
+        # One thread per booster: bags run side by side in ``n_jobs`` Python threads instead (LightGBM releases
+        # the GIL). Small bags parallelise badly inside OpenMP, and on a busy machine OpenMP's spinning
+        # barriers cost several times the work itself.
         return {
             "objective": "binary",
             "learning_rate": self.learning_rate,
@@ -340,7 +345,7 @@ class LookalikeModel(BaseEstimator):
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
             "max_bin": 63,
-            "num_threads": self.n_jobs,
+            "num_threads": 1,
             "seed": seed,
             "deterministic": True,
             "force_col_wise": True,
@@ -350,34 +355,58 @@ class LookalikeModel(BaseEstimator):
     def _fit_bags(
         self, X: np.ndarray, positives: np.ndarray, rng: np.random.Generator
     ) -> tuple[list[lgb.Booster], np.ndarray]:
-        """Fit the bags on ``positives`` vs sampled unlabeled rows; return them and out-of-bag scores for all rows."""
+        """Fit the bags on ``positives`` vs sampled unlabeled rows; return them and out-of-bag scores for all rows.
+
+        Every random draw (negative samples, LightGBM seeds) happens up front in a fixed order and the bags'
+        predictions are summed in bag order, so the result does not depend on thread scheduling.
+        """
         n = len(X)
         is_pos = np.zeros(n, dtype=bool)
         is_pos[positives] = True
         unlabeled = np.flatnonzero(~is_pos)
         m = min(len(unlabeled), max(1, int(math.ceil(self.unlabeled_ratio * len(positives)))))
+        plans = [
+            (np.sort(unlabeled[rng.choice(len(unlabeled), size=m, replace=False)]), int(rng.integers(2**31 - 1)))
+            for _ in range(int(self.n_bags))
+        ]
+        y = np.concatenate([np.ones(len(positives), dtype=np.float32), np.zeros(m, dtype=np.float32)])
+        names = list(self.feature_names_)
+
+        def fit_one(plan: tuple[np.ndarray, int]) -> tuple[lgb.Booster, np.ndarray]:
+            negatives, seed = plan
+            data = lgb.Dataset(X[np.concatenate([positives, negatives])], label=y, feature_name=names)
+            booster = lgb.train(self._lgb_params(seed), data, num_boost_round=int(self.n_estimators))
+            return booster, booster.predict(X, num_threads=1)
+
         total = np.zeros(n, dtype=np.float64)
         oob_sum = np.zeros(n, dtype=np.float64)
         oob_count = np.zeros(n, dtype=np.int32)
         boosters = []
-        y = np.concatenate([np.ones(len(positives), dtype=np.float32), np.zeros(m, dtype=np.float32)])
-        for _ in range(int(self.n_bags)):
-            negatives = unlabeled[rng.choice(len(unlabeled), size=m, replace=False)]
-            rows = np.concatenate([positives, negatives])
-            data = lgb.Dataset(X[rows], label=y, feature_name=list(self.feature_names_), free_raw_data=True)
-            booster = lgb.train(
-                self._lgb_params(int(rng.integers(2**31 - 1))), data, num_boost_round=int(self.n_estimators)
-            )
-            p = booster.predict(X, num_threads=self.n_jobs)
-            total += p
-            out_of_bag = np.ones(n, dtype=bool)
-            out_of_bag[negatives] = False
-            oob_sum[out_of_bag] += p[out_of_bag]
-            oob_count += out_of_bag
-            boosters.append(booster)
+        workers = max(1, min(int(self.n_jobs), len(plans)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for (negatives, _), (booster, p) in zip(plans, pool.map(fit_one, plans), strict=True):
+                total += p
+                out_of_bag = np.ones(n, dtype=bool)
+                out_of_bag[negatives] = False
+                oob_sum[out_of_bag] += p[out_of_bag]
+                oob_count += out_of_bag
+                boosters.append(booster)
         # People drawn as negatives in every bag (only with tiny populations) fall back to the plain average.
         scores = np.where(oob_count > 0, oob_sum / np.maximum(oob_count, 1), total / len(boosters))
         return boosters, scores
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        """Average probability of the final bags, rows split across ``n_jobs`` threads."""
+        chunks = np.array_split(np.arange(len(X)), max(1, min(int(self.n_jobs), len(X))))
+
+        def predict_chunk(rows: np.ndarray) -> np.ndarray:
+            out = np.zeros(len(rows), dtype=np.float64)
+            for booster in self.boosters_:
+                out += booster.predict(X[rows], num_threads=1)
+            return out / len(self.boosters_)
+
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            return np.concatenate(list(pool.map(predict_chunk, chunks)))
 
     # --- evaluation ---------------------------------------------------------------------------------------
 
@@ -418,7 +447,7 @@ class LookalikeModel(BaseEstimator):
         -------
         pandas.DataFrame
             ``person_id``, ``score`` (average bag probability of looking like the seed, in [0, 1]) and ``rank``
-            (1 = most similar; ties broken by ``person_id``), sorted by rank.
+            (1 = most similar; tied scores keep the snapshot's row order), sorted by rank.
         """
         check_is_fitted(self, "boosters_")
         if features is None:
@@ -428,16 +457,12 @@ class LookalikeModel(BaseEstimator):
             missing = [c for c in self.feature_names_ if c not in features.columns]
             if missing:
                 raise ValueError(f"features: missing feature column(s) the model was fitted on: {missing}")
-            X = features[self.feature_names_].to_numpy(dtype=np.float32)
-            s = np.zeros(len(X), dtype=np.float64)
-            for booster in self.boosters_:
-                s += booster.predict(X, num_threads=self.n_jobs)
-            s /= len(self.boosters_)
+            s = self._predict(features[self.feature_names_].to_numpy(dtype=np.float32))
             out = pd.DataFrame({ID_COLUMN: ids, "score": s, "is_seed": pd.Index(ids).isin(self.seed_ids_)})
         if exclude_seed:
             out = out[~out["is_seed"].to_numpy()]
-        out = out.sort_values(["score", ID_COLUMN], ascending=[False, True], kind="stable", ignore_index=True)
-        out = out.drop(columns="is_seed")
+        order = np.argsort(-out["score"].to_numpy(), kind="stable")
+        out = out.iloc[order, :2].reset_index(drop=True)
         out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
         return out
 

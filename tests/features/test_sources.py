@@ -223,3 +223,30 @@ def test_write_tables_round_trip_and_single_format(tmp_path, cj_tables):
     pd.testing.assert_frame_equal(back, cj_tables["orders"], check_dtype=False)
     with pytest.raises(ValueError, match="fmt must be one of"):
         write_tables(cj_tables, tmp_path, fmt="xlsx")
+
+
+# --- the importers' output passes the data contract -------------------------------------------------------------
+
+
+def test_cdnow_passes_the_contract(tmp_path):
+    from features.contract import load_dataset
+
+    write_cdnow(tmp_path)
+    dataset = load_dataset(tmp_path)
+    fp = dataset.fingerprint["orders"]
+    assert (fp.rows_read, fp.rows_used, fp.rows_rejected) == (6919, 6919, 0)
+    assert dataset.events is None and dataset.identities is None
+    assert set(dataset.orders["channel"]) == {"web"}
+
+
+def test_completejourney_passes_the_contract(tmp_path, cj_tables):
+    from features.contract import load_dataset
+
+    write_tables(cj_tables, tmp_path)
+    dataset = load_dataset(tmp_path)
+    for name, table in cj_tables.items():
+        fp = dataset.fingerprint[name]
+        assert (fp.rows_read, fp.rows_used, fp.rows_rejected) == (len(table), len(table), 0), name
+    assert set(dataset.orders["channel"]) == {"store"}
+    assert set(dataset.events["event_type"]) == {"coupon_redeem"}
+    np.testing.assert_allclose(dataset.orders["amount"].sum(), cj_tables["orders"]["amount"].sum())
