@@ -78,9 +78,11 @@ class SimConfig:
     Rates are per day. Purchases follow a Pareto/NBD-like process: person ``i`` buys at rate
     ``lam_i * intensity(day)`` while alive; lifetimes are geometric in whole days with daily dropout hazard
     ``mu_i`` (``P(alive tomorrow | alive today) = exp(-mu_i)``); ``lam ~ Gamma(lam_shape, lam_mean/lam_shape)``
-    and ``mu ~ Gamma(mu_shape, mu_mean/mu_shape)``. Order values are gamma–gamma: the person's mean paid
-    value before discounts ``spend_mean_i = spend_shape * spend_scale / nu_i`` with ``nu_i ~ Gamma(spend_q)``,
-    and each order ``~ Gamma(spend_shape)`` around that mean.
+    and ``mu ~ Gamma(mu_shape, mu_mean/mu_shape)``. Order values are gamma–gamma: the person's mean list
+    value ``spend_mean_i = spend_mean * (spend_q - 1) / nu_i`` with ``nu_i ~ Gamma(spend_q, 1)`` (so the
+    population mean is ``spend_mean``), times a city and age factor; each order is
+    ``spend_mean_i * Gamma(spend_shape, 1/spend_shape)`` times the category's price level relative to the
+    person's average, less a discount whose mean depends on the day.
     """
 
     lam_shape: float = 0.85

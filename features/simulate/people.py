@@ -124,8 +124,10 @@ def draw_people(
     open_prob = rng.beta(2.0, 5.0, n)
     wechat_share = chan_pref[:, CHANNELS.index("wechat")]
     price_sens = (cfg.spend_mean / spend_mean) ** 0.3
-    raw_tau = open_prob / 0.2857 * price_sens * (0.6 + 0.8 * wechat_share) * 2.0 / (1.0 + lam / cfg.lam_mean)
-    tau = np.clip(cfg.uplift_mean * raw_tau / 1.0, 0.0, 0.6)
+    # true uplift: higher for people who read messages, price-sensitive people, WeChat users and people
+    # who would not buy soon anyway (low rate); relative factors average about 1 around uplift_mean
+    responsiveness = open_prob / (2.0 / 7.0) * price_sens * (0.6 + 0.8 * wechat_share)
+    tau = np.clip(cfg.uplift_mean * responsiveness * 2.0 / (1.0 + lam / cfg.lam_mean), 0.0, 0.6)
     opt_out = rng.random(n) < cfg.opt_out_rate
     # stores: a home store in the person's city when the brand has one there
     store_city = rng.choice(len(city_names), size=cfg.n_stores, p=city_w / city_w.sum())
