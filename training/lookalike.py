@@ -419,6 +419,10 @@ class LookalikeModel(BaseEstimator):
         is_hold = np.zeros(n, dtype=bool)
         is_hold[hold] = True
         y, s = is_hold[candidates], scores[candidates]
+        # Best first once: the metrics sort per cut-off (stable), which is linear on already sorted input —
+        # 1M people × 50 curve points take about a second instead of half a minute. Same results either way.
+        order = np.argsort(-s, kind="stable")
+        y, s = y[order], s[order]
         metrics: dict[str, float] = {
             "holdout.n_seeds": float(len(hold)),
             "holdout.n_train_seeds": float(len(train)),
