@@ -514,7 +514,11 @@ def runs_compare(
     ] = "table",
     max_results: Annotated[int, typer.Option("--max", min=1, help="Without --runs: how many latest runs.")] = 10,
     only_changed: Annotated[
-        bool, typer.Option("--only-changed", help="Table format: show only params that differ from the baseline.")
+        bool,
+        typer.Option(
+            "--only-changed",
+            help="Table format: hide params and row counts that are the same in every run (quality metrics stay).",
+        ),
     ] = False,
 ) -> None:
     """Put runs side by side: params (changed ones highlighted) and metrics with the delta against the baseline
@@ -542,7 +546,7 @@ def runs_compare(
     elif fmt == "csv":
         typer.echo(to_csv(comparison), nl=False)
     else:
-        Console(width=max(Console().width, 160)).print(render_table(comparison, only_changed_params=only_changed))
+        Console(width=max(Console().width, 160)).print(render_table(comparison, only_changed=only_changed))
     for warning in comparison.warnings if fmt != "table" else ():
         console.print(f"[yellow]warning:[/] {warning}")
 

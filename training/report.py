@@ -42,8 +42,11 @@ _BASELINE_NAMES = {
     "btyd_gg": "the BG/NBD + Gamma-Gamma formula",
     "last_period": "the “same as last period” rule",
     "rfm": "the RFM score rule",
-    "random": "random selection",
+    "random": "random guessing",
     "prior": "the average rate for everyone",
+    "family_btyd": "the BG/NBD + Gamma-Gamma formula alone",
+    "family_lgbm": "LightGBM alone",
+    "family_blend": "the blend of formula and LightGBM",
 }
 
 # measure → (label, what it means, phrase used in "the model <phrase> better than ...")
@@ -408,6 +411,12 @@ def _period_rows(run: RunData) -> list[tuple[str, str]]:
     cutoffs = run.params.get("cutoffs")
     if cutoffs:
         rows.append(("Training cut-off dates", cutoffs.replace(",", ", ")))
+    for key, label in (
+        ("calibration_cutoff", "Probabilities calibrated on the window from"),
+        ("validation_cutoff", "Validated on the latest complete window, from"),
+    ):
+        if run.params.get(key):
+            rows.append((label, run.params[key]))
     if as_of and horizon and run.kind in ("backtest", "churn", "clv"):
         try:
             end_day = date.fromisoformat(str(as_of)[:10]) + timedelta(days=horizon)
@@ -416,6 +425,9 @@ def _period_rows(run: RunData) -> list[tuple[str, str]]:
         except ValueError:
             pass
     return rows
+
+
+_COUNT_SCOPES = ("", "val", "holdout", "test", "churn", "clv")
 
 
 def _count_rows(run: RunData) -> list[tuple[str, str]]:
@@ -429,11 +441,13 @@ def _count_rows(run: RunData) -> list[tuple[str, str]]:
         sources.append({"n_eligible": eligibility["eligible"]})
     for source in sources:
         for key, value in source.items():
-            last = key.rsplit(".", 1)[-1]
-            if not last.startswith("n_") or key in seen:
+            head, _, last = key.rpartition(".")
+            # counts are n_* keys at the top level or under an evaluation scope, never hyper-parameters
+            # such as lgbm.n_estimators
+            if not last.startswith("n_") or key in seen or head not in _COUNT_SCOPES:
                 continue
             label = _COUNT_LABELS.get(last, last[2:].replace("_", " "))
-            prefix = key.rsplit(".", 1)[0] + ": " if "." in key else ""
+            prefix = f"{_scope_label(head)}: " if head else ""
             seen[key] = (prefix + label, _fmt_count(value))
     return list(seen.values())
 
@@ -528,6 +542,12 @@ def _quality(run: RunData) -> dict:
             if inner:
                 oracle[(scope, inner)] = value
             continue
+        if parts[0] == "selection" and len(parts) == 3:
+            # CLV training logs each candidate family's validation figures; the ones not chosen are the
+            # natural baselines of the chosen model on the same window
+            if parts[1] != run.params.get("clv.family"):
+                baselines.setdefault(("val", measure), {})[f"family_{parts[1]}"] = value
+            continue
         if "baselines" in parts[:-1] or "baseline" in parts[:-1]:
             idx = parts.index("baselines") if "baselines" in parts else parts.index("baseline")
             if idx + 3 != len(parts):
@@ -551,9 +571,10 @@ def _quality(run: RunData) -> dict:
             direction = _direction(measure)
             comparisons = []
             found = dict(baselines.get((scope, measure), {}))
-            k = re.fullmatch(r"recall_at_(\d+(?:\.\d+)?)pct", measure)
-            if k and "random" not in found:
-                found["random"] = float(k.group(1)) / 100  # random targeting reaches K% of the seed in K%
+            if not found:
+                chance = _chance_level(measure)
+                if chance is not None:
+                    found["random"] = chance
             for name, other in sorted(found.items()):
                 verdict = _judge(value, other, direction, nominal)
                 plain = _BASELINE_NAMES.get(name, f"the {name.replace('_', ' ')} baseline")
@@ -593,6 +614,21 @@ def _quality(run: RunData) -> dict:
     return {"groups": groups, "sentences": sentences}
 
 
+def _chance_level(measure: str) -> float | None:
+    """What random guessing scores on a measure, the baseline every model must beat (None when it depends on
+    the data, e.g. the Brier score of always predicting the average rate)."""
+    if measure in ("auc", "churn_auc"):
+        return 0.5
+    if measure in ("gini", "spearman", "clv_spearman"):
+        return 0.0
+    k = re.fullmatch(r"recall_at_(\d+(?:\.\d+)?)pct", measure)
+    if k:
+        return float(k.group(1)) / 100  # random targeting reaches K% of the seed with K% of the population
+    if re.fullmatch(r"lift_(?:at_)?\d+(?:\.\d+)?pct", measure):
+        return 1.0
+    return None
+
+
 def _feature_importance(run: RunData) -> list[dict]:
     """``[{"title", "rows": [{"feature", "importance", "share", "doc"}]}]`` from feature_importance.json."""
     raw = run.json_artifacts.get("feature_importance.json")
@@ -629,10 +665,17 @@ def _feature_importance(run: RunData) -> list[dict]:
         FEATURE_DOCS = {}
     out = []
     for title, pairs in tables:
-        pairs = sorted(((str(f), float(v)) for f, v in pairs), key=lambda p: -p[1])[:15]
+        pairs = sorted(((str(f), float(v)) for f, v in pairs), key=lambda p: -abs(p[1]))
+        total = sum(abs(v) for _, v in pairs) or 1.0
+        pairs = pairs[:15]
         top = max((abs(v) for _, v in pairs), default=0.0) or 1.0
         rows = [
-            {"feature": f, "importance": f"{v:,.3g}", "share": round(100 * abs(v) / top), "doc": FEATURE_DOCS.get(f, "")}
+            {
+                "feature": f,
+                "importance": f"{100 * abs(v) / total:.1f}%",
+                "share": round(120 * abs(v) / top),
+                "doc": FEATURE_DOCS.get(f, ""),
+            }
             for f, v in pairs
         ]
         out.append({"title": title, "rows": rows})
@@ -784,7 +827,7 @@ runs with the same fingerprint used exactly the same input files.</p>{% endif %}
 {% if feature_plot %}<figure id="chart-feature_importance"><img alt="Feature importance" src="{{ feature_plot }}">
 <figcaption>The customer facts the model leaned on most; longer bars mattered more.</figcaption></figure>{% endif %}
 {% for table in feature_tables %}{% if table.title %}<h3>{{ table.title }}</h3>{% endif %}
-<table><tr><th>Feature</th><th>Importance</th><th></th><th>Meaning</th></tr>
+<table><tr><th>Feature</th><th>Share of importance</th><th></th><th>Meaning</th></tr>
 {% for row in table.rows %}<tr><td><code>{{ row.feature }}</code></td><td class="num">{{ row.importance }}</td>
 <td><span class="bar" style="width: {{ row.share }}px"></span></td><td>{{ row.doc }}</td></tr>{% endfor %}</table>
 {% endfor %}

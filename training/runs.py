@@ -163,7 +163,8 @@ def list_runs(experiment: str, *, max_results: int = 10) -> pd.DataFrame:
         row.update(run.data.metrics)
         metric_keys.update(run.data.metrics)
         rows.append(row)
-    ordered = [m for m in HEADLINE_METRICS if m in metric_keys] + sorted(metric_keys - set(HEADLINE_METRICS))
+    rest = sorted(metric_keys - set(HEADLINE_METRICS), key=lambda m: (_direction(m) is None, m))
+    ordered = [m for m in HEADLINE_METRICS if m in metric_keys] + rest  # quality measures before counts
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS) + ordered)
 
 
@@ -541,7 +542,7 @@ def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):
-        if value == int(value) and abs(value) >= 100:
+        if value == int(value) and (abs(value) >= 100 or value == 0):
             return f"{value:,.0f}"  # counts
         if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
             return f"{value:.3g}"
@@ -559,7 +560,7 @@ def _fmt_delta(delta) -> str:
 _VERDICT_STYLE = {"better": ("green", "▲ better"), "worse": ("red", "▼ worse")}
 
 
-def render_table(comparison: Comparison, *, only_changed_params: bool = False):
+def render_table(comparison: Comparison, *, only_changed: bool = False):
     """A rich renderable: warnings, then params and metrics with one column per run.
 
     Each metric cell shows the value, the delta against the baseline and a coloured verdict (green better, red
@@ -569,8 +570,9 @@ def render_table(comparison: Comparison, *, only_changed_params: bool = False):
     Parameters
     ----------
     comparison : Comparison
-    only_changed_params : bool, default False
-        Show only params whose value differs from the baseline.
+    only_changed : bool, default False
+        Show only the params, and the metrics without a direction (row counts, ...), whose value differs
+        between the runs; quality metrics are always shown.
 
     Returns
     -------
@@ -608,7 +610,7 @@ def render_table(comparison: Comparison, *, only_changed_params: bool = False):
         table.add_column(header, justify="right")
 
     params = comparison.params
-    if only_changed_params:
+    if only_changed:
         changed = set(params.loc[params["changed"], "param"])
         params = params[params["param"].isin(changed)]
     if not params.empty:
@@ -622,35 +624,57 @@ def render_table(comparison: Comparison, *, only_changed_params: bool = False):
                 cells.append(Text("—" if value is None else str(value), style="yellow" if changed else ""))
             table.add_row(str(name), *cells)
     metrics = comparison.metrics
-    if not metrics.empty:
-        table.add_row(Text("metrics", style="underline"), *[""] * len(runs))
-        for name, group in metrics.groupby("metric", sort=True):
-            values = group.set_index("run_id")
-            direction = group["direction"].iloc[0]
-            arrow = {"higher": " ↑", "lower": " ↓", "abs_lower": " |↓|", "closer_to_nominal": " →nominal"}.get(
-                direction, ""
-            )
-            cells = []
-            for run in runs:
-                rid = run["run_id"]
-                if rid not in values.index:
-                    cells.append(Text("—"))
-                    continue
-                cell = Text(_fmt(_none_if_nan(values.at[rid, "value"])))
-                verdict = values.at[rid, "verdict"]
-                if verdict == "same":
-                    cell.append(" (= same)", style="dim")
-                elif verdict in _VERDICT_STYLE:
-                    style, label = _VERDICT_STYLE[verdict]
-                    cell.append(f" ({_fmt_delta(_none_if_nan(values.at[rid, 'delta']))} {label})", style=style)
-                elif rid != comparison.baseline_run_id:
-                    delta = _fmt_delta(_none_if_nan(values.at[rid, "delta"]))
-                    if delta:
-                        cell.append(f" ({delta})", style="dim")
-                cells.append(cell)
-            table.add_row(Text(str(name)) + Text(arrow, style="dim"), *cells)
+    judged = metrics["direction"].notna()
+    sections = [("metrics", metrics[judged]), ("other metrics (no better/worse direction)", metrics[~judged])]
+    for title, part in sections:
+        if only_changed and title.startswith("other"):
+            differs = part.groupby("metric")["value"].transform(lambda v: v.nunique(dropna=False) > 1)
+            part = part[differs.astype(bool)] if len(part) else part
+        if part.empty:
+            continue
+        table.add_row(Text(title, style="underline"), *[""] * len(runs))
+        groups = dict(tuple(part.groupby("metric", sort=False)))
+        for name in sorted(groups, key=_metric_order):
+            table.add_row(*_metric_row(comparison, name, groups[name], runs))
     parts = [Text(f"⚠ {w}", style="bold red" if w.startswith("DIFFERENT DATA") else "yellow") for w in comparison.warnings]
     return Group(*parts, table)
+
+
+_SCOPE_ORDER = ("val", "holdout", "churn", "clv", "oracle")
+
+
+def _metric_order(name: str) -> tuple:
+    """Evaluation scopes first (val, holdout, churn, clv, oracle), then the rest (selection.*, ...)."""
+    head = name.split(".", 1)[0]
+    return (_SCOPE_ORDER.index(head) if head in _SCOPE_ORDER else len(_SCOPE_ORDER), name)
+
+
+_ARROWS = {"higher": " ↑", "lower": " ↓", "abs_lower": " |↓|", "closer_to_nominal": " →nominal"}
+
+
+def _metric_row(comparison: Comparison, name: str, group: pd.DataFrame, runs: list[dict]) -> list:
+    from rich.text import Text
+
+    values = group.set_index("run_id")
+    arrow = _ARROWS.get(group["direction"].iloc[0], "")
+    cells = [Text(str(name)) + Text(arrow, style="dim")]
+    for run in runs:
+        rid = run["run_id"]
+        if rid not in values.index:
+            cells.append(Text("—"))
+            continue
+        cell = Text(_fmt(_none_if_nan(values.at[rid, "value"])))
+        verdict = values.at[rid, "verdict"]
+        delta = _none_if_nan(values.at[rid, "delta"])
+        if verdict == "same":
+            cell.append(" (= same)", style="dim")
+        elif verdict in _VERDICT_STYLE:
+            style, label = _VERDICT_STYLE[verdict]
+            cell.append(f" ({_fmt_delta(delta)} {label})", style=style)
+        elif rid != comparison.baseline_run_id and delta:
+            cell.append(f" ({_fmt_delta(delta)})", style="dim")
+        cells.append(cell)
+    return cells
 
 
 def render_list(runs: pd.DataFrame, *, experiment: str, max_metrics: int = 4):
@@ -658,10 +682,10 @@ def render_list(runs: pd.DataFrame, *, experiment: str, max_metrics: int = 4):
     from rich.table import Table
     from rich.text import Text
 
-    metric_cols = [c for c in runs.columns if c not in RUN_COLUMNS][:max_metrics]
+    metric_cols = [c for c in runs.columns if c not in RUN_COLUMNS and _direction(c) is not None][:max_metrics]
     table = Table(title=f"experiment {experiment!r}: latest {len(runs)} run(s), newest first", header_style="bold")
     for col in ["run id", "name", "started (UTC)", "status", "as_of", "data", "role", *metric_cols]:
-        table.add_column(col, justify="right" if col in metric_cols else "left")
+        table.add_column(col, justify="right" if col in metric_cols else "left", no_wrap=col != "name")
     for row in runs.to_dict("records"):
         start = row["start_time"]
         role = row["role"]

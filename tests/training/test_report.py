@@ -164,8 +164,10 @@ def test_backtest_report_baselines_in_plain_words(tmp_path):
 def test_clv_report_without_plots_says_not_available(tmp_path):
     run_id = log_run(
         "clv",
-        params={"as_of": "2025-07-01", "horizon_days": 365, "interval_level": 0.8},
-        metrics={"val.gini": 0.55, "val.spearman": 0.6},
+        params={"as_of": "2025-07-01", "horizon_days": 365, "interval_level": 0.8, "lgbm.n_estimators": 300,
+                "clv.family": "lgbm"},
+        metrics={"val.gini": 0.55, "val.spearman": 0.6, "val.decile_mape": 31.0,
+                 "selection.btyd.gini": 0.50, "selection.lgbm.gini": 0.55},
     )
     html = build_report(run_id, tmp_path / "clv.html").read_text(encoding="utf-8")
     assert "expected to spend in the 365 days after 2025-07-01" in section(html, "prediction")
@@ -174,7 +176,15 @@ def test_clv_report_without_plots_says_not_available(tmp_path):
     assert "roc" not in charts.lower()  # churn charts are not expected on a CLV run
     assert "Feature importance " + NOT_AVAILABLE in section(html, "features")
     assert "Eligibility breakdown " + NOT_AVAILABLE in section(html, "data")
-    assert "no baseline logged" in section(html, "quality")
+    quality = section(html, "quality")
+    # the families not chosen are the baselines; random guessing where none was logged
+    assert ("The model ranks customers by value better than the BG/NBD + Gamma-Gamma formula alone: "
+            "Gini 0.550 vs 0.500.") in quality
+    assert "LightGBM alone" not in quality  # the chosen family is the model itself
+    assert ("The model orders customers by future spend better than random guessing: "
+            "Spearman correlation 0.600 vs 0.000.") in quality
+    assert "no baseline logged" in quality  # decile error has no chance level
+    assert "estimators" not in section(html, "data")  # a hyper-parameter, not a customer count
     assert PNG not in html
     assert_offline(html)
 
@@ -193,7 +203,7 @@ def test_lookalike_report_has_expansion_curve(tmp_path):
     assert 'id="chart-expansion_curve"' in charts and charts.count(PNG) == 1
     quality = section(html, "quality")
     assert "recall in the top 5%" in quality and "35%" in quality
-    assert ("The lookalike ranking finds held-out seed customers better than random selection: "
+    assert ("The lookalike ranking finds held-out seed customers better than random guessing: "
             "recall in the top 5% 35% vs 5%") in quality
     assert "lift in the top 5%" in quality and "7.00" in quality
     assert "held-out seed customer ranks above" in quality
