@@ -1,0 +1,336 @@
+"""The BentoML service marketing systems call: scores, tiers, lookalike audiences, campaign targeting, evaluation.
+
+Start it with ``scrm serve --data D`` (a thin wrapper over ``bentoml serve serving.service:ScrmService`` that sets
+``SCRM_DATA_DIR``). At start the service checks that the data directory has a feature snapshot and that the
+registry has ``champion`` versions of ``churn`` and ``clv`` — if not, it refuses to start and says which command
+creates them — then loads both in a background thread: ``/readyz`` answers 503 until the whole snapshot is
+scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answer is computed by shared code:
+
+========================  =====================================================================================
+``POST /score``           :func:`training.scoring.score` rows of the snapshot (scored once at start) + reasons
+``POST /tier``            :func:`training.decisions.tiers.assign_tiers` (applied by ``score``) and the rules
+``POST /lookalike``       :func:`training.audience.lookalike_audience` (fits and logs to MLflow ``lookalike``)
+``POST /target``          :func:`training.decisions.targeting.select_audience` (``/target.csv``: ``to_csv``)
+``POST /evaluate_campaign`` :func:`training.decisions.campaigns.evaluate_campaign`
+========================  =====================================================================================
+
+Every response carries ``model_versions`` and ``feature_as_of``. Bad requests get a 400 whose ``detail[].loc``
+names the field (pydantic's format, also used for problems only the shared code can see, such as an unknown
+campaign); :mod:`serving.auth` adds the bearer token, JSON-only bodies and the body size limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+from bentoml.exceptions import ServiceUnavailable
+from bentoml.validators import ContentType
+from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from serving.auth import RequestGuard
+from serving.schemas import (
+    EvaluateRequest,
+    EvaluateResponse,
+    LookalikeRequest,
+    LookalikeResponse,
+    ScoreRequest,
+    ScoreResponse,
+    TargetRequest,
+    TargetResponse,
+    TierRequest,
+    TierResponse,
+)
+from serving.state import ServingSetupError, ServingState, check_champions, find_snapshot
+
+log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
+
+DATA_DIR_ENV = "SCRM_DATA_DIR"
+#: Seconds a request may take before BentoML answers 504 (lookalike fits over 1M people take ~half a minute).
+REQUEST_TIMEOUT = 600
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+
+def request_error(model: type[BaseModel], loc: tuple[str | int, ...], message: str, value: Any = None
+                  ) -> ValidationError:
+    """A pydantic ``ValidationError`` for ``model`` at ``loc``: BentoML answers it with 400 and the field."""
+    return ValidationError.from_exception_data(
+        model.__name__,
+        [InitErrorDetails(type=PydanticCustomError("invalid_request", "{reason}", {"reason": message}),
+                          loc=loc, input=value)],
+    )
+
+
+_LOC_PREFIXES = (
+    (re.compile(r"^seed\b"), ("seed_customer_ids",)),
+    (re.compile(r"^lookalike_scores\b"), ("seed_customer_ids",)),
+    (re.compile(r"^filters\.(\w+)"), None),
+    (re.compile(r"^campaign_id\b"), ("campaign_id",)),
+    (re.compile(r"exclude_columns|not a model column|feature column"), ("exclude_columns",)),
+)
+
+
+def _loc_of(message: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    for pattern, loc in _LOC_PREFIXES:
+        m = pattern.search(message)
+        if m:
+            return loc if loc is not None else ("filters", m.group(1))
+    return default
+
+
+@contextlib.contextmanager
+def bad_request(model: type[BaseModel], default_loc: tuple[str, ...]) -> Iterator[None]:
+    """Turn a ``ValueError`` from shared code (its input rules) into a 400 naming the field."""
+    try:
+        yield
+    except ValidationError:
+        raise
+    except ValueError as exc:
+        message = str(exc)
+        raise request_error(model, _loc_of(message, default_loc), message) from None
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
+    """Rows as dicts of plain Python values (NaN / NA → None), column-wise for speed."""
+    lists = {}
+    for col in columns:
+        values = frame[col]
+        if pd.api.types.is_float_dtype(values.dtype):
+            arr = values.to_numpy(dtype=float, na_value=np.nan)
+            lists[col] = [None if v != v else v for v in arr.tolist()]
+        elif pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            lists[col] = values.tolist()
+        else:
+            lists[col] = [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
+                          for v in values.tolist()]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*(lists[c] for c in columns), strict=True)]
+
+
+def _holdout(metrics: dict[str, float]) -> dict:
+    def get(key: str) -> float | None:
+        v = metrics.get(f"holdout.{key}")
+        return None if v is None or v != v else float(v)
+
+    out = {k: get(k) for k in ("recall_at_1pct", "recall_at_5pct", "recall_at_10pct", "lift_at_1pct",
+                               "lift_at_5pct", "lift_at_10pct", "auc")}
+    for key in ("n_seeds", "n_candidates"):
+        v = get(key)
+        out[key] = None if v is None else int(v)
+    return out
+
+
+# --- the service ---------------------------------------------------------------------------------------------------
+
+
+@bentoml.service(name="scrm", traffic={"timeout": REQUEST_TIMEOUT}, workers=1, threads=4)
+class ScrmService:
+    """Churn, CLV, tiers, lookalike audiences and budgeted campaign targeting for marketing systems."""
+
+    def __init__(self) -> None:
+        from training import tracking
+
+        tracking.configure()
+        raw = os.environ.get(DATA_DIR_ENV, "").strip()
+        if not raw:
+            raise ServingSetupError(
+                f"{DATA_DIR_ENV} is not set: start the service with `scrm serve --data D` (D holds the data and "
+                "its feature snapshots under D/features)"
+            )
+        self.data_dir = Path(raw)
+        snapshot = find_snapshot(self.data_dir)
+        check_champions(self.data_dir, snapshot.as_of)
+        self.state: ServingState | None = None
+        self.load_error: str | None = None
+        self._loaded = threading.Event()
+        self._heavy = threading.Lock()  # one lookalike fit at a time; /score and /tier never wait for it
+        threading.Thread(target=self._load, args=(snapshot,), name="scrm-load", daemon=True).start()
+
+    def _load(self, snapshot) -> None:
+        from training.scoring import load_champions
+
+        started = time.perf_counter()
+        try:
+            try:
+                models = load_champions("champion")
+            except LookupError as exc:
+                raise ServingSetupError(
+                    f"{exc}; create the champions with `scrm train all --data {self.data_dir} --as-of "
+                    f"{snapshot.as_of}`"
+                ) from None
+            self.state = ServingState(models, snapshot, data_dir=self.data_dir)
+            log.info("scrm service ready in %.1f s: %d people as of %s, churn v%s, clv v%s",
+                     time.perf_counter() - started, len(self.state.scores), self.state.as_of,
+                     models.churn_version, models.clv_version)
+        except Exception as exc:  # noqa: BLE001 - reported by /healthz and every call
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("scrm service failed to load: %s", self.load_error)
+        finally:
+            self._loaded.set()
+
+    # --- probes ----------------------------------------------------------------------------------------------
+
+    def __is_ready__(self) -> bool:
+        return self.state is not None
+
+    def __is_alive__(self) -> bool:
+        return self.load_error is None
+
+    def wait_until_ready(self, timeout: float | None = None) -> ServingState:
+        """Block until the background load finished; the state, or ``ServingSetupError`` with the reason."""
+        if not self._loaded.wait(timeout):
+            raise TimeoutError(f"the service did not finish loading within {timeout} s")
+        return self._ready()
+
+    def _ready(self) -> ServingState:
+        if self.state is not None:
+            return self.state
+        if self.load_error is not None:
+            raise ServingSetupError(f"the service failed to load: {self.load_error}")
+        raise ServiceUnavailable("the service is still loading its models and snapshot; retry when /readyz is 200")
+
+    @staticmethod
+    def _served(state: ServingState) -> dict:
+        return {"model_versions": state.model_versions, "feature_as_of": state.as_of}
+
+    # --- endpoints -------------------------------------------------------------------------------------------
+
+    @bentoml.api(route="/score", input_spec=ScoreRequest)
+    def score(self, customer_ids: list[str], with_reasons: bool = True) -> ScoreResponse:
+        """Churn probability, CLV with interval, RFM, lifecycle, tier and the top 3 churn reasons per person.
+
+        Ids are person_id or customer_key (up to 10,000); unknown ids come back in ``not_found``. The numbers
+        are the rows ``scrm score`` writes for the same snapshot and champions.
+        """
+        req = ScoreRequest(customer_ids=customer_ids, with_reasons=with_reasons)
+        state = self._ready()
+        found = state.resolve(req.customer_ids)
+        records = state.score_records(found.positions, with_reasons=req.with_reasons)
+        for record, given in zip(records, found.ids, strict=True):
+            record["id"] = given
+        return ScoreResponse(**self._served(state), results=records, not_found=found.not_found)
+
+    @bentoml.api(route="/tier", input_spec=TierRequest)
+    def tier(self, customer_ids: list[str]) -> TierResponse:
+        """Member tier (trailing-12-month spend) and value × risk action segment, with the rules in force."""
+        req = TierRequest(customer_ids=customer_ids)
+        state = self._ready()
+        found = state.resolve(req.customer_ids)
+        records = state.tier_records(found.positions)
+        for record, given in zip(records, found.ids, strict=True):
+            record["id"] = given
+        return TierResponse(**self._served(state), tiers=records, not_found=found.not_found,
+                            rules=state.tier_rules_info())
+
+    @bentoml.api(route="/lookalike", input_spec=LookalikeRequest)
+    def lookalike(self, seed_customer_ids: list[str], size: int | None = None, fraction: float | None = None,
+                  exclude_seed: bool = True, exclude_columns: list[str] | None = None,
+                  random_state: int = 0) -> LookalikeResponse:
+        """Rank everyone by similarity to a seed list (PU-learning, logged to MLflow experiment ``lookalike``).
+
+        Returns the audience (opt-outs never included) and how well the model finds a held-out 20% of the seed
+        (recall and lift at 1/5/10% of the population).
+        """
+        req = LookalikeRequest(seed_customer_ids=seed_customer_ids, size=size, fraction=fraction,
+                               exclude_seed=exclude_seed, exclude_columns=exclude_columns,
+                               random_state=random_state)
+        state = self._ready()
+        result = self._fit_lookalike(state, req.seed_customer_ids, model=LookalikeRequest, size=req.size,
+                                     fraction=req.fraction, exclude_seed=req.exclude_seed,
+                                     exclude_columns=req.exclude_columns, random_state=req.random_state)
+        report = result.seed_report
+        seed_report = {
+            "n_given": len(req.seed_customer_ids),
+            "n_valid": int(report.get("n_valid", 0)),
+            "n_duplicates": int(report.get("n_duplicates", 0)),
+            "n_unknown": int(report.get("n_unknown_ids", 0)),
+            "unknown_examples": [str(x) for x in report.get("unknown_id_examples", [])],
+        }
+        return LookalikeResponse(**self._served(state),
+                                 audience=_records(result.audience, ["person_id", "score", "rank"]),
+                                 holdout=_holdout(result.metrics), seed_report=seed_report,
+                                 mlflow_run_id=result.run_id)
+
+    def _fit_lookalike(self, state: ServingState, seeds: list[str], *, model: type[BaseModel], **kwargs):
+        from training.audience import lookalike_audience
+
+        unknown = [c for c in (kwargs.get("exclude_columns") or []) if c not in state.features.columns]
+        if unknown:
+            raise request_error(model, ("exclude_columns",),
+                                f"exclude_columns: unknown feature column(s) {unknown[:10]}", unknown[:10])
+        with self._heavy, bad_request(model, ("seed_customer_ids",)):
+            return lookalike_audience(state.features, seeds, identity=state.identity, as_of=state.as_of, **kwargs)
+
+    def _select(self, campaign: dict):
+        from training.decisions.targeting import select_audience
+
+        req = TargetRequest.model_validate(campaign)
+        state = self._ready()
+        lookalike_scores, quality = None, None
+        if req.objective == "lookalike":
+            fitted = self._fit_lookalike(state, req.seed_customer_ids, model=TargetRequest, fraction=1.0,
+                                         exclude_seed=True, random_state=req.random_state)
+            lookalike_scores = fitted.audience.set_index("person_id")["score"]
+            quality = _holdout(fitted.metrics)
+        with bad_request(TargetRequest, ()):
+            result = select_audience(state.scores, None, req.spec(), lookalike_scores=lookalike_scores,
+                                     assumptions=req.assumptions, rules=state.rules)
+        return state, result, quality
+
+    @bentoml.api(route="/target", input_spec=TargetRequest)
+    def target(self, **campaign: Any) -> TargetResponse:
+        """Budgeted campaign audience ranked by expected value per contact, with a deterministic control group.
+
+        The treated part never costs more than ``budget``; marketing opt-outs are never selected; the control
+        group is the lowest sha256(campaign_id, person_id) share of the audience, so every call splits the same
+        way. Value formulas per objective: docs/decisions.md.
+        """
+        state, result, quality = self._select(campaign)
+        from training.decisions.targeting import AUDIENCE_COLUMNS
+
+        return TargetResponse(**self._served(state), summary=result.summary,
+                              audience=_records(result.audience, list(AUDIENCE_COLUMNS)), lookalike=quality)
+
+    @bentoml.api(route="/target.csv", input_spec=TargetRequest)
+    def target_csv(self, **campaign: Any) -> Annotated[str, ContentType("text/csv")]:
+        """The audience of ``/target`` as UTF-8 CSV (same body, same audience, best first)."""
+        from training.decisions.targeting import to_csv
+
+        _, result, _ = self._select(campaign)
+        return to_csv(result)
+
+    @bentoml.api(route="/evaluate_campaign", input_spec=EvaluateRequest)
+    def evaluate_campaign(self, campaign_id: str, window_days: int = 30, level: float = 0.95) -> EvaluateResponse:
+        """Treatment vs control conversion and revenue per head of a past campaign, with lift and its interval.
+
+        Reads ``campaign_touches`` and ``orders`` of the data directory (once, on first use).
+        """
+        from training.decisions import campaigns
+
+        req = EvaluateRequest(campaign_id=campaign_id, window_days=window_days, level=level)
+        state = self._ready()
+        data = state.evaluation_data()
+        if data.touches is None or data.touches.empty:
+            raise request_error(EvaluateRequest, ("campaign_id",),
+                                f"campaign_id {req.campaign_id!r}: the data directory has no campaign_touches, "
+                                "so there is no campaign to evaluate", req.campaign_id)
+        with bad_request(EvaluateRequest, ("campaign_id",)):
+            result = campaigns.evaluate_campaign(data.touches, data.orders, data.key_to_person, req.campaign_id,
+                                                 window_days=req.window_days, level=req.level,
+                                                 data_end=data.data_end)
+        return EvaluateResponse(**self._served(state), **result)
+
+
+ScrmService.add_asgi_middleware(RequestGuard)

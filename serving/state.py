@@ -1,0 +1,314 @@
+"""What the service answers from: the champion models, the latest feature snapshot and its batch scores.
+
+:class:`ServingState` knows nothing of HTTP. It scores the whole snapshot once through
+:func:`training.scoring.score` — the function ``scrm score`` and the backtest call — so a ``/score`` answer is a
+lookup of exactly the batch row, the population's high-value CLV cut is the batch one, and ``/tier`` and
+``/target`` work on the same frame. Only the churn reasons are computed per request, for the requested people,
+by the churn model's own :meth:`~training.churn.ChurnModel.reasons` (the call ``score(..., with_reasons=True)``
+makes).
+
+Ids are resolved as ``person_id`` first, then as a channel ``customer_key`` through the snapshot's identity map.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline import Snapshot, latest_snapshot
+from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
+from training.scoring import Models, load_champions, score
+
+log = logging.getLogger(__name__)
+
+#: Numeric and text columns of the scores frame the responses read.
+NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "r_score",
+                   "f_score", "m_score", "spend_365d", "total_spend", "orders", "recency_days", "tenure_days")
+TEXT_COLUMNS = ("person_id", "ineligible_reason", "rfm_segment", "rfm_segment_en", "lifecycle_stage", "tier",
+                "tier_en", "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
+#: Tables ``/evaluate_campaign`` reads from the data directory.
+EVALUATION_TABLES = ("orders", "campaign_touches")
+
+
+class ServingSetupError(RuntimeError):
+    """The service cannot start; the message says which command creates what is missing."""
+
+
+@dataclass
+class Resolved:
+    """Requested ids matched to rows of :attr:`ServingState.scores`."""
+
+    ids: list[str]  # distinct requested ids that were found, in request order
+    positions: np.ndarray  # their row positions in the scores / features frames
+    not_found: list[str]  # distinct requested ids that match nobody, in request order
+
+
+@dataclass
+class EvaluationData:
+    """Orders and campaign touches of the data directory, with a key map covering every key in them."""
+
+    orders: pd.DataFrame
+    touches: pd.DataFrame | None
+    key_to_person: pd.DataFrame
+    data_end: pd.Timestamp | None
+
+
+def find_snapshot(data_dir: str | Path) -> Snapshot:
+    """The newest snapshot under ``data_dir/features`` or :class:`ServingSetupError` naming the command."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ServingSetupError(
+            f"data directory {data_dir} does not exist; create one with "
+            f"`scrm simulate --customers 5000 --seed 7 --out {data_dir}` or point --data / SCRM_DATA_DIR at yours"
+        )
+    try:
+        return latest_snapshot(data_dir)
+    except FileNotFoundError as exc:
+        raise ServingSetupError(f"{exc} (the service serves the newest snapshot)") from None
+
+
+def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:
+    """Versions holding alias ``champion`` of ``churn`` and ``clv``; :class:`ServingSetupError` naming the fix."""
+    from training import tracking
+
+    versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
+    missing = [name for name, v in versions.items() if v is None]
+    if missing:
+        when = as_of.isoformat() if as_of is not None else "DATE"
+        raise ServingSetupError(
+            f"no champion version of the registered model(s) {', '.join(missing)} in {tracking.tracking_uri()}; "
+            f"create them with `scrm train all --data {data_dir} --as-of {when}` (or set MLFLOW_TRACKING_URI to "
+            "the store that holds them)"
+        )
+    return versions
+
+
+def _float_or_none(values: np.ndarray) -> list[float | None]:
+    return [None if v != v else float(v) for v in values.tolist()]  # v != v: NaN
+
+
+class ServingState:
+    """Champion models, the snapshot and the snapshot's batch scores, indexed by person_id and customer_key.
+
+    Parameters
+    ----------
+    models : Models
+        Fitted churn and CLV models with their registry versions.
+    snapshot : Snapshot
+        A feature snapshot (``features.pipeline.load_snapshot``).
+    rules : TierRules, optional
+        Tier rules; the packaged ``training/tiers.yaml`` when omitted.
+    data_dir : Path, optional
+        The data directory the snapshot came from (read by :meth:`evaluation_data`).
+    """
+
+    def __init__(self, models: Models, snapshot: Snapshot, *, rules: TierRules | None = None,
+                 data_dir: str | Path | None = None) -> None:
+        started = time.perf_counter()
+        self.models = models
+        self.snapshot = snapshot
+        self.rules = rules or load_tier_rules()
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.as_of: date = snapshot.as_of
+        self.features = snapshot.features.reset_index(drop=True)
+        if self.features["person_id"].duplicated().any():
+            raise ServingSetupError(f"snapshot {snapshot.path}: person_id is not unique; rebuild it")
+        self.identity = snapshot.identity
+        #: batch scores of everyone, row i = features row i (the output of training.scoring.score)
+        self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules)
+        eligible = self.scores["eligible"].to_numpy(dtype=bool)
+        self.clv_cut: float | None = clv_value_cut(self.scores, self.rules) if eligible.any() else None
+        # id → row: every person_id, then every customer_key (a key never shadows a person_id)
+        people = self.features["person_id"].astype(str).tolist()
+        row_of_person = {pid: i for i, pid in enumerate(people)}
+        keys = self.identity[["customer_key", "person_id"]].astype(str)
+        self._row_of: dict[str, int] = {
+            key: row_of_person[pid]
+            for key, pid in zip(keys["customer_key"].tolist(), keys["person_id"].tolist(), strict=True)
+            if pid in row_of_person
+        }
+        self._row_of.update(row_of_person)
+        self._columns()
+        self._evaluation: EvaluationData | None = None
+        self._evaluation_lock = threading.Lock()
+        log.info("scored %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s", len(self.scores),
+                 int(eligible.sum()), self.as_of, models.churn_version, models.clv_version,
+                 time.perf_counter() - started)
+
+    @classmethod
+    def load(cls, data_dir: str | Path, *, alias: str = "champion", rules: TierRules | None = None) -> ServingState:
+        """Load the newest snapshot of ``data_dir`` and the registered models behind ``alias``.
+
+        Raises
+        ------
+        ServingSetupError
+            No snapshot, or no champion; the message names the command that creates it.
+        """
+        snapshot = find_snapshot(data_dir)
+        try:
+            models = load_champions(alias)
+        except LookupError as exc:
+            raise ServingSetupError(
+                f"{exc}; create the champions with `scrm train all --data {data_dir} --as-of {snapshot.as_of}`"
+            ) from None
+        return cls(models, snapshot, rules=rules, data_dir=data_dir)
+
+    # --- lookups -------------------------------------------------------------------------------------------------
+
+    @property
+    def model_versions(self) -> dict[str, str | None]:
+        return self.models.versions
+
+    def resolve(self, ids: list[str]) -> Resolved:
+        """Match ids (person_id, else customer_key) to rows; duplicates answered once, request order kept."""
+        distinct = list(dict.fromkeys(str(i) for i in ids))
+        row_of = self._row_of
+        rows = [row_of.get(d, -1) for d in distinct]
+        return Resolved(
+            ids=[d for d, r in zip(distinct, rows, strict=True) if r >= 0],
+            positions=np.array([r for r in rows if r >= 0], dtype=np.intp),
+            not_found=[d for d, r in zip(distinct, rows, strict=True) if r < 0],
+        )
+
+    def reasons(self, positions: np.ndarray) -> list[list[dict] | None]:
+        """Top 3 churn reasons for the given rows (empty for people who are not scored)."""
+        out: list[list[dict] | None] = [[] for _ in range(len(positions))]
+        eligible = self._eligible[positions]
+        if eligible.any():
+            rows = self.features.iloc[positions[eligible]]
+            for i, r in zip(np.flatnonzero(eligible), self.models.churn.reasons(rows), strict=True):
+                out[i] = r
+        return out
+
+    def _columns(self) -> None:
+        """Column arrays of the scores (NaN/NA as None in text columns) so a lookup is a plain numpy take."""
+        s = self.scores
+        self._num = {c: pd.to_numeric(s[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                     for c in NUMERIC_COLUMNS if c in s.columns}
+        self._text = {}
+        for c in TEXT_COLUMNS:
+            values = s[c].astype(object).to_numpy(dtype=object, copy=True) if c in s.columns else \
+                np.full(len(s), None, dtype=object)
+            values[pd.isna(values)] = None
+            self._text[c] = values
+        self._eligible = s["eligible"].fillna(False).to_numpy(dtype=bool)
+        opt = s["marketing_opt_out"].astype(object).to_numpy(dtype=object, copy=True)
+        opt[pd.isna(opt)] = True  # unknown consent counts as opted out, as in targeting
+        self._opt_out = opt.astype(bool)
+        self._next_date = pd.to_datetime(s["expected_next_order_date"]).to_numpy(dtype="datetime64[D]")
+
+    def _num_at(self, col: str, positions: np.ndarray) -> list[float | None]:
+        return _float_or_none(self._num[col][positions])
+
+    def _text_at(self, col: str, positions: np.ndarray) -> list:
+        return [None if v is None else str(v) for v in self._text[col][positions].tolist()]
+
+    def score_records(self, positions: np.ndarray, *, with_reasons: bool = True) -> list[dict]:
+        """Response records (see :class:`serving.schemas.CustomerScore`, without ``id``) for the given rows."""
+        positions = np.asarray(positions, dtype=np.intp)
+        num = {c: self._num_at(c, positions) for c in self._num}
+        text = {c: self._text_at(c, positions) for c in TEXT_COLUMNS}
+        eligible = self._eligible[positions].tolist()
+        opt_out = self._opt_out[positions].tolist()
+        dates = self._next_date[positions]
+        next_date = [None if np.isnat(d) else d.item() for d in dates]
+        reasons = self.reasons(positions) if with_reasons else [None] * len(positions)
+
+        def score_int(v: float | None) -> int | None:
+            return None if v is None else int(v)
+
+        records = []
+        for i in range(len(positions)):
+            clv = None
+            if num["clv_mean"][i] is not None:
+                clv = {"mean": num["clv_mean"][i], "p10": num["clv_p10"][i], "p90": num["clv_p90"][i]}
+            records.append({
+                "person_id": text["person_id"][i],
+                "eligible": eligible[i],
+                "ineligible_reason": text["ineligible_reason"][i],
+                "churn_probability": num["churn_probability"][i],
+                "clv": clv,
+                "expected_orders": num["expected_orders"][i],
+                "p_alive": num["p_alive"][i],
+                "expected_next_order_date": next_date[i],
+                "rfm": {
+                    "r": score_int(num["r_score"][i]),
+                    "f": score_int(num["f_score"][i]),
+                    "m": score_int(num["m_score"][i]),
+                    "segment": text["rfm_segment"][i],
+                    "segment_en": text["rfm_segment_en"][i],
+                },
+                "lifecycle_stage": text["lifecycle_stage"][i],
+                "tier": {k: text[k][i] for k in ("tier", "tier_en", "action_segment", "action_segment_zh",
+                                                 "value_band", "risk_band")},
+                "reasons": reasons[i],
+                "marketing_opt_out": opt_out[i],
+                "orders": int(num["orders"][i] or 0),
+                "total_spend": num["total_spend"][i] or 0.0,
+                "spend_365d": num["spend_365d"][i] or 0.0,
+                "recency_days": num["recency_days"][i],
+                "tenure_days": num["tenure_days"][i],
+            })
+        return records
+
+    def tier_records(self, positions: np.ndarray) -> list[dict]:
+        """Tier records (see :class:`serving.schemas.CustomerTier`, without ``id``) for the given rows."""
+        positions = np.asarray(positions, dtype=np.intp)
+        num = {c: self._num_at(c, positions) for c in ("spend_365d", "clv_mean", "churn_probability")}
+        text = {c: self._text_at(c, positions) for c in ("person_id", "tier", "tier_en", "action_segment",
+                                                           "action_segment_zh", "value_band", "risk_band",
+                                                           "not_scored_reason")}
+        return [
+            {**{c: text[c][i] for c in text}, "spend_365d": num["spend_365d"][i] or 0.0,
+             "clv_mean": num["clv_mean"][i], "churn_probability": num["churn_probability"][i]}
+            for i in range(len(positions))
+        ]
+
+    def tier_rules_info(self) -> dict:
+        seg = self.rules.action_segments
+        return {
+            "member_tiers": [t.model_dump() for t in self.rules.member_tiers],
+            "value_quantile": seg.value_quantile,
+            "clv_cut": self.clv_cut,
+            "churn_threshold": seg.churn_threshold,
+        }
+
+    # --- campaign evaluation data (read on first use) ------------------------------------------------------------
+
+    def evaluation_data(self) -> EvaluationData:
+        """Orders and campaign touches of the data directory, validated by the data contract, read once.
+
+        Only the two tables campaign evaluation needs are read (the contract validates them exactly as in
+        ``scrm validate``; quarantined rows go to a temporary directory, never into the data directory).
+        """
+        with self._evaluation_lock:
+            if self._evaluation is None:
+                self._evaluation = self._read_evaluation_data()
+            return self._evaluation
+
+    def _read_evaluation_data(self) -> EvaluationData:
+        from features.contract import load_dataset
+        from features.pipeline import complete_key_map
+
+        if self.data_dir is None:
+            raise ServingSetupError("no data directory to read campaign_touches and orders from")
+        with tempfile.TemporaryDirectory(prefix="scrm-eval-") as tmp:
+            view = Path(tmp) / "data"
+            view.mkdir()
+            for name in EVALUATION_TABLES:
+                for suffix in (".parquet", ".csv"):
+                    source = self.data_dir / f"{name}{suffix}"
+                    if source.exists():
+                        (view / source.name).symlink_to(source.resolve())
+            dataset = load_dataset(view, rejects_dir=Path(tmp) / "rejects")
+            key_map = complete_key_map(dataset, self.identity)
+        return EvaluationData(orders=dataset.orders, touches=dataset.campaign_touches, key_to_person=key_map,
+                              data_end=dataset.data_end)
