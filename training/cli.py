@@ -643,5 +643,68 @@ def read_ids(path: Path) -> list[str]:
     return frame.iloc[:, 0].dropna().astype(str).tolist()
 
 
+# --- serve -----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    data: Annotated[Path | None, typer.Option("--data", envvar="SCRM_DATA_DIR", file_okay=False,
+                                              help="Data directory whose newest feature snapshot is served "
+                                                   "(DATA/features/as_of=DATE/).")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+) -> None:
+    """Serve scores, tiers, lookalike audiences and campaign targeting over HTTP (BentoML).
+
+    A thin wrapper over `bentoml serve serving.service:ScrmService`: checks that --data has a feature snapshot and
+    the registry has `champion` churn and CLV models (else exits 2 naming the command that creates them), then
+    starts the server. OpenAPI docs at http://HOST:PORT/; set SCRM_API_TOKEN to require a bearer token.
+    """
+    import importlib.util
+    import json
+    import os
+
+    from training import tracking
+
+    if data is None:
+        console.print("[red]error:[/] give --data D (or set SCRM_DATA_DIR): the data directory to serve")
+        raise typer.Exit(2)
+    if not data.is_dir():
+        console.print(f"[red]error:[/] data directory {data} does not exist; create one with "
+                      f"`scrm simulate --customers 5000 --seed 7 --out {data}`")
+        raise typer.Exit(2)
+    as_ofs = []
+    for manifest in (data / "features").glob("*/manifest.json"):
+        try:
+            as_ofs.append(json.loads(manifest.read_text())["as_of"])
+        except (ValueError, KeyError):
+            continue
+    if not as_ofs:
+        console.print(f"[red]error:[/] no feature snapshot under {data / 'features'}; create one with "
+                      f"`scrm features build --data {data} --as-of DATE`")
+        raise typer.Exit(2)
+    as_of = max(as_ofs)
+    versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
+    missing = [name for name, v in versions.items() if v is None]
+    if missing:
+        console.print(f"[red]error:[/] no champion {' or '.join(missing)} model in {tracking.tracking_uri()}; "
+                      f"create them with `scrm train all --data {data} --as-of {as_of}`")
+        raise typer.Exit(2)
+    spec = importlib.util.find_spec("serving")  # locates the package without importing it
+    workdir = Path(spec.origin).parent.parent if spec is not None and spec.origin else Path.cwd()
+    env = {**os.environ, "SCRM_DATA_DIR": str(data.resolve()), "MLFLOW_TRACKING_URI": tracking.tracking_uri()}
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:ScrmService", "--host", host,
+           "--port", str(port), "--working-dir", str(workdir)]
+    url = f"http://{host}:{port}"
+    console.print(
+        f"serving {data} (snapshot as of {as_of}) with churn v{versions['churn']}, clv v{versions['clv']} on {url}\n"
+        f"docs: {url}/   ready when {url}/readyz answers 200   example:\n"
+        f"  curl -s -X POST {url}/score -H 'Content-Type: application/json' "
+        "-d '{\"customer_ids\": [\"<person_id or customer_key>\"]}'"
+    )
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
