@@ -128,6 +128,10 @@ _COUNT_LABELS = {
     "n_candidates": "candidate customers ranked",
     "n_orders": "orders",
     "n_features": "features used",
+    "n_seeds_given": "seed ids supplied",
+    "seed_n_given": "seed ids supplied",
+    "seed_n_valid": "seed customers usable",
+    "audience_size": "audience size delivered",
 }
 
 _CHARTS = {
@@ -188,6 +192,7 @@ class RunData:
 
 _JSON_ARTIFACTS = (
     "eligibility.json",
+    "seed_report.json",
     "feature_importance.json",
     "data_fingerprint.json",
     "backtest.json",
@@ -439,12 +444,17 @@ def _count_rows(run: RunData) -> list[tuple[str, str]]:
     eligibility = run.json_artifacts.get("eligibility.json")
     if isinstance(eligibility, dict) and isinstance(eligibility.get("eligible"), int | float):
         sources.append({"n_eligible": eligibility["eligible"]})
+    seeds = run.json_artifacts.get("seed_report.json")
+    if isinstance(seeds, dict):
+        sources.append({f"seed_{k}": v for k, v in seeds.items() if k in ("n_given", "n_valid")})
     for source in sources:
         for key, value in source.items():
             head, _, last = key.rpartition(".")
             # counts are n_* keys at the top level or under an evaluation scope, never hyper-parameters
             # such as lgbm.n_estimators
-            if not last.startswith("n_") or key in seen or head not in _COUNT_SCOPES:
+            if not (last.startswith(("n_", "seed_n_")) or last in _COUNT_LABELS) or key in seen:
+                continue
+            if head not in _COUNT_SCOPES:
                 continue
             label = _COUNT_LABELS.get(last, last[2:].replace("_", " "))
             prefix = f"{_scope_label(head)}: " if head else ""
@@ -454,6 +464,19 @@ def _count_rows(run: RunData) -> list[tuple[str, str]]:
 
 def _eligibility(run: RunData) -> list[tuple[str, int]]:
     """``[(reason, count)]`` from eligibility.json, backtest.json['eligibility'] or ``ineligible.<reason>`` keys."""
+    seeds = run.json_artifacts.get("seed_report.json")
+    if run.kind == "lookalike" and isinstance(seeds, dict):
+        reasons = {
+            "n_missing": "empty id",
+            "n_duplicates": "duplicate id",
+            "n_unknown": "not found among the customers",
+            "n_unknown_ids": "not found in the identity map",
+        }
+        return [
+            (label, int(seeds[key]))
+            for key, label in reasons.items()
+            if isinstance(seeds.get(key), int | float) and seeds[key] > 0
+        ]
     found = run.json_artifacts.get("eligibility.json")
     if isinstance(found, dict) and isinstance(found.get("not_eligible"), dict):
         found = found["not_eligible"]  # {"eligible": n, "not_eligible": {reason: count}}
@@ -718,6 +741,9 @@ def report_context(run: RunData) -> dict:
         "period": _period_rows(run),
         "counts": _count_rows(run),
         "eligibility": _eligibility(run),
+        "eligibility_title": (
+            "Seed ids not used, and why" if run.kind == "lookalike" else "Customers not eligible, and why"
+        ),
         "fingerprint_tables": _fingerprint_rows(run),
         "quality": _quality(run),
         "charts": charts,
@@ -782,10 +808,10 @@ promotion decision: <strong>{{ run.tags["scrm.gate_decision"] }}</strong>{% endi
 <h3>Customer counts</h3>
 {% if counts %}<table>{% for label, value in counts %}<tr><th>{{ label }}</th><td class="num">{{ value }}</td></tr>{% endfor %}</table>
 {% else %}<p class="na">Customer counts {{ not_available }}.</p>{% endif %}
-<h3 id="eligibility">Customers not eligible, and why</h3>
+<h3 id="eligibility">{{ eligibility_title }}</h3>
 {% if eligibility %}<table><tr><th>Reason</th><th>Customers</th></tr>
 {% for reason, count in eligibility %}<tr><td>{{ reason }}</td><td class="num">{{ "{:,}".format(count) }}</td></tr>{% endfor %}
-<tr><th>Total not eligible</th><th class="num">{{ "{:,}".format(eligibility | sum(attribute=1)) }}</th></tr></table>
+<tr><th>Total</th><th class="num">{{ "{:,}".format(eligibility | sum(attribute=1)) }}</th></tr></table>
 {% else %}<p class="na">Eligibility breakdown {{ not_available }}.</p>{% endif %}
 {% if fingerprint_tables %}<h3>Input tables</h3>
 <table><tr><th>Table</th><th>File</th><th>Rows read</th><th>Rows used</th><th>Rows rejected</th></tr>

@@ -163,7 +163,7 @@ def list_runs(experiment: str, *, max_results: int = 10) -> pd.DataFrame:
         row.update(run.data.metrics)
         metric_keys.update(run.data.metrics)
         rows.append(row)
-    rest = sorted(metric_keys - set(HEADLINE_METRICS), key=lambda m: (_direction(m) is None, m))
+    rest = sorted(metric_keys - set(HEADLINE_METRICS), key=lambda m: (_direction(m) is None, _metric_order(m)))
     ordered = [m for m in HEADLINE_METRICS if m in metric_keys] + rest  # quality measures before counts
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS) + ordered)
 
@@ -685,7 +685,8 @@ def render_list(runs: pd.DataFrame, *, experiment: str, max_metrics: int = 4):
     metric_cols = [c for c in runs.columns if c not in RUN_COLUMNS and _direction(c) is not None][:max_metrics]
     table = Table(title=f"experiment {experiment!r}: latest {len(runs)} run(s), newest first", header_style="bold")
     for col in ["run id", "name", "started (UTC)", "status", "as_of", "data", "role", *metric_cols]:
-        table.add_column(col, justify="right" if col in metric_cols else "left", no_wrap=col != "name")
+        table.add_column(col, justify="right" if col in metric_cols else "left", no_wrap=True,
+                         min_width=12 if col == "name" else None)
     for row in runs.to_dict("records"):
         start = row["start_time"]
         role = row["role"]

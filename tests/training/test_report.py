@@ -192,10 +192,12 @@ def test_clv_report_without_plots_says_not_available(tmp_path):
 def test_lookalike_report_has_expansion_curve(tmp_path):
     run_id = log_run(
         "lookalike",
-        params={"as_of": "2025-07-01", "n_seeds": 400},
+        params={"as_of": "2025-07-01", "n_seeds_given": 420, "audience_size": 5000},
         metrics={"holdout.recall_at_1pct": 0.12, "holdout.recall_at_5pct": 0.35, "holdout.recall_at_10pct": 0.52,
                  "holdout.lift_at_5pct": 7.0, "holdout.auc": 0.9, "holdout.n_seeds": 80},
         plots=("expansion_curve",),
+        artifacts={"seed_report.json": {"n_given": 420, "n_missing": 0, "n_duplicates": 15, "n_unknown": 5,
+                                        "n_valid": 400, "unknown_examples": ["cust-zz-unknown"], "duplicate_examples": []}},
     )
     html = build_report(run_id, tmp_path / "ll.html").read_text(encoding="utf-8")
     assert "Lookalike audience" in html
@@ -208,7 +210,11 @@ def test_lookalike_report_has_expansion_curve(tmp_path):
     assert "lift in the top 5%" in quality and "7.00" in quality
     assert "held-out seed customer ranks above" in quality
     data = section(html, "data")
-    assert "seed customers" in data and "400" in data and "80" in data
+    assert "seed ids supplied" in data and "420" in data and "seed customers usable" in data
+    assert "audience size delivered" in data and "5,000" in data
+    assert "Seed ids not used, and why" in data
+    assert "duplicate id" in data and "not found among the customers" in data and "empty id" not in data
+    assert "cust-zz-unknown" not in html  # seed id examples stay out of the shareable page
     assert_offline(html)
 
 
