@@ -1,0 +1,347 @@
+"""ScrmService methods called directly on the small trained setup (see conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from serving.schemas import MAX_IDS
+from serving.service import ScrmService
+from serving.state import ServingSetupError
+
+
+def error_locs(exc: pytest.ExceptionInfo) -> list[tuple]:
+    return [tuple(e["loc"]) for e in exc.value.errors()]
+
+
+# --- start-up ------------------------------------------------------------------------------------------------
+
+
+def test_start_without_data_dir_names_the_command(serving_env, monkeypatch):
+    monkeypatch.delenv("SCRM_DATA_DIR")
+    with pytest.raises(ServingSetupError, match=r"scrm serve --data"):
+        ScrmService()
+
+
+def test_start_without_snapshot_names_the_command(serving_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("SCRM_DATA_DIR", str(tmp_path))
+    with pytest.raises(ServingSetupError, match=r"scrm features build --data"):
+        ScrmService()
+
+
+def test_start_without_champion_names_the_command(trained_setup, monkeypatch):
+    monkeypatch.setenv("SCRM_DATA_DIR", str(trained_setup.data_dir))  # MLflow: this test's empty store
+    with pytest.raises(ServingSetupError, match=r"scrm train all --data \S+ --as-of 2026-01-01"):
+        ScrmService()
+
+
+def test_ready_with_the_champions_and_the_snapshot(service, serving_env):
+    from training import tracking
+
+    assert service.__is_ready__() and service.__is_alive__()
+    state = service.state
+    assert state.model_versions == {"churn": str(tracking.champion_version("churn")),
+                                    "clv": str(tracking.champion_version("clv"))}
+    assert str(state.as_of) == "2026-01-01"
+    assert len(state.scores) == len(state.features) > 3_000
+
+
+# --- /score --------------------------------------------------------------------------------------------------
+
+
+def test_score_by_person_id_or_customer_key_with_unknowns_and_duplicates(service, people, sample_ids):
+    ids = sample_ids(20, seed=1)
+    keys = people.set_index("person_id").loc[ids, "customer_key"].tolist()
+    by_person = service.score(customer_ids=ids, with_reasons=False)
+    request = [keys[0], "nobody-1", *keys, ids[3], "nobody-2", "nobody-1"]
+    by_key = service.score(customer_ids=request, with_reasons=False)
+
+    assert by_key.not_found == ["nobody-1", "nobody-2"]
+    assert [r.id for r in by_key.results] == [*keys, ids[3]]  # request order, each distinct id once
+    assert [r.person_id for r in by_key.results] == [*ids, ids[3]]
+    strip = [r.model_dump(exclude={"id"}) for r in by_key.results[:20]]
+    assert strip == [r.model_dump(exclude={"id"}) for r in by_person.results]
+    assert by_person.model_versions.model_dump() == service.state.model_versions
+    assert str(by_person.feature_as_of) == "2026-01-01"
+
+
+def test_score_fields_for_scored_and_unscored_people(service, sample_ids):
+    eligible = service.score(customer_ids=sample_ids(30, seed=2, eligible=True)).results
+    for r in eligible:
+        assert r.eligible and r.ineligible_reason is None
+        assert 0 <= r.churn_probability <= 1 and 0 <= r.p_alive <= 1
+        assert r.clv.mean >= 0 and r.clv.p10 <= r.clv.p90
+        assert r.tier.action_segment != "not_scored" and r.tier.value_band in ("high", "low")
+        assert r.rfm.r in range(1, 6) and r.rfm.segment and r.rfm.segment_en
+        assert len(r.reasons) <= 3
+        contributions = [x.contribution for x in r.reasons]
+        assert all(c > 0 for c in contributions) and contributions == sorted(contributions, reverse=True)
+        assert all(x.description for x in r.reasons)
+    assert any(r.reasons for r in eligible)
+    unscored = service.score(customer_ids=sample_ids(10, seed=3, eligible=False)).results
+    assert unscored
+    for r in unscored:
+        assert not r.eligible and r.ineligible_reason
+        assert r.churn_probability is None and r.clv is None and r.reasons == []
+        assert r.tier.action_segment == "not_scored" and r.tier.value_band is None
+
+
+def test_score_equals_scrm_score_on_every_person(service, serving_env, tmp_path):
+    """The service answers exactly the rows `scrm score` writes for the same data, as_of and champions."""
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    out = tmp_path / "scores.parquet"
+    run = CliRunner().invoke(app, ["score", "--data", str(serving_env.data_dir), "--as-of", "2026-01-01",
+                                   "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    batch = pd.read_parquet(out).set_index("person_id")
+    response = service.score(customer_ids=batch.index.tolist(), with_reasons=False)
+    assert response.not_found == [] and len(response.results) == len(batch)
+    assert (batch["churn_model_version"].astype(str) == response.model_versions.churn).all()
+    assert (batch["clv_model_version"].astype(str) == response.model_versions.clv).all()
+    assert (batch["feature_as_of"] == pd.Timestamp("2026-01-01")).all()
+
+    def same(got, want) -> bool:
+        if got is None:
+            return want is None or pd.isna(want)
+        return got == want
+
+    for r in response.results:
+        row = batch.loc[r.person_id]
+        expected_date = None if pd.isna(row["expected_next_order_date"]) else row["expected_next_order_date"].date()
+        pairs = [
+            (r.eligible, bool(row["eligible"])),
+            (r.ineligible_reason, None if pd.isna(row["ineligible_reason"]) else row["ineligible_reason"]),
+            (r.churn_probability, row["churn_probability"]),
+            (r.clv.mean if r.clv else None, row["clv_mean"]),
+            (r.clv.p10 if r.clv else None, row["clv_p10"]),
+            (r.clv.p90 if r.clv else None, row["clv_p90"]),
+            (r.expected_orders, row["expected_orders"]),
+            (r.p_alive, row["p_alive"]),
+            (r.expected_next_order_date, expected_date),
+            (r.rfm.segment, row["rfm_segment"]),
+            (r.lifecycle_stage, row["lifecycle_stage"]),
+            (r.tier.tier, row["tier"]),
+            (r.tier.action_segment, row["action_segment"]),
+            (r.tier.value_band, None if pd.isna(row["value_band"]) else row["value_band"]),
+            (r.spend_365d, row["spend_365d"]),
+        ]
+        for got, want in pairs:
+            assert same(got, want), (r.person_id, got, want)
+
+
+def test_reasons_are_those_of_the_shared_scoring_function(service, sample_ids):
+    from training.scoring import score
+
+    state = service.state
+    ids = sample_ids(25, seed=4)
+    features = state.features.set_index("person_id").loc[ids].reset_index()
+    expected = score(features, state.models, as_of=state.as_of, clv_cut=state.clv_cut, with_reasons=True)
+    got = service.score(customer_ids=ids).results
+    assert [[x.model_dump() for x in r.reasons] for r in got] == expected["reasons"].tolist()
+    assert [r.churn_probability for r in got] == pytest.approx(expected["churn_probability"].tolist(),
+                                                               nan_ok=True)
+    assert [r.tier.action_segment for r in got] == expected["action_segment"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("ids", "loc"),
+    [([], ("customer_ids",)), ([""], ("customer_ids", 0)), (["   "], ("customer_ids", 0)),
+     (["a", 7], ("customer_ids", 1)), ([f"id{i}" for i in range(MAX_IDS + 1)], ("customer_ids",))],
+)
+def test_score_rejects_bad_id_lists_naming_the_field(service, ids, loc):
+    with pytest.raises(ValidationError) as exc:
+        service.score(customer_ids=ids)
+    assert loc in error_locs(exc)
+
+
+def test_score_accepts_the_largest_request(service, people):
+    ids = [f"unknown-{i}" for i in range(MAX_IDS - 3)] + people["person_id"].head(3).tolist()
+    response = service.score(customer_ids=ids, with_reasons=False)
+    assert len(response.results) == 3 and len(response.not_found) == MAX_IDS - 3
+
+
+# --- /tier ---------------------------------------------------------------------------------------------------
+
+
+def test_tier_uses_the_rules_and_the_population_cut(service, people, sample_ids):
+    from training.decisions.tiers import assign_tiers, clv_value_cut, load_tier_rules
+
+    state = service.state
+    rules = load_tier_rules()
+    ids = sample_ids(200, seed=5)
+    response = service.tier(customer_ids=[*ids, "nobody"])
+    assert response.not_found == ["nobody"] and [t.person_id for t in response.tiers] == ids
+    assert response.rules.clv_cut == pytest.approx(clv_value_cut(state.scores, rules))
+    assert [t.model_dump() for t in response.rules.member_tiers] == [t.model_dump() for t in rules.member_tiers]
+
+    batch = assign_tiers(state.scores, rules).set_index("person_id").loc[ids]
+    assert [t.tier for t in response.tiers] == batch["tier"].tolist()
+    assert [t.action_segment for t in response.tiers] == batch["action_segment"].tolist()
+    thresholds = {t.name: t.min_spend for t in rules.member_tiers}
+    ordered = [t.name for t in rules.member_tiers]
+    for t in response.tiers:
+        assert t.spend_365d >= thresholds[t.tier]
+        nxt = ordered.index(t.tier) + 1
+        assert nxt == len(ordered) or t.spend_365d < thresholds[ordered[nxt]]
+        if t.value_band is not None:
+            assert (t.value_band == "high") == (t.clv_mean >= response.rules.clv_cut and t.clv_mean > 0)
+            assert (t.risk_band == "at_risk") == (t.churn_probability >= response.rules.churn_threshold)
+
+
+# --- /lookalike ----------------------------------------------------------------------------------------------
+
+
+def test_lookalike_audience_excludes_seed_and_opt_outs_and_is_logged(service, people, serving_env):
+    from training import tracking
+
+    buyers = people[people["eligible"]].sort_values(["spend_365d", "person_id"], ascending=[False, True])
+    seeds = buyers["person_id"].head(120).tolist()
+    as_keys = buyers["customer_key"].head(60).tolist() + seeds[60:]  # half given as channel keys
+    response = service.lookalike(seed_customer_ids=[*as_keys, "nobody"], size=150, exclude_columns=["spend_365d"])
+
+    audience = pd.DataFrame([a.model_dump() for a in response.audience])
+    assert len(audience) == 150 and audience["rank"].tolist() == list(range(1, 151))
+    assert audience["score"].is_monotonic_decreasing and audience["score"].between(0, 1).all()
+    assert not audience["person_id"].isin(seeds).any()
+    opted_out = set(people.loc[people["marketing_opt_out"].fillna(True).astype(bool), "person_id"])
+    assert opted_out and not set(audience["person_id"]) & opted_out
+    assert response.seed_report.n_valid == 120 and response.seed_report.n_unknown == 1
+    assert response.seed_report.unknown_examples == ["nobody"]
+    assert response.holdout.n_seeds == 24 and response.holdout.lift_at_10pct > 1
+    run = tracking.client().get_run(response.mlflow_run_id)
+    assert run.data.tags["scrm.kind"] == "lookalike"
+    assert run.data.metrics["holdout.recall_at_10pct"] == pytest.approx(response.holdout.recall_at_10pct)
+
+
+def test_lookalike_bad_requests_name_the_field(service, people):
+    seeds = people["person_id"].head(10).tolist()
+    with pytest.raises(ValidationError) as exc:
+        service.lookalike(seed_customer_ids=seeds, size=10)
+    assert error_locs(exc) == [("seed_customer_ids",)] and "at least 50" in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        service.lookalike(seed_customer_ids=seeds, size=10, fraction=0.1)
+    assert error_locs(exc) == [("fraction",)]
+    with pytest.raises(ValidationError) as exc:
+        service.lookalike(seed_customer_ids=seeds, size=10, exclude_columns=["no_such_column"])
+    assert error_locs(exc) == [("exclude_columns",)]
+
+
+# --- /target -------------------------------------------------------------------------------------------------
+
+CAMPAIGNS = [
+    {"campaign_id": "retain-q1", "objective": "retain", "budget": 100, "cost_per_contact": 0.7},
+    {"campaign_id": "winback-q1", "objective": "winback", "budget": 55.5, "cost_per_contact": 0.3,
+     "offer_cost": 0.2, "control_fraction": 0.2},
+    {"campaign_id": "upsell-gold", "objective": "upsell", "budget": 10_000, "cost_per_contact": 1.0,
+     "max_contacts": 37, "control_fraction": 0.5, "filters": {"tiers": ["gold", "铂金", "diamond"]}},
+    {"campaign_id": "retain-risky", "objective": "retain", "budget": 1_000, "cost_per_contact": 0.1,
+     "control_fraction": 0.0, "filters": {"churn_range": [0.4, 1.0], "lifecycle_stages": ["at_risk", "active"]}},
+]
+
+
+@pytest.mark.parametrize("campaign", CAMPAIGNS, ids=[c["campaign_id"] for c in CAMPAIGNS])
+def test_target_budget_control_and_opt_out_properties(service, people, campaign):
+    first = service.target(**campaign)
+    again = service.target(**campaign)
+    s = first.summary
+    audience = pd.DataFrame([a.model_dump() for a in first.audience])
+    assert audience.equals(pd.DataFrame([a.model_dump() for a in again.audience]))  # same split every call
+    assert s.audience == len(audience) > 0
+    assert s.spend <= campaign["budget"] + 1e-9
+    assert s.spend == pytest.approx(s.contacts * (campaign["cost_per_contact"] + campaign.get("offer_cost", 0)))
+    assert abs(s.control - campaign.get("control_fraction", 0.1) * s.audience) <= 1
+    assert (audience["group"] == "control").sum() == s.control and s.treatment + s.control == s.audience
+    if "max_contacts" in campaign:
+        assert s.contacts <= campaign["max_contacts"]
+    opted_out = set(people.loc[people["marketing_opt_out"].fillna(True).astype(bool), "person_id"])
+    assert not set(audience["person_id"]) & opted_out
+    assert audience["expected_net_value"].is_monotonic_decreasing and (audience["expected_net_value"] > 0).all()
+    assert first.model_versions.model_dump() == service.state.model_versions
+
+
+def test_target_csv_is_the_json_audience(service):
+    campaign = CAMPAIGNS[1]
+    csv = pd.read_csv(io.StringIO(service.target_csv(**campaign)))
+    audience = pd.DataFrame([a.model_dump() for a in service.target(**campaign).audience])
+    assert csv["person_id"].tolist() == audience["person_id"].tolist()
+    assert csv["group"].tolist() == audience["group"].tolist()
+    assert csv["expected_net_value"].to_numpy() == pytest.approx(audience["expected_net_value"].to_numpy())
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [({"budget": -1}, ("budget",)), ({"objective": "acquire"}, ("objective",)),
+     ({"cost_per_contact": 0}, ("cost_per_contact",)), ({"control_fraction": 0.9}, ("control_fraction",)),
+     ({"filters": {"tiers": ["gld"]}}, ("filters", "tiers")),
+     ({"filters": {"segments": ["vip"]}}, ("filters", "segments")),
+     ({"filters": {"churn_range": [0.9, 0.1]}}, ("filters", "churn_range")),
+     ({"seed_customer_ids": ["p_1"]}, ("seed_customer_ids",)), ({"budget": "lots"}, ("budget",)),
+     ({"colour": "red"}, ("colour",))],
+)
+def test_target_bad_specs_name_the_field(service, change, loc):
+    with pytest.raises(ValidationError) as exc:
+        service.target(**{**CAMPAIGNS[0], **change})
+    assert loc in error_locs(exc)
+
+
+# --- /evaluate_campaign --------------------------------------------------------------------------------------
+
+
+def test_evaluate_campaign_matches_the_shared_evaluation(service, serving_env):
+    from features.contract import load_dataset
+    from features.pipeline import complete_key_map
+    from training.decisions.campaigns import evaluate_campaign
+
+    data = load_dataset(serving_env.data_dir, rejects_dir=serving_env.data_dir.parent / "rejects")
+    campaign_id = str(data.campaign_touches["campaign_id"].iloc[0])
+    expected = evaluate_campaign(data.campaign_touches, data.orders,
+                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21)
+    got = service.evaluate_campaign(campaign_id=campaign_id, window_days=21)
+    assert json.loads(got.model_dump_json(exclude={"model_versions", "feature_as_of"})) == json.loads(
+        json.dumps(expected))
+    assert got.treatment.persons > 0 and got.control.persons > 0
+    lo, hi = got.conversion.absolute_ci
+    assert lo <= got.conversion.absolute_lift <= hi
+
+
+def test_evaluate_campaign_bad_requests_name_the_field(service):
+    with pytest.raises(ValidationError) as exc:
+        service.evaluate_campaign(campaign_id="no-such-campaign")
+    assert error_locs(exc) == [("campaign_id",)] and "known campaigns" in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        service.evaluate_campaign(campaign_id="x", window_days=0)
+    assert error_locs(exc) == [("window_days",)]
+
+
+# --- no raw PII ----------------------------------------------------------------------------------------------
+
+
+def _scalars(value) -> set[str]:
+    """Every string and number inside a JSON document, as text."""
+    if isinstance(value, dict):
+        return set().union(*(_scalars(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_scalars(v) for v in value)) if value else set()
+    return {str(value)}
+
+
+def test_no_raw_pii_in_any_response(service, people, serving_env, sample_ids):
+    identities = pd.read_parquet(serving_env.data_dir / "identities.parquet")
+    raw = {str(v).strip() for col in ("phone", "unionid") for v in identities[col].dropna()}
+    raw |= {"".join(ch for ch in v if ch.isdigit()) for v in raw}  # phones without their formatting
+    raw = {v for v in raw if len(v) >= 6}
+    assert len(raw) > 1_000
+    ids = sample_ids(300, seed=6)
+    keys = people.set_index("person_id").loc[ids, "customer_key"].tolist()
+    responses = [service.score(customer_ids=ids + keys), service.tier(customer_ids=ids + keys),
+                 service.target(**CAMPAIGNS[0])]
+    for response in responses:
+        values = _scalars(json.loads(response.model_dump_json()))
+        assert len(values) > 100 and not values & raw
