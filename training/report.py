@@ -221,7 +221,7 @@ def load_run(run_id: str, *, client=None) -> RunData:
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise LookupError(f"unknown run id {run_id!r} in tracking store {client.tracking_uri}") from None
+        run = _run_by_prefix(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id).name
     tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
     kind = run.data.tags.get("scrm.kind") or (experiment if experiment in KINDS else "unknown")
@@ -243,6 +243,20 @@ def load_run(run_id: str, *, client=None) -> RunData:
     with _no_progress_bars():
         _read_artifacts(client, run.info.run_id, data)
     return data
+
+
+def _run_by_prefix(client, prefix: str):
+    """The one run whose id starts with ``prefix`` (the 8 characters ``scrm runs list`` shows)."""
+    matches = []
+    if re.fullmatch(r"[0-9a-f]{4,31}", prefix or ""):
+        ids = [e.experiment_id for e in client.search_experiments()]
+        if ids:
+            matches = [r for r in client.search_runs(ids, max_results=5000) if r.info.run_id.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise LookupError(f"run id prefix {prefix!r} matches {len(matches)} runs; give more characters")
+    raise LookupError(f"unknown run id {prefix!r} in tracking store {client.tracking_uri}")
 
 
 @contextlib.contextmanager
@@ -652,6 +666,15 @@ def _chance_level(measure: str) -> float | None:
     return None
 
 
+# inputs the models add to the feature snapshot (BTYD model outputs at the cut-off date)
+_MODEL_FEATURE_DOCS = {
+    "btyd_p_alive": "chance the customer is still active, from the buy-till-you-die (BG/NBD) model",
+    "btyd_p_purchase": "chance of at least one purchase in the horizon, from the BG/NBD model",
+    "btyd_expected_orders": "orders expected in the horizon, from the BG/NBD model",
+    "btyd_expected_spend": "spend expected in the horizon, from the BG/NBD + Gamma-Gamma formula",
+}
+
+
 def _feature_importance(run: RunData) -> list[dict]:
     """``[{"title", "rows": [{"feature", "importance", "share", "doc"}]}]`` from feature_importance.json."""
     raw = run.json_artifacts.get("feature_importance.json")
@@ -682,10 +705,13 @@ def _feature_importance(run: RunData) -> list[dict]:
             inner_pairs = as_pairs(inner)
             if inner_pairs:
                 tables.append((str(name), inner_pairs))
+    docs = dict(_MODEL_FEATURE_DOCS)
     try:
         from features.pipeline import FEATURE_DOCS
+
+        docs.update(FEATURE_DOCS)
     except ImportError:
-        FEATURE_DOCS = {}
+        pass
     out = []
     for title, pairs in tables:
         pairs = sorted(((str(f), float(v)) for f, v in pairs), key=lambda p: -abs(p[1]))
@@ -697,7 +723,7 @@ def _feature_importance(run: RunData) -> list[dict]:
                 "feature": f,
                 "importance": f"{100 * abs(v) / total:.1f}%",
                 "share": round(120 * abs(v) / top),
-                "doc": FEATURE_DOCS.get(f, ""),
+                "doc": docs.get(f, ""),
             }
             for f, v in pairs
         ]
@@ -892,8 +918,8 @@ def build_report(run_id: str, out_path: str | Path) -> Path:
     Parameters
     ----------
     run_id : str
-        An MLflow run id of kind churn, clv, backtest or lookalike (tag ``scrm.kind``; the experiment name is used
-        when the tag is missing).
+        An MLflow run id (or a unique prefix of one) of kind churn, clv, backtest or lookalike (tag
+        ``scrm.kind``; the experiment name is used when the tag is missing).
     out_path : str or pathlib.Path
         The HTML file to write; parent directories are created.
 

@@ -238,6 +238,8 @@ def test_cli_report(churn_run, tmp_path):
     result = runner.invoke(app, ["report", "--run-id", churn_run, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.exists() and out.read_text(encoding="utf-8").count(PNG) == 4
+    result = runner.invoke(app, ["report", "--run-id", churn_run[:8], "--out", str(tmp_path / "short.html")])
+    assert result.exit_code == 0, result.output  # the 8 characters `scrm runs list` shows are enough
     result = runner.invoke(app, ["report", "--run-id", "nope", "--out", str(tmp_path / "n.html")])
     assert result.exit_code == 2 and "unknown run id" in result.output
     assert not (tmp_path / "n.html").exists()
