@@ -6,7 +6,10 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 import ibis
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
@@ -27,52 +30,102 @@ EVENT_TYPES = (
 )
 
 
-def event_aggregates(events: ir.Table, key_map: ir.Table, as_of: date, *, windows: tuple[int, ...]) -> ir.Table:
-    """Per-person event counts per type and window, last event day per type, and all-history totals.
+def event_key_aggregates(events: ir.Table, as_of: date, *, windows: tuple[int, ...]) -> ir.Table:
+    """The one heavy pass over raw events: per ``customer_key`` and ``event_type``, counts and timestamps.
 
-    Events are first rolled up per ``customer_key`` (tens of millions of rows → a few million), then mapped to
-    ``person_id`` and summed, which keeps the join small.
+    A narrow group-by (a handful of aggregates per key and type) is several times cheaper than one wide
+    group-by with a filtered aggregate per type and window.
 
     Parameters
     ----------
     events
         ``customer_key``, ``event_ts``, ``event_type``; already restricted to ``event_ts < as_of``.
-    key_map
-        ``customer_key`` → ``person_id``.
     as_of
         The cut-off date.
     windows
-        Trailing windows in days for ``ev_<type>_<w>d``.
+        Trailing windows in days.
+
+    Returns
+    -------
+    ibis.Table
+        ``customer_key``, ``event_type``, ``_first``, ``_last`` (timestamps), ``_n`` and ``_n_<w>d``.
     """
     cutoff = pd.Timestamp(as_of)
-    aggs: dict[str, ir.Value] = {}
-    for et in EVENT_TYPES:
-        is_t = events.event_type == et
-        for w in windows:
-            since = ibis.literal(cutoff - pd.Timedelta(days=w), type="timestamp")
-            aggs[f"ev_{et}_{w}d"] = events.count(where=is_t & (events.event_ts >= since))
-        aggs[f"_last_{et}"] = events.event_ts.max(where=is_t)
-    aggs["_n_cart"] = events.count(where=events.event_type == "cart")
-    aggs["_n_open"] = events.count(where=events.event_type == "message_open")
-    aggs["_n_click"] = events.count(where=events.event_type == "message_click")
-    aggs["_first_event_ts"] = events.event_ts.min()
-    per_key = events.group_by("customer_key").aggregate(**aggs)
-    per_key = per_key.join(key_map, "customer_key")
-    person_aggs: dict[str, ir.Value] = {}
-    for name in aggs:
-        col = per_key[name]
-        if name.startswith("_last_"):
-            person_aggs[name] = col.max()
-        elif name == "_first_event_ts":
-            person_aggs[name] = col.min()
-        else:
-            person_aggs[name] = col.sum()
-    agg = per_key.group_by("person_id").aggregate(**person_aggs)
-    asof_lit = ibis.literal(as_of, type="date")
-    days_since = {
-        f"days_since_{et}": asof_lit.delta(agg[f"_last_{et}"].date(), unit="day").cast("float64") for et in EVENT_TYPES
+    aggs: dict[str, ir.Value] = {
+        "_first": events.event_ts.min(),
+        "_last": events.event_ts.max(),
+        "_n": events.count(),
     }
-    return agg.mutate(**days_since).drop(*[f"_last_{et}" for et in EVENT_TYPES])
+    for w in windows:
+        since = ibis.literal(cutoff - pd.Timedelta(days=w), type="timestamp")
+        aggs[f"_n_{w}d"] = events.count(where=events.event_ts >= since)
+    return events.group_by(["customer_key", "event_type"]).aggregate(**aggs)
+
+
+def event_key_days(per_key: ir.Table, key_map: ir.Table, as_of: date) -> ir.Table:
+    """``event_key_aggregates`` rows mapped to ``person_id``, with days since the last event of the type.
+
+    Parameters
+    ----------
+    per_key
+        Output of ``event_key_aggregates``.
+    key_map
+        ``customer_key`` → ``person_id``.
+    """
+    t = per_key.join(key_map, "customer_key")
+    days = ibis.literal(as_of, type="date").delta(t._last.date(), unit="day").cast("float64")
+    return t.mutate(_days_since=days).drop("customer_key", "_first", "_last")
+
+
+def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> pd.DataFrame:
+    """Reshape ``event_key_days`` output to one row per person (numpy scatter; sums and minima over keys).
+
+    Parameters
+    ----------
+    long
+        Arrow table with integer ``person_id`` in ``0..n_people-1``, ``event_type``, ``_n``, ``_n_<w>d`` and
+        ``_days_since``; a person with several keys has several rows per type, which are added up (counts) or
+        take the smallest value (days since).
+    n_people
+        Number of people.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``person_id`` (0..n_people-1), ``ev_<type>_<w>d``, ``days_since_<type>``, ``_n_cart``, ``_n_open``,
+        ``_n_click``.
+    """
+    k = len(EVENT_TYPES)
+    enc = pc.dictionary_encode(long.column("event_type")).combine_chunks()
+    lookup = np.array([EVENT_TYPES.index(v) if v in EVENT_TYPES else -1 for v in enc.dictionary.to_pylist()],
+                      dtype=np.int64)
+    code = lookup[enc.indices.to_numpy(zero_copy_only=False)] if len(lookup) else np.zeros(0, dtype=np.int64)
+    ok = code >= 0
+    row = long.column("person_id").to_numpy().astype(np.int64)[ok]
+    code = code[ok]
+    flat = row * k + code
+
+    def add(col: str) -> np.ndarray:
+        m = np.zeros(n_people * k, dtype=np.int64)
+        np.add.at(m, flat, long.column(col).to_numpy()[ok].astype(np.int64))
+        return m.reshape(n_people, k)
+
+    counts = {w: add(f"_n_{w}d") for w in windows}
+    total = add("_n")
+    days = np.full(n_people * k, np.inf)
+    np.minimum.at(days, flat, long.column("_days_since").to_numpy()[ok].astype(np.float64))
+    days = days.reshape(n_people, k)
+    days[np.isinf(days)] = np.nan
+    out: dict[str, np.ndarray] = {"person_id": np.arange(n_people, dtype=np.int64)}
+    for i, et in enumerate(EVENT_TYPES):
+        for w in windows:
+            out[f"ev_{et}_{w}d"] = counts[w][:, i]
+    for i, et in enumerate(EVENT_TYPES):
+        out[f"days_since_{et}"] = days[:, i]
+    out["_n_cart"] = total[:, EVENT_TYPES.index("cart")]
+    out["_n_open"] = total[:, EVENT_TYPES.index("message_open")]
+    out["_n_click"] = total[:, EVENT_TYPES.index("message_click")]
+    return pd.DataFrame(out)
 
 
 def campaign_aggregates(
@@ -81,8 +134,8 @@ def campaign_aggregates(
     """Per-person campaign touches and responses, with no look-ahead.
 
     Only treatment touches whose whole response window ``[sent_ts, sent_ts + window)`` ends on or before
-    ``as_of 00:00`` count; a touch is answered when the person's first paid order at or after ``sent_ts`` falls
-    inside the window (an as-of join, so each touch meets at most one order).
+    ``as_of 00:00`` count; a touch is answered when the person has a paid order inside its window (a range join
+    on the person's paid orders, each touch counted once).
 
     Parameters
     ----------
@@ -102,14 +155,17 @@ def campaign_aggregates(
         (before.group == "treatment") & (before.sent_ts <= ibis.literal(cutoff - window, type="timestamp"))
     ).select("person_id", "sent_ts", "touch_id")
     po = paid_orders.select(o_person="person_id", order_ts="order_ts")
-    joined = eligible.asof_join(po, on=eligible.sent_ts <= po.order_ts, predicates=eligible.person_id == po.o_person)
-    answered = joined.order_ts.notnull() & (
-        joined.order_ts < joined.sent_ts + ibis.interval(days=response_window_days)
+    hits = eligible.join(
+        po,
+        [
+            eligible.person_id == po.o_person,
+            po.order_ts >= eligible.sent_ts,
+            po.order_ts < eligible.sent_ts + ibis.interval(days=response_window_days),
+        ],
     )
-    resp = joined.group_by("person_id").aggregate(
-        _n_eligible=joined.count(),
-        _n_responded=joined.count(where=answered),
-    )
+    responded = hits.group_by("person_id").aggregate(_n_responded=hits.touch_id.nunique())
+    n_eligible = eligible.group_by("person_id").aggregate(_n_eligible=eligible.count())
+    resp = n_eligible.left_join(responded, n_eligible.person_id == responded.person_id).drop("person_id_right")
     return counts.left_join(resp, "person_id").drop("person_id_right")
 
 

@@ -8,7 +8,7 @@ import ibis
 import pandas as pd
 
 from features.dataset import Dataset
-from features.pipeline import _as_date, _key_frame, resolve_key_map
+from features.pipeline import _as_date, _check_identity, _map_keys, _table, connect
 
 
 def build_labels(
@@ -56,13 +56,17 @@ def build_labels(
             f"labels for as_of={as_of} and horizon {horizon_days} days need data through {last_day.date()} "
             f"(window [{as_of}, {end})), but the data ends {data_end.date()}; use an earlier as_of or a shorter horizon"
         )
-    con = backend if backend is not None else ibis.duckdb.connect()
-    key_map = resolve_key_map(data, identity, backend=con)
-    cols = {c: c for c in ("customer_key", "order_ts", "amount", "status") if c in data.orders.columns}
-    orders = ibis.memtable(_key_frame(data.orders, cols))
-    if "status" not in cols:
+    if identity is None and data.identities is not None and len(data.identities):
+        from features.identity import resolve_identities
+
+        identity = resolve_identities(data).key_to_person
+    con = backend if backend is not None else connect()
+    orders = _table(data.orders, ["customer_key", "order_ts", "amount", "status"])
+    if "status" not in orders.columns:
         orders = orders.mutate(status=ibis.literal("paid"))
-    paid = orders.filter(orders.status == "paid").join(ibis.memtable(key_map), "customer_key")
+    paid = orders.filter(orders.status == "paid")
+    given = _table(_check_identity(identity), ["customer_key", "person_id"]) if identity is not None else None
+    paid = paid.join(_map_keys([paid.select("customer_key")], given), "customer_key")
     start_lit = ibis.literal(pd.Timestamp(as_of), type="timestamp")
     end_lit = ibis.literal(pd.Timestamp(end), type="timestamp")
     buyers = paid.filter(paid.order_ts < start_lit).select("person_id").distinct()
@@ -74,6 +78,11 @@ def build_labels(
         future_spend=j.future_spend.fill_null(0.0).cast("float64"),
         future_orders=j.future_orders.fill_null(0).cast("int64"),
     )
-    out = con.to_pyarrow(expr).to_pandas().sort_values("person_id", kind="stable").reset_index(drop=True)
+    try:
+        out = con.to_pyarrow(expr).to_pandas()
+    finally:
+        if backend is None:
+            con.disconnect()
+    out = out.sort_values("person_id", kind="stable").reset_index(drop=True)
     out.insert(1, "churned", out["future_orders"] == 0)
     return out[["person_id", "churned", "future_spend", "future_orders"]]

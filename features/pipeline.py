@@ -12,24 +12,34 @@ segment names and lifecycle stages.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 from rich.table import Table
 
 from features.dataset import Dataset
-from features.interactions import EVENT_TYPES, campaign_aggregates, event_aggregates, profile_aggregates
+from features.interactions import (
+    EVENT_TYPES,
+    campaign_aggregates,
+    event_key_aggregates,
+    event_key_days,
+    pivot_events,
+    profile_aggregates,
+)
 from features.rfm import (
     CHANNELS,
     LIFECYCLE_STAGES,
@@ -41,6 +51,11 @@ from features.rfm import (
     rfm_scores,
     rfm_segments,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ibis.expr.types as ir
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_FILES = ("features.parquet", "identity.parquet", "manifest.json")
 
@@ -201,49 +216,62 @@ def sha1(value: str) -> str:  # pragma: no cover - executed by the backend
     """SHA-1 hex digest (built into DuckDB and Spark)."""
 
 
-def _own_person_id(key: ibis.Value) -> ibis.Value:
+def _own_person_id(key: ir.StringValue) -> ir.StringValue:
     """``"p_" + sha1(customer_key)[:12]``: the person id of a key linked to no other key."""
     return ibis.literal("p_") + sha1(key).substr(0, 12)
 
 
-def _key_frame(df: pd.DataFrame | None, cols: dict[str, str]) -> pd.DataFrame | None:
-    """The columns a query needs, renamed; customer keys as strings."""
-    if df is None:
-        return None
-    out = pd.DataFrame({new: df[old] for old, new in cols.items() if old in df.columns})
+def _require(df: pd.DataFrame, cols: list[str], name: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}; has {list(df.columns)}")
+
+
+def _table(df: pd.DataFrame, cols: list[str]) -> ir.Table:
+    """An Ibis in-memory table over the columns a query needs (customer keys as strings), via Arrow."""
+    out = pd.DataFrame({c: df[c] for c in cols if c in df.columns})
     if "customer_key" in out and not pd.api.types.is_string_dtype(out["customer_key"].dtype):
         out["customer_key"] = out["customer_key"].astype(str)
-    return out
+    return ibis.memtable(pa.Table.from_pandas(out, preserve_index=False))
+
+
+def _check_identity(identity: pd.DataFrame) -> pd.DataFrame:
+    _require(identity, ["customer_key", "person_id"], "identity")
+    ident = identity[["customer_key", "person_id"]]
+    dup = ident["customer_key"].duplicated(keep=False)
+    if dup.any():
+        bad = ident.loc[dup].drop_duplicates()
+        if bad["customer_key"].duplicated().any():
+            keys = bad.loc[bad["customer_key"].duplicated(), "customer_key"].head(5).tolist()
+            raise ValueError(f"identity maps some customer_key to several person_id values, e.g. {keys}")
+        ident = ident.drop_duplicates("customer_key")
+    return ident
+
+
+def _map_keys(keys: list[ir.Table], given: ir.Table | None) -> ir.Table:
+    """``customer_key`` → ``person_id``: the given One-ID map plus every other key of ``keys`` as its own person."""
+    all_keys = keys[0].union(*keys[1:], distinct=True) if len(keys) > 1 else keys[0].distinct()
+    if given is None:
+        return all_keys.select("customer_key", person_id=_own_person_id(all_keys.customer_key))
+    missing = all_keys.anti_join(given, "customer_key")
+    own = missing.select("customer_key", person_id=_own_person_id(missing.customer_key))
+    return given.select("customer_key", "person_id").union(own)
 
 
 def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=None) -> pd.DataFrame:
-    """``customer_key`` → ``person_id`` for every key in any table.
+    """``customer_key`` → ``person_id`` for every key in any table, sorted by key.
 
     ``identity`` (a One-ID ``key_to_person`` frame) is used where given; keys it does not cover, or all keys
     when it is ``None``, are their own person (``"p_" + sha1(customer_key)[:12]``).
     """
-    con = backend if backend is not None else ibis.duckdb.connect()
-    keys = []
-    for df in data.tables().values():
-        if "customer_key" in df.columns:
-            keys.append(ibis.memtable(_key_frame(df, {"customer_key": "customer_key"})).distinct())
-    all_keys = keys[0].union(*keys[1:], distinct=True) if len(keys) > 1 else keys[0]
-    if identity is not None and len(identity):
-        _require(identity, ["customer_key", "person_id"], "identity")
-        given = ibis.memtable(_key_frame(identity[["customer_key", "person_id"]], {"customer_key": "customer_key",
-                                                                                    "person_id": "person_id"}))
-        joined = all_keys.left_join(given, "customer_key")
-        expr = joined.select(
-            "customer_key", person_id=joined.person_id.fill_null(_own_person_id(joined.customer_key))
-        )
-        expr = expr.union(given.select("customer_key", "person_id"), distinct=True)
-    else:
-        expr = all_keys.select("customer_key", person_id=_own_person_id(all_keys.customer_key))
-    out = con.to_pyarrow(expr.order_by("customer_key")).to_pandas()
-    if out["customer_key"].duplicated().any():
-        dup = out.loc[out["customer_key"].duplicated(), "customer_key"].head(5).tolist()
-        raise ValueError(f"identity maps some customer_key to several person_id values, e.g. {dup}")
-    return out
+    con = backend if backend is not None else connect()
+    keys = [_table(df, ["customer_key"]) for df in data.tables().values() if "customer_key" in df.columns]
+    given = _table(_check_identity(identity), ["customer_key", "person_id"]) if identity is not None else None
+    try:
+        return con.to_pyarrow(_map_keys(keys, given).order_by("customer_key")).to_pandas()
+    finally:
+        if backend is None:
+            con.disconnect()
 
 
 def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, backend=None) -> pd.DataFrame:
@@ -255,15 +283,9 @@ def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, back
     return complete_key_map(data, identity, backend=backend)
 
 
-def _require(df: pd.DataFrame, cols: list[str], name: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}; has {list(df.columns)}")
-
-
 # --- the feature query ---------------------------------------------------------------------------------------------
 
-_COUNT_PREFIXES = ("orders", "total_spend", "spend_", "orders_", "n_channels", "ev_", "_n_")
+_COUNT_PREFIXES = ("orders", "total_spend", "spend_", "n_channels", "ev_", "_n_")
 
 
 def _as_date(value) -> date:
@@ -276,89 +298,134 @@ def _as_date(value) -> date:
     raise TypeError(f"as_of must be a date or YYYY-MM-DD string, got {value!r}")
 
 
+def connect():
+    """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts)."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET enable_progress_bar = false")
+    con.raw_sql("SET preserve_insertion_order = false")
+    return con
+
+
 def _safe_div(num, den):
     return ibis.ifelse(den > 0, num.cast("float64") / den.cast("float64"), ibis.null("float64"))
 
 
-def _left(a, b):
+def _left(a: ir.Table, b: ir.Table) -> ir.Table:
     """Left join on ``person_id`` keeping a single ``person_id`` column."""
-    j = a.left_join(b, a.person_id == b.person_id)
-    return j.drop("person_id_right")
+    return a.left_join(b, a.person_id == b.person_id).drop("person_id_right")
 
 
-def feature_expr(
-    data: Dataset, as_of: date, key_map: pd.DataFrame, config: FeatureConfig
-) -> tuple[ibis.Table, dict[str, bool]]:
-    """The whole feature query as one Ibis expression (before the pandas scoring step).
+class _Stages:
+    """Materialises intermediate results as temporary tables in the backend and times each step.
 
-    Returns
-    -------
-    (ibis.Table, dict)
-        The expression and which optional sources it used (``events``, ``touches``, ``identities``).
+    (``Table.cache()`` would use Ibis' default backend for in-memory inputs, not the one passed in.)
+    """
+
+    def __init__(self, con) -> None:
+        self.con = con
+        self.tables: dict[str, str] = {}
+        self.seconds: dict[str, tuple[float, float]] = {}
+
+    def cache(self, name: str, expr: ir.Table) -> ir.Table:
+        t, cpu = time.perf_counter(), time.process_time()
+        table_name = f"_scrm_{name}_{uuid.uuid4().hex[:8]}"
+        out = self.con.create_table(table_name, expr, temp=True)
+        self.tables[name] = table_name
+        self.seconds[name] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
+        return out
+
+    def release(self, *names: str) -> None:
+        """Drop the tables of the named steps (all steps when no name is given)."""
+        for name in names or list(self.tables):
+            table_name = self.tables.pop(name, None)
+            if table_name is None:
+                continue
+            try:
+                self.con.drop_table(table_name, force=True)
+            except Exception:  # noqa: BLE001 - the connection may already be closed
+                pass
+
+
+def _feature_table(
+    con, data: Dataset, as_of: date, identity: pd.DataFrame | None, config: FeatureConfig, stages: _Stages
+) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """Run the feature query; returns the per-person table (before pandas scoring) and the sources used.
+
+    Internally people are numbered (``pidx``, 0-based dense rank of ``person_id``) so every heavy group-by and join
+    runs on integers; the string ``person_id`` is joined back once at the end.
     """
     _require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
     cutoff = ibis.literal(pd.Timestamp(as_of), type="timestamp")
-    km = ibis.memtable(key_map[["customer_key", "person_id"]])
-
-    ocols = {c: c for c in ("customer_key", "order_ts", "amount", "status", "channel", "discount", "category",
-                            "store_id") if c in data.orders.columns}
-    orders_raw = ibis.memtable(_key_frame(data.orders, ocols))
-    if "status" not in ocols:
-        orders_raw = orders_raw.mutate(status=ibis.literal("paid"))
-    if "channel" not in ocols:
-        orders_raw = orders_raw.mutate(channel=ibis.literal("other"))
-    orders_before = orders_raw.filter(orders_raw.order_ts < cutoff)
-    orders = orders_before.join(km, "customer_key")
-    # person universe and key counts
-    keys_seen = [orders_before.select("customer_key")]
-    persons = [orders.select("person_id")]
-
     has_events = data.events is not None and len(data.events) > 0
     has_touches = data.campaign_touches is not None and len(data.campaign_touches) > 0
     has_ids = data.identities is not None and len(data.identities) > 0
+
+    orders_raw = _table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel", "discount",
+                                      "category", "store_id"])
+    if "status" not in orders_raw.columns:
+        orders_raw = orders_raw.mutate(status=ibis.literal("paid"))
+    if "channel" not in orders_raw.columns:
+        orders_raw = orders_raw.mutate(channel=ibis.literal("other"))
+    orders_before = orders_raw.filter(orders_raw.order_ts < cutoff)
+    order_keys = stages.cache("order_keys", orders_before.group_by("customer_key").aggregate(
+        _first_order_ts=orders_before.order_ts.min()))
+    keys = [order_keys.select("customer_key")]
+    ev_key = None
     if has_events:
         _require(data.events, ["customer_key", "event_ts", "event_type"], "events")
-        ev_raw = ibis.memtable(_key_frame(data.events, {"customer_key": "customer_key", "event_ts": "event_ts",
-                                                        "event_type": "event_type"}))
+        ev_raw = _table(data.events, ["customer_key", "event_ts", "event_type"])
         events = ev_raw.filter(ev_raw.event_ts < cutoff)
-        keys_seen.append(events.select("customer_key"))
-        ev_keys = events.select("customer_key").distinct().join(km, "customer_key")
-        persons.append(ev_keys.select("person_id"))
+        ev_kt = stages.cache("events_by_key", event_key_aggregates(events, as_of, windows=config.event_windows))
+        ev_key = ev_kt.group_by("customer_key").aggregate(_first_event_ts=ev_kt._first.min())
+        keys.append(ev_key.select("customer_key"))
+    given = _table(_check_identity(identity), ["customer_key", "person_id"]) if identity is not None else None
+    km_named = _map_keys(keys, given)
+    km_named = km_named.mutate(pidx=ibis.dense_rank().over(order_by=km_named.person_id))
+    km_named = stages.cache("key_map", km_named)
+    n_people = int(con.execute(km_named.pidx.max()) or 0) + 1  # ibis ranks start at 0
+    km = km_named.select("customer_key", person_id="pidx")  # integer person ids inside the query
+    names = km_named.select(pidx="pidx", person_name="person_id").distinct()
 
-    base = persons[0].union(*persons[1:], distinct=True) if len(persons) > 1 else persons[0].distinct()
-    seen = keys_seen[0].union(*keys_seen[1:], distinct=True) if len(keys_seen) > 1 else keys_seen[0].distinct()
+    ocols = [c for c in orders_before.columns if c != "customer_key"]
+    orders = stages.cache("orders", orders_before.join(km, "customer_key").select("person_id", *ocols))
+    # people seen before as_of (any order or event) and how many of their keys
+    seen = [order_keys.select("customer_key", first_ts=order_keys._first_order_ts)]
+    if ev_key is not None:
+        seen.append(ev_key.select("customer_key", first_ts=ev_key._first_event_ts))
+    seen = seen[0].union(*seen[1:]) if len(seen) > 1 else seen[0]
     seen = seen.join(km, "customer_key")
-    n_keys = seen.group_by("person_id").aggregate(n_customer_keys=seen.count())
-
-    oagg = order_aggregates(orders, as_of, windows=config.windows)
-    dagg = daily_aggregates(orders, as_of)
-    expr = _left(_left(_left(base, n_keys), oagg), dagg)
-
-    if has_events:
-        eagg = event_aggregates(events, km, as_of, windows=config.event_windows)
-        expr = _left(expr, eagg)
+    seen = seen.group_by(["person_id", "customer_key"]).aggregate(first_ts=seen.first_ts.min())
+    people = seen.group_by("person_id").aggregate(n_customer_keys=seen.count(), _first_seen_ts=seen.first_ts.min())
+    expr = stages.cache("people", people)
+    stages.release("order_keys")
+    expr = _left(expr, stages.cache("orders_agg", order_aggregates(orders, as_of, windows=config.windows)))
+    expr = _left(expr, stages.cache("purchase_days", daily_aggregates(orders, as_of)))
+    if ev_key is not None:
+        t, cpu = time.perf_counter(), time.process_time()
+        long = con.to_pyarrow(event_key_days(ev_kt, km, as_of))
+        wide = pivot_events(long, n_people, windows=config.event_windows)
+        del long
+        stages.release("events_by_key")
+        expr = _left(expr, ibis.memtable(pa.Table.from_pandas(wide, preserve_index=False)))
+        del wide
+        stages.seconds["events_agg"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
     if has_touches:
         _require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
-        t_df = _key_frame(data.campaign_touches, {"customer_key": "customer_key", "sent_ts": "sent_ts",
-                                                 "group": "group"})
+        t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
         t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
-        tt = ibis.memtable(t_df).join(km, "customer_key")
+        touches = _table(t_df, ["customer_key", "sent_ts", "group", "touch_id"]).join(km, "customer_key")
         paid = orders.filter(orders.status == "paid").select("person_id", "order_ts")
-        cagg = campaign_aggregates(tt, paid, as_of, response_window_days=config.response_window_days)
-        expr = _left(expr, cagg)
+        cagg = campaign_aggregates(touches, paid, as_of, response_window_days=config.response_window_days)
+        expr = _left(expr, stages.cache("campaigns", cagg))
+    stages.release("orders")
     if has_ids:
-        id_cols = {c: c for c in ("customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card")
-                   if c in data.identities.columns}
-        ids = ibis.memtable(_key_frame(data.identities, id_cols))
-        expr = _left(expr, profile_aggregates(ids, km, as_of))
+        ids = _table(data.identities, ["customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card"])
+        expr = _left(expr, stages.cache("profile", profile_aggregates(ids, km, as_of)))
 
-    # zero-fill counts for people without any row of that kind
-    fills = {c: 0 for c in expr.columns if c.startswith(_COUNT_PREFIXES)}
-    expr = expr.fill_null(fills)
+    # zero-fill counts for people without any row of that kind, then derived ratios
+    expr = expr.fill_null({c: 0 for c in expr.columns if c.startswith(_COUNT_PREFIXES)})
     asof_date = ibis.literal(as_of, type="date")
-    first_seen = expr._first_any_ts
-    if has_events:
-        first_seen = ibis.least(expr._first_any_ts, expr._first_event_ts)
+    first_seen = expr._first_seen_ts
     muts = {
         "recency_days": asof_date.delta(expr._last_paid_ts.date(), unit="day").cast("float64"),
         "tenure_days": asof_date.delta(expr._first_paid_ts.date(), unit="day").cast("float64"),
@@ -380,7 +447,11 @@ def feature_expr(
             muts["msg_open_rate"] = ibis.least(_safe_div(expr._n_open, expr._n_treat), 1.0)
             muts["msg_click_rate"] = ibis.least(_safe_div(expr._n_click, expr._n_treat), 1.0)
     expr = expr.mutate(**muts)
-    return expr, {"events": has_events, "touches": has_touches, "identities": has_ids}
+    expr = expr.join(names, expr.person_id == names.pidx).drop("person_id", "pidx").rename(person_id="person_name")
+    t, cpu = time.perf_counter(), time.process_time()
+    df = con.to_pyarrow(expr).to_pandas()
+    stages.seconds["final_join"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
+    return df, {"events": has_events, "touches": has_touches, "identities": has_ids}
 
 
 def _column_order(cols: list[str], config: FeatureConfig) -> list[str]:
@@ -418,13 +489,14 @@ def build_features(
         Cut-off date (``date`` or ``YYYY-MM-DD``); rows with a timestamp ``< as_of 00:00`` are used.
     identity
         ``key_to_person`` frame (``customer_key``, ``person_id``) from One-ID. When ``None``, One-ID runs if
-        the data has identities; otherwise every ``customer_key`` is its own person.
+        the data has identities; otherwise every ``customer_key`` is its own person. Keys the frame does not
+        cover are their own person.
     config
         Windows, RFM binning, high/low rule and lifecycle thresholds.
     backend
         An Ibis backend; a fresh in-process DuckDB connection when ``None``.
     console
-        Where the one-line notes about missing optional tables go (stderr by default).
+        Where the one-line note about missing optional tables goes (stderr by default).
 
     Returns
     -------
@@ -433,21 +505,26 @@ def build_features(
     """
     as_of = _as_date(as_of)
     config = config or FeatureConfig()
-    con = backend if backend is not None else ibis.duckdb.connect()
-    key_map = resolve_key_map(data, identity, backend=con)
-    expr, used = feature_expr(data, as_of, key_map, config)
+    if identity is None and data.identities is not None and len(data.identities):
+        from features.identity import resolve_identities
+
+        identity = resolve_identities(data).key_to_person
+    con = backend if backend is not None else connect()
+    stages = _Stages(con)
+    try:
+        df, used = _feature_table(con, data, as_of, identity, config, stages)
+    finally:
+        stages.release()
+        if backend is None:
+            con.disconnect()
+    log.info("build_features as_of=%s: %d people; stage seconds (wall, cpu) %s", as_of, len(df), stages.seconds)
     missing = [name for name, ok in used.items() if not ok]
     if missing:
+        what = {"events": "interaction features", "touches": "campaign features",
+                "identities": "profile features (opt-out taken as False)"}
         (console or Console(stderr=True)).print(
-            f"[yellow]note:[/] no {', '.join(missing)} data: "
-            + ", ".join(
-                {"events": "interaction features", "touches": "campaign features",
-                 "identities": "profile features (opt-out assumed False)"}[m]
-                for m in missing
-            )
-            + " left out"
+            f"[yellow]note:[/] no {', '.join(missing)} table(s): {', '.join(what[m] for m in missing)} left out"
         )
-    df = con.to_pyarrow(expr).to_pandas()
     return _finish(df, config)
 
 
@@ -532,9 +609,13 @@ def build_snapshot(
     """Build features for ``as_of`` and write them as a snapshot directory (see ``write_snapshot``)."""
     as_of = _as_date(as_of)
     config = config or FeatureConfig()
-    con = backend if backend is not None else ibis.duckdb.connect()
-    key_map = resolve_key_map(dataset, identity, backend=con)
-    features = build_features(dataset, as_of, identity=key_map, config=config, backend=con, console=console)
+    con = backend if backend is not None else connect()
+    try:
+        key_map = resolve_key_map(dataset, identity, backend=con)
+        features = build_features(dataset, as_of, identity=key_map, config=config, backend=con, console=console)
+    finally:
+        if backend is None:
+            con.disconnect()
     buyers = int((features["orders"] > 0).sum())
     manifest = {
         "as_of": as_of.isoformat(),

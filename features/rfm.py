@@ -72,8 +72,6 @@ def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...])
         "_first_paid_ts": orders.order_ts.min(where=paid),
         "_last_paid_ts": orders.order_ts.max(where=paid),
         "_n_refunded": orders.count(where=orders.status == "refunded"),
-        "n_channels": orders.channel.nunique(where=paid),
-        "_first_any_ts": orders.order_ts.min(),
     }
     for w in windows:
         since = ibis.literal(cutoff - pd.Timedelta(days=w), type="timestamp")
@@ -90,7 +88,9 @@ def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...])
     if "store_id" in cols:
         offline = offline | orders.store_id.notnull()
     aggs["_n_offline"] = orders.count(where=paid & offline)
-    return orders.group_by("person_id").aggregate(**aggs)
+    agg = orders.group_by("person_id").aggregate(**aggs)
+    n_channels = sum((agg[f"_n_ch_{ch}"] > 0).cast("int64") for ch in CHANNELS)
+    return agg.mutate(n_channels=n_channels)
 
 
 def daily_aggregates(orders: ir.Table, as_of: date) -> ir.Table:
@@ -161,7 +161,9 @@ def btyd_summary(
     """
     end = pd.Timestamp(observation_period_end).normalize()
     as_of = (end + pd.Timedelta(days=1)).date()
-    con = backend if backend is not None else ibis.duckdb.connect()
+    from features.pipeline import connect
+
+    con = backend if backend is not None else connect()
     t = ibis.memtable(
         pd.DataFrame(
             {

@@ -1,0 +1,205 @@
+"""Benchmark: point-in-time features for N customers (default 1M: ~10M orders, ~30M events).
+
+Generates input once (the project simulator with ``--source simulate``, or a fast vectorised generator with
+about 10 orders and 30 events per customer), writes it as Parquet, then in a fresh process loads the tables,
+runs ``build_features`` and prints wall-clock seconds and the peak resident memory of that process (which
+includes the loaded input tables).
+
+    .venv/bin/python benchmarks/bench_features.py --customers 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHANNELS = np.array(["tmall", "jd", "wechat", "douyin", "store", "web", "other"])
+EVENT_TYPES = np.array(["view", "cart", "favorite", "search", "coupon_claim", "coupon_redeem", "message_open",
+                        "message_click", "livestream_view", "share", "review", "store_visit"])
+EVENT_P = np.array([0.40, 0.12, 0.06, 0.10, 0.04, 0.02, 0.10, 0.04, 0.05, 0.02, 0.02, 0.03])
+
+
+def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_per: float = 30.0,
+             start: str = "2023-01-01", end: str = "2025-12-31") -> dict[str, pd.DataFrame]:
+    """Vectorised synthetic brand: people with 1–3 channel keys, orders, events, identities, campaign touches."""
+    rng = np.random.default_rng(seed)
+    t0 = pd.Timestamp(start).value // 10**9
+    span = pd.Timestamp(end).value // 10**9 + 86399 - t0
+    # people and keys
+    n_keys_pp = rng.choice([1, 2, 3], size=n_customers, p=[0.7, 0.22, 0.08])
+    person_of_key = np.repeat(np.arange(n_customers), n_keys_pp)
+    n_keys = len(person_of_key)
+    key_names = pd.Series(np.char.add("k", np.arange(n_keys).astype("U8")), dtype="str")
+    person_names = np.char.add("p_", np.arange(n_customers).astype("U8"))
+    # per-person rate heterogeneity and activity span
+    rate = rng.gamma(2.0, orders_per / 2.0, size=n_customers)
+    birth = rng.integers(0, span, size=n_customers)
+    # orders
+    n_orders = rng.poisson(rate)
+    o_person = np.repeat(np.arange(n_customers), n_orders)
+    first_key = np.concatenate([[0], np.cumsum(n_keys_pp)[:-1]])
+    o_key = first_key[o_person] + (rng.random(len(o_person)) * n_keys_pp[o_person]).astype(np.int64)
+    life = span - birth[o_person]
+    o_ts = t0 + birth[o_person] + (rng.random(len(o_person)) * life).astype(np.int64)
+    n_o = len(o_person)
+    orders = pd.DataFrame({
+        "order_id": pd.Series(np.char.add("o", np.arange(n_o).astype("U9")), dtype="str"),
+        "customer_key": key_names.to_numpy()[o_key],
+        "order_ts": pd.to_datetime(o_ts, unit="s"),
+        "amount": np.round(rng.gamma(2.0, 60.0, size=n_o), 2),
+        "channel": pd.Categorical.from_codes(rng.integers(0, 5, n_o), categories=CHANNELS).astype("str"),
+        "status": pd.Categorical.from_codes(rng.choice(3, n_o, p=[0.95, 0.03, 0.02]),
+                                            categories=["paid", "refunded", "cancelled"]).astype("str"),
+        "discount": np.where(rng.random(n_o) < 0.3, np.round(rng.random(n_o) * 20, 2), 0.0),
+        "item_count": rng.integers(1, 5, n_o),
+        "category": pd.Categorical.from_codes(rng.integers(0, 12, n_o),
+                                              categories=[f"cat{i}" for i in range(12)]).astype("str"),
+    })
+    orders["customer_key"] = orders["customer_key"].astype("str")
+    # events
+    n_events = rng.poisson(rate * events_per / orders_per)
+    e_person = np.repeat(np.arange(n_customers), n_events)
+    e_key = first_key[e_person] + (rng.random(len(e_person)) * n_keys_pp[e_person]).astype(np.int64)
+    e_life = span - birth[e_person]
+    e_ts = t0 + birth[e_person] + (rng.random(len(e_person)) * e_life).astype(np.int64)
+    n_e = len(e_person)
+    events = pd.DataFrame({
+        "customer_key": pd.Series(key_names.to_numpy()[e_key], dtype="str"),
+        "event_ts": pd.to_datetime(e_ts, unit="s"),
+        "event_type": pd.Categorical.from_codes(rng.choice(len(EVENT_TYPES), n_e, p=EVENT_P),
+                                                categories=EVENT_TYPES).astype("str"),
+    })
+    # identities and campaign touches
+    identities = pd.DataFrame({
+        "customer_key": key_names,
+        "birth_year": rng.integers(1960, 2006, n_keys),
+        "join_ts": pd.to_datetime(t0 + rng.integers(0, span, n_keys), unit="s"),
+        "marketing_opt_out": rng.random(n_keys) < 0.05,
+    })
+    n_t = n_customers * 4
+    t_key = rng.integers(0, n_keys, n_t)
+    touches = pd.DataFrame({
+        "campaign_id": pd.Series(np.char.add("cmp", rng.integers(0, 40, n_t).astype("U3")), dtype="str"),
+        "customer_key": key_names.to_numpy()[t_key],
+        "sent_ts": pd.to_datetime(t0 + rng.integers(0, span, n_t), unit="s"),
+        "group": np.where(rng.random(n_t) < 0.8, "treatment", "control"),
+    })
+    touches["customer_key"] = touches["customer_key"].astype("str")
+    key_map = pd.DataFrame({"customer_key": key_names, "person_id": person_names[person_of_key]})
+    return {"orders": orders, "events": events, "identities": identities, "campaign_touches": touches,
+            "key_to_person": key_map}
+
+
+def _simulated(n: int, seed: int) -> dict[str, pd.DataFrame]:
+    from features.simulate import simulate
+
+    tables = simulate(n, seed=seed)
+    truth_keys = tables.get("truth_keys")
+    out = {k: tables[k] for k in ("orders", "events", "identities", "campaign_touches") if k in tables}
+    if truth_keys is not None and {"customer_key", "person_id"} <= set(truth_keys.columns):
+        out["key_to_person"] = truth_keys[["customer_key", "person_id"]]
+    return out
+
+
+def _measure(data_dir: Path, as_of: str, use_identity: bool) -> dict:
+    """Run in a fresh process: load Parquet, build features, report time and peak RSS."""
+    from rich.console import Console
+
+    from features.dataset import Dataset
+    from features.pipeline import build_features
+
+    t = time.perf_counter()
+    tables = {p.stem: pd.read_parquet(p) for p in sorted(data_dir.glob("*.parquet"))}
+    load_s = time.perf_counter() - t
+    key_map = tables.pop("key_to_person", None) if use_identity else None
+    tables.pop("key_to_person", None)
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    data = Dataset(**tables)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    t, cpu = time.perf_counter(), time.process_time()
+    feats = build_features(data, as_of, identity=key_map, console=Console(stderr=True, quiet=True))
+    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return {
+        "people": len(feats), "columns": feats.shape[1], "orders": len(data.orders),
+        "events": 0 if data.events is None else len(data.events), "load_seconds": round(load_s, 1),
+        "build_seconds": round(secs, 1), "build_cpu_seconds": round(cpu, 1), "peak_rss_gb": round(peak, 2), "rss_after_load_gb": round(rss_loaded, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, default=1_000_000, help="number of people (default 1,000,000)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--as-of", default="2025-07-01", help="feature cut-off date")
+    ap.add_argument("--source", choices=["auto", "simulate", "synthetic"], default="auto",
+                    help="input generator: the project simulator, the built-in generator, or simulator if present")
+    ap.add_argument("--data", type=Path, default=None, help="reuse/keep the generated Parquet in this directory")
+    ap.add_argument("--no-identity", action="store_true",
+                    help="do not pass the true key→person map (One-ID then runs inside build_features)")
+    ap.add_argument("--_measure", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args._measure is not None:
+        print(json.dumps(_measure(args._measure, args.as_of, not args.no_identity)))
+        return
+
+    tmp = None
+    data_dir = args.data
+    if data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_features_")
+        data_dir = Path(tmp.name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not (data_dir / "orders.parquet").exists():
+        source = args.source
+        if source == "auto":
+            try:
+                import features.simulate  # noqa: F401
+
+                source = "simulate" if hasattr(sys.modules["features.simulate"], "simulate") else "synthetic"
+            except ImportError:
+                source = "synthetic"
+        t = time.perf_counter()
+        tables = _simulated(args.customers, args.seed) if source == "simulate" else generate(args.customers,
+                                                                                             seed=args.seed)
+        gen_s = time.perf_counter() - t
+        for name, df in tables.items():
+            df.to_parquet(data_dir / f"{name}.parquet", index=False)
+        print(f"generated input with {source} in {gen_s:.1f}s: "
+              + ", ".join(f"{k}={len(v):,}" for k, v in tables.items()))
+        del tables
+    cmd = [sys.executable, __file__, "--_measure", str(data_dir), "--as-of", args.as_of]
+    if args.no_identity:
+        cmd.append("--no-identity")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if res.returncode != 0:
+        print(res.stderr, file=sys.stderr)
+        raise SystemExit(res.returncode)
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"people={r['people']:,} orders={r['orders']:,} events={r['events']:,} columns={r['columns']}")
+    print(f"load parquet: {r['load_seconds']}s (RSS after load {r['rss_after_load_gb']} GB)")
+    for line in res.stderr.splitlines():
+        if "stage seconds" in line:
+            print(line)
+    print(f"build_features: {r['build_seconds']}s wall, {r['build_cpu_seconds']}s CPU (all threads); peak RSS {r['peak_rss_gb']} GB  (targets: < 60 s, < 8 GB)")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
