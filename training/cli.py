@@ -472,7 +472,7 @@ def runs_list(
     champion/challenger role and the headline metrics. Copy a run id (the first 8 characters are enough) into
     `scrm runs compare --runs` or `scrm report --run-id`.
     """
-    from training.runs import RunsError, list_runs, render_list
+    from training.runs import RunsError, list_runs, print_wide, render_list
 
     try:
         frame = list_runs(experiment, max_results=max_results)
@@ -482,7 +482,7 @@ def runs_list(
     if frame.empty:
         console.print(f"experiment {experiment!r} has no runs yet")
         return
-    Console(width=max(Console().width, 160)).print(render_list(frame, experiment=experiment))
+    print_wide(render_list(frame, experiment=experiment))
 
 
 @runs_app.command("compare")
@@ -527,7 +527,7 @@ def runs_compare(
     A warning is printed (and `fingerprint_mismatch` set in JSON) when the runs were trained on different data,
     because then a metric difference mixes model changes with data changes. Unknown experiment or run id: exit 2.
     """
-    from training.runs import RunsError, compare_runs, render_table, to_csv, to_json
+    from training.runs import RunsError, compare_runs, print_wide, render_table, to_csv, to_json
 
     if baseline not in ("first", "champion"):
         console.print(f"[red]error:[/] --baseline must be first or champion, got {baseline!r}")
@@ -546,7 +546,7 @@ def runs_compare(
     elif fmt == "csv":
         typer.echo(to_csv(comparison), nl=False)
     else:
-        Console(width=max(Console().width, 160)).print(render_table(comparison, only_changed=only_changed))
+        print_wide(render_table(comparison, only_changed=only_changed))
     for warning in comparison.warnings if fmt != "table" else ():
         console.print(f"[yellow]warning:[/] {warning}")
 

@@ -608,7 +608,7 @@ def _quality(run: RunData) -> dict:
             direction = _direction(measure)
             comparisons = []
             found = dict(baselines.get((scope, measure), {}))
-            if not found:
+            if not found and not baselines:  # chance level only when the run logged no baselines at all
                 chance = _chance_level(measure)
                 if chance is not None:
                     found["random"] = chance
@@ -618,7 +618,7 @@ def _quality(run: RunData) -> dict:
                 comparisons.append(
                     {"name": name, "plain": plain, "value": _fmt_value(measure, other), "verdict": verdict}
                 )
-                if verdict:
+                if verdict and _headline(measure):
                     word = {"better": "better than", "worse": "worse than", "same": "as well as"}[verdict]
                     sentences.append(
                         {
@@ -639,7 +639,7 @@ def _quality(run: RunData) -> dict:
                     "oracle": _fmt_value(measure, best) if best is not None else "",
                 }
             )
-            if best is not None:
+            if best is not None and _headline(measure):
                 sentences.append(
                     {
                         "text": f"With perfect knowledge of the simulated customers the best possible {label} would "
@@ -649,6 +649,14 @@ def _quality(run: RunData) -> dict:
                 )
         groups.append({"title": _scope_label(scope), "rows": rows})
     return {"groups": groups, "sentences": sentences}
+
+
+_HEADLINE_MEASURES = ("auc", "lift_at_10pct", "gini", "spearman", "total_error_pct", "interval_coverage")
+
+
+def _headline(measure: str) -> bool:
+    """Measures worth a plain-words sentence; the rest (Brier, ECE, ...) are in the tables only."""
+    return measure in _HEADLINE_MEASURES or measure.startswith("recall_at_")
 
 
 def _chance_level(measure: str) -> float | None:
@@ -778,6 +786,7 @@ def report_context(run: RunData) -> dict:
         "feature_plot": _data_uri(fi_plot) if fi_plot else None,
         "features_list": run.json_artifacts.get("features.json"),
         "not_available": NOT_AVAILABLE,
+        "verdict_words": {"better": "model better", "worse": "model worse", "same": "tie"},
         "generated": date.today().isoformat(),
     }
 
@@ -856,7 +865,7 @@ runs with the same fingerprint used exactly the same input files.</p>{% endif %}
 <table><tr><th>Measure</th><th>Model</th><th>Compared with</th>{% if group.rows | selectattr("oracle") | list %}<th>Best possible</th>{% endif %}</tr>
 {% for row in group.rows %}<tr><td><strong>{{ row.label }}</strong>{% if row.meaning %}<br><span class="meaning">{{ row.meaning }}</span>{% endif %}</td>
 <td class="num">{{ row.value }}</td>
-<td>{% for b in row.baselines %}{{ b.plain }}: {{ b.value }}{% if b.verdict %} <span class="{{ b.verdict }}">(model {{ b.verdict }})</span>{% endif %}<br>{% else %}<span class="na">no baseline logged</span>{% endfor %}</td>
+<td>{% for b in row.baselines %}{{ b.plain }}: {{ b.value }}{% if b.verdict %} <span class="{{ b.verdict }}">({{ verdict_words[b.verdict] }})</span>{% endif %}<br>{% else %}<span class="na">no baseline logged</span>{% endfor %}</td>
 {% if group.rows | selectattr("oracle") | list %}<td class="num">{{ row.oracle }}</td>{% endif %}</tr>{% endfor %}
 </table>{% endfor %}
 {% else %}<p class="na">Quality figures {{ not_available }}.</p>{% endif %}

@@ -677,6 +677,15 @@ def _metric_row(comparison: Comparison, name: str, group: pd.DataFrame, runs: li
     return cells
 
 
+def print_wide(renderable) -> None:
+    """Print a table at its natural width (at least the terminal's), so no column is squeezed into "…"."""
+    from rich.console import Console
+
+    console = Console()
+    width = console.measure(renderable, options=console.options.update_width(10_000)).maximum
+    Console(width=max(console.width, width)).print(renderable)
+
+
 def render_list(runs: pd.DataFrame, *, experiment: str, max_metrics: int = 4):
     """A rich table of :func:`list_runs` output: identity, data, role and the headline metrics."""
     from rich.table import Table
@@ -685,7 +694,7 @@ def render_list(runs: pd.DataFrame, *, experiment: str, max_metrics: int = 4):
     metric_cols = [c for c in runs.columns if c not in RUN_COLUMNS and _direction(c) is not None][:max_metrics]
     table = Table(title=f"experiment {experiment!r}: latest {len(runs)} run(s), newest first", header_style="bold")
     for col in ["run id", "name", "started (UTC)", "status", "as_of", "data", "role", *metric_cols]:
-        table.add_column(col, justify="right" if col in metric_cols else "left", no_wrap=True,
+        table.add_column(col, justify="right" if col in metric_cols else "left", no_wrap=col != "name",
                          min_width=12 if col == "name" else None)
     for row in runs.to_dict("records"):
         start = row["start_time"]

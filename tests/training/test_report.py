@@ -167,7 +167,7 @@ def test_clv_report_without_plots_says_not_available(tmp_path):
         params={"as_of": "2025-07-01", "horizon_days": 365, "interval_level": 0.8, "lgbm.n_estimators": 300,
                 "clv.family": "lgbm"},
         metrics={"val.gini": 0.55, "val.spearman": 0.6, "val.decile_mape": 31.0,
-                 "selection.btyd.gini": 0.50, "selection.lgbm.gini": 0.55},
+                 "selection.btyd.gini": 0.50, "selection.lgbm.gini": 0.55, "selection.btyd.spearman": 0.58},
     )
     html = build_report(run_id, tmp_path / "clv.html").read_text(encoding="utf-8")
     assert "expected to spend in the 365 days after 2025-07-01" in section(html, "prediction")
@@ -177,12 +177,13 @@ def test_clv_report_without_plots_says_not_available(tmp_path):
     assert "Feature importance " + NOT_AVAILABLE in section(html, "features")
     assert "Eligibility breakdown " + NOT_AVAILABLE in section(html, "data")
     quality = section(html, "quality")
-    # the families not chosen are the baselines; random guessing where none was logged
+    # the families not chosen are the baselines
     assert ("The model ranks customers by value better than the BG/NBD + Gamma-Gamma formula alone: "
             "Gini 0.550 vs 0.500.") in quality
     assert "LightGBM alone" not in quality  # the chosen family is the model itself
-    assert ("The model orders customers by future spend better than random guessing: "
-            "Spearman correlation 0.600 vs 0.000.") in quality
+    assert ("The model orders customers by future spend better than the BG/NBD + Gamma-Gamma formula alone: "
+            "Spearman correlation 0.600 vs 0.580.") in quality
+    assert "random guessing" not in quality  # chance levels only stand in when a run logged no baselines
     assert "no baseline logged" in quality  # decile error has no chance level
     assert "estimators" not in section(html, "data")  # a hyper-parameter, not a customer count
     assert PNG not in html
@@ -209,6 +210,7 @@ def test_lookalike_report_has_expansion_curve(tmp_path):
             "recall in the top 5% 35% vs 5%") in quality
     assert "lift in the top 5%" in quality and "7.00" in quality
     assert "held-out seed customer ranks above" in quality
+    assert "random guessing: 0.500 <span class=\"better\">(model better)</span>" in quality  # AUC chance level
     data = section(html, "data")
     assert "seed ids supplied" in data and "420" in data and "seed customers usable" in data
     assert "audience size delivered" in data and "5,000" in data
