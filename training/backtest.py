@@ -160,8 +160,6 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Pat
         imp = arrays["importance"]
         tracking.log_figure(plots.feature_importance_plot(list(imp.index), imp.to_numpy()), "feature_importance")
         tracking.log_json(result, "backtest.json")
-    from training.train import _report
-
     attach_report(result["mlflow_run_id"])
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
