@@ -26,23 +26,18 @@ from training.train import attach_report, churn_metrics, clv_metrics, fit_churn,
 log = logging.getLogger(__name__)
 
 
-def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame | None:
+def oracle_frame(data: Dataset, identity: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame | None:
     """The simulator's true P(purchase) and expected spend per resolved ``person_id`` (None without truth).
 
-    A resolved person maps to the true person holding most of their customer keys.
+    Uses the simulator's exact oracle per One-ID person (campaign effects included through the touches).
     """
-    truth_path, keys_path = truth_dir / "truth.parquet", truth_dir / "truth_keys.parquet"
-    if not truth_path.exists() or not keys_path.exists():
+    truth_dir = Path(data.source) if data.source is not None else None
+    if truth_dir is None or not (truth_dir / "truth.parquet").exists() or not (truth_dir / "truth_keys.parquet").exists():
         return None
     from features.simulate import oracle
 
-    truth = pd.read_parquet(truth_path)
-    keys = pd.read_parquet(keys_path)
-    truth_of = identity.merge(keys, on="customer_key", how="inner")
-    major = (truth_of.groupby(["person_id", "true_person"]).size().rename("n").reset_index()
-             .sort_values(["person_id", "n"], ascending=[True, False]).drop_duplicates("person_id"))
-    orc = oracle(truth, as_of, horizon_days)
-    return major[["person_id", "true_person"]].merge(orc, on="true_person", how="inner")
+    return oracle(pd.read_parquet(truth_dir / "truth.parquet"), as_of, horizon_days, touches=data.campaign_touches,
+                  truth_keys=pd.read_parquet(truth_dir / "truth_keys.parquet"), key_to_person=identity)
 
 
 def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 4, step_days: int = 30,
@@ -105,16 +100,15 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 4
     for name in ("recency",):
         for k in ("brier", "ece"):
             result["churn"]["baselines"][name].pop(k)
-    if data.source is not None:
-        orc = oracle_frame(Path(data.source), identity, as_of, horizon_days)
-        if orc is not None:
-            o = ev[["person_id"]].merge(orc, on="person_id", how="left")
-            ok = o["p_purchase"].notna().to_numpy()
-            result["oracle"] = {
-                "churn_auc": churn_metrics(y[ok], 1.0 - o["p_purchase"].to_numpy()[ok])["auc"],
-                "clv_spearman": clv_metrics(spend[ok], o["expected_spend"].to_numpy()[ok])["spearman"],
-                "coverage": float(ok.mean()),
-            }
+    orc = oracle_frame(data, identity, as_of, horizon_days)
+    if orc is not None:
+        o = ev[["person_id"]].merge(orc, on="person_id", how="left")
+        ok = o["p_purchase"].notna().to_numpy()
+        result["oracle"] = {
+            "churn_auc": churn_metrics(y[ok], 1.0 - o["p_purchase"].to_numpy()[ok])["auc"],
+            "clv_spearman": clv_metrics(spend[ok], o["expected_spend"].to_numpy()[ok])["spearman"],
+            "coverage": float(ok.mean()),
+        }
     arrays = {"y": y, "p": p, "spend": spend, "clv": ev["clv_mean"].to_numpy(dtype=float),
               "importance": churn.model.feature_importance()}
     return result, arrays
