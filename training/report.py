@@ -129,7 +129,8 @@ _COUNT_LABELS = {
     "n_orders": "orders",
     "n_features": "features used",
     "n_seeds_given": "seed ids supplied",
-    "seed_n_given": "seed ids supplied",
+    "seed_n_given": "seed people after matching ids to customers",
+    "n_train_seeds": "seed customers the model learned from",
     "seed_n_valid": "seed customers usable",
     "audience_size": "audience size delivered",
 }
@@ -304,8 +305,8 @@ def _direction(measure: str) -> str | None:
     return metric_direction(measure)
 
 
-def _measure_info(measure: str) -> tuple[str, str, str]:
-    if measure in _MEASURES:
+def _measure_info(measure: str, kind: str = "") -> tuple[str, str, str]:
+    if measure in _MEASURES and not (kind == "lookalike" and measure.startswith("lift_")):
         return _MEASURES[measure]
     m = re.fullmatch(r"recall_at_(\d+(?:\.\d+)?)pct", measure)
     if m:
@@ -447,6 +448,7 @@ def _period_rows(run: RunData) -> list[tuple[str, str]]:
 
 
 _COUNT_SCOPES = ("", "val", "holdout", "test", "churn", "clv")
+_COUNT_PREFIX = {"val": "validation", "holdout": "held-out check", "test": "test", "churn": "churn", "clv": "CLV"}
 
 
 def _count_rows(run: RunData) -> list[tuple[str, str]]:
@@ -471,7 +473,9 @@ def _count_rows(run: RunData) -> list[tuple[str, str]]:
             if head not in _COUNT_SCOPES:
                 continue
             label = _COUNT_LABELS.get(last, last[2:].replace("_", " "))
-            prefix = f"{_scope_label(head)}: " if head else ""
+            prefix = f"{_COUNT_PREFIX.get(head, head)}: " if head else ""
+            if head == "holdout" and last == "n_seeds":
+                label = "seed customers held out to measure recall"
             seen[key] = (prefix + label, _fmt_count(value))
     return list(seen.values())
 
@@ -602,7 +606,7 @@ def _quality(run: RunData) -> dict:
     for scope in sorted(model, key=lambda s: (first.index(s) if s in first else len(first), s)):
         rows = []
         for measure, value in model[scope].items():
-            label, meaning, phrase = _measure_info(measure)
+            label, meaning, phrase = _measure_info(measure, run.kind)
             if run.kind == "lookalike" and measure == "auc":
                 meaning = "chance that a held-out seed customer ranks above a random other customer: 0.5 is a coin toss"
             direction = _direction(measure)
