@@ -146,12 +146,15 @@ def features_build(
     Writes features.parquet, identity.parquet (customer_key → person_id) and manifest.json (as_of, input
     fingerprints, row counts) and prints a summary of RFM segments and lifecycle stages.
     """
+    from features.identity import print_stats, resolve_identities
     from features.pipeline import build_snapshot, summarize
 
     cutoff = parse_date(as_of)
     dataset = load_or_exit(data)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
-    snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console)
+    identity = resolve_identities(dataset)
+    print_stats(identity, console)
+    snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console, identity=identity.key_to_person)
     summarize(snapshot.features, console=Console())
     console.print(f"wrote {out}")
 
