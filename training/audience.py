@@ -39,10 +39,11 @@ def resolve_ids(ids: Iterable, identity: pd.DataFrame | None, person_ids: pd.Ind
 def lookalike_audience(features: pd.DataFrame, seed_ids: Iterable, *, identity: pd.DataFrame | None = None,
                        size: int | None = None, fraction: float | None = None, exclude_seed: bool = True,
                        exclude_columns: list[str] | None = None, random_state: int = 0, log: bool = True,
-                       as_of=None) -> AudienceResult:
+                       as_of=None, fingerprint: dict | None = None) -> AudienceResult:
     """Fit a lookalike model on the snapshot and return the audience (opt-outs excluded), logged to MLflow.
 
-    Raises ``ValueError`` (with the counts) when fewer than 50 seeds are usable.
+    ``fingerprint`` (``Dataset.fingerprint_dict()`` or a snapshot manifest's input fingerprints) is logged so runs
+    on different data are told apart. Raises ``ValueError`` (with the counts) when fewer than 50 seeds are usable.
     """
     seed_ids = list(seed_ids)
     persons = pd.Index(features["person_id"].astype(str))
@@ -69,6 +70,8 @@ def lookalike_audience(features: pd.DataFrame, seed_ids: Iterable, *, identity: 
         with tracking.start_run("lookalike", run_name=f"lookalike {len(seeds)} seeds", params=params,
                                 tags={"scrm.kind": "lookalike", **({"scrm.as_of": str(as_of)} if as_of else {})}) as run:
             mlflow.log_metrics(metrics)
+            if fingerprint:
+                tracking.log_dataset_fingerprint(fingerprint)
             tracking.log_feature_list(model.feature_names_)
             tracking.log_json(report, "seed_report.json")
             if curve is not None:

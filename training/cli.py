@@ -615,7 +615,8 @@ def lookalike(
     try:
         with console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people"):
             result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
-                                        exclude_columns=excluded, random_state=random_state, as_of=cutoff)
+                                        exclude_columns=excluded, random_state=random_state, as_of=cutoff,
+                                        fingerprint=dataset.fingerprint_dict())
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
