@@ -117,7 +117,9 @@ class CustomerScore(_Response):
     rfm: Rfm
     lifecycle_stage: str | None = Field(description="new | active | at_risk | lapsed | reactivated.")
     tier: Tier
-    reasons: list[Reason] | None = Field(description="Top 3 churn reasons (null when not asked for).")
+    reasons: list[Reason] = Field(
+        description="Top 3 features raising the churn score; empty when not asked for or not scored."
+    )
     marketing_opt_out: bool = Field(description="The person opted out of marketing (never targeted).")
     orders: int = Field(description="Paid orders before feature_as_of.")
     total_spend: float = Field(description="Paid spend before feature_as_of (CNY).")
@@ -340,11 +342,18 @@ class Arm(_Response):
     revenue_per_head: float
 
 
+class Interval(_Response):
+    low: float
+    high: float
+
+
 class Lift(_Response):
+    """Treatment minus control (absolute) and treatment / control − 1 (relative), null when not computable."""
+
     absolute_lift: float | None
-    absolute_ci: list[float] | None = Field(description="[low, high] at the requested level.")
+    absolute_ci: Interval | None = Field(description="Confidence interval at the requested level.")
     relative_lift: float | None
-    relative_ci: list[float] | None
+    relative_ci: Interval | None
     p_value: float | None
     method: str
 

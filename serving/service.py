@@ -330,6 +330,10 @@ class ScrmService:
             result = campaigns.evaluate_campaign(data.touches, data.orders, data.key_to_person, req.campaign_id,
                                                  window_days=req.window_days, level=req.level,
                                                  data_end=data.data_end)
+        for lift in (result["conversion"], result["revenue_per_head"]):
+            for key in ("absolute_ci", "relative_ci"):
+                if lift[key] is not None:
+                    lift[key] = {"low": lift[key][0], "high": lift[key][1]}
         return EvaluateResponse(**self._served(state), **result)
 
 

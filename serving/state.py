@@ -178,9 +178,9 @@ class ServingState:
             not_found=[d for d, r in zip(distinct, rows, strict=True) if r < 0],
         )
 
-    def reasons(self, positions: np.ndarray) -> list[list[dict] | None]:
+    def reasons(self, positions: np.ndarray) -> list[list[dict]]:
         """Top 3 churn reasons for the given rows (empty for people who are not scored)."""
-        out: list[list[dict] | None] = [[] for _ in range(len(positions))]
+        out: list[list[dict]] = [[] for _ in range(len(positions))]
         eligible = self._eligible[positions]
         if eligible.any():
             rows = self.features.iloc[positions[eligible]]
@@ -220,7 +220,7 @@ class ServingState:
         opt_out = self._opt_out[positions].tolist()
         dates = self._next_date[positions]
         next_date = [None if np.isnat(d) else d.item() for d in dates]
-        reasons = self.reasons(positions) if with_reasons else [None] * len(positions)
+        reasons = self.reasons(positions) if with_reasons else [[] for _ in range(len(positions))]
 
         def score_int(v: float | None) -> int | None:
             return None if v is None else int(v)
