@@ -265,31 +265,44 @@ def rfm_segments(scores: pd.DataFrame, config: FeatureConfig) -> tuple[pd.Series
 def lifecycle_stage(df: pd.DataFrame, config: FeatureConfig) -> pd.Series:
     """Lifecycle stage per person from purchase timing (missing for people without a paid order).
 
-    The expected gap ``g`` of a person is their own mean inter-purchase interval when they have at least
-    ``config.personal_min_intervals`` intervals, otherwise the median ``ipi_mean`` of all people with at least
-    one interval (the typical gap); ``g`` is clipped to ``[min_gap_days, max_gap_days]``. Rules, first match:
+    Purchase *days* are used (as in the BTYD summary). A person's expected gap ``g`` is their own mean
+    interval between purchase days when they have at least ``config.personal_min_intervals`` intervals,
+    otherwise the typical gap (median ``ipi_mean`` of everyone with at least one interval); ``g`` is clipped
+    to ``[min_gap_days, max_gap_days]``. ``g_before`` is the same computed without the last interval (the gap
+    the person kept before their latest purchase). Rules, first match wins:
 
     1. ``new`` — first paid order within the last ``new_days`` days (``tenure_days <= new_days``);
-    2. ``reactivated`` — ``recency_days <= active_multiple * g`` and the gap before the last purchase day was
-       longer than ``lapsed_multiple * g`` (the person had lapsed and came back);
+    2. ``reactivated`` — ``recency_days <= active_multiple * g`` and the interval before the last purchase day
+       was longer than ``lapsed_multiple * g_before`` (they had lapsed and came back);
     3. ``active`` — ``recency_days <= active_multiple * g``;
     4. ``at_risk`` — ``recency_days <= lapsed_multiple * g``;
     5. ``lapsed`` — otherwise.
+
+    Parameters
+    ----------
+    df
+        Needs ``orders``, ``frequency``, ``recency``, ``ipi_mean``, ``recency_days``, ``tenure_days`` and
+        ``_gap_before_last`` (days between the last two purchase days).
+    config
+        Thresholds.
     """
     out = pd.Series(pd.NA, index=df.index, dtype="str")
     buyers = df["orders"] > 0
     if not buyers.any():
         return out
     b = df.loc[buyers]
-    n_intervals = b["frequency"].fillna(0)
-    typical = b.loc[n_intervals >= 1, "ipi_mean"].median()
+    n_int = b["frequency"].fillna(0)
+    typical = b.loc[n_int >= 1, "ipi_mean"].median()
     if not np.isfinite(typical):
         typical = float(config.max_gap_days)
-    g = b["ipi_mean"].where(n_intervals >= config.personal_min_intervals, typical)
-    g = g.clip(config.min_gap_days, config.max_gap_days)
+    lo, hi = config.min_gap_days, config.max_gap_days
+    g = b["ipi_mean"].where(n_int >= config.personal_min_intervals, typical).clip(lo, hi)
+    gap_last = b["_gap_before_last"].fillna(0.0)
+    earlier = (b["recency"] - gap_last) / (n_int - 1).where(n_int >= 2)
+    g_before = earlier.where(n_int - 1 >= config.personal_min_intervals, typical).clip(lo, hi)
     rec = b["recency_days"]
     active = rec <= config.active_multiple * g
-    came_back = b["_gap_before_last"].fillna(0) > config.lapsed_multiple * g
+    came_back = (n_int >= 1) & (gap_last > config.lapsed_multiple * g_before)
     stage = np.select(
         [
             b["tenure_days"] <= config.new_days,
