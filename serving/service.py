@@ -22,6 +22,7 @@ campaign); :mod:`serving.auth` adds the bearer token, JSON-only bodies and the b
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import bentoml
 import numpy as np
 import pandas as pd
@@ -57,6 +59,8 @@ from serving.state import ServingSetupError, ServingState, check_champions, find
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
 DATA_DIR_ENV = "SCRM_DATA_DIR"
+#: /score and /tier answer up to this many people directly on the event loop (about a millisecond per 50).
+INLINE_MAX_IDS = 500
 #: Seconds a request may take before BentoML answers 504 (lookalike fits over 1M people take ~half a minute).
 REQUEST_TIMEOUT = 600
 
@@ -170,7 +174,10 @@ class ScrmService:
                     f"{exc}; create the champions with `scrm train all --data {self.data_dir} --as-of "
                     f"{snapshot.as_of}`"
                 ) from None
-            self.state = ServingState(models, snapshot, data_dir=self.data_dir)
+            state = ServingState(models, snapshot, data_dir=self.data_dir)
+            gc.collect()
+            gc.freeze()  # the snapshot's millions of objects live until shutdown: keep them out of GC passes
+            self.state = state
             log.info("scrm service ready in %.1f s: %d people as of %s, churn v%s, clv v%s",
                      time.perf_counter() - started, len(self.state.scores), self.state.as_of,
                      models.churn_version, models.clv_version)
@@ -208,7 +215,7 @@ class ScrmService:
     # --- endpoints -------------------------------------------------------------------------------------------
 
     @bentoml.api(route="/score", input_spec=ScoreRequest)
-    def score(self, customer_ids: list[str], with_reasons: bool = True) -> ScoreResponse:
+    async def score(self, customer_ids: list[str], with_reasons: bool = True) -> ScoreResponse:
         """Churn probability, CLV with interval, RFM, lifecycle, tier and the top 3 churn reasons per person.
 
         Ids are person_id or customer_key (up to 10,000); unknown ids come back in ``not_found``. The numbers
@@ -217,22 +224,36 @@ class ScrmService:
         req = ScoreRequest(customer_ids=customer_ids, with_reasons=with_reasons)
         state = self._ready()
         found = state.resolve(req.customer_ids)
-        records = state.score_records(found.positions, with_reasons=req.with_reasons)
-        for record, given in zip(records, found.ids, strict=True):
-            record["id"] = given
-        return ScoreResponse(**self._served(state), results=records, not_found=found.not_found)
+
+        def answer() -> ScoreResponse:
+            reasons = state.reasons(found.positions) if req.with_reasons else None
+            records = state.score_records(found.positions, reasons=reasons)
+            for record, given in zip(records, found.ids, strict=True):
+                record["id"] = given
+            return ScoreResponse(**self._served(state), results=records, not_found=found.not_found)
+
+        # small lookups answer on the event loop; reasons (TreeSHAP, ms per person) and big batches in a thread
+        if req.with_reasons or len(found.positions) > INLINE_MAX_IDS:
+            return await anyio.to_thread.run_sync(answer)
+        return answer()
 
     @bentoml.api(route="/tier", input_spec=TierRequest)
-    def tier(self, customer_ids: list[str]) -> TierResponse:
+    async def tier(self, customer_ids: list[str]) -> TierResponse:
         """Member tier (trailing-12-month spend) and value × risk action segment, with the rules in force."""
         req = TierRequest(customer_ids=customer_ids)
         state = self._ready()
         found = state.resolve(req.customer_ids)
-        records = state.tier_records(found.positions)
-        for record, given in zip(records, found.ids, strict=True):
-            record["id"] = given
-        return TierResponse(**self._served(state), tiers=records, not_found=found.not_found,
-                            rules=state.tier_rules_info())
+
+        def answer() -> TierResponse:
+            records = state.tier_records(found.positions)
+            for record, given in zip(records, found.ids, strict=True):
+                record["id"] = given
+            return TierResponse(**self._served(state), tiers=records, not_found=found.not_found,
+                                rules=state.tier_rules_info())
+
+        if len(found.positions) > INLINE_MAX_IDS:
+            return await anyio.to_thread.run_sync(answer)
+        return answer()
 
     @bentoml.api(route="/lookalike", input_spec=LookalikeRequest)
     def lookalike(self, seed_customer_ids: list[str], size: int | None = None, fraction: float | None = None,

@@ -211,8 +211,11 @@ class ServingState:
     def _text_at(self, col: str, positions: np.ndarray) -> list:
         return [None if v is None else str(v) for v in self._text[col][positions].tolist()]
 
-    def score_records(self, positions: np.ndarray, *, with_reasons: bool = True) -> list[dict]:
-        """Response records (see :class:`serving.schemas.CustomerScore`, without ``id``) for the given rows."""
+    def score_records(self, positions: np.ndarray, *, reasons: list[list[dict]] | None = None) -> list[dict]:
+        """Response records (see :class:`serving.schemas.CustomerScore`, without ``id``) for the given rows.
+
+        ``reasons`` are those of :meth:`reasons` for the same rows (empty lists when ``None``).
+        """
         positions = np.asarray(positions, dtype=np.intp)
         num = {c: self._num_at(c, positions) for c in self._num}
         text = {c: self._text_at(c, positions) for c in TEXT_COLUMNS}
@@ -220,7 +223,8 @@ class ServingState:
         opt_out = self._opt_out[positions].tolist()
         dates = self._next_date[positions]
         next_date = [None if np.isnat(d) else d.item() for d in dates]
-        reasons = self.reasons(positions) if with_reasons else [[] for _ in range(len(positions))]
+        if reasons is None:
+            reasons = [[] for _ in range(len(positions))]
 
         def score_int(v: float | None) -> int | None:
             return None if v is None else int(v)

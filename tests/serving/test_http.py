@@ -6,6 +6,7 @@ churn champion to the other registered version and restarts the server.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -124,7 +125,7 @@ def test_every_endpoint_over_http(server, api, people, service):
     scored = api.score(customer_ids=[*ids, "nobody"])
     assert [r["person_id"] for r in scored["results"]] == ids and scored["not_found"] == ["nobody"]
     assert scored["model_versions"] == versions and scored["feature_as_of"] == "2026-01-01"
-    direct = json.loads(service.score(customer_ids=[*ids, "nobody"]).model_dump_json())
+    direct = json.loads(asyncio.run(service.score(customer_ids=[*ids, "nobody"])).model_dump_json())
     assert scored == direct  # the HTTP answer is the service method's answer
 
     tiers = api.tier(customer_ids=ids)

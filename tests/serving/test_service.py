@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 from serving.schemas import MAX_IDS
 from serving.service import ScrmService
 from serving.state import ServingSetupError
+
+run = asyncio.run  # /score and /tier are async methods (they answer on the event loop)
 
 
 def error_locs(exc: pytest.ExceptionInfo) -> list[tuple]:
@@ -56,9 +59,9 @@ def test_ready_with_the_champions_and_the_snapshot(service, serving_env):
 def test_score_by_person_id_or_customer_key_with_unknowns_and_duplicates(service, people, sample_ids):
     ids = sample_ids(20, seed=1)
     keys = people.set_index("person_id").loc[ids, "customer_key"].tolist()
-    by_person = service.score(customer_ids=ids, with_reasons=False)
+    by_person = run(service.score(customer_ids=ids, with_reasons=False))
     request = [keys[0], "nobody-1", *keys, ids[3], "nobody-2", "nobody-1"]
-    by_key = service.score(customer_ids=request, with_reasons=False)
+    by_key = run(service.score(customer_ids=request, with_reasons=False))
 
     assert by_key.not_found == ["nobody-1", "nobody-2"]
     assert [r.id for r in by_key.results] == [*keys, ids[3]]  # request order, each distinct id once
@@ -70,7 +73,7 @@ def test_score_by_person_id_or_customer_key_with_unknowns_and_duplicates(service
 
 
 def test_score_fields_for_scored_and_unscored_people(service, sample_ids):
-    eligible = service.score(customer_ids=sample_ids(30, seed=2, eligible=True)).results
+    eligible = run(service.score(customer_ids=sample_ids(30, seed=2, eligible=True))).results
     for r in eligible:
         assert r.eligible and r.ineligible_reason is None
         assert 0 <= r.churn_probability <= 1 and 0 <= r.p_alive <= 1
@@ -82,7 +85,7 @@ def test_score_fields_for_scored_and_unscored_people(service, sample_ids):
         assert all(c > 0 for c in contributions) and contributions == sorted(contributions, reverse=True)
         assert all(x.description for x in r.reasons)
     assert any(r.reasons for r in eligible)
-    unscored = service.score(customer_ids=sample_ids(10, seed=3, eligible=False)).results
+    unscored = run(service.score(customer_ids=sample_ids(10, seed=3, eligible=False))).results
     assert unscored
     for r in unscored:
         assert not r.eligible and r.ineligible_reason
@@ -97,11 +100,11 @@ def test_score_equals_scrm_score_on_every_person(service, serving_env, tmp_path)
     from training.cli import app
 
     out = tmp_path / "scores.parquet"
-    run = CliRunner().invoke(app, ["score", "--data", str(serving_env.data_dir), "--as-of", "2026-01-01",
+    cli = CliRunner().invoke(app, ["score", "--data", str(serving_env.data_dir), "--as-of", "2026-01-01",
                                    "--out", str(out)])
-    assert run.exit_code == 0, run.output
+    assert cli.exit_code == 0, cli.output
     batch = pd.read_parquet(out).set_index("person_id")
-    response = service.score(customer_ids=batch.index.tolist(), with_reasons=False)
+    response = run(service.score(customer_ids=batch.index.tolist(), with_reasons=False))
     assert response.not_found == [] and len(response.results) == len(batch)
     assert (batch["churn_model_version"].astype(str) == response.model_versions.churn).all()
     assert (batch["clv_model_version"].astype(str) == response.model_versions.clv).all()
@@ -143,7 +146,7 @@ def test_reasons_are_those_of_the_shared_scoring_function(service, sample_ids):
     ids = sample_ids(25, seed=4)
     features = state.features.set_index("person_id").loc[ids].reset_index()
     expected = score(features, state.models, as_of=state.as_of, clv_cut=state.clv_cut, with_reasons=True)
-    got = service.score(customer_ids=ids).results
+    got = run(service.score(customer_ids=ids)).results
     assert [[x.model_dump() for x in r.reasons] for r in got] == expected["reasons"].tolist()
     assert [r.churn_probability for r in got] == pytest.approx(expected["churn_probability"].tolist(),
                                                                nan_ok=True)
@@ -157,13 +160,13 @@ def test_reasons_are_those_of_the_shared_scoring_function(service, sample_ids):
 )
 def test_score_rejects_bad_id_lists_naming_the_field(service, ids, loc):
     with pytest.raises(ValidationError) as exc:
-        service.score(customer_ids=ids)
+        run(service.score(customer_ids=ids))
     assert loc in error_locs(exc)
 
 
 def test_score_accepts_the_largest_request(service, people):
     ids = [f"unknown-{i}" for i in range(MAX_IDS - 3)] + people["person_id"].head(3).tolist()
-    response = service.score(customer_ids=ids, with_reasons=False)
+    response = run(service.score(customer_ids=ids, with_reasons=False))
     assert len(response.results) == 3 and len(response.not_found) == MAX_IDS - 3
 
 
@@ -176,7 +179,7 @@ def test_tier_uses_the_rules_and_the_population_cut(service, people, sample_ids)
     state = service.state
     rules = load_tier_rules()
     ids = sample_ids(200, seed=5)
-    response = service.tier(customer_ids=[*ids, "nobody"])
+    response = run(service.tier(customer_ids=[*ids, "nobody"]))
     assert response.not_found == ["nobody"] and [t.person_id for t in response.tiers] == ids
     assert response.rules.clv_cut == pytest.approx(clv_value_cut(state.scores, rules))
     assert [t.model_dump() for t in response.rules.member_tiers] == [t.model_dump() for t in rules.member_tiers]
@@ -343,7 +346,7 @@ def test_no_raw_pii_in_any_response(service, people, serving_env, sample_ids):
     assert len(raw) > 1_000
     ids = sample_ids(300, seed=6)
     keys = people.set_index("person_id").loc[ids, "customer_key"].tolist()
-    responses = [service.score(customer_ids=ids + keys), service.tier(customer_ids=ids + keys),
+    responses = [run(service.score(customer_ids=ids + keys)), run(service.tier(customer_ids=ids + keys)),
                  service.target(**CAMPAIGNS[0])]
     for response in responses:
         values = _scalars(json.loads(response.model_dump_json()))
