@@ -77,7 +77,7 @@ def event_key_days(per_key: ir.Table, key_map: ir.Table, as_of: date) -> ir.Tabl
     return t.mutate(_days_since=days).drop("customer_key", "_first", "_last")
 
 
-def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> pd.DataFrame:
+def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> pa.Table:
     """Reshape ``event_key_days`` output to one row per person (numpy scatter; sums and minima over keys).
 
     Parameters
@@ -91,7 +91,7 @@ def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> 
 
     Returns
     -------
-    pandas.DataFrame
+    pyarrow.Table
         ``person_id`` (0..n_people-1), ``ev_<type>_<w>d``, ``days_since_<type>``, ``_n_cart``, ``_n_open``,
         ``_n_click``.
     """
@@ -101,31 +101,33 @@ def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> 
                       dtype=np.int64)
     code = lookup[enc.indices.to_numpy(zero_copy_only=False)] if len(lookup) else np.zeros(0, dtype=np.int64)
     ok = code >= 0
-    row = long.column("person_id").to_numpy().astype(np.int64)[ok]
-    code = code[ok]
-    flat = row * k + code
+    row = np.asarray(long.column("person_id").to_numpy(), dtype=np.int64)[ok]
+    flat = code[ok] * n_people + row  # type-major: each type's column is contiguous
 
-    def add(col: str) -> np.ndarray:
-        m = np.zeros(n_people * k, dtype=np.int64)
-        np.add.at(m, flat, long.column(col).to_numpy()[ok].astype(np.int64))
-        return m.reshape(n_people, k)
+    def column(name: str) -> np.ndarray:
+        return np.asarray(long.column(name).to_numpy(zero_copy_only=False))[ok]
+
+    def add(name: str) -> np.ndarray:
+        m = np.zeros(k * n_people, dtype=np.int64)
+        np.add.at(m, flat, column(name).astype(np.int64, copy=False))
+        return m.reshape(k, n_people)
 
     counts = {w: add(f"_n_{w}d") for w in windows}
     total = add("_n")
-    days = np.full(n_people * k, np.inf)
-    np.minimum.at(days, flat, long.column("_days_since").to_numpy()[ok].astype(np.float64))
-    days = days.reshape(n_people, k)
+    days = np.full(k * n_people, np.inf)
+    np.minimum.at(days, flat, column("_days_since").astype(np.float64, copy=False))
     days[np.isinf(days)] = np.nan
-    out: dict[str, np.ndarray] = {"person_id": np.arange(n_people, dtype=np.int64)}
+    days = days.reshape(k, n_people)
+    cols: dict[str, np.ndarray] = {"person_id": np.arange(n_people, dtype=np.int64)}
     for i, et in enumerate(EVENT_TYPES):
         for w in windows:
-            out[f"ev_{et}_{w}d"] = counts[w][:, i]
+            cols[f"ev_{et}_{w}d"] = counts[w][i]
     for i, et in enumerate(EVENT_TYPES):
-        out[f"days_since_{et}"] = days[:, i]
-    out["_n_cart"] = total[:, EVENT_TYPES.index("cart")]
-    out["_n_open"] = total[:, EVENT_TYPES.index("message_open")]
-    out["_n_click"] = total[:, EVENT_TYPES.index("message_click")]
-    return pd.DataFrame(out)
+        cols[f"days_since_{et}"] = days[i]
+    cols["_n_cart"] = total[EVENT_TYPES.index("cart")]
+    cols["_n_open"] = total[EVENT_TYPES.index("message_open")]
+    cols["_n_click"] = total[EVENT_TYPES.index("message_click")]
+    return pa.table(cols)
 
 
 def campaign_aggregates(

@@ -50,6 +50,7 @@ from features.rfm import (
     order_aggregates,
     rfm_scores,
     rfm_segments,
+    slim_orders,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -229,10 +230,14 @@ def _require(df: pd.DataFrame, cols: list[str], name: str) -> None:
 
 def _table(df: pd.DataFrame, cols: list[str]) -> ir.Table:
     """An Ibis in-memory table over the columns a query needs (customer keys as strings), via Arrow."""
-    out = pd.DataFrame({c: df[c] for c in cols if c in df.columns})
-    if "customer_key" in out and not pd.api.types.is_string_dtype(out["customer_key"].dtype):
-        out["customer_key"] = out["customer_key"].astype(str)
-    return ibis.memtable(pa.Table.from_pandas(out, preserve_index=False))
+    present = [c for c in cols if c in df.columns]
+    table = pa.Table.from_pandas(df, columns=present, preserve_index=False)
+    if "customer_key" in present and not pa.types.is_string(table.schema.field("customer_key").type) and not (
+        pa.types.is_large_string(table.schema.field("customer_key").type)
+    ):
+        i = table.schema.get_field_index("customer_key")
+        table = table.set_column(i, "customer_key", pa.array(df["customer_key"].astype(str), type=pa.string()))
+    return ibis.memtable(table)
 
 
 def _check_identity(identity: pd.DataFrame) -> pd.DataFrame:
@@ -384,10 +389,10 @@ def _feature_table(
     km_named = stages.cache("key_map", km_named)
     n_people = int(con.execute(km_named.pidx.max()) or 0) + 1  # ibis ranks start at 0
     km = km_named.select("customer_key", person_id="pidx")  # integer person ids inside the query
-    names = km_named.select(pidx="pidx", person_name="person_id").distinct()
+    names = km_named.select("pidx", "person_id").distinct().order_by("pidx")
+    names = con.to_pyarrow(names).column("person_id").to_numpy(zero_copy_only=False)  # pidx -> person_id
 
-    ocols = [c for c in orders_before.columns if c != "customer_key"]
-    orders = stages.cache("orders", orders_before.join(km, "customer_key").select("person_id", *ocols))
+    orders = stages.cache("orders", slim_orders(orders_before.join(km, "customer_key")))
     # people seen before as_of (any order or event) and how many of their keys
     seen = [order_keys.select("customer_key", first_ts=order_keys._first_order_ts)]
     if ev_key is not None:
@@ -406,7 +411,7 @@ def _feature_table(
         wide = pivot_events(long, n_people, windows=config.event_windows)
         del long
         stages.release("events_by_key")
-        expr = _left(expr, ibis.memtable(pa.Table.from_pandas(wide, preserve_index=False)))
+        expr = _left(expr, ibis.memtable(wide))
         del wide
         stages.seconds["events_agg"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
     if has_touches:
@@ -414,7 +419,7 @@ def _feature_table(
         t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
         t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
         touches = _table(t_df, ["customer_key", "sent_ts", "group", "touch_id"]).join(km, "customer_key")
-        paid = orders.filter(orders.status == "paid").select("person_id", "order_ts")
+        paid = orders.filter(orders.paid).select("person_id", "order_ts")
         cagg = campaign_aggregates(touches, paid, as_of, response_window_days=config.response_window_days)
         expr = _left(expr, stages.cache("campaigns", cagg))
     stages.release("orders")
@@ -447,9 +452,18 @@ def _feature_table(
             muts["msg_open_rate"] = ibis.least(_safe_div(expr._n_open, expr._n_treat), 1.0)
             muts["msg_click_rate"] = ibis.least(_safe_div(expr._n_click, expr._n_treat), 1.0)
     expr = expr.mutate(**muts)
-    expr = expr.join(names, expr.person_id == names.pidx).drop("person_id", "pidx").rename(person_id="person_name")
     t, cpu = time.perf_counter(), time.process_time()
-    df = con.to_pyarrow(expr).to_pandas()
+    result = con.to_pyarrow(expr)
+    df = result.to_pandas(self_destruct=True)
+    del result
+    # pidx is the rank of person_id, so sorting by it sorts by person_id
+    pidx = df.pop("person_id").to_numpy()
+    order = np.argsort(pidx, kind="stable")
+    if len(order) > 1 and not (order[1:] > order[:-1]).all():
+        df = df.take(order)
+        pidx = pidx[order]
+    df = df.reset_index(drop=True)
+    df.insert(0, "person_id", pd.array(names[pidx], dtype="str"))
     stages.seconds["final_join"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
     return df, {"events": has_events, "touches": has_touches, "identities": has_ids}
 
@@ -530,7 +544,6 @@ def build_features(
 
 def _finish(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """pandas step on the per-person table: scores, segments, lifecycle, dtypes, column order."""
-    df = df.sort_values("person_id", kind="stable").reset_index(drop=True)
     for col in ("orders", "n_channels", "n_customer_keys", "campaign_touches"):
         if col in df:
             df[col] = df[col].astype("int64")

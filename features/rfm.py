@@ -45,14 +45,50 @@ def _days_between(later: date | ir.DateValue, earlier: ir.DateValue) -> ir.Integ
     return later.delta(earlier, unit="day")
 
 
+def slim_orders(orders: ir.Table) -> ir.Table:
+    """Orders reduced to what the aggregates read: flags and a channel code instead of strings.
+
+    Parameters
+    ----------
+    orders
+        ``person_id``, ``order_ts``, ``amount``, ``status``, ``channel`` and optionally ``discount``,
+        ``category``, ``store_id``.
+
+    Returns
+    -------
+    ibis.Table
+        ``person_id``, ``order_ts``, ``amount``, ``paid``, ``refunded``, ``channel_code`` (index in
+        ``CHANNELS``, -1 when unknown), ``offline`` (store channel or a store id), optionally ``discounted`` and
+        ``category``.
+    """
+    cols = set(orders.columns)
+    offline = orders.channel == "store"
+    if "store_id" in cols:
+        offline = offline | (orders.store_id.notnull() & (orders.store_id.cast("string") != ""))
+    out = {
+        "person_id": orders.person_id,
+        "order_ts": orders.order_ts,
+        "amount": orders.amount,
+        "paid": orders.status == "paid",
+        "refunded": orders.status == "refunded",
+        "channel_code": ibis.cases(*[(orders.channel == ch, i) for i, ch in enumerate(CHANNELS)], else_=-1)
+        .cast("int8"),
+        "offline": offline.fill_null(False),
+    }
+    if "discount" in cols:
+        out["discounted"] = orders.discount.fill_null(0) > 0
+    if "category" in cols:
+        out["category"] = orders.category
+    return orders.select(**out)
+
+
 def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...]) -> ir.Table:
     """Per-person order aggregates (all statuses) for orders strictly before ``as_of``.
 
     Parameters
     ----------
     orders
-        Ibis table with ``person_id``, ``order_ts``, ``amount``, ``status``, ``channel`` and optionally
-        ``discount``, ``category``, ``store_id``; already restricted to ``order_ts < as_of``.
+        Output of ``slim_orders``, already restricted to ``order_ts < as_of``.
     as_of
         The cut-off date.
     windows
@@ -64,30 +100,27 @@ def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...])
         One row per person with any order before ``as_of`` (paid or not).
     """
     cols = set(orders.columns)
-    paid = orders.status == "paid"
+    paid = orders.paid
     cutoff = pd.Timestamp(as_of)
     aggs: dict[str, ir.Value] = {
         "orders": orders.count(where=paid),
         "total_spend": orders.amount.sum(where=paid),
         "_first_paid_ts": orders.order_ts.min(where=paid),
         "_last_paid_ts": orders.order_ts.max(where=paid),
-        "_n_refunded": orders.count(where=orders.status == "refunded"),
+        "_n_refunded": orders.count(where=orders.refunded),
+        "_n_offline": orders.count(where=paid & orders.offline),
     }
     for w in windows:
         since = ibis.literal(cutoff - pd.Timedelta(days=w), type="timestamp")
         in_w = paid & (orders.order_ts >= since)
         aggs[f"orders_{w}d"] = orders.count(where=in_w)
         aggs[f"spend_{w}d"] = orders.amount.sum(where=in_w)
-    for ch in CHANNELS:
-        aggs[f"_n_ch_{ch}"] = orders.count(where=paid & (orders.channel == ch))
-    if "discount" in cols:
-        aggs["_n_discounted"] = orders.count(where=paid & (orders.discount.fill_null(0) > 0))
+    for i, ch in enumerate(CHANNELS):
+        aggs[f"_n_ch_{ch}"] = orders.count(where=paid & (orders.channel_code == i))
+    if "discounted" in cols:
+        aggs["_n_discounted"] = orders.count(where=paid & orders.discounted)
     if "category" in cols:
         aggs["n_categories"] = orders.category.nunique(where=paid)
-    offline = orders.channel == "store"
-    if "store_id" in cols:
-        offline = offline | orders.store_id.notnull()
-    aggs["_n_offline"] = orders.count(where=paid & offline)
     agg = orders.group_by("person_id").aggregate(**aggs)
     n_channels = sum((agg[f"_n_ch_{ch}"] > 0).cast("int64") for ch in CHANNELS)
     return agg.mutate(n_channels=n_channels)
@@ -106,7 +139,7 @@ def daily_aggregates(orders: ir.Table, as_of: date) -> ir.Table:
         ``person_id``, ``frequency``, ``recency``, ``T``, ``monetary_value``, ``ipi_mean``, ``ipi_std``,
         ``_gap_before_last``, ``_n_days``.
     """
-    paid = orders.filter(orders.status == "paid")
+    paid = orders.filter(orders.paid)
     days = paid.mutate(day=paid.order_ts.date()).group_by(["person_id", "day"]).aggregate(amt=ibis._.amount.sum())
     w = ibis.window(group_by=days.person_id, order_by=days.day)
     days = days.mutate(
@@ -173,7 +206,7 @@ def btyd_summary(
             }
         )
     )
-    t = t.filter(t.order_ts < ibis.literal(pd.Timestamp(as_of), type="timestamp")).mutate(status=ibis.literal("paid"))
+    t = t.filter(t.order_ts < ibis.literal(pd.Timestamp(as_of), type="timestamp")).mutate(paid=ibis.literal(True))
     expr = daily_aggregates(t, as_of).select("person_id", "frequency", "recency", "T", "monetary_value")
     out = con.to_pyarrow(expr).to_pandas().set_index("person_id").sort_index()
     out.index.name = customer_col
@@ -206,12 +239,14 @@ def _edge_scores(values: pd.Series, edges: list[float], *, higher_is_better: boo
 def rfm_scores(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """``r_score``, ``f_score``, ``m_score`` (1 = worst … bins = best) among people with ≥1 paid order.
 
+    Returned as floats (missing for people without a paid order).
+
     R ranks ``recency_days`` (fewer days is better), F ranks ``orders`` and M ranks ``config.monetary_basis``
     (``total_spend`` by default). Quantile bins by default; fixed thresholds when ``*_edges`` are given.
     People without a paid order get missing scores.
     """
-    buyers = df["orders"] > 0
-    out = pd.DataFrame(index=df.index, columns=["r_score", "f_score", "m_score"], dtype="Int64")
+    buyers = (df["orders"] > 0).to_numpy()
+    out = pd.DataFrame(np.nan, index=df.index, columns=["r_score", "f_score", "m_score"])
     if not buyers.any():
         return out
     specs = [
@@ -220,12 +255,14 @@ def rfm_scores(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
         ("m_score", config.monetary_basis, True, config.monetary_edges),
     ]
     for name, col, higher, edges in specs:
-        vals = df.loc[buyers, col]
+        vals = df[col][buyers]
         if edges is not None:
             s = _edge_scores(vals, edges, higher_is_better=higher)
         else:
             s = _quantile_scores(vals, config.rfm_bins, higher_is_better=higher)
-        out.loc[buyers, name] = s.to_numpy()
+        scores = np.full(len(df), np.nan)
+        scores[buyers] = s.to_numpy(dtype=float)
+        out[name] = scores
     return out
 
 
@@ -235,11 +272,11 @@ def rfm_segments(scores: pd.DataFrame, config: FeatureConfig) -> tuple[pd.Series
     A dimension is *high* when its score is above the mean score of the scored people (``high_rule="mean"``,
     the default), above the median (``"median"``) or at least ``high_threshold`` (``"fixed"``).
     """
-    zh = pd.Series(pd.NA, index=scores.index, dtype="str")
-    en = pd.Series(pd.NA, index=scores.index, dtype="str")
-    scored = scores["r_score"].notna()
+    scored = scores["r_score"].notna().to_numpy()
+    zh_all = np.full(len(scores), None, dtype=object)
+    en_all = np.full(len(scores), None, dtype=object)
     if not scored.any():
-        return zh, en
+        return pd.Series(zh_all, index=scores.index, dtype="str"), pd.Series(en_all, index=scores.index, dtype="str")
     highs = []
     for col in ("r_score", "f_score", "m_score"):
         s = scores.loc[scored, col].astype("float64")
@@ -257,9 +294,9 @@ def rfm_segments(scores: pd.DataFrame, config: FeatureConfig) -> tuple[pd.Series
         sel = (r == rh) & (f == fh) & (m == mh)
         zh_vals[sel] = name_zh
         en_vals[sel] = name_en
-    zh.loc[scored] = zh_vals
-    en.loc[scored] = en_vals
-    return zh, en
+    zh_all[scored] = zh_vals
+    en_all[scored] = en_vals
+    return pd.Series(zh_all, index=scores.index, dtype="str"), pd.Series(en_all, index=scores.index, dtype="str")
 
 
 def lifecycle_stage(df: pd.DataFrame, config: FeatureConfig) -> pd.Series:
@@ -286,11 +323,12 @@ def lifecycle_stage(df: pd.DataFrame, config: FeatureConfig) -> pd.Series:
     config
         Thresholds.
     """
-    out = pd.Series(pd.NA, index=df.index, dtype="str")
-    buyers = df["orders"] > 0
+    buyers = (df["orders"] > 0).to_numpy()
+    values = np.full(len(df), None, dtype=object)
     if not buyers.any():
-        return out
-    b = df.loc[buyers]
+        return pd.Series(values, index=df.index, dtype="str")
+    cols = ["frequency", "recency", "ipi_mean", "recency_days", "tenure_days", "_gap_before_last"]
+    b = df[cols][buyers]
     n_int = b["frequency"].fillna(0)
     typical = b.loc[n_int >= 1, "ipi_mean"].median()
     if not np.isfinite(typical):
@@ -313,5 +351,5 @@ def lifecycle_stage(df: pd.DataFrame, config: FeatureConfig) -> pd.Series:
         ["new", "reactivated", "active", "at_risk"],
         default="lapsed",
     )
-    out.loc[buyers] = stage
-    return out
+    values[buyers] = stage
+    return pd.Series(values, index=df.index, dtype="str")
