@@ -6,13 +6,11 @@ registry has ``champion`` versions of ``churn`` and ``clv`` — if not, it refus
 creates them — then loads both in a background thread: ``/readyz`` answers 503 until the whole snapshot is
 scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answer is computed by shared code:
 
-========================  =====================================================================================
-``POST /score``           :func:`training.scoring.score` rows of the snapshot (scored once at start) + reasons
-``POST /tier``            :func:`training.decisions.tiers.assign_tiers` (applied by ``score``) and the rules
-``POST /lookalike``       :func:`training.audience.lookalike_audience` (fits and logs to MLflow ``lookalike``)
-``POST /target``          :func:`training.decisions.targeting.select_audience` (``/target.csv``: ``to_csv``)
-``POST /evaluate_campaign`` :func:`training.decisions.campaigns.evaluate_campaign`
-========================  =====================================================================================
+- ``POST /score``: rows of :func:`training.scoring.score` over the snapshot (scored once at start) + reasons;
+- ``POST /tier``: :func:`training.decisions.tiers.assign_tiers` (applied by ``score``) and the rules in force;
+- ``POST /lookalike``: :func:`training.audience.lookalike_audience` (fits, logs to the MLflow ``lookalike``);
+- ``POST /target``: :func:`training.decisions.targeting.select_audience` (``/target.csv``: ``to_csv``);
+- ``POST /evaluate_campaign``: :func:`training.decisions.campaigns.evaluate_campaign`.
 
 Every response carries ``model_versions`` and ``feature_as_of``. Bad requests get a 400 whose ``detail[].loc``
 names the field (pydantic's format, also used for problems only the shared code can see, such as an unknown
