@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import duckdb
 import ibis
 import numpy as np
 import pandas as pd
@@ -306,7 +307,10 @@ def _as_date(value) -> date:
 def connect():
     """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts)."""
     con = ibis.duckdb.connect()
-    con.raw_sql("SET enable_progress_bar = false")
+    try:
+        con.raw_sql("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass  # inside Jupyter without ipywidgets DuckDB refuses to touch the setting (and draws no bar anyway)
     con.raw_sql("SET preserve_insertion_order = false")
     return con
 
