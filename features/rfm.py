@@ -11,8 +11,10 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import ibis
+import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
@@ -36,6 +38,16 @@ SEGMENT_ORDER = [v[0] for v in SEGMENTS.values()]
 SEGMENT_EN = dict(SEGMENTS.values())
 
 LIFECYCLE_STAGES = ("new", "active", "reactivated", "at_risk", "lapsed")
+
+
+@ibis.udf.agg.builtin
+def min_by(value: float, key: dt.Date) -> float:  # pragma: no cover - executed by the backend
+    """The ``value`` at the smallest ``key`` (DuckDB ``min_by``/``arg_min``, Spark ``min_by``)."""
+
+
+@ibis.udf.agg.builtin
+def max_by(value: float, key: dt.Date) -> float:  # pragma: no cover - executed by the backend
+    """The ``value`` at the largest ``key`` (DuckDB ``max_by``/``arg_max``, Spark ``max_by``)."""
 
 
 def _days_between(later: date | ir.DateValue, earlier: ir.DateValue) -> ir.IntegerValue:
@@ -126,6 +138,44 @@ def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...])
     return agg.mutate(n_channels=n_channels)
 
 
+def purchase_days(orders: ir.Table) -> ir.Table:
+    """Paid orders rolled up to (person, calendar day): several orders on one day are one purchase.
+
+    Parameters
+    ----------
+    orders
+        ``person_id``, ``order_ts``, ``amount``, ``paid`` (bool).
+    """
+    paid = orders.filter(orders.paid)
+    return paid.group_by(["person_id", paid.order_ts.date().name("day")]).aggregate(amt=paid.amount.sum())
+
+
+def _summary_aggs(days: ir.Table) -> dict[str, ir.Value]:
+    return {
+        "_n_days": days.count(),
+        "_first_day": days.day.min(),
+        "_last_day": days.day.max(),
+        "_total": days.amt.sum(),
+        "_first_amt": min_by(days.amt, days.day),
+    }
+
+
+def _summary_columns(agg: ir.Table, as_of: date) -> dict[str, ir.Value]:
+    """frequency, recency, T, monetary_value as ``lifetimes`` defines them (observation end as_of - 1 day).
+
+    ``monetary_value`` is the mean of the repeat purchase days' amounts, computed as
+    ``(total - first day's amount) / (purchase days - 1)`` (0 for one purchase day).
+    """
+    obs_end = as_of - timedelta(days=1)
+    repeat = (agg._n_days - 1).cast("float64")
+    return {
+        "frequency": repeat,
+        "recency": _days_between(agg._last_day, agg._first_day).cast("float64"),
+        "T": _days_between(obs_end, agg._first_day).cast("float64"),
+        "monetary_value": ibis.ifelse(agg._n_days > 1, (agg._total - agg._first_amt) / repeat, 0.0),
+    }
+
+
 def daily_aggregates(orders: ir.Table, as_of: date) -> ir.Table:
     """Per-person purchase-day statistics: the BTYD summary and inter-purchase intervals.
 
@@ -137,32 +187,32 @@ def daily_aggregates(orders: ir.Table, as_of: date) -> ir.Table:
     -------
     ibis.Table
         ``person_id``, ``frequency``, ``recency``, ``T``, ``monetary_value``, ``ipi_mean``, ``ipi_std``,
-        ``_gap_before_last``, ``_n_days``.
+        ``_gap_before_last``.
     """
-    paid = orders.filter(orders.paid)
-    days = paid.mutate(day=paid.order_ts.date()).group_by(["person_id", "day"]).aggregate(amt=ibis._.amount.sum())
-    w = ibis.window(group_by=days.person_id, order_by=days.day)
-    days = days.mutate(
-        prev_day=days.day.lag().over(w),
-        first_day=days.day.min().over(ibis.window(group_by=days.person_id)),
-    )
+    days = purchase_days(orders)
+    days = days.mutate(prev_day=days.day.lag().over(ibis.window(group_by=days.person_id, order_by=days.day)))
     days = days.mutate(gap=_days_between(days.day, days.prev_day).cast("float64"))
-    obs_end = as_of - timedelta(days=1)
     agg = days.group_by("person_id").aggregate(
-        _n_days=days.count(),
-        _first_day=days.day.min(),
-        _last_day=days.day.max(),
-        monetary_value=days.amt.mean(where=days.day != days.first_day),
+        **_summary_aggs(days),
         ipi_mean=days.gap.mean(),
         ipi_std=days.gap.std(how="sample"),
-        _gap_before_last=days.gap.argmax(days.day),
+        _gap_before_last=max_by(days.gap, days.day),
     )
-    return agg.mutate(
-        frequency=(agg._n_days - 1).cast("float64"),
-        recency=_days_between(agg._last_day, agg._first_day).cast("float64"),
-        T=_days_between(obs_end, agg._first_day).cast("float64"),
-        monetary_value=agg.monetary_value.fill_null(0.0),
-    ).drop("_first_day", "_last_day")
+    return agg.mutate(**_summary_columns(agg, as_of)).drop("_n_days", "_first_day", "_last_day", "_total",
+                                                         "_first_amt")
+
+
+def btyd_summary_expr(orders: ir.Table, as_of: date) -> ir.Table:
+    """The BTYD summary alone (no interval statistics, so no window function): one row per buyer.
+
+    Parameters
+    ----------
+    orders
+        ``person_id``, ``order_ts``, ``amount``, ``paid``; restricted to ``order_ts < as_of``.
+    """
+    days = purchase_days(orders)
+    agg = days.group_by("person_id").aggregate(**_summary_aggs(days))
+    return agg.select("person_id", **_summary_columns(agg, as_of))
 
 
 def btyd_summary(
@@ -197,20 +247,21 @@ def btyd_summary(
     from features.pipeline import connect
 
     con = backend if backend is not None else connect()
-    t = ibis.memtable(
-        pd.DataFrame(
-            {
-                "person_id": transactions[customer_col],
-                "order_ts": pd.to_datetime(transactions[datetime_col]),
-                "amount": transactions[monetary_col].astype("float64"),
-            }
-        )
-    )
+    ts = transactions[datetime_col]
+    if not pd.api.types.is_datetime64_any_dtype(ts.dtype):
+        ts = pd.to_datetime(ts)
+    t = ibis.memtable(pa.table({
+        "person_id": pa.array(transactions[customer_col]),
+        "order_ts": pa.array(ts),
+        "amount": pa.array(transactions[monetary_col], type=pa.float64()),
+    }))
     t = t.filter(t.order_ts < ibis.literal(pd.Timestamp(as_of), type="timestamp")).mutate(paid=ibis.literal(True))
-    expr = daily_aggregates(t, as_of).select("person_id", "frequency", "recency", "T", "monetary_value")
-    out = con.to_pyarrow(expr).to_pandas().set_index("person_id").sort_index()
-    out.index.name = customer_col
-    return out
+    try:
+        out = con.to_pyarrow(btyd_summary_expr(t, as_of).order_by("person_id")).to_pandas()
+    finally:
+        if backend is None:
+            con.disconnect()
+    return out.set_index("person_id").rename_axis(customer_col)
 
 
 # --- pandas scoring on the one-row-per-person table -------------------------------------------------------------
