@@ -1,9 +1,18 @@
 """Honest backtests: train with data before ``as_of`` only, score through the shared path, evaluate after it.
 
 Both models are trained exactly as ``scrm train`` would train them on that day (same rolling cutoffs, same
-calibration slice), the snapshot at ``as_of`` is scored with :func:`training.scoring.score`, and the outcomes in
-``[as_of, as_of + horizon)`` judge the scores next to simple baselines (and to the simulator's oracle when the data
-directory holds ``truth.parquet``).
+calibration slice, both with horizon ``H``), the snapshot at ``as_of`` is scored with
+:func:`training.scoring.score`, and the outcomes in ``[as_of, as_of + H)`` judge the scores next to simple
+baselines:
+
+* churn ``btyd``: 1 − the BTYD model's P(at least one order in H) (fitted on the buyers at ``as_of``);
+* churn ``recency``: days since the last paid order (a ranking, so only ranking figures are reported);
+* CLV ``btyd_gg``: BG/NBD-family expected orders × Gamma-Gamma expected order value;
+* CLV ``last_period``: each person's spend in the previous window ``[as_of − H, as_of)``.
+
+When the data directory holds the simulator's ``truth.parquet`` the ``oracle`` block adds the figures of the
+true outcome distribution (``features.simulate.oracle`` per resolved ``person_id``, campaign effects included):
+the ceiling of what any model could reach on that data.
 """
 
 from __future__ import annotations
@@ -21,53 +30,90 @@ from features.identity import resolve_identities
 from training import plots, tracking
 from training.frames import FeatureCache, as_date
 from training.scoring import Models, score
-from training.train import attach_report, churn_metrics, clv_metrics, fit_churn, fit_clv
+from training.train import (
+    DEFAULT_MAX_TRAIN_ROWS,
+    attach_report,
+    churn_metrics,
+    clv_metrics,
+    fit_churn,
+    fit_clv,
+)
 
 log = logging.getLogger(__name__)
 
 
-def oracle_frame(data: Dataset, identity: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame | None:
+def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: int) -> pd.DataFrame | None:
     """The simulator's true P(purchase) and expected spend per resolved ``person_id`` (None without truth).
 
-    Uses the simulator's exact oracle per One-ID person (campaign effects included through the touches).
+    Uses the data directory's ``truth.parquet``, ``truth_keys.parquet`` and (when present) the raw
+    ``campaign_touches.parquet``, so campaign-caused orders in the window are part of the truth.
     """
-    truth_dir = Path(data.source) if data.source is not None else None
-    if truth_dir is None or not (truth_dir / "truth.parquet").exists() or not (truth_dir / "truth_keys.parquet").exists():
+    truth_dir = Path(truth_dir)
+    truth_path, keys_path = truth_dir / "truth.parquet", truth_dir / "truth_keys.parquet"
+    if not truth_path.exists() or not keys_path.exists():
         return None
     from features.simulate import oracle
 
-    return oracle(pd.read_parquet(truth_dir / "truth.parquet"), as_of, horizon_days, touches=data.campaign_touches,
-                  truth_keys=pd.read_parquet(truth_dir / "truth_keys.parquet"), key_to_person=identity)
+    touches_path = truth_dir / "campaign_touches.parquet"
+    touches = pd.read_parquet(touches_path) if touches_path.exists() else None
+    if touches is not None and not {"customer_key", "sent_ts", "group"} <= set(touches.columns):
+        touches = None
+    return oracle(pd.read_parquet(truth_path), as_of, horizon_days, touches=touches,
+                  truth_keys=pd.read_parquet(keys_path), key_to_person=identity)
 
 
-def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 4, step_days: int = 30,
-             random_state: int = 0, progress=None) -> tuple[dict, dict]:
-    """Run the backtest; returns the JSON-ready result and the arrays behind its plots."""
+def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8, step_days: int = 30,
+             random_state: int = 0, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
+             churn_params: dict | None = None, clv_params: dict | None = None,
+             cache: FeatureCache | None = None, progress=None) -> tuple[dict, dict]:
+    """Run the backtest; returns the JSON-ready result and the arrays behind its plots.
+
+    Raises
+    ------
+    ValueError
+        When the data does not reach the end of the evaluation window, or is too short to train.
+    """
     as_of = as_date(as_of)
     end = as_of + timedelta(days=horizon_days)
     if data.data_end < pd.Timestamp(end - timedelta(days=1)):
         raise ValueError(f"the data ends {data.data_end.date()}, before the end of the evaluation window "
                          f"[{as_of}, {end}); choose an earlier --as-of or a shorter --horizon")
-    identity = resolve_identities(data).key_to_person
-    cache = FeatureCache(data, identity, random_state=random_state)
-    churn = fit_churn(cache, as_of, horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
-                      random_state=random_state, progress=progress)
-    clv = fit_clv(cache, as_of, horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
-                  random_state=random_state, progress=progress)
+    if cache is None:
+        cache = FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
+    identity = cache.identity
+    common = dict(horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, random_state=random_state,
+                  max_train_rows=max_train_rows, progress=progress)
+    churn = fit_churn(cache, as_of, **common, **(churn_params or {}))
+    clv = fit_clv(cache, as_of, **common, **(clv_params or {}))
     features = cache.features(as_of)
     scores = score(features, Models(churn.model, clv.model), as_of=as_of)
     labels = cache.labels(as_of, horizon_days)
     ev = scores[scores["eligible"]].merge(labels, on="person_id", how="inner", validate="one_to_one")
-    buyers = churn.model.with_btyd(features[features["person_id"].isin(ev["person_id"])])
-    ev = ev.merge(buyers[["person_id", "btyd_p_purchase", "btyd_expected_spend"]], on="person_id", how="left")
-    prev = cache.labels(as_of - timedelta(days=horizon_days), horizon_days) if (
-        pd.Timestamp(as_of - timedelta(days=horizon_days)) > data.data_start) else None
-    last_period = (ev[["person_id"]].merge(prev[["person_id", "future_spend"]], on="person_id", how="left")
-                   ["future_spend"].fillna(0.0).to_numpy() if prev is not None else np.zeros(len(ev)))
+    if ev.empty or ev["churned"].nunique() < 2:
+        raise ValueError(f"nothing to evaluate as of {as_of}: {len(ev)} scored buyers, "
+                         f"{ev['churned'].nunique() if len(ev) else 0} outcome class(es)")
+    buyers = features.set_index("person_id").loc[ev["person_id"]].reset_index()
+    btyd = cache.btyd(as_of)
+    if btyd is not None:
+        bp = btyd.predict_frame(buyers, horizon_days, with_intervals=False)
+        btyd_churn = 1.0 - bp["p_purchase"].to_numpy()
+        btyd_spend = bp["expected_spend"].to_numpy() if "expected_spend" in bp else np.zeros(len(ev))
+    else:  # a failed BTYD fit is reported, and the baseline is uninformative
+        log.warning("backtest: BTYD failed at %s (%s); its baselines are constant", as_of, cache.btyd_status(as_of))
+        btyd_churn, btyd_spend = np.full(len(ev), 0.5), np.zeros(len(ev))
+    prev_start = as_of - timedelta(days=horizon_days)
+    if pd.Timestamp(prev_start) > data.data_start:
+        prev = cache.labels(prev_start, horizon_days)
+        last_period = (ev[["person_id"]].merge(prev[["person_id", "future_spend"]], on="person_id", how="left")
+                       ["future_spend"].fillna(0.0).to_numpy())
+    else:
+        last_period = np.zeros(len(ev))
 
     y = ev["churned"].to_numpy(dtype=int)
     p = ev["churn_probability"].to_numpy(dtype=float)
     spend = ev["future_spend"].to_numpy(dtype=float)
+    lo, hi = clv.model.quantiles
+    recency = churn_metrics(y, _rank01(ev["recency_days"].to_numpy(dtype=float)))
     result = {
         "as_of": as_of.isoformat(),
         "horizon_days": horizon_days,
@@ -75,40 +121,49 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 4
         "n_scored": int(len(ev)),
         "n_not_eligible": int((~scores["eligible"]).sum()),
         "not_eligible_reasons": scores.loc[~scores["eligible"], "ineligible_reason"].value_counts().to_dict(),
-        "churn_rate": float(y.mean()) if len(y) else float("nan"),
+        "churn_rate": float(y.mean()),
+        "total_spend": float(spend.sum()),
         "random_state": random_state,
-        "cutoffs": churn.plan.to_params(),
+        "cutoffs": {"churn": churn.plan.to_params(), "clv": clv.plan.to_params()},
+        "btyd": {"status": cache.btyd_status(as_of), "model": getattr(btyd, "model_name_", None),
+                 "params": getattr(btyd, "params_", None), "gg_params": getattr(btyd, "gg_params_", None)},
         "churn": {
             "model": churn_metrics(y, p),
             "validation": churn.metrics,
             "baselines": {
-                "btyd": churn_metrics(y, 1.0 - ev["btyd_p_purchase"].fillna(0.5).to_numpy()),
-                "recency": churn_metrics(y, _rank01(ev["recency_days"].to_numpy(dtype=float))),
+                "btyd": churn_metrics(y, btyd_churn),
+                # a ranking, not a probability: only ranking figures are meaningful
+                "recency": {k: recency[k] for k in ("auc", "pr_auc", "lift_at_10pct")},
             },
         },
         "clv": {
             "family": clv.model.family_,
+            "interval_level": round(hi - lo, 4),
             "model": clv_metrics(spend, ev["clv_mean"], ev["clv_p10"], ev["clv_p90"]),
             "validation": clv.metrics,
+            "selection": clv.model.selection_,
             "baselines": {
-                "btyd_gg": clv_metrics(spend, ev["btyd_expected_spend"].fillna(0.0).to_numpy()),
+                "btyd_gg": clv_metrics(spend, btyd_spend),
                 "last_period": clv_metrics(spend, last_period),
             },
         },
     }
-    # Ranking-only baselines: their probabilities are not calibrated, so only ranking figures are meaningful.
-    for name in ("recency",):
-        for k in ("brier", "ece"):
-            result["churn"]["baselines"][name].pop(k)
-    orc = oracle_frame(data, identity, as_of, horizon_days)
-    if orc is not None:
-        o = ev[["person_id"]].merge(orc, on="person_id", how="left")
-        ok = o["p_purchase"].notna().to_numpy()
-        result["oracle"] = {
-            "churn_auc": churn_metrics(y[ok], 1.0 - o["p_purchase"].to_numpy()[ok])["auc"],
-            "clv_spearman": clv_metrics(spend[ok], o["expected_spend"].to_numpy()[ok])["spearman"],
-            "coverage": float(ok.mean()),
-        }
+    if data.source is not None:
+        orc = oracle_frame(Path(data.source), identity, as_of, horizon_days)
+        if orc is not None:
+            o = ev[["person_id"]].merge(orc, on="person_id", how="left")
+            ok = o["p_purchase"].notna().to_numpy()
+            o_spend = o["expected_spend"].to_numpy(dtype=float)
+            result["oracle"] = {
+                "churn_auc": churn_metrics(y[ok], 1.0 - o["p_purchase"].to_numpy()[ok])["auc"],
+                "clv_spearman": clv_metrics(spend[ok], o_spend[ok])["spearman"],
+                "clv_gini": clv_metrics(spend[ok], o_spend[ok])["gini"],
+                "coverage": float(ok.mean()),
+            }
+            result["oracle_gap"] = {
+                "churn_auc": result["oracle"]["churn_auc"] - result["churn"]["model"]["auc"],
+                "clv_spearman": result["oracle"]["clv_spearman"] - result["clv"]["model"]["spearman"],
+            }
     arrays = {"y": y, "p": p, "spend": spend, "clv": ev["clv_mean"].to_numpy(dtype=float),
               "importance": churn.model.feature_importance()}
     return result, arrays
@@ -120,31 +175,42 @@ def _rank01(x: np.ndarray) -> np.ndarray:
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, float]:
-    """``{"churn": {"model": {"auc": .8}}}`` → ``{"churn.model.auc": .8}`` (numbers only)."""
+    """``{"churn": {"model": {"auc": .8}}}`` → ``{"churn.model.auc": .8}`` (finite numbers only)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, key + "."))
-        elif isinstance(v, int | float | np.floating) and not isinstance(v, bool) and np.isfinite(v):
+        elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) and np.isfinite(v):
             out[key] = float(v)
     return out
 
 
 def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Path | None = None,
-                 random_state: int = 0, n_cutoffs: int = 4, step_days: int = 30, progress=None) -> dict:
-    """Backtest and log everything to the ``backtest`` experiment; optionally write the JSON file."""
+                 random_state: int = 0, n_cutoffs: int = 8, step_days: int = 30,
+                 max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, churn_params: dict | None = None,
+                 clv_params: dict | None = None, progress=None) -> dict:
+    """Backtest and log everything to the ``backtest`` experiment; optionally write the JSON file.
+
+    The metrics logged are the JSON's ``churn``, ``clv``, ``oracle`` and ``oracle_gap`` blocks flattened with
+    dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...); the JSON itself is the
+    ``backtest.json`` artifact, with plots ``roc``, ``calibration``, ``gains``, ``clv_deciles`` and
+    ``feature_importance``.
+    """
     import mlflow
 
     result, arrays = backtest(data, as_of, horizon_days, random_state=random_state, n_cutoffs=n_cutoffs,
-                              step_days=step_days, progress=progress)
+                              step_days=step_days, max_train_rows=max_train_rows, churn_params=churn_params,
+                              clv_params=clv_params, progress=progress)
     params = {"as_of": result["as_of"], "horizon_days": horizon_days, "random_state": random_state,
-              "n_customers": result["n_customers"], "clv.family": result["clv"]["family"], **result["cutoffs"]}
+              "n_customers": result["n_customers"], "clv.family": result["clv"]["family"],
+              "interval_level": result["clv"]["interval_level"], "cutoffs": result["cutoffs"]["churn"]["cutoffs"],
+              "clv_cutoffs": result["cutoffs"]["clv"]["cutoffs"], "btyd.status": result["btyd"]["status"][:200]}
     with tracking.start_run("backtest", run_name=f"backtest {result['as_of']} h{horizon_days}", params=params,
                             tags={"scrm.kind": "backtest", "scrm.as_of": result["as_of"]}) as run:
         result["mlflow_run_id"] = run.info.run_id
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
-        mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle") if k in result}))
+        mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap") if k in result}))
         tracking.log_json({"eligible": result["n_scored"], "not_eligible": result["not_eligible_reasons"]},
                           "eligibility.json")
         tracking.log_figure(plots.roc_plot(arrays["y"], arrays["p"]), "roc")

@@ -1,11 +1,15 @@
 """Churn: the probability that a buyer places no paid order in the next ``horizon_days``.
 
-A LightGBM classifier on the point-in-time features plus BTYD outputs, calibrated (isotonic or sigmoid) on a
-held-out time slice. Monotone constraints encode what marketers rightly expect: all else equal, a longer time
-since the last order never lowers the risk, and a higher BTYD probability of being alive never raises it.
+A LightGBM classifier on the point-in-time features, the derived activity columns of
+:func:`training.frames.derive_features` and the BTYD outputs (P(alive), expected orders, P(purchase), expected
+spend), calibrated (isotonic or sigmoid) on a held-out time slice. Monotone constraints encode what marketers
+rightly expect: all else equal, a longer time since the last order or the last activity never lowers the risk,
+and a higher BTYD probability of being alive or of buying never raises it.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -15,36 +19,73 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from features.pipeline import FEATURE_DOCS, model_columns
-from training.frames import add_btyd_features
+from features.pipeline import model_columns
+from training.btyd import BTYDModel
+from training.frames import (
+    BTYD_COLUMNS,
+    DERIVED_DOCS,
+    LABEL_COLUMNS,
+    add_btyd_features,
+    derive_features,
+    feature_docs,
+    to_float32,
+)
 
-LABEL_COLUMNS = ("churned", "future_spend", "future_orders", "cutoff")
+log = logging.getLogger(__name__)
 
-# +1: risk may only rise with the feature; -1: only fall.
+CALIBRATIONS = ("isotonic", "sigmoid")
+
+#: +1: the risk may only rise with the feature; -1: only fall. ``days_since_*`` columns count as recency.
 CHURN_MONOTONE = {
     "recency_days": 1,
+    "recency_ratio": 1,
+    "gap_ratio": 1,
+    "recency": -1,  # BTYD recency (first to last purchase day): later last purchase at the same age
+    "r_score": -1,
     "btyd_p_alive": -1,
     "btyd_p_purchase": -1,
     "btyd_expected_orders": -1,
+    "btyd_expected_spend": -1,
 }
 
 
-def feature_columns(frame: pd.DataFrame) -> list[str]:
+def feature_columns(frame: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> list[str]:
     """Numeric model inputs of a features (+ labels) frame: the pipeline's model columns minus labels."""
-    return [c for c in model_columns(frame) if c not in LABEL_COLUMNS]
+    drop = {*LABEL_COLUMNS, "cutoff", *exclude}
+    return [c for c in model_columns(frame) if c not in drop]
 
 
-def monotone_vector(columns: list[str], constraints: dict[str, int]) -> list[int]:
-    """LightGBM's ``monotone_constraints`` for ``columns``; ``days_since_*`` columns count as recency."""
-    out = []
-    for c in columns:
-        if c in constraints:
-            out.append(constraints[c])
-        elif c.startswith("days_since_") and constraints is CHURN_MONOTONE:
-            out.append(1)
+def churn_monotone(columns: list[str]) -> list[int]:
+    """LightGBM ``monotone_constraints`` of the churn model for ``columns``."""
+    return [CHURN_MONOTONE.get(c, 1 if c.startswith("days_since_") else 0) for c in columns]
+
+
+def prepare(features: pd.DataFrame, horizon_days: int, btyd: BTYDModel | None, *, random_state: int = 0,
+            with_btyd: bool = True) -> pd.DataFrame:
+    """A snapshot with the model inputs the estimators add: BTYD outputs (when missing) and derived columns.
+
+    Float inputs are cast to float32 as in the training frames, so scoring sees the values training saw.
+
+    BTYD columns already present (training frames carry the ones fitted at their own cutoff) are kept; missing
+    ones are computed with ``btyd`` (NaN without a model: nothing is fitted on scoring data).
+    """
+    out = features
+    if with_btyd and not all(c in out.columns for c in BTYD_COLUMNS):
+        if btyd is None:
+            out = out.assign(**{c: np.nan for c in BTYD_COLUMNS})
         else:
-            out.append(0)
-    return out
+            out, _ = add_btyd_features(out, horizon_days, btyd=btyd, random_state=random_state)
+    if not all(c in out.columns for c in ("days_since_activity", "order_rate")):
+        out = derive_features(out)
+    return to_float32(out)
+
+
+def subsample(n: int, max_rows: int | None, random_state: int) -> np.ndarray | None:
+    """Row positions of a seeded uniform subsample of ``max_rows`` out of ``n`` (None: keep every row)."""
+    if max_rows is None or n <= max_rows:
+        return None
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=max_rows, replace=False))
 
 
 class ChurnModel(BaseEstimator):
@@ -56,117 +97,172 @@ class ChurnModel(BaseEstimator):
         Churn means no paid order in ``[as_of, as_of + horizon_days)``.
     calibration : {"isotonic", "sigmoid"}
         How raw scores are mapped to probabilities on the calibration slice.
-    n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM hyper-parameters.
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree : LightGBM settings.
+    max_rows : int, optional
+        Fit the trees on a seeded subsample of at most this many rows (large brands).
     random_state : int
-        Seed for LightGBM's bagging and column sampling.
+        Seed for LightGBM's bagging and column sampling and for the subsample.
     n_jobs : int
-        LightGBM threads.
+        LightGBM threads. One is the safe default on a shared machine: OpenMP threads spin while waiting and
+        make busy machines many times slower; use 2+ only on idle cores (or with ``OMP_WAIT_POLICY=passive``).
+
+    Attributes
+    ----------
+    feature_names_ : list of str
+        Model inputs in order.
+    booster_ : LGBMClassifier
+        The fitted trees (uncalibrated).
+    calibrator_ : IsotonicRegression, LogisticRegression or None
+        Maps raw scores to probabilities; ``None`` without a usable calibration slice.
+    btyd_ : BTYDModel or None
+        The BTYD model that computes the BTYD inputs at scoring time (fitted at the training ``as_of``).
+    uses_btyd_ : bool
+        False when no BTYD model was available: the model then runs without BTYD inputs.
     """
 
     def __init__(self, horizon_days: int = 90, *, calibration: str = "isotonic", n_estimators: int = 300,
-                 learning_rate: float = 0.05, num_leaves: int = 31, min_child_samples: int = 50,
-                 random_state: int = 0, n_jobs: int = 2):
+                 learning_rate: float = 0.05, num_leaves: int = 15, min_child_samples: int = 100,
+                 subsample: float = 0.8, colsample_bytree: float = 0.8, max_rows: int | None = None,
+                 random_state: int = 0, n_jobs: int = 1):
         self.horizon_days = horizon_days
         self.calibration = calibration
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.max_rows = max_rows
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def fit(self, X: pd.DataFrame, y, *, X_calib: pd.DataFrame | None = None, y_calib=None) -> ChurnModel:
-        """Fit trees on ``X, y`` (1 = churned), then the calibrator on the held-out slice ``X_calib, y_calib``."""
-        if self.calibration not in ("isotonic", "sigmoid"):
-            raise ValueError(f"calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}")
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(self, X: pd.DataFrame, y, *, X_calib: pd.DataFrame | None = None, y_calib=None,
+            btyd: BTYDModel | None = None) -> ChurnModel:
+        """Fit the trees on ``X, y`` (1 = churned), then the calibrator on the held-out slice.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Buyers' features at one or more cutoffs, with the BTYD columns fitted at each cutoff (see
+            ``FeatureCache.labelled``); derived columns are added when missing.
+        y : array-like
+            1 (or True) when the person placed no paid order in the horizon after the row's cutoff.
+        X_calib, y_calib : DataFrame and array-like, optional
+            A later time slice held out from the trees, for calibration.
+        btyd : BTYDModel, optional
+            The BTYD model fitted at the training ``as_of``, used to compute the BTYD inputs at scoring time.
+            Without it the model is fitted without BTYD inputs.
+        """
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if not isinstance(X, pd.DataFrame) or X.empty:
+            raise ValueError("X must be a non-empty DataFrame of buyers' features")
         y = np.asarray(y, dtype=int)
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
         if len(np.unique(y)) < 2:
             raise ValueError("churn training rows hold a single class; need both churners and repeat buyers")
-        self.feature_names_ = feature_columns(X)
+        self.btyd_ = btyd
+        self.uses_btyd_ = btyd is not None and all(c in X.columns for c in BTYD_COLUMNS)
+        X = self._prepare(X)
+        self.feature_names_ = feature_columns(X, exclude=() if self.uses_btyd_ else BTYD_COLUMNS)
+        rows = subsample(len(X), self.max_rows, self.random_state)
+        Xf, yf = (X, y) if rows is None else (X.iloc[rows], y[rows])
+        self.n_train_rows_ = len(Xf)
         self.booster_ = LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples,
-            subsample=0.8,
+            subsample=self.subsample,
             subsample_freq=1,
-            colsample_bytree=0.8,
-            monotone_constraints=monotone_vector(self.feature_names_, CHURN_MONOTONE),
-            monotone_constraints_method="advanced",
+            colsample_bytree=self.colsample_bytree,
+            monotone_constraints=churn_monotone(self.feature_names_),
+            monotone_constraints_method="intermediate",
             random_state=self.random_state,
             n_jobs=self.n_jobs,
             verbose=-1,
-        ).fit(X[self.feature_names_], y)
-        if X_calib is None or len(X_calib) == 0:
-            self.calibrator_ = None
-        else:
-            raw = self._raw_proba(X_calib)
+        ).fit(Xf[self.feature_names_], yf)
+        self.calibrator_ = None
+        if X_calib is not None and len(X_calib):
             yc = np.asarray(y_calib, dtype=int)
-            if self.calibration == "isotonic":
-                self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, yc)
+            if len(np.unique(yc)) < 2:
+                log.warning("calibration slice holds a single class; churn scores are left uncalibrated")
             else:
-                self.calibrator_ = LogisticRegression().fit(_logit(raw).reshape(-1, 1), yc)
-        self.btyd_ = None
+                raw = self._raw_proba(self._prepare(X_calib))
+                if self.calibration == "isotonic":
+                    self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, yc)
+                else:
+                    self.calibrator_ = LogisticRegression().fit(_logit(raw).reshape(-1, 1), yc)
         return self
+
+    # ------------------------------------------------------------------------------------------------ predict
+    def _prepare(self, features: pd.DataFrame) -> pd.DataFrame:
+        return prepare(features, self.horizon_days, getattr(self, "btyd_", None), random_state=self.random_state,
+                       with_btyd=getattr(self, "uses_btyd_", True))
 
     def _raw_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.booster_.predict_proba(X[self.feature_names_])[:, 1]
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated ``[P(stays), P(churns)]`` per row of a frame that already holds the BTYD columns."""
+    def model_frame(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's inputs for a snapshot (BTYD and derived columns added), in ``feature_names_`` order."""
         check_is_fitted(self, "booster_")
-        raw = self._raw_proba(X)
+        return self._prepare(features)[self.feature_names_]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated ``[P(stays), P(churns)]`` per row of a snapshot (or of a frame holding the BTYD columns)."""
+        check_is_fitted(self, "booster_")
+        raw = self._raw_proba(self._prepare(X))
         if self.calibrator_ is None:
             p = raw
         elif isinstance(self.calibrator_, IsotonicRegression):
             p = self.calibrator_.predict(raw)
         else:
             p = self.calibrator_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
-        p = np.clip(p, 0.0, 1.0)
+        p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
         return np.column_stack([1.0 - p, p])
-
-    def with_btyd(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Add the BTYD columns (from the BTYD model fitted at the training ``as_of``) when they are missing."""
-        if all(c in features.columns for c in ("btyd_p_alive", "btyd_p_purchase")):
-            return features
-        out, _ = add_btyd_features(features, self.horizon_days, btyd=self.btyd_, random_state=self.random_state)
-        return out
 
     def predict_frame(self, features: pd.DataFrame) -> pd.DataFrame:
         """``churn_probability`` per row of a feature snapshot (buyers only; see ``training.scoring``)."""
-        X = self.with_btyd(features)
-        return pd.DataFrame({"churn_probability": self.predict_proba(X)[:, 1]}, index=features.index)
+        return pd.DataFrame({"churn_probability": self.predict_proba(features)[:, 1]}, index=features.index)
 
     def reasons(self, features: pd.DataFrame, *, top: int = 3) -> list[list[dict]]:
         """The ``top`` features pushing each person's churn score up, from LightGBM's ``pred_contrib``.
 
-        Each reason is ``{"feature", "description", "value", "contribution"}`` with the contribution in log-odds of
-        the uncalibrated model; only features that raise the risk are listed.
+        Each reason is ``{"feature", "description", "value", "contribution"}`` with the contribution in log-odds
+        of the uncalibrated model; only features that raise the risk are listed, largest first.
         """
         check_is_fitted(self, "booster_")
-        X = self.with_btyd(features)[self.feature_names_]
-        contrib = self.booster_.predict(X, pred_contrib=True)[:, :-1]
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        values = X.to_numpy(dtype=float, na_value=np.nan)
+        X = self.model_frame(features)
+        contrib = np.asarray(self.booster_.predict(X, pred_contrib=True))[:, :-1]
+        k = min(top, contrib.shape[1])
+        idx = np.argpartition(-contrib, k - 1, axis=1)[:, :k] if k < contrib.shape[1] else np.tile(
+            np.arange(contrib.shape[1]), (len(X), 1))
+        part = np.take_along_axis(contrib, idx, axis=1)
+        order = np.argsort(-part, axis=1, kind="stable")
+        idx = np.take_along_axis(idx, order, axis=1)[:, :top]
+        vals = np.take_along_axis(X.to_numpy(dtype=float, na_value=np.nan), idx, axis=1)
+        cons = np.take_along_axis(contrib, idx, axis=1)
+        docs = feature_docs()
+        names = self.feature_names_
+        desc = [docs.get(n, DERIVED_DOCS.get(n, n.replace("_", " "))) for n in names]
         out = []
         for i in range(len(X)):
             row = []
-            for j in order[i]:
-                c = float(contrib[i, j])
-                if c <= 0:
+            for j in range(idx.shape[1]):
+                c = cons[i, j]
+                if not c > 0:
                     break
-                name = self.feature_names_[j]
-                v = values[i, j]
-                row.append({
-                    "feature": name,
-                    "description": FEATURE_DOCS.get(name, name.replace("_", " ")),
-                    "value": None if np.isnan(v) else float(v),
-                    "contribution": round(c, 4),
-                })
+                f = idx[i, j]
+                v = vals[i, j]
+                row.append({"feature": names[f], "description": desc[f], "value": None if np.isnan(v) else float(v),
+                            "contribution": round(float(c), 4)})
             out.append(row)
         return out
 
     def feature_importance(self) -> pd.Series:
+        """Total split gain per feature, largest first."""
         check_is_fitted(self, "booster_")
         gains = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gains, index=self.feature_names_).sort_values(ascending=False)

@@ -1,17 +1,24 @@
-"""CLV: expected spend per person over the next ``horizon_days``, with an 80% interval.
+"""CLV: expected spend per person over the next ``horizon_days``, with an interval (10th–90th percentile).
 
 Two families, chosen or blended on the latest complete time window (never a random split):
 
-(a) BTYD — BG/NBD (or the fallback chosen by ``training.btyd``) for the number of orders times Gamma-Gamma for
-    spend per order. Interval: posterior simulation (``BTYDModel.spend_quantiles``).
-(b) LightGBM — a Tweedie regression of future spend on the features (plus the BTYD outputs as features).
-    Interval: two LightGBM quantile regressions (alpha 0.1 and 0.9 by default).
+(a) BTYD — the BG/NBD-family model chosen by ``training.btyd`` (fallbacks: penalizers, Pareto/NBD, MBG/NBD) for
+    the number of orders times Gamma-Gamma for spend per order, fitted on the buyers at the training ``as_of``.
+    Interval: posterior simulation (``BTYDModel.spend_quantiles``: draws of the person's purchase rate, lifetime
+    and order value given their history).
+(b) LightGBM — a Tweedie regression of future spend on the point-in-time features and the derived activity
+    columns, trained on stacked rolling cutoffs. Monotone constraints make more past orders or spend never lower
+    the prediction; the BTYD outputs are left out of this family on purpose, because BG/NBD's expected orders
+    fall with frequency for frequent buyers who went quiet, which would break that guarantee.
+    Interval: two LightGBM quantile regressions (``quantiles``, default 0.1 and 0.9) on the same rows.
 
-``family="auto"`` fits both and keeps whichever of btyd / lgbm / blend (the mean of the two) has the higher
-normalised Gini on the validation window; a failed BTYD fit simply leaves the LightGBM family. The blend's interval
-is the mean of the two families' bounds. ``expected_orders``, ``p_alive`` and ``expected_next_order_date`` always
-come from the BTYD model when it fitted; otherwise expected orders come from a LightGBM Poisson model and
-``p_alive`` is left empty.
+``family="auto"`` fits both and keeps whichever of ``lgbm`` / ``btyd`` / ``blend`` (the mean of the two) has the
+highest normalised Gini on the validation window, among the families that pass the "more past orders never
+lower CLV" check on the validation rows (``monotone_orders=True``; the LightGBM family always passes). The
+blend's interval is the mean of the two families' bounds. A failed BTYD fit leaves the LightGBM family (logged).
+
+``expected_orders``, ``p_alive`` and ``expected_next_order_date`` come from the BTYD model when it fitted;
+otherwise expected orders come from a LightGBM Poisson regression and ``p_alive`` / the next order date are empty.
 """
 
 from __future__ import annotations
@@ -24,22 +31,41 @@ from lightgbm import LGBMRegressor
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from training.churn import feature_columns, monotone_vector
-from training.frames import add_btyd_features
+from training.btyd import BTYDModel
+from training.churn import feature_columns, prepare, subsample
+from training.frames import BTYD_COLUMNS
 from training.metrics import gini_normalized, spearman
 
 log = logging.getLogger(__name__)
 
+_FITTED = object()  # predict_frame's default: the BTYD model fitted at the training as_of
+
 FAMILIES = ("auto", "btyd", "lgbm", "blend")
 
-# More past orders or spend never lowers the predicted value.
-CLV_MONOTONE = {
-    "orders": 1,
-    "frequency": 1,
-    "total_spend": 1,
-    "btyd_expected_orders": 1,
-    "btyd_expected_spend": 1,
-}
+#: Columns counting past orders or spend: the LightGBM family is non-decreasing in each.
+COUNT_COLUMNS = ("orders", "frequency", "total_spend", "order_rate")
+COUNT_PREFIXES = ("orders_", "spend_")
+
+
+def clv_monotone(columns: list[str]) -> list[int]:
+    """LightGBM ``monotone_constraints`` of the CLV regressions for ``columns``."""
+    return [1 if c in COUNT_COLUMNS or c.startswith(COUNT_PREFIXES) else 0 for c in columns]
+
+
+def more_orders(features: pd.DataFrame, extra: int = 1) -> pd.DataFrame:
+    """The same people with ``extra`` more past paid orders on earlier purchase days, all else equal.
+
+    ``orders``, ``frequency`` (repeat purchase days) and every ``orders_<w>d`` window count go up by ``extra``;
+    the dates of the first and last order, the spend and every other column stay as they are.
+    """
+    out = features.copy()
+    for c in ["orders", "frequency", *[c for c in out.columns if c.startswith("orders_") and c.endswith("d")]]:
+        if c in out.columns:
+            out[c] = out[c] + extra
+    for c in ("order_rate", "days_since_activity"):  # derived columns are recomputed from the new counts
+        if c in out.columns:
+            out = out.drop(columns=c)
+    return out
 
 
 class CLVModel(BaseEstimator):
@@ -52,129 +78,231 @@ class CLVModel(BaseEstimator):
     family : {"auto", "btyd", "lgbm", "blend"}
         Which family predicts; "auto" chooses on the validation window.
     quantiles : tuple of float
-        Lower and upper interval levels.
-    n_estimators, learning_rate, num_leaves, min_child_samples, tweedie_variance_power : LightGBM settings.
+        Lower and upper interval levels (nominal coverage ``quantiles[1] - quantiles[0]``).
+    monotone_orders : bool
+        With ``family="auto"``, only choose families whose validation predictions never fall when a person has
+        more past orders (see :func:`more_orders`).
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
+    tweedie_variance_power : LightGBM settings of the mean model.
+    interval_estimators : int
+        Trees of each quantile model.
+    max_rows, interval_max_rows : int, optional
+        Fit the mean model / the quantile models on a seeded subsample of at most this many rows.
+    interval_draws : int
+        Posterior draws per distinct ``(frequency, T)`` of the BTYD interval simulation.
     random_state : int
-        Seed for LightGBM and for the BTYD posterior simulation of intervals.
+        Seed for LightGBM, the subsamples and the BTYD interval simulation.
+    n_jobs : int
+        LightGBM threads (see ``ChurnModel``).
+
+    Attributes
+    ----------
+    family_ : str
+        The family that predicts ``clv_mean``.
+    selection_ : dict
+        Validation figures per candidate family (``gini``, ``spearman``, ``monotone_orders``).
+    btyd_ : BTYDModel or None
+        BTYD model fitted at the training ``as_of`` (None when every BTYD option failed).
+    btyd_status_ : str
+        ``"ok"`` or why the BTYD family is unavailable.
     """
 
     def __init__(self, horizon_days: int = 365, *, family: str = "auto", quantiles: tuple[float, float] = (0.1, 0.9),
-                 n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 31,
-                 min_child_samples: int = 50, tweedie_variance_power: float = 1.3, random_state: int = 0,
-                 n_jobs: int = 2):
+                 monotone_orders: bool = True, n_estimators: int = 300, learning_rate: float = 0.05,
+                 num_leaves: int = 15, min_child_samples: int = 100, subsample: float = 0.8,
+                 colsample_bytree: float = 0.8, tweedie_variance_power: float = 1.3, interval_estimators: int = 150,
+                 max_rows: int | None = None, interval_max_rows: int | None = 200_000, interval_draws: int = 300,
+                 btyd_features: bool = False, random_state: int = 0, n_jobs: int = 1):
         self.horizon_days = horizon_days
         self.family = family
         self.quantiles = quantiles
+        self.monotone_orders = monotone_orders
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
         self.tweedie_variance_power = tweedie_variance_power
+        self.interval_estimators = interval_estimators
+        self.max_rows = max_rows
+        self.interval_max_rows = interval_max_rows
+        self.interval_draws = interval_draws
+        self.btyd_features = btyd_features
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _lgbm(self, objective: str, **extra) -> LGBMRegressor:
+    def _lgbm(self, objective: str, n_estimators: int, **extra) -> LGBMRegressor:
         return LGBMRegressor(
             objective=objective,
-            n_estimators=self.n_estimators,
+            n_estimators=n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples,
-            subsample=0.8,
+            subsample=self.subsample,
             subsample_freq=1,
-            colsample_bytree=0.8,
+            colsample_bytree=self.colsample_bytree,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
             verbose=-1,
             **extra,
         )
 
-    def fit(self, X: pd.DataFrame, y, *, orders=None, X_valid: pd.DataFrame | None = None,
-            y_valid=None) -> CLVModel:
-        """Fit on stacked cutoffs ``X`` (features with BTYD columns) and future spend ``y``.
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(self, X: pd.DataFrame, y, *, orders=None, X_valid: pd.DataFrame | None = None, y_valid=None,
+            btyd: BTYDModel | None = None, btyd_valid: BTYDModel | None = None,
+            btyd_status: str | None = None) -> CLVModel:
+        """Fit on stacked cutoffs ``X`` and future spend ``y``; choose the family on ``X_valid, y_valid``.
 
-        ``orders`` (future order counts) trains the Poisson fallback for expected orders; ``X_valid, y_valid``
-        (the latest complete window) choose the family when ``family="auto"``.
+        Parameters
+        ----------
+        X : DataFrame
+            Buyers' features at the training cutoffs (``FeatureCache.labelled``).
+        y : array-like
+            Spend in the horizon after each row's cutoff.
+        orders : array-like, optional
+            Paid orders in the horizon: trains the Poisson model for ``expected_orders`` when there is no BTYD.
+        X_valid, y_valid : DataFrame and array-like, optional
+            The latest complete window, with the BTYD columns of the BTYD model fitted at its cutoff.
+        btyd : BTYDModel, optional
+            BTYD model fitted at the training ``as_of`` (the BTYD family at scoring time).
+        btyd_valid : BTYDModel, optional
+            BTYD model fitted at the validation cutoff (for the monotonicity check of the BTYD family).
+        btyd_status : str, optional
+            Why ``btyd`` is missing, for the logs.
         """
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        y = np.asarray(y, dtype=float)
-        self.feature_names_ = feature_columns(X)
-        mono = monotone_vector(self.feature_names_, CLV_MONOTONE)
-        Xf = X[self.feature_names_]
-        self.mean_model_ = self._lgbm(
-            "tweedie", tweedie_variance_power=self.tweedie_variance_power, monotone_constraints=mono,
-            monotone_constraints_method="advanced",
-        ).fit(Xf, y)
         lo, hi = self.quantiles
-        self.lower_model_ = self._lgbm("quantile", alpha=lo).fit(Xf, y)
-        self.upper_model_ = self._lgbm("quantile", alpha=hi).fit(Xf, y)
+        if not 0.0 < lo < hi < 1.0:
+            raise ValueError(f"quantiles must satisfy 0 < low < high < 1, got {self.quantiles}")
+        if not isinstance(X, pd.DataFrame) or X.empty:
+            raise ValueError("X must be a non-empty DataFrame of buyers' features")
+        y = np.asarray(y, dtype=float)
+        if len(y) != len(X) or not np.isfinite(y).all() or (y < 0).any():
+            raise ValueError("y must hold one finite, non-negative future spend per row of X")
+        self.btyd_ = btyd
+        self.btyd_status_ = "ok" if btyd is not None else (btyd_status or "no BTYD model given")
+        if btyd is None:
+            log.warning("CLV: BTYD family unavailable (%s); using the LightGBM family", self.btyd_status_)
+        X = prepare(X, self.horizon_days, None, with_btyd=False)
+        self.feature_names_ = feature_columns(X, exclude=() if self.btyd_features else BTYD_COLUMNS)
+        mono = clv_monotone(self.feature_names_)
+        rows = subsample(len(X), self.max_rows, self.random_state)
+        Xf, yf = (X[self.feature_names_], y) if rows is None else (X[self.feature_names_].iloc[rows], y[rows])
+        self.n_train_rows_ = len(Xf)
+        self.mean_model_ = self._lgbm("tweedie", self.n_estimators, tweedie_variance_power=self.tweedie_variance_power,
+                                      monotone_constraints=mono, monotone_constraints_method="intermediate").fit(Xf, yf)
+        qrows = subsample(len(X), self.interval_max_rows, self.random_state + 1)
+        Xq, yq = (X[self.feature_names_], y) if qrows is None else (X[self.feature_names_].iloc[qrows], y[qrows])
+        self.lower_model_ = self._lgbm("quantile", self.interval_estimators, alpha=lo).fit(Xq, yq)
+        self.upper_model_ = self._lgbm("quantile", self.interval_estimators, alpha=hi).fit(Xq, yq)
         self.orders_model_ = None
-        if orders is not None:
-            self.orders_model_ = self._lgbm("poisson", monotone_constraints=mono,
-                                            monotone_constraints_method="advanced").fit(Xf, np.asarray(orders))
-        self.btyd_ = None
-        self.selection_ = {}
+        if btyd is None and orders is not None:
+            o = np.asarray(orders, dtype=float)
+            of = o if rows is None else o[rows]
+            self.orders_model_ = self._lgbm("poisson", self.n_estimators, monotone_constraints=mono,
+                                            monotone_constraints_method="intermediate").fit(Xf, of)
+        self.selection_: dict[str, dict] = {}
         self.family_ = "lgbm" if self.family == "auto" else self.family
-        if self.family == "auto" and X_valid is not None and len(X_valid):
-            self.selection_ = self._compare_families(X_valid, np.asarray(y_valid, dtype=float))
-            self.family_ = max(self.selection_, key=lambda k: self.selection_[k]["gini"])
+        if self.family in ("btyd", "blend") and btyd is None:
+            log.warning("CLV: family %r needs the BTYD model (%s); using 'lgbm'", self.family, self.btyd_status_)
+            self.family_ = "lgbm"
+        if X_valid is not None and len(X_valid):
+            self.selection_ = self._compare_families(X_valid, np.asarray(y_valid, dtype=float), btyd_valid)
+            if self.family == "auto":
+                ok = {k: v for k, v in self.selection_.items()
+                      if not self.monotone_orders or v.get("monotone_orders", True)}
+                self.family_ = max(ok, key=lambda k: ok[k]["gini"])
         return self
 
-    def _compare_families(self, X_valid: pd.DataFrame, y_valid: np.ndarray) -> dict[str, dict[str, float]]:
-        lgbm = self.mean_model_.predict(X_valid[self.feature_names_])
-        out = {"lgbm": {"gini": gini_normalized(y_valid, lgbm), "spearman": spearman(y_valid, lgbm)}}
-        btyd = X_valid["btyd_expected_spend"].to_numpy(dtype=float)
-        if np.isfinite(btyd).all():
-            blend = (lgbm + btyd) / 2
-            out["btyd"] = {"gini": gini_normalized(y_valid, btyd), "spearman": spearman(y_valid, btyd)}
-            out["blend"] = {"gini": gini_normalized(y_valid, blend), "spearman": spearman(y_valid, blend)}
-        else:
-            log.warning("BTYD family unavailable on the validation window (fit failed); using LightGBM")
+    def _compare_families(self, X_valid: pd.DataFrame, y_valid: np.ndarray,
+                          btyd_valid: BTYDModel | None) -> dict[str, dict]:
+        """Validation Gini and Spearman of each family, and whether more past orders ever lowered its value."""
+        Xv = prepare(X_valid, self.horizon_days, None, with_btyd=False)
+        lgbm = self._lgbm_mean(Xv)
+        # the check compares repeat buyers (one-time buyers have no spend per repeat order to hold equal)
+        rep = Xv["frequency"].to_numpy(dtype=float) >= 1
+        more = more_orders(Xv[rep])
+        lgbm_more = self._lgbm_mean(prepare(more, self.horizon_days, None, with_btyd=False))
+        out = {"lgbm": {"gini": gini_normalized(y_valid, lgbm), "spearman": spearman(y_valid, lgbm),
+                        "monotone_orders": bool(np.all(lgbm_more >= lgbm[rep] - 1e-9))}}
+        btyd = X_valid["btyd_expected_spend"].to_numpy(dtype=float) if "btyd_expected_spend" in X_valid else None
+        if self.btyd_ is None or btyd is None or not np.isfinite(btyd).all():
+            log.warning("CLV: BTYD family not compared on the validation window (%s)",
+                        self.btyd_status_ if self.btyd_ is None else "no BTYD fit at the validation cutoff")
+            return out
+        blend = (lgbm + btyd) / 2
+        btyd_more = None
+        if btyd_valid is not None and btyd_valid.gg_params_ is not None:
+            btyd_more = btyd_valid.expected_spend(more, self.horizon_days)
+        mono_btyd = bool(btyd_more is not None and np.all(btyd_more >= btyd[rep] - 1e-9))
+        mono_blend = bool(btyd_more is not None and np.all((lgbm_more + btyd_more) / 2 >= blend[rep] - 1e-9))
+        out["btyd"] = {"gini": gini_normalized(y_valid, btyd), "spearman": spearman(y_valid, btyd),
+                       "monotone_orders": mono_btyd}
+        out["blend"] = {"gini": gini_normalized(y_valid, blend), "spearman": spearman(y_valid, blend),
+                        "monotone_orders": mono_blend}
         return out
 
-    def with_btyd(self, features: pd.DataFrame) -> pd.DataFrame:
-        if "btyd_expected_spend" in features.columns:
-            return features
-        out, _ = add_btyd_features(features, self.horizon_days, btyd=self.btyd_, random_state=self.random_state)
-        return out
+    # ------------------------------------------------------------------------------------------------ predict
+    def _lgbm_mean(self, X: pd.DataFrame) -> np.ndarray:
+        return np.maximum(self.mean_model_.predict(X[self.feature_names_]), 0.0)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """Expected spend (``clv_mean``) per row."""
         return self.predict_frame(features, with_intervals=False)["clv_mean"].to_numpy()
 
-    def predict_frame(self, features: pd.DataFrame, *, as_of=None, with_intervals: bool = True) -> pd.DataFrame:
-        """``clv_mean``, ``clv_p10``, ``clv_p90``, ``expected_orders``, ``p_alive``, ``expected_next_order_date``."""
+    def predict_frame(self, features: pd.DataFrame, *, as_of=None, with_intervals: bool = True,
+                      btyd=_FITTED) -> pd.DataFrame:
+        """``clv_mean``, ``clv_p10``, ``clv_p90``, ``expected_orders``, ``p_alive``, ``expected_next_order_date``.
+
+        Parameters
+        ----------
+        features : DataFrame
+            Buyers' rows of a feature snapshot.
+        as_of : date-like, optional
+            The snapshot date (for ``expected_next_order_date``).
+        with_intervals : bool
+            Compute ``clv_p10`` / ``clv_p90`` (NaN otherwise).
+        btyd : BTYDModel or None, optional
+            Use this BTYD model instead of ``btyd_`` (validation on an earlier cutoff; ``None``: LightGBM only).
+        """
         check_is_fitted(self, "mean_model_")
-        X = self.with_btyd(features)
+        btyd = self.btyd_ if btyd is _FITTED else btyd
+        X = prepare(features, self.horizon_days, btyd, with_btyd=self.btyd_features)
         Xf = X[self.feature_names_]
         lgbm_mean = np.maximum(self.mean_model_.predict(Xf), 0.0)
-        btyd_mean = X["btyd_expected_spend"].to_numpy(dtype=float)
-        family = self.family_
-        if family in ("btyd", "blend") and (self.btyd_ is None or not np.isfinite(btyd_mean).all()):
-            family = "lgbm"
+        family = self.family_ if btyd is not None else "lgbm"
         btyd_pred = None
-        if self.btyd_ is not None:
-            btyd_pred = self.btyd_.predict_frame(features, self.horizon_days, as_of=as_of,
-                                                 random_state=self.random_state,
-                                                 with_intervals=with_intervals and family != "lgbm")
+        if btyd is not None:
+            btyd_pred = btyd.predict_frame(features, self.horizon_days, as_of=as_of, random_state=self.random_state,
+                                           with_intervals=with_intervals and family != "lgbm",
+                                           n_draws=self.interval_draws)
+            if family != "lgbm" and ("expected_spend" not in btyd_pred or
+                                     not np.isfinite(btyd_pred["expected_spend"].to_numpy()).all()):
+                family = "lgbm"
         out = pd.DataFrame(index=features.index)
         if family == "lgbm":
-            out["clv_mean"] = lgbm_mean
+            mean = lgbm_mean
         elif family == "btyd":
-            out["clv_mean"] = btyd_mean
+            mean = btyd_pred["expected_spend"].to_numpy()
         else:
-            out["clv_mean"] = (lgbm_mean + btyd_mean) / 2
+            mean = (lgbm_mean + btyd_pred["expected_spend"].to_numpy()) / 2
+        out["clv_mean"] = mean
         if with_intervals:
-            lo = np.maximum(self.lower_model_.predict(Xf), 0.0)
-            hi = np.maximum(self.upper_model_.predict(Xf), 0.0)
             if family == "btyd":
                 lo, hi = btyd_pred["spend_p10"].to_numpy(), btyd_pred["spend_p90"].to_numpy()
-            elif family == "blend":
-                lo = (lo + btyd_pred["spend_p10"].to_numpy()) / 2
-                hi = (hi + btyd_pred["spend_p90"].to_numpy()) / 2
-            mean = out["clv_mean"].to_numpy()
+            else:
+                lo = np.maximum(self.lower_model_.predict(Xf), 0.0)
+                hi = np.maximum(self.upper_model_.predict(Xf), 0.0)
+                if family == "blend":
+                    lo = (lo + btyd_pred["spend_p10"].to_numpy()) / 2
+                    hi = (hi + btyd_pred["spend_p90"].to_numpy()) / 2
             out["clv_p10"] = np.minimum(lo, mean)
             out["clv_p90"] = np.maximum(hi, mean)
+        else:
+            out["clv_p10"] = np.nan
+            out["clv_p90"] = np.nan
         if btyd_pred is not None:
             out["expected_orders"] = btyd_pred["expected_orders"].to_numpy()
             out["p_alive"] = btyd_pred["p_alive"].to_numpy()
@@ -183,10 +311,11 @@ class CLVModel(BaseEstimator):
             out["expected_orders"] = (np.maximum(self.orders_model_.predict(Xf), 0.0)
                                       if self.orders_model_ is not None else np.nan)
             out["p_alive"] = np.nan
-            out["expected_next_order_date"] = pd.NaT
+            out["expected_next_order_date"] = pd.Series(pd.NaT, index=features.index, dtype="datetime64[ns]")
         return out
 
     def feature_importance(self) -> pd.Series:
+        """Total split gain per feature of the mean model, largest first."""
         check_is_fitted(self, "mean_model_")
         gains = self.mean_model_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gains, index=self.feature_names_).sort_values(ascending=False)

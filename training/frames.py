@@ -3,23 +3,31 @@
 The time layout for a model trained "as of" ``A`` with horizon ``H``::
 
     ... train cutoffs ...   calibration cutoff      validation cutoff        as_of
-    c_k = c_cal - k*step    c_cal = c_val - H       c_val = A - H            A
+    c_k = c_cal - (k+1)*step  c_cal = c_val - H     c_val = A - H            A
     |-- features < c --|-- labels [c, c+H) --|
 
 * validation is always the latest complete window: features before ``A - H``, labels in ``[A - H, A)``;
 * the calibration slice (churn only) is the window before it, held out from tree fitting;
-* training rows stack several earlier cutoffs so small brands still have enough rows.
+* training rows stack several earlier cutoffs so small brands still have enough rows; large brands need fewer
+  (:func:`scaled_cutoffs` keeps the stacked rows near a budget).
 
-No label window used for fitting reaches into the validation window, and nothing after ``A`` is read.
-Rows of every cutoff carry the BTYD model outputs fitted at that cutoff (unsupervised, so no leakage).
+No label window used for fitting reaches into the validation window, and nothing after ``A`` is read. (The
+newest training window may overlap the calibration window; the calibrator only maps scores to probabilities.)
+Without a calibration slice (CLV) the newest training cutoff is ``c_val - H``.
+Rows of every cutoff carry the BTYD model outputs fitted at that cutoff (unsupervised, so no leakage) and the
+derived columns of :func:`derive_features`, which both models recompute from a plain feature snapshot at scoring
+time, so training and scoring see identical inputs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from features.dataset import Dataset
@@ -30,17 +38,90 @@ from training.btyd import BTYDFitError, BTYDModel
 log = logging.getLogger(__name__)
 
 BTYD_COLUMNS = ("btyd_p_alive", "btyd_expected_orders", "btyd_p_purchase", "btyd_expected_spend")
+LABEL_COLUMNS = ("churned", "future_spend", "future_orders")
+
+#: Event types that show a person browsing (their absence after dropout is the simulator's and real shops'
+#: clearest sign of a lapsed customer).
+BROWSE_TYPES = ("view", "cart", "favorite", "search", "livestream_view", "store_visit")
+
+DERIVED_DOCS = {
+    "days_since_activity": "days since the last paid order or behaviour event of any kind",
+    "days_since_browse": "days since the last view, cart, favourite, search, livestream view or store visit",
+    "order_rate": "paid orders per day since the first paid order",
+    "recency_ratio": "days since the last paid order divided by the person's average gap between purchase days",
+    "gap_ratio": "days since the last activity divided by the person's average gap between purchase days",
+    **{f"browse_{w}d": f"browsing events (views, carts, favourites, searches, livestreams, store visits) in the "
+                       f"last {w} days" for w in (7, 30, 90)},
+    **{f"events_{w}d": f"behaviour events of any kind in the last {w} days" for w in (7, 30, 90)},
+}
+BTYD_DOCS = {
+    "btyd_p_alive": "probability the customer is still active (BTYD model)",
+    "btyd_expected_orders": "orders the BTYD model expects in the horizon",
+    "btyd_p_purchase": "probability of at least one order in the horizon (BTYD model)",
+    "btyd_expected_spend": "spend the BTYD and Gamma-Gamma models expect in the horizon",
+}
 
 
 def as_date(value) -> date:
-    """Accept a date, a datetime/Timestamp or an ISO string."""
+    """Accept a ``date``, a ``datetime``/``Timestamp`` or an ISO ``YYYY-MM-DD`` string."""
     if isinstance(value, str):
         return date.fromisoformat(value)
     if isinstance(value, pd.Timestamp):
         return value.date()
     if hasattr(value, "date") and callable(value.date):
         return value.date()
-    return value
+    if isinstance(value, date):
+        return value
+    raise TypeError(f"expected a date or YYYY-MM-DD string, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- derived
+
+
+def derive_features(features: pd.DataFrame) -> pd.DataFrame:
+    """Add the columns of ``DERIVED_DOCS`` computed from a feature snapshot's own columns (a new frame).
+
+    Only columns of ``features.pipeline.build_features`` are read, so a model can recompute them from any
+    snapshot the service or ``scrm score`` hands it. Columns the snapshot lacks (no events, ...) are skipped;
+    existing derived columns are recomputed.
+    """
+    out = features.copy()
+    cols = set(out.columns)
+    since = [c for c in out.columns if c.startswith("days_since_") and c not in DERIVED_DOCS]
+    if "recency_days" in cols:
+        out["days_since_activity"] = out[["recency_days", *since]].min(axis=1, skipna=True)
+    browse = [f"days_since_{t}" for t in BROWSE_TYPES if f"days_since_{t}" in cols]
+    if browse:
+        out["days_since_browse"] = out[browse].min(axis=1, skipna=True)
+    for w in (7, 30, 90):
+        ev = [c for c in out.columns if c.startswith("ev_") and c.endswith(f"_{w}d")]
+        if ev:
+            out[f"events_{w}d"] = out[ev].sum(axis=1).astype("float64")
+            br = [f"ev_{t}_{w}d" for t in BROWSE_TYPES if f"ev_{t}_{w}d" in cols]
+            if br:
+                out[f"browse_{w}d"] = out[br].sum(axis=1).astype("float64")
+    if {"orders", "tenure_days"} <= cols:
+        tenure = out["tenure_days"].to_numpy(dtype=float)
+        out["order_rate"] = np.where(tenure >= 0, out["orders"].to_numpy(dtype=float) / np.maximum(tenure, 1.0),
+                                     np.nan)
+    if "ipi_mean" in cols:
+        gap = out["ipi_mean"].to_numpy(dtype=float)
+        gap = np.where(gap > 0, gap, np.nan)
+        if "recency_days" in cols:
+            out["recency_ratio"] = out["recency_days"].to_numpy(dtype=float) / gap
+        if "days_since_activity" in out.columns:
+            out["gap_ratio"] = out["days_since_activity"].to_numpy(dtype=float) / gap
+    return out
+
+
+def feature_docs() -> dict[str, str]:
+    """Plain-words descriptions of every model input: pipeline features, derived columns and BTYD outputs."""
+    from features.pipeline import FEATURE_DOCS
+
+    return {**FEATURE_DOCS, **DERIVED_DOCS, **BTYD_DOCS}
+
+
+# ---------------------------------------------------------------------------------------------------- cutoffs
 
 
 @dataclass
@@ -54,6 +135,7 @@ class CutoffPlan:
     calibration: date | None = None
 
     def to_params(self) -> dict[str, str]:
+        """MLflow params: ``cutoffs`` (comma-separated), ``validation_cutoff``, ``calibration_cutoff``."""
         out = {
             "cutoffs": ",".join(c.isoformat() for c in self.train),
             "validation_cutoff": self.validation.isoformat(),
@@ -61,6 +143,12 @@ class CutoffPlan:
         if self.calibration is not None:
             out["calibration_cutoff"] = self.calibration.isoformat()
         return out
+
+    @property
+    def all_cutoffs(self) -> list[date]:
+        """Every cutoff the plan reads, oldest first."""
+        extra = [self.calibration] if self.calibration is not None else []
+        return sorted({*self.train, *extra, self.validation})
 
 
 def plan_cutoffs(
@@ -75,9 +163,31 @@ def plan_cutoffs(
 ) -> CutoffPlan:
     """Lay out rolling cutoffs before ``as_of`` (see the module docstring).
 
-    Cutoffs with less than ``min_history_days`` of history after ``data_start`` are dropped; a plan without any
-    training cutoff raises ``ValueError`` naming the dates, since the data is then too short for the horizon.
+    Parameters
+    ----------
+    as_of : date-like
+        The training date: no data on or after it is read.
+    horizon_days : int
+        Label window length.
+    n_cutoffs : int
+        Training cutoffs to stack, ``step_days`` apart.
+    step_days : int
+        Days between training cutoffs.
+    calibration : bool
+        Reserve the window before the validation window as a calibration slice (churn).
+    data_start : date-like, optional
+        First day of data: cutoffs with less than ``min_history_days`` of history are dropped.
+    min_history_days : int
+        History a cutoff needs.
+
+    Raises
+    ------
+    ValueError
+        When no training cutoff (or no calibration cutoff) has enough history; the message names the dates.
     """
+    if horizon_days < 1 or n_cutoffs < 1 or step_days < 1:
+        raise ValueError(f"horizon_days, n_cutoffs and step_days must be positive, got {horizon_days}, {n_cutoffs}, "
+                         f"{step_days}")
     as_of = as_date(as_of)
     h = timedelta(days=horizon_days)
     validation = as_of - h
@@ -90,99 +200,165 @@ def plan_cutoffs(
     train = [newest_train - timedelta(days=step_days * k) for k in range(n_cutoffs)]
     if data_start is not None:
         earliest = as_date(data_start) + timedelta(days=min_history_days)
-        train = [c for c in train if c >= earliest]
         if calib is not None and calib < earliest:
             raise ValueError(
                 f"not enough history for a {horizon_days}-day horizon as of {as_of}: the calibration cutoff {calib} "
                 f"is earlier than {earliest} (data starts {as_date(data_start)}, {min_history_days} days of history "
                 "needed); use a shorter --horizon or a later --as-of"
             )
-    if not train:
-        raise ValueError(
-            f"not enough history for a {horizon_days}-day horizon as of {as_of}: no training cutoff at or after "
-            f"{as_date(data_start) + timedelta(days=min_history_days) if data_start is not None else '?'}; "
-            "use a shorter --horizon, fewer/shorter steps, or a later --as-of"
-        )
+        train = [c for c in train if c >= earliest]
+        if not train:
+            raise ValueError(
+                f"not enough history for a {horizon_days}-day horizon as of {as_of}: the newest training cutoff "
+                f"{newest_train} is earlier than {earliest} (data starts {as_date(data_start)}, {min_history_days} "
+                "days of history needed); use a shorter --horizon or a later --as-of"
+            )
     return CutoffPlan(as_of=as_of, horizon_days=horizon_days, train=sorted(train), validation=validation,
                       calibration=calib)
 
 
+def scaled_cutoffs(n_buyers: int, n_cutoffs: int, *, max_rows: int | None) -> int:
+    """How many training cutoffs to stack so the rows stay near ``max_rows`` (at least 1, at most ``n_cutoffs``).
+
+    Small brands stack every cutoff; a brand with a million buyers needs one or two to have plenty of rows.
+    """
+    if max_rows is None or n_buyers <= 0:
+        return n_cutoffs
+    return int(max(1, min(n_cutoffs, math.floor(max_rows / n_buyers))))
+
+
+# ---------------------------------------------------------------------------------------------------- BTYD
+
+
+def fit_btyd(features: pd.DataFrame, *, random_state: int = 0, label: str = "") -> tuple[BTYDModel | None, str]:
+    """Fit the BTYD chain on the buyers of a snapshot; ``(None, reason)`` when every option fails.
+
+    A failure is logged as a warning and never raised: the BTYD inputs of that snapshot are then NaN, and a
+    model trained as of that day runs without the BTYD family (see ``ChurnModel`` and ``CLVModel``).
+    """
+    buyers = features[features["orders"] >= 1] if "orders" in features.columns else features
+    try:
+        return BTYDModel(random_state=random_state).fit(buyers), "ok"
+    except BTYDFitError as exc:
+        log.warning("BTYD fit failed on %d buyers%s (%s); BTYD inputs left empty there", len(buyers),
+                    f" at {label}" if label else "", exc)
+        return None, str(exc)
+
+
 def add_btyd_features(features: pd.DataFrame, horizon_days: int, *, btyd: BTYDModel | None = None,
                       random_state: int = 0) -> tuple[pd.DataFrame, BTYDModel | None]:
-    """Append the BTYD model outputs as features; fit a BTYD model on ``features`` when none is given.
+    """Append the BTYD model outputs (``BTYD_COLUMNS``) as features; fit a BTYD model when none is given.
 
-    A BTYD fit failure is not fatal: the columns are filled with NaN (LightGBM handles missing values) and the
-    failure is logged; the returned model is then ``None``.
+    A BTYD fit failure is not fatal: the columns are NaN and the returned model is ``None``.
     """
     out = features.copy()
     if btyd is None:
-        try:
-            btyd = BTYDModel(random_state=random_state).fit(features)
-        except BTYDFitError as exc:
-            log.warning("BTYD fit failed on %d rows (%s); BTYD features left empty", len(features), exc)
-            btyd = None
+        btyd, _ = fit_btyd(features, random_state=random_state)
     if btyd is None:
         for col in BTYD_COLUMNS:
-            out[col] = float("nan")
+            out[col] = np.nan
         return out, None
     pred = btyd.predict_frame(features, horizon_days, random_state=random_state, with_intervals=False)
     out["btyd_p_alive"] = pred["p_alive"].to_numpy()
     out["btyd_expected_orders"] = pred["expected_orders"].to_numpy()
     out["btyd_p_purchase"] = pred["p_purchase"].to_numpy()
-    out["btyd_expected_spend"] = pred["expected_spend"].to_numpy()
+    out["btyd_expected_spend"] = (pred["expected_spend"].to_numpy() if "expected_spend" in pred.columns
+                                  else np.full(len(out), np.nan))
     return out, btyd
 
 
-class FeatureCache:
-    """Feature snapshots and labels of one dataset, computed once per cutoff and shared by every model."""
+# ---------------------------------------------------------------------------------------------------- cache
 
-    def __init__(self, data: Dataset, identity: pd.DataFrame, *, random_state: int = 0):
+
+class FeatureCache:
+    """Feature snapshots, labels and BTYD fits of one dataset, each computed once per cutoff and shared.
+
+    Parameters
+    ----------
+    data : Dataset
+        Validated tables.
+    identity : DataFrame, optional
+        One-ID ``key_to_person`` frame (resolved by ``build_features`` when ``None``).
+    random_state : int
+        Seed of the BTYD fits' simulations.
+    """
+
+    def __init__(self, data: Dataset, identity: pd.DataFrame | None = None, *, random_state: int = 0):
         self.data = data
         self.identity = identity
+        self.random_state = random_state
         self._features: dict[date, pd.DataFrame] = {}
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
-        self._btyd: dict[date, BTYDModel | None] = {}
-        self.random_state = random_state
+        self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
 
     def features(self, cutoff) -> pd.DataFrame:
+        """The snapshot of ``build_features`` at ``cutoff`` (computed once)."""
         cutoff = as_date(cutoff)
         if cutoff not in self._features:
             self._features[cutoff] = build_features(self.data, cutoff, identity=self.identity)
         return self._features[cutoff]
 
     def labels(self, cutoff, horizon_days: int) -> pd.DataFrame:
-        key = (as_date(cutoff), horizon_days)
+        """``build_labels`` at ``cutoff`` for ``horizon_days`` (computed once)."""
+        key = (as_date(cutoff), int(horizon_days))
         if key not in self._labels:
-            self._labels[key] = build_labels(self.data, key[0], horizon_days, identity=self.identity)
+            self._labels[key] = build_labels(self.data, key[0], key[1], identity=self.identity)
         return self._labels[key]
 
     def btyd(self, cutoff) -> BTYDModel | None:
-        """The BTYD model fitted on the buyers at ``cutoff`` (``None`` when every fit option failed).
+        """The BTYD model fitted on the buyers at ``cutoff`` (``None`` when every option failed).
 
         BTYD parameters do not depend on the horizon, so one fit per cutoff serves every model.
         """
+        return self._btyd_entry(cutoff)[0]
+
+    def btyd_status(self, cutoff) -> str:
+        """``"ok"`` or the reason the BTYD fit at ``cutoff`` failed."""
+        return self._btyd_entry(cutoff)[1]
+
+    def _btyd_entry(self, cutoff) -> tuple[BTYDModel | None, str]:
         cutoff = as_date(cutoff)
         if cutoff not in self._btyd:
-            feats = self.features(cutoff)
-            _, self._btyd[cutoff] = add_btyd_features(feats[feats["orders"] >= 1], 1,
-                                                      random_state=self.random_state)
+            self._btyd[cutoff] = fit_btyd(self.features(cutoff), random_state=self.random_state,
+                                          label=cutoff.isoformat())
         return self._btyd[cutoff]
 
-    def labelled(self, cutoffs: list[date], horizon_days: int, *, random_state: int = 0,
-                 progress=None) -> pd.DataFrame:
-        """Buyers at every cutoff with their BTYD features (fitted per cutoff) and labels, stacked.
+    def n_buyers(self, cutoff) -> int:
+        """People with at least one paid order before ``cutoff``."""
+        return int((self.features(cutoff)["orders"] >= 1).sum())
 
-        Column ``cutoff`` tells the slices apart.
+    def labelled(self, cutoffs: Sequence, horizon_days: int, *, progress: Callable[[], None] | None = None,
+                 float32: bool = True) -> pd.DataFrame:
+        """Buyers at every cutoff with BTYD (fitted per cutoff) and derived features and labels, stacked.
+
+        Column ``cutoff`` tells the slices apart. With ``float32`` the float model inputs are stored as
+        float32 (what LightGBM bins anyway), halving memory at scale; BTYD inputs and labels keep float64.
         """
         parts = []
         for cutoff in cutoffs:
+            cutoff = as_date(cutoff)
             feats = self.features(cutoff)
             feats = feats[feats["orders"] >= 1]
-            feats, _ = add_btyd_features(feats, horizon_days, btyd=self.btyd(cutoff), random_state=random_state)
+            feats, _ = add_btyd_features(feats, horizon_days, btyd=self.btyd(cutoff),
+                                         random_state=self.random_state)
+            feats = derive_features(feats)
             merged = feats.merge(self.labels(cutoff, horizon_days), on="person_id", how="inner",
                                  validate="one_to_one")
             merged.insert(1, "cutoff", pd.Timestamp(cutoff))
+            if float32:
+                merged = to_float32(merged)
             parts.append(merged)
             if progress is not None:
                 progress()
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if not parts:
+            raise ValueError("no cutoffs given")
+        return pd.concat(parts, ignore_index=True)
+
+
+KEEP_FLOAT64 = frozenset({"frequency", "recency", "T", "monetary_value", *LABEL_COLUMNS})
+
+
+def to_float32(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast float64 model-input columns to float32 (BTYD inputs and labels stay float64)."""
+    cast = {c: "float32" for c in frame.columns if frame[c].dtype == np.float64 and c not in KEEP_FLOAT64}
+    return frame.astype(cast) if cast else frame

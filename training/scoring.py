@@ -52,7 +52,7 @@ def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Serie
 
 
 def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, clv_cut: float | None = None,
-          with_reasons: bool = False, min_tenure_days: int = 7) -> pd.DataFrame:
+          with_reasons: bool = False, with_intervals: bool = True, min_tenure_days: int = 7) -> pd.DataFrame:
     """Score every person of a feature snapshot (see the module docstring).
 
     Parameters
@@ -70,6 +70,9 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         does), otherwise it is computed over the rows scored here.
     with_reasons : bool
         Add ``reasons``: the top three features raising each person's churn score.
+    with_intervals : bool
+        Compute ``clv_p10`` / ``clv_p90`` (NaN otherwise; the BTYD family's interval is a posterior simulation,
+        the slowest part of scoring when that family is chosen).
     min_tenure_days : int
         People whose first order is more recent than this are not scored.
     """
@@ -83,7 +86,7 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     if ok.any():
         buyers = features.loc[ok]
         churn = models.churn.predict_frame(buyers)
-        clv = models.clv.predict_frame(buyers, as_of=as_of)
+        clv = models.clv.predict_frame(buyers, as_of=as_of, with_intervals=with_intervals)
         out.loc[ok, "churn_probability"] = churn["churn_probability"].to_numpy()
         for col in ("clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"):
             out.loc[ok, col] = clv[col].to_numpy()

@@ -2,12 +2,16 @@
 
 ``fit_churn`` / ``fit_clv`` are pure (no MLflow) and shared with the backtest; ``train_churn`` / ``train_clv`` /
 ``train_all`` wrap them in tracked runs that register a new model version and move the ``champion`` alias only
-when the new version beats it on the validation metric.
+when the new version beats it on the validation metric (churn: ``val.auc``, CLV: ``val.gini``).
+
+Failure safety: the gate runs last, after every model of the command has been fitted, logged and registered, so
+a command that fails part-way (bad data, a crash while fitting or logging) never moves ``champion``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -20,22 +24,27 @@ from training import metrics as M
 from training import plots, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.frames import CutoffPlan, FeatureCache, as_date, plan_cutoffs
+from training.frames import CutoffPlan, FeatureCache, as_date, plan_cutoffs, scaled_cutoffs
 from training.scoring import eligibility
 
 log = logging.getLogger(__name__)
 
 GATE_METRIC = {"churn": "val.auc", "clv": "val.gini"}
+#: Stacked training rows to aim for: big brands stack fewer cutoffs (see ``frames.scaled_cutoffs``).
+DEFAULT_MAX_TRAIN_ROWS = 600_000
+LGBM_PARAMS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample", "colsample_bytree",
+               "tweedie_variance_power", "interval_estimators", "max_rows", "interval_max_rows", "n_jobs")
 
 
 @dataclass
 class Fitted:
     """A fitted model with the plan it was trained on and its validation figures."""
 
+    kind: str
     model: ChurnModel | CLVModel
     plan: CutoffPlan
     valid: pd.DataFrame
-    valid_pred: np.ndarray
+    valid_pred: pd.DataFrame
     metrics: dict[str, float]
     n_train: int
     extra: dict = field(default_factory=dict)
@@ -43,12 +52,17 @@ class Fitted:
 
 @dataclass
 class TrainResult:
+    """What a tracked training run produced."""
+
     name: str
     model: ChurnModel | CLVModel
     run_id: str
     version: str | None
     decision: object | None
     metrics: dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
 
 
 def churn_metrics(y_churned, p) -> dict[str, float]:
@@ -65,7 +79,9 @@ def churn_metrics(y_churned, p) -> dict[str, float]:
 
 
 def clv_metrics(actual, pred, lo=None, hi=None) -> dict[str, float]:
-    """CLV quality figures; interval coverage only when bounds are given."""
+    """CLV quality figures; ``interval_coverage`` only when bounds are given."""
+    actual = np.asarray(actual, dtype=float)
+    pred = np.asarray(pred, dtype=float)
     out = {
         "gini": M.gini_normalized(actual, pred),
         "spearman": M.spearman(actual, pred),
@@ -73,147 +89,219 @@ def clv_metrics(actual, pred, lo=None, hi=None) -> dict[str, float]:
         "decile_mape": M.decile_mape(actual, pred),
     }
     if lo is not None and hi is not None:
-        out["interval_coverage"] = M.interval_coverage(actual, lo, hi)
+        out["interval_coverage"] = M.interval_coverage(actual, np.asarray(lo, dtype=float),
+                                                       np.asarray(hi, dtype=float))
     return out
 
 
-def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: int = 4, step_days: int = 30,
-              random_state: int = 0, calibration: str = "isotonic", progress=None, **lgbm) -> Fitted:
-    """Fit the churn model for ``as_of`` (trees on stacked cutoffs, calibrator on the next slice) and validate it."""
-    plan = plan_cutoffs(as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=True,
-                        data_start=cache.data.data_start)
-    train = cache.labelled(plan.train, horizon_days, random_state=random_state, progress=progress)
-    calib = cache.labelled([plan.calibration], horizon_days, random_state=random_state, progress=progress)
-    valid = cache.labelled([plan.validation], horizon_days, random_state=random_state, progress=progress)
-    model = ChurnModel(horizon_days, calibration=calibration, random_state=random_state, **lgbm)
-    model.fit(train, train["churned"], X_calib=calib, y_calib=calib["churned"])
-    p_valid = model.predict_proba(valid)[:, 1]
-    model.btyd_ = cache.btyd(plan.as_of)
-    return Fitted(model=model, plan=plan, valid=valid, valid_pred=p_valid,
-                  metrics=churn_metrics(valid["churned"], p_valid), n_train=len(train),
-                  extra={"n_calibration": len(calib)})
+# ---------------------------------------------------------------------------------------------------- pure fits
 
 
-def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 4, step_days: int = 30,
-            random_state: int = 0, family: str = "auto", progress=None, **lgbm) -> Fitted:
-    """Fit the CLV model for ``as_of`` on stacked cutoffs and validate it on the latest complete window."""
-    plan = plan_cutoffs(as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=False,
+def _plan(cache: FeatureCache, as_of, horizon_days: int, *, n_cutoffs: int, step_days: int, calibration: bool,
+          max_train_rows: int | None) -> CutoffPlan:
+    plan = plan_cutoffs(as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=calibration,
                         data_start=cache.data.data_start)
-    train = cache.labelled(plan.train, horizon_days, random_state=random_state, progress=progress)
-    valid = cache.labelled([plan.validation], horizon_days, random_state=random_state, progress=progress)
-    model = CLVModel(horizon_days, family=family, random_state=random_state, **lgbm)
+    n = scaled_cutoffs(cache.n_buyers(plan.train[-1]), len(plan.train), max_rows=max_train_rows)
+    if n < len(plan.train):
+        log.info("%d buyers per cutoff: stacking %d of %d training cutoffs", cache.n_buyers(plan.train[-1]), n,
+                 len(plan.train))
+        plan.train = plan.train[-n:]
+    return plan
+
+
+def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: int = 8, step_days: int = 30,
+              max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
+              progress: Callable[[], None] | None = None, **params) -> Fitted:
+    """Fit the churn model for ``as_of`` (trees on stacked cutoffs, calibrator on the next slice) and validate it.
+
+    ``params`` go to :class:`ChurnModel` (``calibration``, LightGBM settings). The BTYD model fitted at
+    ``as_of`` computes the BTYD inputs at scoring time; validation uses the one fitted at the validation cutoff,
+    exactly as scoring on that day would have.
+    """
+    plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=True,
+                 max_train_rows=max_train_rows)
+    train = cache.labelled(plan.train, horizon_days, progress=progress)
+    calib = cache.labelled([plan.calibration], horizon_days, progress=progress)
+    valid = cache.labelled([plan.validation], horizon_days, progress=progress)
+    btyd = cache.btyd(plan.as_of)
+    model = ChurnModel(horizon_days, random_state=random_state, **params)
+    model.fit(train, train["churned"], X_calib=calib, y_calib=calib["churned"], btyd=btyd)
+    p_valid = model.predict_frame(valid)
+    return Fitted(kind="churn", model=model, plan=plan, valid=valid, valid_pred=p_valid,
+                  metrics=churn_metrics(valid["churned"], p_valid["churn_probability"]), n_train=len(train),
+                  extra={"n_calibration": len(calib), "btyd_status": cache.btyd_status(plan.as_of)})
+
+
+def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
+            max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
+            progress: Callable[[], None] | None = None, **params) -> Fitted:
+    """Fit the CLV model for ``as_of`` on stacked cutoffs; choose the family and validate on the latest window.
+
+    ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings).
+    """
+    plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=False,
+                 max_train_rows=max_train_rows)
+    train = cache.labelled(plan.train, horizon_days, progress=progress)
+    valid = cache.labelled([plan.validation], horizon_days, progress=progress)
+    btyd, btyd_valid = cache.btyd(plan.as_of), cache.btyd(plan.validation)
+    model = CLVModel(horizon_days, random_state=random_state, **params)
     model.fit(train, train["future_spend"], orders=train["future_orders"], X_valid=valid,
-              y_valid=valid["future_spend"])
-    model.btyd_ = cache.btyd(plan.validation)  # validate exactly as scoring works: BTYD fitted at the cutoff
-    pred = model.predict_frame(valid, as_of=plan.validation)
-    model.btyd_ = cache.btyd(plan.as_of)
-    return Fitted(model=model, plan=plan, valid=valid, valid_pred=pred["clv_mean"].to_numpy(),
+              y_valid=valid["future_spend"], btyd=btyd, btyd_valid=btyd_valid,
+              btyd_status=cache.btyd_status(plan.as_of))
+    pred = model.predict_frame(valid, as_of=plan.validation, btyd=btyd_valid)
+    return Fitted(kind="clv", model=model, plan=plan, valid=valid, valid_pred=pred,
                   metrics=clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"]),
-                  n_train=len(train), extra={"family": model.family_, "selection": model.selection_})
+                  n_train=len(train),
+                  extra={"family": model.family_, "selection": model.selection_,
+                         "btyd_status": cache.btyd_status(plan.as_of)})
 
 
-def _log_common(data: Dataset, fitted: Fitted, features: pd.DataFrame, random_state: int) -> None:
-    tracking.log_dataset_fingerprint(data.fingerprint_dict())
-    tracking.log_feature_list(fitted.model.feature_names_)
-    reasons = eligibility(features).value_counts().to_dict()
-    tracking.log_json({"eligible": int((features["orders"] >= 1).sum()), "not_eligible": reasons},
-                      "eligibility.json")
-    imp = fitted.model.feature_importance()
-    tracking.log_figure(plots.feature_importance_plot(list(imp.index), imp.to_numpy()), "feature_importance")
-    tracking.log_json({k: float(v) for k, v in imp.items()}, "feature_importance.json")
+# ---------------------------------------------------------------------------------------------------- tracked runs
 
 
-def _register(name: str, fitted: Fitted, features: pd.DataFrame, register: bool):
-    buyers = features[features["orders"] >= 1]
-    info = tracking.log_model(fitted.model, input_example=buyers.head(5),
-                              registered_model_name=name if register else None)
-    if not register:
-        return None, None
-    version = str(info.registered_model_version)
-    metric = GATE_METRIC[name]
-    decision = tracking.promotion_gate(name, version, metric=metric, value=fitted.metrics[metric.split(".", 1)[1]],
-                                       higher_is_better=True)
-    return version, decision
-
-
-def _params(kind: str, fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
+def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
+    model = fitted.model
     params = {"as_of": fitted.plan.as_of.isoformat(), "horizon_days": fitted.plan.horizon_days,
               "random_state": random_state, "n_customers": int(len(cache.features(fitted.plan.as_of))),
               "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params()}
-    model = fitted.model
-    for key in ("n_estimators", "learning_rate", "num_leaves", "min_child_samples"):
-        params[f"lgbm.{key}"] = getattr(model, key)
-    if kind == "churn":
+    for key, value in model.get_params().items():
+        if key in ("horizon_days", "random_state"):
+            continue
+        if key == "family":
+            key = "family_requested"
+        params[f"lgbm.{key}" if key in LGBM_PARAMS else f"{fitted.kind}.{key}"] = value
+    if fitted.kind == "churn":
         params["calibration"] = model.calibration
+        params["churn.uses_btyd"] = model.uses_btyd_
     else:
         params["clv.family"] = model.family_
         params["interval_level"] = round(model.quantiles[1] - model.quantiles[0], 4)
     btyd = getattr(model, "btyd_", None)
+    params["btyd.status"] = "ok" if btyd is not None else "failed"
     if btyd is not None:
         params["btyd.model"] = btyd.model_name_
         params["btyd.penalizer"] = btyd.penalizer_
+        for k, v in btyd.params_.items():
+            params[f"btyd.{k}"] = round(float(v), 6)
+        for k, v in (btyd.gg_params_ or {}).items():
+            params[f"btyd.gg_{k}"] = round(float(v), 6)
     return params
 
 
-def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,
-                n_cutoffs: int = 4, step_days: int = 30, random_state: int = 0, register: bool = True,
-                progress=None) -> TrainResult:
-    """Fit, validate, log and register a churn model; the gate decides whether it becomes champion."""
-    cache = cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
-    fitted = fit_churn(cache, as_of, horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
-                       random_state=random_state, progress=progress)
-    features = cache.features(as_of)
-    with tracking.start_run("churn", run_name=f"churn {as_date(as_of)}", params=_params("churn", fitted, cache,
-                            random_state), tags={"scrm.kind": "churn", "scrm.as_of": str(as_date(as_of))}) as run:
-        _log_common(data, fitted, features, random_state)
-        y, p = fitted.valid["churned"].to_numpy(), fitted.valid_pred
-        import mlflow
+def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state: int, register: bool):
+    """One tracked run: params, metrics, plots, artifacts and the model (registered when ``register``).
 
-        mlflow.log_metrics({f"val.{k}": v for k, v in fitted.metrics.items()})
-        tracking.log_figure(plots.roc_plot(y, p), "roc")
-        tracking.log_figure(plots.calibration_plot(y, p), "calibration")
-        tracking.log_figure(plots.gains_plot(y, p), "gains")
-        version, decision = _register("churn", fitted, features, register)
+    Returns ``(run_id, version)``; the gate is left to the caller.
+    """
+    import mlflow
+
+    name = fitted.kind
+    as_of = fitted.plan.as_of
+    features = cache.features(as_of)
+    tags = {"scrm.kind": name, "scrm.as_of": as_of.isoformat(),
+            "scrm.btyd_status": "ok" if fitted.model.btyd_ is not None else "failed"}
+    with tracking.start_run(name, run_name=f"{name} {as_of}", params=_params(fitted, cache, random_state),
+                            tags=tags) as run:
+        tracking.log_dataset_fingerprint(data.fingerprint_dict())
+        tracking.log_feature_list(fitted.model.feature_names_)
+        reasons = eligibility(features).value_counts().to_dict()
+        tracking.log_json({"eligible": int(eligibility(features).isna().sum()), "not_eligible": reasons},
+                          "eligibility.json")
+        btyd = fitted.model.btyd_
+        tracking.log_json({"status": cache.btyd_status(as_of),
+                           "model": getattr(btyd, "model_name_", None), "params": getattr(btyd, "params_", None),
+                           "gg_params": getattr(btyd, "gg_params_", None),
+                           "fit_log": getattr(btyd, "fit_log_", None)}, "btyd.json")
+        if btyd is None:
+            log.warning("%s: BTYD failed at %s (%s): %s", name, as_of, cache.btyd_status(as_of),
+                        "CLV uses the LightGBM family" if name == "clv" else "churn runs without BTYD inputs")
+        mlflow.log_metrics({f"val.{k}": float(v) for k, v in fitted.metrics.items() if np.isfinite(v)})
+        imp = fitted.model.feature_importance()
+        tracking.log_figure(plots.feature_importance_plot(list(imp.index), imp.to_numpy()), "feature_importance")
+        tracking.log_json({k: float(v) for k, v in imp.items()}, "feature_importance.json")
+        if name == "churn":
+            y, p = fitted.valid["churned"].to_numpy(dtype=int), fitted.valid_pred["churn_probability"].to_numpy()
+            tracking.log_figure(plots.roc_plot(y, p), "roc")
+            tracking.log_figure(plots.calibration_plot(y, p), "calibration")
+            tracking.log_figure(plots.gains_plot(y, p), "gains")
+        else:
+            for fam, figures in fitted.extra["selection"].items():
+                mlflow.log_metrics({f"selection.{fam}.{k}": float(v) for k, v in figures.items()})
+            tracking.log_json(fitted.extra["selection"], "family_selection.json")
+            tracking.log_figure(plots.clv_decile_plot(fitted.valid["future_spend"].to_numpy(),
+                                                      fitted.valid_pred["clv_mean"].to_numpy()), "clv_deciles")
+        buyers = features[eligibility(features).isna()]
+        info = tracking.log_model(fitted.model, input_example=buyers.head(5),
+                                  registered_model_name=name if register else None)
+        version = str(info.registered_model_version) if register else None
         run_id = run.info.run_id
     attach_report(run_id)
-    return TrainResult("churn", fitted.model, run_id, version, decision, fitted.metrics)
+    return run_id, version
+
+
+def _gate(name: str, version: str | None, fitted: Fitted):
+    if version is None:
+        return None
+    metric = GATE_METRIC[name]
+    return tracking.promotion_gate(name, version, metric=metric, value=fitted.metrics[metric.split(".", 1)[1]],
+                                   higher_is_better=True)
+
+
+def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> FeatureCache:
+    return cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
+
+
+def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,
+                n_cutoffs: int = 8, step_days: int = 30, random_state: int = 0, register: bool = True,
+                max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, model_params: dict | None = None,
+                progress=None) -> TrainResult:
+    """Fit, validate, log and register a churn model; the gate then decides whether it becomes champion."""
+    return train_all(data, as_of, cache=cache, churn_horizon=horizon_days, n_cutoffs=n_cutoffs,
+                     step_days=step_days, random_state=random_state, register=register,
+                     max_train_rows=max_train_rows, churn_params=model_params, models=("churn",),
+                     progress=progress)["churn"]
 
 
 def train_clv(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 365,
-              n_cutoffs: int = 4, step_days: int = 30, random_state: int = 0, family: str = "auto",
-              register: bool = True, progress=None) -> TrainResult:
-    """Fit, validate, log and register a CLV model; the gate decides whether it becomes champion."""
-    cache = cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
-    fitted = fit_clv(cache, as_of, horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
-                     random_state=random_state, family=family, progress=progress)
-    features = cache.features(as_of)
-    with tracking.start_run("clv", run_name=f"clv {as_date(as_of)}", params=_params("clv", fitted, cache,
-                            random_state), tags={"scrm.kind": "clv", "scrm.as_of": str(as_date(as_of))}) as run:
-        _log_common(data, fitted, features, random_state)
-        import mlflow
-
-        mlflow.log_metrics({f"val.{k}": v for k, v in fitted.metrics.items()})
-        for fam, figures in fitted.extra["selection"].items():
-            mlflow.log_metrics({f"selection.{fam}.{k}": v for k, v in figures.items()})
-        tracking.log_figure(plots.clv_decile_plot(fitted.valid["future_spend"].to_numpy(), fitted.valid_pred),
-                            "clv_deciles")
-        version, decision = _register("clv", fitted, features, register)
-        run_id = run.info.run_id
-    attach_report(run_id)
-    return TrainResult("clv", fitted.model, run_id, version, decision, fitted.metrics)
+              n_cutoffs: int = 8, step_days: int = 30, random_state: int = 0, family: str = "auto",
+              register: bool = True, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
+              model_params: dict | None = None, progress=None) -> TrainResult:
+    """Fit, validate, log and register a CLV model; the gate then decides whether it becomes champion."""
+    return train_all(data, as_of, cache=cache, clv_horizon=horizon_days, n_cutoffs=n_cutoffs,
+                     step_days=step_days, random_state=random_state, register=register,
+                     max_train_rows=max_train_rows, clv_params={"family": family, **(model_params or {})},
+                     models=("clv",), progress=progress)["clv"]
 
 
-def train_all(data: Dataset, as_of, *, churn_horizon: int = 90, clv_horizon: int = 365, n_cutoffs: int = 4,
-              step_days: int = 30, random_state: int = 0, register: bool = True,
-              progress=None) -> dict[str, TrainResult]:
-    """Train churn and CLV on shared feature snapshots (each cutoff computed once)."""
-    cache = FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
-    return {
-        "churn": train_churn(data, as_of, cache=cache, horizon_days=churn_horizon, n_cutoffs=n_cutoffs,
-                             step_days=step_days, random_state=random_state, register=register, progress=progress),
-        "clv": train_clv(data, as_of, cache=cache, horizon_days=clv_horizon, n_cutoffs=n_cutoffs,
-                         step_days=step_days, random_state=random_state, register=register, progress=progress),
-    }
+def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_horizon: int = 90,
+              clv_horizon: int = 365, n_cutoffs: int = 8, step_days: int = 30, random_state: int = 0,
+              register: bool = True, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
+              churn_params: dict | None = None, clv_params: dict | None = None,
+              models: tuple[str, ...] = ("churn", "clv"), progress=None) -> dict[str, TrainResult]:
+    """Train churn and CLV on shared feature snapshots (each cutoff computed once), then gate each.
+
+    Every model is fitted, logged and registered before any alias moves: a failure part-way leaves both
+    ``champion`` aliases untouched (already registered versions stay without an alias).
+    """
+    unknown = set(models) - set(GATE_METRIC)
+    if unknown or not models:
+        raise ValueError(f"models must be a non-empty subset of {tuple(GATE_METRIC)}, got {models}")
+    cache = _cache(data, cache, random_state)
+    common = dict(n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
+                  random_state=random_state, progress=progress)
+    fitted: dict[str, Fitted] = {}
+    if "churn" in models:
+        fitted["churn"] = fit_churn(cache, as_of, horizon_days=churn_horizon, **common, **(churn_params or {}))
+    if "clv" in models:
+        fitted["clv"] = fit_clv(cache, as_of, horizon_days=clv_horizon, **common, **(clv_params or {}))
+    logged = {name: _log_run(data, cache, f, random_state=random_state, register=register)
+              for name, f in fitted.items()}
+    results = {}
+    for name, f in fitted.items():
+        run_id, version = logged[name]
+        decision = _gate(name, version, f)
+        results[name] = TrainResult(name, f.model, run_id, version, decision, f.metrics)
+    return results
 
 
 def attach_report(run_id: str) -> None:
@@ -229,3 +317,7 @@ def attach_report(run_id: str) -> None:
 def default_as_of(data: Dataset) -> date:
     """The day after the last order or event: "today" for a daily scoring job."""
     return (data.data_end + pd.Timedelta(days=1)).date()
+
+
+__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "Fitted", "TrainResult", "as_date", "churn_metrics", "clv_metrics",
+           "default_as_of", "fit_churn", "fit_clv", "train_all", "train_churn", "train_clv"]
