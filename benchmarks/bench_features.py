@@ -105,13 +105,15 @@ def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_pe
 
 
 def _simulated(n: int, seed: int) -> dict[str, pd.DataFrame]:
+    """The project simulator's tables; the true key → person map stands in for One-ID (a perfect link)."""
     from features.simulate import simulate
 
     tables = simulate(n, seed=seed)
-    truth_keys = tables.get("truth_keys")
-    out = {k: tables[k] for k in ("orders", "events", "identities", "campaign_touches") if k in tables}
-    if truth_keys is not None and {"customer_key", "person_id"} <= set(truth_keys.columns):
-        out["key_to_person"] = truth_keys[["customer_key", "person_id"]]
+    out = {k: tables[k] for k in ("orders", "events", "identities", "campaign_touches")}
+    out["identities"] = out["identities"].drop(columns=["phone", "unionid"], errors="ignore")
+    keys = tables["truth_keys"]
+    out["key_to_person"] = pd.DataFrame({"customer_key": keys["customer_key"],
+                                         "person_id": "p_" + keys["true_person"].astype(str)})
     return out
 
 
