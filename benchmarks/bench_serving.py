@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -97,51 +98,71 @@ class Server:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return time.perf_counter() - started
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 503:
+                    raise SystemExit(f"the service failed to load; see {self.log.name}")
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
         raise SystemExit(f"not ready after {timeout:.0f} s; see {self.log.name}")
 
-    def server_cpu_seconds(self) -> float:
-        """CPU seconds of the server and every process below it (BentoML arbiter + workers), from /proc."""
-        stats = {}
+    def _tree(self) -> tuple[list[int], dict[int, int]]:
+        """The server and every process below it (BentoML puts its workers in their own process groups), and
+        the CPU clock ticks each process on the machine has used."""
+        table: dict[int, tuple[int, int]] = {}
         for pid_dir in Path("/proc").iterdir():
-            if not pid_dir.name.isdigit():
-                continue
-            try:
-                fields = (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
-                stats[int(pid_dir.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-            except (OSError, IndexError, ValueError):
-                continue
-        tree, frontier = {self.proc.pid}, [self.proc.pid]
+            if pid_dir.name.isdigit():
+                try:
+                    fields = (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
+                    table[int(pid_dir.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+                except (OSError, IndexError, ValueError):
+                    continue
+        tree, frontier = [self.proc.pid], [self.proc.pid]
         while frontier:
             parent = frontier.pop()
-            children = [pid for pid, (ppid, _) in stats.items() if ppid == parent and pid not in tree]
-            tree.update(children)
+            children = [pid for pid, (ppid, _) in table.items() if ppid == parent and pid not in tree]
+            tree.extend(children)
             frontier.extend(children)
-        return sum(stats[pid][1] for pid in tree if pid in stats) / os.sysconf("SC_CLK_TCK")
+        return tree, {pid: ticks for pid, (_, ticks) in table.items()}
+
+    def server_cpu_seconds(self) -> float:
+        """CPU seconds used so far by the server and its workers."""
+        tree, ticks = self._tree()
+        return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            tree, _ = self._tree()
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                pass
+            for pid in tree:  # whatever did not stop gracefully
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
         self.log.close()
 
 
 async def steady_load(url: str, bodies: list[bytes], rate: float, duration: float, warmup: float,
-                      headers: dict) -> dict:
-    """Send ``bodies`` round-robin at ``rate``/s (open loop); latency from each request's scheduled time."""
+                      headers: dict, *, max_in_flight: int = 64, timeout: float = 30.0) -> dict:
+    """Send ``bodies`` round-robin at ``rate``/s (open loop); latency from each request's scheduled time.
+
+    At most ``max_in_flight`` requests are outstanding (one connection each); a request that finds them all busy
+    waits for a slot, and that wait counts in its latency. A request not answered within ``timeout`` seconds is
+    an error.
+    """
     import httpx
 
-    # idle connections are dropped by the client before uvicorn's 5 s keep-alive timeout can race a request
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=32, keepalive_expiry=2.0)
+    # one keep-alive connection per in-flight slot: httpcore never queues (its pool gets slow with long queues);
+    # idle connections are dropped before uvicorn's 5 s keep-alive timeout can race a request
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight,
+                          keepalive_expiry=2.0)
+    slots = asyncio.Semaphore(max_in_flight)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lags: list[float] = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, headers=headers) as client:
         start = time.perf_counter() + 0.2
         total = int((warmup + duration) * rate)
 
@@ -150,14 +171,15 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            lag = time.perf_counter() - scheduled
-            try:
-                r = await client.post("/score", content=bodies[i % len(bodies)],
-                                      headers={"Content-Type": "application/json"})
-                ok = r.status_code == 200 and r.content.startswith(b'{"model_versions"')
-                key = None if ok else f"HTTP {r.status_code}"
-            except httpx.HTTPError as exc:
-                key = type(exc).__name__
+            async with slots:
+                lag = time.perf_counter() - scheduled
+                try:
+                    r = await client.post("/score", content=bodies[i % len(bodies)],
+                                          headers={"Content-Type": "application/json"})
+                    ok = r.status_code == 200 and r.content.startswith(b'{"model_versions"')
+                    key = None if ok else f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
             done = time.perf_counter()
             if i >= warmup * rate:
                 if key is None:
@@ -194,20 +216,38 @@ def print_load(label: str, res: dict, *, rate: float, target_ms: float | None) -
     print(f"{label}: {res['requests']} requests at {rate:g}/s -> {res['throughput_rps']:.1f} ok/s, "
           f"errors {sum(res['errors'].values())} {res['errors'] or ''}")
     print(f"  latency ms: p50 {res['p50_ms']:.1f}  p90 {res['p90_ms']:.1f}  p99 {res['p99_ms']:.1f}  "
-          f"max {res['max_ms']:.1f}  (max client send lag {res['max_send_lag_ms']:.1f})")
+          f"max {res['max_ms']:.1f}  (max wait before sending {res['max_send_lag_ms']:.1f})")
     if target_ms is not None:
         print(f"  p99 / target {target_ms:.0f} ms = {res['p99_ms'] / target_ms:.2f}")
 
 
-def timed_post(url: str, path: str, body: dict, headers: dict) -> tuple[float, object]:
+def timed_post(server: Server, path: str, body: dict, headers: dict) -> tuple[float, float, object]:
+    """Wall seconds, server CPU seconds and the response of one call."""
     import httpx
 
+    cpu = server.server_cpu_seconds()
     started = time.perf_counter()
-    r = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=900)
+    r = httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=900)
     elapsed = time.perf_counter() - started
     if r.status_code != 200:
         raise SystemExit(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
-    return elapsed, r
+    return elapsed, server.server_cpu_seconds() - cpu, r
+
+
+def score_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
+    """The steady /score load without reasons, then the lower-rate run with reasons."""
+    cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
+    res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=False, seed=0),
+                                  args.rate, args.duration, args.warmup, headers))
+    cpu1, srv1 = cpu_seconds(), server.server_cpu_seconds()
+    print_load(f"/score {args.ids} ids, no reasons", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
+    span = args.duration + args.warmup
+    print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores ({(srv1 - srv0) / (span * args.rate) * 1000:.1f} ms per "
+          f"request), load generator {(cpu1 - cpu0) / span:.2f} cores")
+    if args.reasons_rate > 0:
+        res_r = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 200, with_reasons=True, seed=1),
+                                        args.reasons_rate, args.reasons_duration, 2.0, headers))
+        print_load(f"/score {args.ids} ids, with reasons", res_r, rate=args.reasons_rate, target_ms=None)
 
 
 def main() -> None:
@@ -227,7 +267,9 @@ def main() -> None:
                     help="rate of the second /score run, with reasons (0 skips it; default 2/s)")
     ap.add_argument("--reasons-duration", type=float, default=20.0, help="seconds of the reasons run")
     ap.add_argument("--seeds", type=int, default=10_000, help="seed people for /lookalike (default 10,000)")
-    ap.add_argument("--skip-lookalike", action="store_true", help="skip /lookalike and the lookalike /target")
+    ap.add_argument("--skip-lookalike", action="store_true", help="skip /lookalike")
+    ap.add_argument("--skip-target", action="store_true", help="skip /target and /target.csv")
+    ap.add_argument("--skip-score", action="store_true", help="skip the /score load runs")
     args = ap.parse_args()
 
     env = dict(os.environ)
@@ -263,27 +305,16 @@ def main() -> None:
         print(f"start-up: ready after {startup:.1f} s (server CPU {server.server_cpu_seconds():.1f} s); "
               f"log {log}")
 
-        cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
-        res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=False, seed=0),
-                                      args.rate, args.duration, args.warmup, headers))
-        cpu1, srv1 = cpu_seconds(), server.server_cpu_seconds()
-        print_load(f"/score {args.ids} ids, no reasons", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
-        span = args.duration + args.warmup
-        print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores, load generator {(cpu1 - cpu0) / span:.2f} cores")
-
-        if args.reasons_rate > 0:
-            res_r = asyncio.run(steady_load(server.url,
-                                            bodies_for(people, args.ids, 200, with_reasons=True, seed=1),
-                                            args.reasons_rate, args.reasons_duration, 2.0, headers))
-            print_load(f"/score {args.ids} ids, with reasons", res_r, rate=args.reasons_rate, target_ms=None)
+        if not args.skip_score:
+            score_runs(server, people, args, headers)
 
         if not args.skip_lookalike:
-            elapsed, r = timed_post(server.url, "/lookalike",
+            elapsed, cpu, r = timed_post(server, "/lookalike",
                                     {"seed_customer_ids": seeds, "fraction": 0.1, "exclude_columns": ["spend_365d"]},
                                     headers)
             body = r.json()
             h = body["holdout"]
-            print(f"/lookalike {len(seeds):,} seeds over {n_people:,} people: {elapsed:.1f} s "
+            print(f"/lookalike {len(seeds):,} seeds over {n_people:,} people: {elapsed:.1f} s, server CPU {cpu:.1f} s "
                   f"(target {LOOKALIKE_TARGET_S:.0f} s: ratio {elapsed / LOOKALIKE_TARGET_S:.2f}); audience "
                   f"{len(body['audience']):,}, holdout recall@10% {h['recall_at_10pct']:.3f}, lift@10% "
                   f"{h['lift_at_10pct']:.2f}, {len(r.content) / 1e6:.1f} MB")
@@ -291,11 +322,11 @@ def main() -> None:
         budget = round(0.1 * n_people * 0.5, 2)
         campaign = {"campaign_id": "bench-retain", "objective": "retain", "budget": budget,
                     "cost_per_contact": 0.5, "control_fraction": 0.1}
-        for path in ("/target", "/target.csv"):
-            elapsed, r = timed_post(server.url, path, campaign, headers)
+        for path in ("/target", "/target.csv") if not args.skip_target else ():
+            elapsed, cpu, r = timed_post(server, path, campaign, headers)
             size = (r.json()["summary"]["audience"] if path == "/target"
                     else r.text.count("\n") - 1)
-            print(f"{path} over {n_people:,} people: {elapsed:.1f} s (target {TARGET_TARGET_S:.0f} s: ratio "
+            print(f"{path} over {n_people:,} people: {elapsed:.1f} s, server CPU {cpu:.1f} s (target {TARGET_TARGET_S:.0f} s: ratio "
                   f"{elapsed / TARGET_TARGET_S:.2f}); audience {size:,}, {len(r.content) / 1e6:.1f} MB")
         print(f"server CPU seconds in total: {server.server_cpu_seconds():.0f}; load average "
               f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -7,6 +7,7 @@ churn champion to the other registered version and restarts the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -69,16 +70,30 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            workers = self._children()  # BentoML workers run in process groups of their own
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
+            for pid in workers:  # normally already stopped by the arbiter
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.proc = None
         if getattr(self, "log", None) is not None:
             self.log.close()
             self.log = None
+
+    def _children(self) -> list[int]:
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    out.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        return out
 
     def client(self, token: str | None = TOKEN) -> bentoml.SyncHTTPClient:
         return bentoml.SyncHTTPClient(self.url, token=token, timeout=300)
