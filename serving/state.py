@@ -27,7 +27,7 @@ from features.pipeline import Snapshot, latest_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
 from training.scoring import Models, load_champions, score
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
 #: Numeric and text columns of the scores frame the responses read.
 NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "r_score",
@@ -124,6 +124,7 @@ class ServingState:
         self.identity = snapshot.identity
         #: batch scores of everyone, row i = features row i (the output of training.scoring.score)
         self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules)
+        scored = time.perf_counter()
         eligible = self.scores["eligible"].to_numpy(dtype=bool)
         self.clv_cut: float | None = clv_value_cut(self.scores, self.rules) if eligible.any() else None
         # id → row: every person_id, then every customer_key (a key never shadows a person_id)
@@ -139,9 +140,9 @@ class ServingState:
         self._columns()
         self._evaluation: EvaluationData | None = None
         self._evaluation_lock = threading.Lock()
-        log.info("scored %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s", len(self.scores),
-                 int(eligible.sum()), self.as_of, models.churn_version, models.clv_version,
-                 time.perf_counter() - started)
+        log.info("scored %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s, indexed in %.1f s",
+                 len(self.scores), int(eligible.sum()), self.as_of, models.churn_version, models.clv_version,
+                 scored - started, time.perf_counter() - scored)
 
     @classmethod
     def load(cls, data_dir: str | Path, *, alias: str = "champion", rules: TierRules | None = None) -> ServingState:
