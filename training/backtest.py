@@ -189,7 +189,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
 def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Path | None = None,
                  random_state: int = 0, n_cutoffs: int = 8, step_days: int = 30,
                  max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, churn_params: dict | None = None,
-                 clv_params: dict | None = None, progress=None) -> dict:
+                 clv_params: dict | None = None, cache: FeatureCache | None = None, progress=None) -> dict:
     """Backtest and log everything to the ``backtest`` experiment; optionally write the JSON file.
 
     The metrics logged are the JSON's ``churn``, ``clv``, ``oracle`` and ``oracle_gap`` blocks flattened with
@@ -201,7 +201,7 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Pat
 
     result, arrays = backtest(data, as_of, horizon_days, random_state=random_state, n_cutoffs=n_cutoffs,
                               step_days=step_days, max_train_rows=max_train_rows, churn_params=churn_params,
-                              clv_params=clv_params, progress=progress)
+                              clv_params=clv_params, cache=cache, progress=progress)
     params = {"as_of": result["as_of"], "horizon_days": horizon_days, "random_state": random_state,
               "n_customers": result["n_customers"], "clv.family": result["clv"]["family"],
               "interval_level": result["clv"]["interval_level"], "cutoffs": result["cutoffs"]["churn"]["cutoffs"],

@@ -230,7 +230,8 @@ def scaled_cutoffs(n_buyers: int, n_cutoffs: int, *, max_rows: int | None) -> in
 # ---------------------------------------------------------------------------------------------------- BTYD
 
 
-def fit_btyd(features: pd.DataFrame, *, random_state: int = 0, label: str = "") -> tuple[BTYDModel | None, str]:
+def fit_btyd(features: pd.DataFrame, *, random_state: int = 0, label: str = "",
+             params: dict | None = None) -> tuple[BTYDModel | None, str]:
     """Fit the BTYD chain on the buyers of a snapshot; ``(None, reason)`` when every option fails.
 
     A failure is logged as a warning and never raised: the BTYD inputs of that snapshot are then NaN, and a
@@ -238,7 +239,7 @@ def fit_btyd(features: pd.DataFrame, *, random_state: int = 0, label: str = "") 
     """
     buyers = features[features["orders"] >= 1] if "orders" in features.columns else features
     try:
-        return BTYDModel(random_state=random_state).fit(buyers), "ok"
+        return BTYDModel(random_state=random_state, **(params or {})).fit(buyers), "ok"
     except BTYDFitError as exc:
         log.warning("BTYD fit failed on %d buyers%s (%s); BTYD inputs left empty there", len(buyers),
                     f" at {label}" if label else "", exc)
@@ -281,12 +282,16 @@ class FeatureCache:
         One-ID ``key_to_person`` frame (resolved by ``build_features`` when ``None``).
     random_state : int
         Seed of the BTYD fits' simulations.
+    btyd_params : dict, optional
+        Settings of every BTYD fit (``BTYDModel`` parameters, e.g. ``chain``); the defaults otherwise.
     """
 
-    def __init__(self, data: Dataset, identity: pd.DataFrame | None = None, *, random_state: int = 0):
+    def __init__(self, data: Dataset, identity: pd.DataFrame | None = None, *, random_state: int = 0,
+                 btyd_params: dict | None = None):
         self.data = data
         self.identity = identity
         self.random_state = random_state
+        self.btyd_params = dict(btyd_params or {})
         self._features: dict[date, pd.DataFrame] = {}
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
         self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
@@ -320,7 +325,7 @@ class FeatureCache:
         cutoff = as_date(cutoff)
         if cutoff not in self._btyd:
             self._btyd[cutoff] = fit_btyd(self.features(cutoff), random_state=self.random_state,
-                                          label=cutoff.isoformat())
+                                          label=cutoff.isoformat(), params=self.btyd_params)
         return self._btyd[cutoff]
 
     def n_buyers(self, cutoff) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 AS_OF = date(2025, 7, 1)
 HORIZON = 90
-N_CUTOFFS = 2
+N_CUTOFFS = 1
 #: LightGBM settings small enough for unit tests (one thread: the suite behaves the same on a busy box).
 FAST = {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 20, "n_jobs": 1}
 FAST_CLV = {**FAST, "interval_estimators": 20, "interval_draws": 100}
@@ -33,9 +33,16 @@ class Small:
     cache: object
 
 
+#: BTYD options without Pareto/NBD, whose fit takes ~30 s on degenerate data (the default chain is slow-tested).
+QUICK_CHAIN = {"chain": [("bg_nbd", 0.0), ("bg_nbd", 0.01), ("mbg_nbd", 0.0)]}
+
+
 @functools.cache
-def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default") -> Small:
-    """A simulated brand (``config="frozen"``: nobody ever drops out, so BG/NBD degenerates to a, b → 0)."""
+def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default", quick_btyd: bool = False) -> Small:
+    """A simulated brand (``config="frozen"``: nobody ever drops out, so BG/NBD degenerates to a, b → 0).
+
+    ``quick_btyd`` fits BTYD with ``QUICK_CHAIN``.
+    """
     from features.contract import load_dataset
     from features.identity import resolve_identities
     from features.simulate import simulate, write_dataset
@@ -44,9 +51,11 @@ def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default") ->
 
     cfg = SimConfig(mu_mean=1e-7) if config == "frozen" else None
     data_dir = _ROOT / f"sim-{n_customers}-{seed}-{config}"
-    write_dataset(simulate(n_customers, seed=seed, config=cfg), data_dir)
+    if not data_dir.exists():
+        write_dataset(simulate(n_customers, seed=seed, config=cfg), data_dir)
     dataset = load_dataset(data_dir)
-    cache = FeatureCache(dataset, resolve_identities(dataset).key_to_person)
+    cache = FeatureCache(dataset, resolve_identities(dataset).key_to_person,
+                         btyd_params=QUICK_CHAIN if quick_btyd else None)
     return Small(data_dir, dataset, cache)
 
 

@@ -1,0 +1,82 @@
+"""Tracked training runs: what `scrm train all` logs to MLflow, registers and gates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, small
+
+from training import tracking
+from training.train import DEFAULT_MAX_TRAIN_ROWS, default_as_of, train_all
+
+
+@pytest.fixture
+def trained():
+    s = small()
+    return train_all(s.dataset, AS_OF, cache=s.cache, churn_horizon=HORIZON, clv_horizon=HORIZON,
+                     n_cutoffs=N_CUTOFFS, churn_params=FAST, clv_params=FAST_CLV)
+
+
+def _artifacts(run_id: str) -> set[str]:
+    root = Path(mlflow.artifacts.download_artifacts(run_id=run_id))
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_train_all_logs_registers_and_gates(trained):
+    c = tracking.client()
+    for name, metric in (("churn", "val.auc"), ("clv", "val.gini")):
+        result = trained[name]
+        run = c.get_run(result.run_id)
+        assert run.info.status == "FINISHED"
+        p, m, t = run.data.params, run.data.metrics, run.data.tags
+        assert p["as_of"] == AS_OF.isoformat() and p["horizon_days"] == str(HORIZON) and p["random_state"] == "0"
+        assert len(p["cutoffs"].split(",")) == N_CUTOFFS and p["validation_cutoff"] == "2025-04-02"
+        assert int(p["n_customers"]) == len(small().cache.features(AS_OF))
+        assert p["lgbm.n_estimators"] == "40" and p["btyd.model"] == "bg_nbd" and p["btyd.status"] == "ok"
+        assert t["scrm.kind"] == name and t["scrm.as_of"] == "2025-07-01" and len(t["scrm.data_fingerprint"]) == 16
+        assert t["scrm.gate_decision"] == "first_champion"
+        assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
+        assert result.version == "1" and result.decision.promoted
+        assert tracking.champion_version(name) == 1
+        files = _artifacts(result.run_id)
+        assert {"data_fingerprint.json", "features.json", "eligibility.json", "btyd.json",
+                "plots/feature_importance.png", "report.html"} <= files
+        features = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=result.run_id,
+                                                                       artifact_path="features.json")).read_text())
+        assert features == result.model.feature_names_
+    churn_files = _artifacts(trained["churn"].run_id)
+    assert {"plots/roc.png", "plots/calibration.png", "plots/gains.png"} <= churn_files
+    clv_run = c.get_run(trained["clv"].run_id)
+    assert "plots/clv_deciles.png" in _artifacts(trained["clv"].run_id)
+    assert clv_run.data.params["clv.family"] == trained["clv"].model.family_
+    assert clv_run.data.params["interval_level"] == "0.8"
+    assert {"selection.lgbm.gini", "selection.btyd.gini", "val.interval_coverage"} <= set(clv_run.data.metrics)
+    churn, clv = trained["churn"].metrics, trained["clv"].metrics
+    assert 0.5 < churn["auc"] <= 1 and 0 <= churn["brier"] < 0.25 and 0 <= churn["ece"] < 0.2
+    assert 0 < clv["gini"] <= 1 and np.isfinite(clv["total_error_pct"])
+
+    # the registered versions carry a signature and predict exactly like the estimators in memory
+    snap = small().cache.features(AS_OF)
+    buyers = snap[(snap["orders"] >= 1) & (snap["tenure_days"] >= 7)].head(30)
+    for name in ("churn", "clv"):
+        loaded = tracking.load_model(name)
+        assert loaded.version == 1
+        assert loaded.pyfunc.metadata.signature is not None
+        assert "recency_days" in loaded.pyfunc.metadata.signature.inputs.input_names()
+        got = loaded.pyfunc.predict(buyers.reset_index(drop=True))
+        want = trained[name].model.predict_frame(buyers.reset_index(drop=True))
+        num = want.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(got[num].reset_index(drop=True), want[num].reset_index(drop=True))
+
+
+def test_default_as_of_and_defaults():
+    data = small().dataset
+    assert default_as_of(data) == (data.data_end + pd.Timedelta(days=1)).date()
+    assert DEFAULT_MAX_TRAIN_ROWS >= 100_000
+    with pytest.raises(ValueError, match="subset"):
+        train_all(data, AS_OF, cache=small().cache, models=("lookalike",))
