@@ -241,7 +241,9 @@ OptAsOf = Annotated[
     typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last order or event)."),
 ]
 Seed = Annotated[int, typer.Option("--random-state", help="Seed for LightGBM and simulations; logged with the run.")]
-Cutoffs = Annotated[int, typer.Option("--cutoffs", min=1, help="How many rolling training cutoffs to stack.")]
+Cutoffs = Annotated[int, typer.Option(
+    "--cutoffs", min=1, help="How many rolling training cutoffs to stack (at most: big brands stack fewer, ~600k rows)."
+)]
 Step = Annotated[int, typer.Option("--step-days", min=1, help="Days between rolling training cutoffs.")]
 
 
@@ -304,7 +306,7 @@ def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoff
 
 
 @train_app.command("all")
-def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 4, step_days: Step = 30,
+def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 8, step_days: Step = 30,
                   random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
                   ) -> None:
@@ -315,7 +317,7 @@ def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 4, st
 @train_app.command("churn")
 def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
                     horizon: Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")] = 90,
-                    cutoffs: Cutoffs = 4, step_days: Step = 30, random_state: Seed = 0,
+                    cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
                     register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
     """Train the churn model only."""
     _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register)
@@ -324,7 +326,7 @@ def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
 @train_app.command("clv")
 def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
                   horizon: Annotated[int, typer.Option(min=7, help="Value window in days.")] = 365,
-                  cutoffs: Cutoffs = 4, step_days: Step = 30, random_state: Seed = 0,
+                  cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
     """Train the CLV model only."""
     _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register)
@@ -417,7 +419,7 @@ def backtest(
     as_of: AsOf,
     horizon: Annotated[int, typer.Option(min=7, help="Evaluation window [as_of, as_of + horizon) in days.")] = 90,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
-    cutoffs: Cutoffs = 4,
+    cutoffs: Cutoffs = 8,
     step_days: Step = 30,
     random_state: Seed = 0,
 ) -> None:
