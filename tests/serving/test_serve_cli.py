@@ -1,0 +1,43 @@
+"""`scrm serve` refuses to start, with exit code 2 and the command that fixes it, when something is missing."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from training.cli import app
+
+
+def serve(*args: str):
+    return CliRunner().invoke(app, ["serve", *args])
+
+
+def test_needs_a_data_directory(monkeypatch):
+    monkeypatch.delenv("SCRM_DATA_DIR", raising=False)
+    result = serve()
+    assert result.exit_code == 2 and "--data" in result.output
+
+
+def test_missing_directory_names_scrm_simulate(tmp_path):
+    result = serve("--data", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2
+    assert "scrm simulate" in result.output.replace("\n", " ")
+
+
+def test_missing_snapshot_names_scrm_features_build(tmp_path):
+    result = serve("--data", str(tmp_path))
+    assert result.exit_code == 2
+    assert "scrm features build --data" in result.output.replace("\n", " ")
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+def test_missing_champion_names_scrm_train_all(trained_setup, monkeypatch, via_env):
+    # MLflow points at this test's empty store (tests/conftest.py); the data has a snapshot
+    if via_env:
+        monkeypatch.setenv("SCRM_DATA_DIR", str(trained_setup.data_dir))
+        result = serve()
+    else:
+        result = serve("--data", str(trained_setup.data_dir))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "no champion churn or clv" in text and "scrm train all --data" in text and "--as-of 2026-01-01" in text
