@@ -1,9 +1,10 @@
 """Point-in-time feature snapshots: one row per person, built only from rows strictly before ``as_of``.
 
-The aggregates are Ibis expressions (``features.rfm``, ``features.interactions``) compiled once into a single
-query and executed on an in-process DuckDB connection by default; any Ibis backend (e.g. Spark) can be passed as
-``backend``. pandas is used only for the last small steps on the one-row-per-person table: RFM quintile scores,
-segment names and lifecycle stages.
+The aggregates are Ibis expressions (``features.rfm``, ``features.interactions``) executed step by step (each
+step a temporary table) on an in-process DuckDB connection by default; any Ibis backend (e.g. Spark) can be
+passed as ``backend``. numpy reshapes the per-(person, event type) counts into columns, and pandas does the last
+small steps on the one-row-per-person table: RFM quintile scores, segment names and lifecycle stages. See
+``docs/features.md``.
 
 "Before ``as_of``" means ``timestamp < as_of 00:00``. Every column is described in plain words in
 ``FEATURE_DOCS`` and in ``docs/features.md``.
@@ -229,8 +230,8 @@ def _require(df: pd.DataFrame, cols: list[str], name: str) -> None:
         raise ValueError(f"{name} is missing column(s) {missing}; has {list(df.columns)}")
 
 
-def _table(df: pd.DataFrame, cols: list[str]) -> ir.Table:
-    """An Ibis in-memory table over the columns a query needs (customer keys as strings), via Arrow."""
+def _table(df: pd.DataFrame, cols: list[str], inputs: _Inputs | None = None) -> ir.Table:
+    """An Ibis table over the columns a query needs (customer keys as strings), via Arrow (no copy)."""
     present = [c for c in cols if c in df.columns]
     table = pa.Table.from_pandas(df, columns=present, preserve_index=False)
     if "customer_key" in present and not pa.types.is_string(table.schema.field("customer_key").type) and not (
@@ -238,7 +239,36 @@ def _table(df: pd.DataFrame, cols: list[str]) -> ir.Table:
     ):
         i = table.schema.get_field_index("customer_key")
         table = table.set_column(i, "customer_key", pa.array(df["customer_key"].astype(str), type=pa.string()))
-    return ibis.memtable(table)
+    return inputs.table(table) if inputs is not None else ibis.memtable(table)
+
+
+class _Inputs:
+    """Input tables of one run, registered with the backend.
+
+    On DuckDB an Arrow table is registered as a scan (``register``), which reads it about twice as fast as an
+    Ibis in-memory table (scanned through a ``pyarrow.dataset``); other backends get ``ibis.memtable``.
+    """
+
+    def __init__(self, con) -> None:
+        self.con = con
+        self.names: list[str] = []
+
+    def table(self, table: pa.Table) -> ir.Table:
+        raw = getattr(self.con, "con", None)
+        if getattr(self.con, "name", "") != "duckdb" or not hasattr(raw, "register"):
+            return ibis.memtable(table)
+        name = f"_scrm_input_{uuid.uuid4().hex[:12]}"
+        raw.register(name, table)
+        self.names.append(name)
+        return self.con.table(name)
+
+    def close(self) -> None:
+        for name in self.names:
+            try:
+                self.con.con.unregister(name)
+            except Exception:  # noqa: BLE001 - the connection may already be closed
+                pass
+        self.names.clear()
 
 
 def _check_identity(identity: pd.DataFrame) -> pd.DataFrame:
@@ -271,11 +301,14 @@ def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=No
     when it is ``None``, are their own person (``"p_" + sha1(customer_key)[:12]``).
     """
     con = backend if backend is not None else connect()
-    keys = [_table(df, ["customer_key"]) for df in data.tables().values() if "customer_key" in df.columns]
-    given = _table(_check_identity(identity), ["customer_key", "person_id"]) if identity is not None else None
+    inputs = _Inputs(con)
     try:
+        keys = [_table(df, ["customer_key"], inputs) for df in data.tables().values() if "customer_key" in df.columns]
+        given = (_table(_check_identity(identity), ["customer_key", "person_id"], inputs)
+                 if identity is not None else None)
         return con.to_pyarrow(_map_keys(keys, given).order_by("customer_key")).to_pandas()
     finally:
+        inputs.close()
         if backend is None:
             con.disconnect()
 
@@ -312,6 +345,9 @@ def connect():
     except duckdb.InvalidInputException:
         pass  # inside Jupyter without ipywidgets DuckDB refuses to touch the setting (and draws no bar anyway)
     con.raw_sql("SET preserve_insertion_order = false")
+    # Arrow inputs carry no statistics, so DuckDB may build join hash tables on the big side (e.g. 10M orders
+    # with their payload instead of the key map): keep the written order, big table on the left.
+    con.raw_sql("SET disabled_optimizers = 'build_side_probe_side'")
     return con
 
 
@@ -332,6 +368,7 @@ class _Stages:
 
     def __init__(self, con) -> None:
         self.con = con
+        self.inputs = _Inputs(con)
         self.tables: dict[str, str] = {}
         self.seconds: dict[str, tuple[float, float]] = {}
 
@@ -344,7 +381,9 @@ class _Stages:
         return out
 
     def release(self, *names: str) -> None:
-        """Drop the tables of the named steps (all steps when no name is given)."""
+        """Drop the tables of the named steps (all steps and the inputs when no name is given)."""
+        if not names:
+            self.inputs.close()
         for name in names or list(self.tables):
             table_name = self.tables.pop(name, None)
             if table_name is None:
@@ -357,8 +396,9 @@ class _Stages:
 
 def _feature_table(
     con, data: Dataset, as_of: date, identity: pd.DataFrame | None, config: FeatureConfig, stages: _Stages
-) -> tuple[pd.DataFrame, dict[str, bool]]:
-    """Run the feature query; returns the per-person table (before pandas scoring) and the sources used.
+) -> tuple[pa.Table, np.ndarray, dict[str, bool]]:
+    """Run the feature query: the per-person Arrow table (before pandas scoring), the person ids by pidx and
+    which optional sources were used.
 
     Internally people are numbered (``pidx``, 0-based dense rank of ``person_id``) so every heavy group-by and join
     runs on integers; the string ``person_id`` is joined back once at the end.
@@ -370,7 +410,7 @@ def _feature_table(
     has_ids = data.identities is not None and len(data.identities) > 0
 
     orders_raw = _table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel", "discount",
-                                      "category", "store_id"])
+                                      "category", "store_id"], stages.inputs)
     if "status" not in orders_raw.columns:
         orders_raw = orders_raw.mutate(status=ibis.literal("paid"))
     if "channel" not in orders_raw.columns:
@@ -382,12 +422,13 @@ def _feature_table(
     ev_key = None
     if has_events:
         _require(data.events, ["customer_key", "event_ts", "event_type"], "events")
-        ev_raw = _table(data.events, ["customer_key", "event_ts", "event_type"])
+        ev_raw = _table(data.events, ["customer_key", "event_ts", "event_type"], stages.inputs)
         events = ev_raw.filter(ev_raw.event_ts < cutoff)
         ev_kt = stages.cache("events_by_key", event_key_aggregates(events, as_of, windows=config.event_windows))
         ev_key = ev_kt.group_by("customer_key").aggregate(_first_event_ts=ev_kt._first.min())
         keys.append(ev_key.select("customer_key"))
-    given = _table(_check_identity(identity), ["customer_key", "person_id"]) if identity is not None else None
+    given = (_table(_check_identity(identity), ["customer_key", "person_id"], stages.inputs)
+             if identity is not None else None)
     km_named = _map_keys(keys, given)
     km_named = km_named.mutate(pidx=ibis.dense_rank().over(order_by=km_named.person_id))
     km_named = stages.cache("key_map", km_named)
@@ -396,7 +437,6 @@ def _feature_table(
     names = km_named.select("pidx", "person_id").distinct().order_by("pidx")
     names = con.to_pyarrow(names).column("person_id").to_numpy(zero_copy_only=False)  # pidx -> person_id
 
-    orders = stages.cache("orders", slim_orders(orders_before.join(km, "customer_key")))
     # people seen before as_of (any order or event) and how many of their keys
     seen = [order_keys.select("customer_key", first_ts=order_keys._first_order_ts)]
     if ev_key is not None:
@@ -407,9 +447,8 @@ def _feature_table(
     people = seen.group_by("person_id").aggregate(n_customer_keys=seen.count(), _first_seen_ts=seen.first_ts.min())
     expr = stages.cache("people", people)
     stages.release("order_keys")
-    expr = _left(expr, stages.cache("orders_agg", order_aggregates(orders, as_of, windows=config.windows)))
-    expr = _left(expr, stages.cache("purchase_days", daily_aggregates(orders, as_of)))
     if ev_key is not None:
+        # events first, so their per-key table is gone before the orders are materialised (lower peak memory)
         t, cpu = time.perf_counter(), time.process_time()
         long = con.to_pyarrow(event_key_days(ev_kt, km, as_of))
         wide = pivot_events(long, n_people, windows=config.event_windows)
@@ -418,17 +457,21 @@ def _feature_table(
         expr = _left(expr, ibis.memtable(wide))
         del wide
         stages.seconds["events_agg"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
+    orders = stages.cache("orders", slim_orders(orders_before.join(km, "customer_key")))
+    expr = _left(expr, stages.cache("orders_agg", order_aggregates(orders, as_of, windows=config.windows)))
+    expr = _left(expr, stages.cache("purchase_days", daily_aggregates(orders, as_of)))
     if has_touches:
         _require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
         t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
         t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
-        touches = _table(t_df, ["customer_key", "sent_ts", "group", "touch_id"]).join(km, "customer_key")
+        touches = _table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs).join(km, "customer_key")
         paid = orders.filter(orders.paid).select("person_id", "order_ts")
         cagg = campaign_aggregates(touches, paid, as_of, response_window_days=config.response_window_days)
         expr = _left(expr, stages.cache("campaigns", cagg))
     stages.release("orders")
     if has_ids:
-        ids = _table(data.identities, ["customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card"])
+        ids = _table(data.identities, ["customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card"],
+                     stages.inputs)
         expr = _left(expr, stages.cache("profile", profile_aggregates(ids, km, as_of)))
 
     # zero-fill counts for people without any row of that kind, then derived ratios
@@ -458,18 +501,28 @@ def _feature_table(
     expr = expr.mutate(**muts)
     t, cpu = time.perf_counter(), time.process_time()
     result = con.to_pyarrow(expr)
-    df = result.to_pandas(self_destruct=True)
-    del result
-    # pidx is the rank of person_id, so sorting by it sorts by person_id
-    pidx = df.pop("person_id").to_numpy()
-    order = np.argsort(pidx, kind="stable")
-    if len(order) > 1 and not (order[1:] > order[:-1]).all():
-        df = df.take(order)
-        pidx = pidx[order]
-    df = df.reset_index(drop=True)
-    df.insert(0, "person_id", pd.array(names[pidx], dtype="str"))
     stages.seconds["final_join"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
-    return df, {"events": has_events, "touches": has_touches, "identities": has_ids}
+    return result, names, {"events": has_events, "touches": has_touches, "identities": has_ids}
+
+
+def _to_frame(box: list[pa.Table], names: np.ndarray) -> pd.DataFrame:
+    """Arrow result (integer ``person_id`` = pidx) to pandas, sorted by and labelled with the string person_id.
+
+    pidx is the rank of ``person_id``, so sorting by it sorts by ``person_id``. Columns are converted and
+    reordered one at a time (each its own block) while the Arrow columns are dropped, so the peak stays about
+    one column above the result itself. ``box`` holds the only reference to the result and is emptied.
+    """
+    result = box.pop()
+    pidx = result.column("person_id").to_numpy()
+    order = np.argsort(pidx, kind="stable")
+    in_order = len(order) < 2 or bool((order[1:] > order[:-1]).all())
+    cols: dict[str, object] = {"person_id": pd.array(names[pidx if in_order else pidx[order]], dtype="str")}
+    result = result.drop_columns(["person_id"])
+    for name in list(result.column_names):
+        col = result.column(name).to_pandas()
+        result = result.drop_columns([name])
+        cols[name] = col if in_order else col.take(order).reset_index(drop=True)
+    return pd.DataFrame(cols, copy=False)
 
 
 def _column_order(cols: list[str], config: FeatureConfig) -> list[str]:
@@ -530,11 +583,14 @@ def build_features(
     con = backend if backend is not None else connect()
     stages = _Stages(con)
     try:
-        df, used = _feature_table(con, data, as_of, identity, config, stages)
+        result, names, used = _feature_table(con, data, as_of, identity, config, stages)
     finally:
         stages.release()
         if backend is None:
-            con.disconnect()
+            con.disconnect()  # frees DuckDB's memory before the pandas steps
+    box = [result]
+    del result
+    df = _to_frame(box, names)
     log.info("build_features as_of=%s: %d people; stage seconds (wall, cpu) %s", as_of, len(df), stages.seconds)
     missing = [name for name, ok in used.items() if not ok]
     if missing:
