@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         print(res.stderr, file=sys.stderr)
         raise SystemExit(res.returncode)
     r = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"people={r['people']:,} orders={r['orders']:,} events={r['events']:,} columns={r['columns']}")
+    print(f"people={r['people']:,} orders={r['orders']:,} events={r['events']:,} columns={r['columns']}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"load parquet: {r['load_seconds']}s (RSS after load {r['rss_after_load_gb']} GB)")
     for line in res.stderr.splitlines():
         if "stage seconds" in line:
