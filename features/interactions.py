@@ -92,8 +92,8 @@ def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> 
     Returns
     -------
     pyarrow.Table
-        ``person_id`` (0..n_people-1), ``ev_<type>_<w>d``, ``days_since_<type>``, ``_n_cart``, ``_n_open``,
-        ``_n_click``.
+        One row per person with an event: ``person_id`` (pidx), ``ev_<type>_<w>d``, ``days_since_<type>``,
+        ``_n_cart``, ``_n_open``, ``_n_click``.
     """
     k = len(EVENT_TYPES)
     enc = pc.dictionary_encode(long.column("event_type")).combine_chunks()
@@ -101,24 +101,29 @@ def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> 
                       dtype=np.int64)
     code = lookup[enc.indices.to_numpy(zero_copy_only=False)] if len(lookup) else np.zeros(0, dtype=np.int64)
     ok = code >= 0
-    row = np.asarray(long.column("person_id").to_numpy(), dtype=np.int64)[ok]
-    flat = code[ok] * n_people + row  # type-major: each type's column is contiguous
+    pidx = np.asarray(long.column("person_id").to_numpy(), dtype=np.int64)[ok]
+    present = np.zeros(n_people, dtype=bool)
+    present[pidx] = True
+    people = np.flatnonzero(present)  # only people with an event get a row
+    row = (np.cumsum(present) - 1)[pidx]
+    n_rows = len(people)
+    flat = code[ok] * n_rows + row  # type-major: each type's column is contiguous
 
     def column(name: str) -> np.ndarray:
         return np.asarray(long.column(name).to_numpy(zero_copy_only=False))[ok]
 
     def add(name: str) -> np.ndarray:
-        m = np.zeros(k * n_people, dtype=np.int64)
+        m = np.zeros(k * n_rows, dtype=np.int64)
         np.add.at(m, flat, column(name).astype(np.int64, copy=False))
-        return m.reshape(k, n_people)
+        return m.reshape(k, n_rows)
 
     counts = {w: add(f"_n_{w}d") for w in windows}
     total = add("_n")
-    days = np.full(k * n_people, np.inf)
+    days = np.full(k * n_rows, np.inf)
     np.minimum.at(days, flat, column("_days_since").astype(np.float64, copy=False))
     days[np.isinf(days)] = np.nan
-    days = days.reshape(k, n_people)
-    cols: dict[str, np.ndarray] = {"person_id": np.arange(n_people, dtype=np.int64)}
+    days = days.reshape(k, n_rows)
+    cols: dict[str, np.ndarray] = {"person_id": people}
     for i, et in enumerate(EVENT_TYPES):
         for w in windows:
             cols[f"ev_{et}_{w}d"] = counts[w][i]

@@ -8,7 +8,7 @@ import ibis
 import pandas as pd
 
 from features.dataset import Dataset
-from features.pipeline import _as_date, _check_identity, _map_keys, _table, connect
+from features.pipeline import _as_date, _check_identity, _Inputs, _map_keys, _table, connect
 
 
 def build_labels(
@@ -61,11 +61,13 @@ def build_labels(
 
         identity = resolve_identities(data).key_to_person
     con = backend if backend is not None else connect()
-    orders = _table(data.orders, ["customer_key", "order_ts", "amount", "status"])
+    inputs = _Inputs(con)
+    orders = _table(data.orders, ["customer_key", "order_ts", "amount", "status"], inputs)
     if "status" not in orders.columns:
         orders = orders.mutate(status=ibis.literal("paid"))
     paid = orders.filter(orders.status == "paid")
-    given = _table(_check_identity(identity), ["customer_key", "person_id"]) if identity is not None else None
+    given = (_table(_check_identity(identity), ["customer_key", "person_id"], inputs)
+             if identity is not None else None)
     paid = paid.join(_map_keys([paid.select("customer_key")], given), "customer_key")
     start_lit = ibis.literal(pd.Timestamp(as_of), type="timestamp")
     end_lit = ibis.literal(pd.Timestamp(end), type="timestamp")
@@ -81,6 +83,7 @@ def build_labels(
     try:
         out = con.to_pyarrow(expr).to_pandas()
     finally:
+        inputs.close()
         if backend is None:
             con.disconnect()
     out = out.sort_values("person_id", kind="stable").reset_index(drop=True)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-from training.decisions.targeting import CampaignSpec, LifecycleStage, Objective, ValueAssumptions
+from training.decisions.targeting import CampaignSpec, Objective, ValueAssumptions
 
 #: Most ids one ``/score`` or ``/tier`` request may carry.
 MAX_IDS = 10_000
@@ -281,7 +281,7 @@ class TargetedPerson(_Response):
     churn_probability: float | None
     clv_mean: float | None
     p_alive: float | None
-    lifecycle_stage: LifecycleStage | None
+    lifecycle_stage: str | None
     rfm_segment: str | None
     rfm_segment_en: str | None
     tier: str

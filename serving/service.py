@@ -105,6 +105,14 @@ def bad_request(model: type[BaseModel], default_loc: tuple[str, ...]) -> Iterato
         raise request_error(model, _loc_of(message, default_loc), message) from None
 
 
+def respond(model: type[BaseModel], **data: Any) -> BaseModel:
+    """The response model built from ``data``; a mismatch is our bug, so a 500, never a 400 blamed on the caller."""
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        raise RuntimeError(f"{model.__name__} does not match its schema: {exc}") from None
+
+
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     """Rows as dicts of plain Python values (NaN / NA → None), column-wise for speed."""
     lists = {}
@@ -228,7 +236,7 @@ class ScrmService:
             records = state.score_records(found.positions, reasons=reasons)
             for record, given in zip(records, found.ids, strict=True):
                 record["id"] = given
-            return ScoreResponse(**self._served(state), results=records, not_found=found.not_found)
+            return respond(ScoreResponse, **self._served(state), results=records, not_found=found.not_found)
 
         # small lookups answer on the event loop; reasons (TreeSHAP, ms per person) and big batches in a thread
         if req.with_reasons or len(found.positions) > INLINE_MAX_IDS:
@@ -246,8 +254,8 @@ class ScrmService:
             records = state.tier_records(found.positions)
             for record, given in zip(records, found.ids, strict=True):
                 record["id"] = given
-            return TierResponse(**self._served(state), tiers=records, not_found=found.not_found,
-                                rules=state.tier_rules_info())
+            return respond(TierResponse, **self._served(state), tiers=records, not_found=found.not_found,
+                           rules=state.tier_rules_info())
 
         if len(found.positions) > INLINE_MAX_IDS:
             return await anyio.to_thread.run_sync(answer)
@@ -277,10 +285,9 @@ class ScrmService:
             "n_unknown": int(report.get("n_unknown_ids", 0)),
             "unknown_examples": [str(x) for x in report.get("unknown_id_examples", [])],
         }
-        return LookalikeResponse(**self._served(state),
-                                 audience=_records(result.audience, ["person_id", "score", "rank"]),
-                                 holdout=_holdout(result.metrics), seed_report=seed_report,
-                                 mlflow_run_id=result.run_id)
+        return respond(LookalikeResponse, **self._served(state),
+                       audience=_records(result.audience, ["person_id", "score", "rank"]),
+                       holdout=_holdout(result.metrics), seed_report=seed_report, mlflow_run_id=result.run_id)
 
     def _fit_lookalike(self, state: ServingState, seeds: list[str], *, model: type[BaseModel], **kwargs):
         from training.audience import lookalike_audience
@@ -319,8 +326,8 @@ class ScrmService:
         state, result, quality = self._select(campaign)
         from training.decisions.targeting import AUDIENCE_COLUMNS
 
-        return TargetResponse(**self._served(state), summary=result.summary,
-                              audience=_records(result.audience, list(AUDIENCE_COLUMNS)), lookalike=quality)
+        return respond(TargetResponse, **self._served(state), summary=result.summary,
+                       audience=_records(result.audience, list(AUDIENCE_COLUMNS)), lookalike=quality)
 
     @bentoml.api(route="/target.csv", input_spec=TargetRequest)
     def target_csv(self, **campaign: Any) -> Annotated[str, ContentType("text/csv")]:
@@ -353,7 +360,7 @@ class ScrmService:
             for key in ("absolute_ci", "relative_ci"):
                 if lift[key] is not None:
                     lift[key] = {"low": lift[key][0], "high": lift[key][1]}
-        return EvaluateResponse(**self._served(state), **result)
+        return respond(EvaluateResponse, **self._served(state), **result)
 
 
 ScrmService.add_asgi_middleware(RequestGuard)

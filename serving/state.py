@@ -25,7 +25,7 @@ import pandas as pd
 
 from features.pipeline import Snapshot, latest_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
-from training.scoring import Models, load_champions, score
+from training.scoring import Models, score
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
@@ -143,24 +143,6 @@ class ServingState:
         log.info("scored %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s, indexed in %.1f s",
                  len(self.scores), int(eligible.sum()), self.as_of, models.churn_version, models.clv_version,
                  scored - started, time.perf_counter() - scored)
-
-    @classmethod
-    def load(cls, data_dir: str | Path, *, alias: str = "champion", rules: TierRules | None = None) -> ServingState:
-        """Load the newest snapshot of ``data_dir`` and the registered models behind ``alias``.
-
-        Raises
-        ------
-        ServingSetupError
-            No snapshot, or no champion; the message names the command that creates it.
-        """
-        snapshot = find_snapshot(data_dir)
-        try:
-            models = load_champions(alias)
-        except LookupError as exc:
-            raise ServingSetupError(
-                f"{exc}; create the champions with `scrm train all --data {data_dir} --as-of {snapshot.as_of}`"
-            ) from None
-        return cls(models, snapshot, rules=rules, data_dir=data_dir)
 
     # --- lookups -------------------------------------------------------------------------------------------------
 

@@ -702,6 +702,9 @@ def serve(
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:ScrmService", "--host", host,
            "--port", str(port), "--working-dir", str(workdir)]
     url = f"http://{host}:{port}"
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("SCRM_API_TOKEN", "").strip():
+        console.print(f"[yellow]warning:[/] listening on {host} without SCRM_API_TOKEN: anyone who can reach "
+                      "this port can call the service; set SCRM_API_TOKEN to require a bearer token")
     console.print(
         f"serving {data} (snapshot as of {as_of}) with churn v{versions['churn']}, clv v{versions['clv']} on {url}\n"
         f"docs: {url}/   ready when {url}/readyz answers 200   example:\n"

@@ -297,11 +297,19 @@ class FeatureCache:
         self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
 
     def features(self, cutoff) -> pd.DataFrame:
-        """The snapshot of ``build_features`` at ``cutoff`` (computed once)."""
+        """The snapshot of ``build_features`` at ``cutoff`` (computed once, kept compact: see :func:`compact`)."""
         cutoff = as_date(cutoff)
         if cutoff not in self._features:
-            self._features[cutoff] = build_features(self.data, cutoff, identity=self.identity)
+            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity))
         return self._features[cutoff]
+
+    def release(self, cutoffs: Sequence, *, keep: Sequence = ()) -> None:
+        """Forget the snapshots and labels of ``cutoffs`` (except ``keep``) to free memory; BTYD fits stay."""
+        keep = {as_date(c) for c in keep}
+        for cutoff in {as_date(c) for c in cutoffs} - keep:
+            self._features.pop(cutoff, None)
+            for key in [k for k in self._labels if k[0] == cutoff]:
+                del self._labels[key]
 
     def labels(self, cutoff, horizon_days: int) -> pd.DataFrame:
         """``build_labels`` at ``cutoff`` for ``horizon_days`` (computed once)."""
@@ -367,3 +375,26 @@ def to_float32(frame: pd.DataFrame) -> pd.DataFrame:
     """Cast float64 model-input columns to float32 (BTYD inputs and labels stay float64)."""
     cast = {c: "float32" for c in frame.columns if frame[c].dtype == np.float64 and c not in KEEP_FLOAT64}
     return frame.astype(cast) if cast else frame
+
+
+def compact(features: pd.DataFrame) -> pd.DataFrame:
+    """A snapshot in about half the memory: float32 floats (BTYD inputs excepted) and int32 counts.
+
+    Model inputs are cast to float32 anyway (:func:`to_float32`), so predictions do not change;
+    :func:`widen` restores the pipeline's dtypes (e.g. for an MLflow input example).
+    """
+    cast = {}
+    for c in features.columns:
+        dtype = features[c].dtype
+        if dtype == np.float64 and c not in KEEP_FLOAT64:
+            cast[c] = "float32"
+        elif dtype == np.int64:
+            cast[c] = "int32"
+    return features.astype(cast) if cast else features
+
+
+def widen(features: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`compact`: float32 → float64 and int32 → int64 (the dtypes ``build_features`` returns)."""
+    cast = {c: ("float64" if features[c].dtype == np.float32 else "int64") for c in features.columns
+            if features[c].dtype in (np.float32, np.int32)}
+    return features.astype(cast) if cast else features

@@ -24,7 +24,7 @@ from training import metrics as M
 from training import plots, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.frames import CutoffPlan, FeatureCache, as_date, plan_cutoffs, scaled_cutoffs
+from training.frames import CutoffPlan, FeatureCache, as_date, plan_cutoffs, scaled_cutoffs, widen
 from training.scoring import eligibility
 
 log = logging.getLogger(__name__)
@@ -230,8 +230,8 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
             tracking.log_json(fitted.extra["selection"], "family_selection.json")
             tracking.log_figure(plots.clv_decile_plot(fitted.valid["future_spend"].to_numpy(),
                                                       fitted.valid_pred["clv_mean"].to_numpy()), "clv_deciles")
-        buyers = features[eligibility(features).isna()]
-        info = tracking.log_model(fitted.model, input_example=buyers.head(5),
+        example = widen(features[eligibility(features).isna()].head(5))  # the dtypes snapshots have
+        info = tracking.log_model(fitted.model, input_example=example,
                                   registered_model_name=name if register else None)
         version = str(info.registered_model_version) if register else None
         run_id = run.info.run_id
@@ -292,6 +292,8 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
     fitted: dict[str, Fitted] = {}
     if "churn" in models:
         fitted["churn"] = fit_churn(cache, as_of, horizon_days=churn_horizon, **common, **(churn_params or {}))
+        if "clv" in models and clv_horizon != churn_horizon:  # the CLV cutoffs differ: free the churn ones
+            cache.release(fitted["churn"].plan.all_cutoffs, keep=[as_of])
     if "clv" in models:
         fitted["clv"] = fit_clv(cache, as_of, horizon_days=clv_horizon, **common, **(clv_params or {}))
     logged = {name: _log_run(data, cache, f, random_state=random_state, register=register)

@@ -351,3 +351,12 @@ def test_no_raw_pii_in_any_response(service, people, serving_env, sample_ids):
     for response in responses:
         values = _scalars(json.loads(response.model_dump_json()))
         assert len(values) > 100 and not values & raw
+
+
+def test_a_response_that_breaks_its_schema_is_a_server_error_not_a_400():
+    from serving.schemas import ClvEstimate
+    from serving.service import respond
+
+    assert respond(ClvEstimate, mean=1.0, p10=0.5, p90=2.0).mean == 1.0
+    with pytest.raises(RuntimeError, match="ClvEstimate does not match its schema"):
+        respond(ClvEstimate, mean="lots", p10=0.5, p90=2.0)

@@ -35,7 +35,7 @@ def test_longer_since_the_last_order_never_lowers_churn_risk(repeat_buyers, days
     p1 = model.predict_frame(later)["churn_probability"].to_numpy()
     assert len(base) > 100
     assert np.all(p1 >= p0 - 1e-12), np.max(p0 - p1)
-    assert np.mean(p1 > p0) > (0.3 if days >= 30 else 0.0)  # and it does rise (calibration has flat steps)
+    assert np.mean(p1 > p0) > (0.25 if days >= 30 else 0.0)  # and it does rise (isotonic calibration has flat steps)
 
 
 @pytest.mark.parametrize("extra", [1, 3])
