@@ -23,8 +23,9 @@ The generative model (all vectorised numpy, deterministic for a seed):
   ``mu ~ Gamma``; order values are gamma–gamma around a person mean, discounts deeper at festivals;
 - each person holds 1–3 channel accounts (``customer_key``) from a Dirichlet channel taste; phone, unionid
   and member card identify the person with per-channel missingness and never collide across people;
-- behaviour events follow the latent state: views, searches and carts before orders, browsing at a rate
-  tied to ``lam`` that mostly stops at dropout, livestreams for Douyin users, store visits for store users;
+- behaviour events follow the latent state: views, searches and carts before orders; habitual browsing
+  (about four views per expected order, with regular Gamma-renewal gaps) at a rate proportional to ``lam``
+  that all but stops at dropout; livestreams for Douyin users, store visits for store users;
 - campaigns target non-opted-out customers by recency, randomise a 10–20 % control group, and cause an extra
   order with the person's true uplift probability ``tau``.
 

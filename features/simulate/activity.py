@@ -115,6 +115,35 @@ def poisson_days(rate, day0, day1, cum, rng):
     return who, day
 
 
+def renewal_days(rate, day0, day1, cum, rng, *, regularity: float):
+    """Habitual events on whole days: like :func:`poisson_days`, but the gaps between person ``i``'s events
+    are Gamma(``regularity``) with mean ``1 / rate[i]`` in the calendar's intensity time, so counts are
+    under-dispersed (``regularity`` = 1 is Poisson; 4 is someone who checks the shop about every so often).
+    The first gap is the forward recurrence time of a stationary process (a uniform share of a length-biased
+    Gamma(``regularity`` + 1) gap), so the count in any window has mean ``rate`` times the window's mass.
+
+    Returns the person index and the day of every event.
+    """
+    day1 = np.maximum(day1, day0)
+    mass = cum[day1] - cum[day0]
+    expected = rate * mass
+    n_draw = np.ceil(expected + 4.0 * np.sqrt(expected / regularity) + 3.0).astype(np.int64)
+    n_draw[expected <= 0] = 0
+    who = np.repeat(np.arange(len(rate)), n_draw)
+    gaps = rng.gamma(regularity, 1.0, len(who)) / (regularity * rate[who])
+    starts = np.concatenate([[0], np.cumsum(n_draw)[:-1]])[n_draw > 0]
+    first = who[starts]
+    gaps[starts] = rng.random(len(starts)) * rng.gamma(regularity + 1.0, 1.0, len(starts)) / (regularity * rate[first])
+    pos = np.cumsum(gaps)
+    pos -= np.repeat(pos[starts] - gaps[starts], n_draw[n_draw > 0])
+    keep = pos < mass[who]
+    who, pos = who[keep], pos[keep]
+    u = cum[day0][who] + pos
+    day = np.searchsorted(cum, u, side="right") - 1
+    day = np.clip(day, day0[who], day1[who] - 1)
+    return who, day
+
+
 _HOUR_TABLE = np.concatenate([HOUR_CDF, PEAK_HOUR_CDF + 1.0])
 
 
@@ -353,17 +382,21 @@ def ongoing_events(ev: EventRows, people: People, cal: Calendar, cfg: SimConfig,
     b_end = np.clip(b1, b0, n_days)
     never = np.full(people.n, n_days)
 
-    def browse(rate, day0, day1, curve):
-        who, day = poisson_days(rate, np.minimum(day0, n_days), np.minimum(day1, n_days), curve, rng)
+    def browse(rate, day0, day1, curve, regularity=1.0):
+        day0, day1 = np.minimum(day0, n_days), np.minimum(day1, n_days)
+        if regularity == 1.0:
+            who, day = poisson_days(rate, day0, day1, curve, rng)
+        else:
+            who, day = renewal_days(rate, day0, day1, curve, rng, regularity=regularity)
         return who, seconds_in_day(day, cal, rng)
 
-    # browsing before the first order, while alive, and a trickle after dropout
-    for rate, d0, d1 in (
-        (people.browse * 0.5, b0, b_end),
-        (people.browse, b1, alive_end),
-        (people.browse * cfg.browse_after_dropout, alive_end, never),
+    # browsing before the first order, habitual browsing while alive, and a trickle after dropout
+    for rate, d0, d1, regularity in (
+        (people.browse * 0.5, b0, b_end, 1.0),
+        (people.browse, b1, alive_end, cfg.browse_regularity),
+        (people.browse * cfg.browse_after_dropout, alive_end, never, 1.0),
     ):
-        who, ts = browse(rate, d0, d1, cum)
+        who, ts = browse(rate, d0, d1, cum, regularity)
         slot = pick_slot(people.chan_cum[who], rng.random(len(who)))
         chan = people.chan[who, slot]
         kind = np.searchsorted(np.cumsum([0.62, 0.2, 0.1, 0.08]), rng.random(len(who)), side="right")

@@ -83,6 +83,13 @@ class SimConfig:
     population mean is ``spend_mean``), times a city and age factor; each order is
     ``spend_mean_i * Gamma(spend_shape, 1/spend_shape)`` times the category's price level relative to the
     person's average, less a discount whose mean depends on the day.
+
+    Habitual browsing (views, searches, favourites, carts; store visits for store accounts) runs while the
+    person is alive at ``browse_rate * taste * (browse_floor + lam_i / lam_mean)`` events per day, with
+    ``taste ~ Gamma(browse_shape, 1/browse_shape)`` and Gamma(``browse_regularity``) gaps (a habit, less
+    random than Poisson), and at ``browse_after_dropout`` of that rate after dropout: about four views per
+    expected order, so engagement tells an alive low-frequency buyer from a lapsed one. ``views_per_order``
+    more views come in the days before each online order.
     """
 
     lam_shape: float = 0.85
@@ -115,9 +122,12 @@ class SimConfig:
     )
     n_stores: int = 180
     # Behaviour
-    views_per_order: float = 1.1
-    browse_rate: float = 0.022
-    browse_after_dropout: float = 0.05
+    views_per_order: float = 0.6
+    browse_rate: float = 0.1
+    browse_floor: float = 0.1
+    browse_shape: float = 30.0
+    browse_regularity: float = 4.0
+    browse_after_dropout: float = 0.01
     livestream_rate: float = 0.03
     store_visit_rate: float = 0.012
     review_prob: float = 0.07

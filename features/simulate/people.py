@@ -117,10 +117,10 @@ def draw_people(
     cat_norm = share * (fav_w * cat_level[fav_cat]).sum(axis=1) + (1 - share) * cat_level.mean()
 
     # behaviour traits tied to the latent state
-    rel_lam = np.sqrt(lam / cfg.lam_mean)
     views_per_order = rng.gamma(2.0, cfg.views_per_order / 2.0, n)
     cart_prob = rng.beta(3.0, 3.0, n)
-    browse = cfg.browse_rate * rng.gamma(2.0, 0.5, n) * (0.3 + 0.7 * rel_lam)
+    # browsing tracks purchase intent: proportional to the rate, with a person-level taste for browsing
+    browse = cfg.browse_rate * rng.gamma(cfg.browse_shape, 1.0 / cfg.browse_shape, n) * (cfg.browse_floor + lam / cfg.lam_mean)
     open_prob = rng.beta(2.0, 5.0, n)
     wechat_share = chan_pref[:, CHANNELS.index("wechat")]
     price_sens = (cfg.spend_mean / spend_mean) ** 0.3

@@ -60,17 +60,19 @@ def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default", qu
 
 
 @functools.cache
-def fitted_churn():
+def fitted_churn(*, fast: bool = True):
+    """The churn model on ``small()``: tiny LightGBM settings, or (``fast=False``) the defaults (a few seconds)."""
     from training.train import fit_churn
 
-    return fit_churn(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST)
+    return fit_churn(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **(FAST if fast else {}))
 
 
 @functools.cache
-def fitted_clv():
+def fitted_clv(*, fast: bool = True):
+    """The CLV model on ``small()``: tiny LightGBM settings, or (``fast=False``) the defaults (a few seconds)."""
     from training.train import fit_clv
 
-    return fit_clv(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST_CLV)
+    return fit_clv(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **(FAST_CLV if fast else {}))
 
 
 @functools.cache

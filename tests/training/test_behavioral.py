@@ -1,7 +1,9 @@
 """Behavioural model tests: directional expectations, the promotion gate, BTYD failure and part-way failures.
 
 Directional tests perturb real snapshot rows "all else equal" and score them through the same path as
-production (BTYD and derived inputs recomputed by the models from the perturbed snapshot).
+production (BTYD and derived inputs recomputed by the models from the perturbed snapshot), with models of the
+default LightGBM settings: the unit tests' tiny ones lean on the strongest features (browsing) and leave the
+order counts almost unused.
 """
 
 from __future__ import annotations
@@ -30,17 +32,19 @@ def test_longer_since_the_last_order_never_lowers_churn_risk(repeat_buyers, days
     later = base.copy()
     later["recency_days"] = later["recency_days"] + days  # days since the last paid order
     later["recency"] = later["recency"] - days  # BTYD recency: first to last purchase day
-    model = fitted_churn().model
+    model = fitted_churn(fast=False).model
     p0 = model.predict_frame(base)["churn_probability"].to_numpy()
     p1 = model.predict_frame(later)["churn_probability"].to_numpy()
     assert len(base) > 100
     assert np.all(p1 >= p0 - 1e-12), np.max(p0 - p1)
-    assert np.mean(p1 > p0) > (0.25 if days >= 30 else 0.0)  # and it does rise (isotonic calibration has flat steps)
+    # and it does rise, for people not already on the calibration's top step (isotonic steps are flat)
+    below_top = p0 < p0.max()
+    assert np.mean(p1[below_top] > p0[below_top]) > (0.3 if days >= 30 else 0.0)
 
 
 @pytest.mark.parametrize("extra", [1, 3])
 def test_more_past_orders_never_lower_clv(repeat_buyers, extra):
-    model = fitted_clv().model
+    model = fitted_clv(fast=False).model
     assert model.selection_[model.family_]["monotone_orders"]
     v0 = model.predict(repeat_buyers)
     v1 = model.predict(more_orders(repeat_buyers, extra))
