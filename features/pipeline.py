@@ -604,25 +604,20 @@ def build_features(
 
 def _finish(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """pandas step on the per-person table: scores, segments, lifecycle, dtypes, column order."""
-    for col in ("orders", "n_channels", "n_customer_keys", "campaign_touches"):
-        if col in df:
-            df[col] = df[col].astype("int64")
-    for col in df.columns:
-        if col.startswith(("orders_", "ev_")):
-            df[col] = df[col].astype("int64")
-    if "n_categories" in df:
-        df["n_categories"] = df["n_categories"].fillna(0).astype("int64")
-    if "marketing_opt_out" in df:
-        df["marketing_opt_out"] = df["marketing_opt_out"].fillna(False).astype(bool)
-    else:
-        df["marketing_opt_out"] = False
-    if "is_member" in df:
-        df["is_member"] = df["is_member"].fillna(False).astype("float64")
-    scores = rfm_scores(df, config)
-    for col in scores:
-        df[col] = scores[col].astype("float64")
-    df["rfm_segment"], df["rfm_segment_en"] = rfm_segments(scores, config)
-    df["lifecycle_stage"] = lifecycle_stage(df, config)
+    fill = {"n_categories": 0, "marketing_opt_out": False, "is_member": False}
+    df = df.fillna({c: v for c, v in fill.items() if c in df})
+    casts = {c: "int64" for c in df.columns
+             if c in ("orders", "n_channels", "n_customer_keys", "campaign_touches", "n_categories")
+             or c.startswith(("orders_", "ev_"))}
+    casts.update({"marketing_opt_out": bool, "is_member": "float64"})
+    df = df.astype({c: t for c, t in casts.items() if c in df})
+    scores = rfm_scores(df, config).astype("float64")
+    segment, segment_en = rfm_segments(scores, config)
+    added = scores.assign(rfm_segment=segment, rfm_segment_en=segment_en,
+                          lifecycle_stage=lifecycle_stage(df, config))
+    if "marketing_opt_out" not in df:
+        added["marketing_opt_out"] = False
+    df = pd.concat([df.drop(columns=[c for c in added.columns if c in df]), added.set_index(df.index)], axis=1)
     return df[_column_order(list(df.columns), config)]
 
 

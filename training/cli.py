@@ -682,14 +682,15 @@ def serve(
     as_ofs = []
     for manifest in (data / "features").glob("*/manifest.json"):
         try:
-            as_ofs.append(json.loads(manifest.read_text())["as_of"])
+            as_ofs.append((json.loads(manifest.read_text())["as_of"], manifest.parent))
         except (ValueError, KeyError):
             continue
     if not as_ofs:
         console.print(f"[red]error:[/] no feature snapshot under {data / 'features'}; create one with "
                       f"`scrm features build --data {data} --as-of DATE`")
         raise typer.Exit(2)
-    as_of = max(as_ofs)
+    as_of, snapshot_dir = max(as_ofs)
+    example_id = _example_person(snapshot_dir / "features.parquet")
     versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]
     if missing:
@@ -709,10 +710,21 @@ def serve(
         f"serving {data} (snapshot as of {as_of}) with churn v{versions['churn']}, clv v{versions['clv']} on {url}\n"
         f"docs: {url}/   ready when {url}/readyz answers 200   example:\n"
         f"  curl -s -X POST {url}/score -H 'Content-Type: application/json' "
-        "-d '{\"customer_ids\": [\"<person_id or customer_key>\"]}'"
+        f"-d '{{\"customer_ids\": [\"{example_id}\"]}}'"
     )
     sys.stderr.flush()
     os.execve(sys.executable, cmd, env)
+
+
+def _example_person(features_path: Path) -> str:
+    """A ``person_id`` of the snapshot for the example call (read from the first row group only)."""
+    import pyarrow.parquet as pq
+
+    try:
+        ids = pq.ParquetFile(features_path).read_row_group(0, columns=["person_id"]).column(0)
+        return str(ids[0]) if len(ids) else "<person_id or customer_key>"
+    except (OSError, KeyError, IndexError):
+        return "<person_id or customer_key>"
 
 
 def main() -> None:  # pragma: no cover - console entry point

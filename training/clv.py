@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from training.btyd import BTYDModel
-from training.churn import feature_columns, prepare, subsample
+from training.churn import feature_columns, prepare, subsample, trees_by_time
 from training.frames import BTYD_COLUMNS
 from training.metrics import gini_normalized, spearman
 
@@ -84,6 +84,9 @@ class CLVModel(BaseEstimator):
         more past orders (see :func:`more_orders`).
     n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
     tweedie_variance_power : LightGBM settings of the mean model.
+    early_stopping : bool
+        Choose the mean model's number of trees (at most ``n_estimators``) on the latest training cutoff, see
+        :func:`training.churn.trees_by_time`.
     interval_estimators : int
         Trees of each quantile model.
     max_rows, interval_max_rows : int, optional
@@ -97,6 +100,8 @@ class CLVModel(BaseEstimator):
 
     Attributes
     ----------
+    n_trees_ : int
+        Boosting rounds of the mean model (and of the orders model).
     family_ : str
         The family that predicts ``clv_mean``.
     selection_ : dict
@@ -110,7 +115,8 @@ class CLVModel(BaseEstimator):
     def __init__(self, horizon_days: int = 365, *, family: str = "auto", quantiles: tuple[float, float] = (0.1, 0.9),
                  monotone_orders: bool = True, n_estimators: int = 300, learning_rate: float = 0.05,
                  num_leaves: int = 15, min_child_samples: int = 100, subsample: float = 0.8,
-                 colsample_bytree: float = 0.8, tweedie_variance_power: float = 1.3, interval_estimators: int = 150,
+                 colsample_bytree: float = 0.8, tweedie_variance_power: float = 1.3, early_stopping: bool = True,
+                 interval_estimators: int = 150,
                  max_rows: int | None = None, interval_max_rows: int | None = 200_000, interval_draws: int = 300,
                  btyd_features: bool = False, random_state: int = 0, n_jobs: int = 1):
         self.horizon_days = horizon_days
@@ -124,6 +130,7 @@ class CLVModel(BaseEstimator):
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.tweedie_variance_power = tweedie_variance_power
+        self.early_stopping = early_stopping
         self.interval_estimators = interval_estimators
         self.max_rows = max_rows
         self.interval_max_rows = interval_max_rows
@@ -191,8 +198,14 @@ class CLVModel(BaseEstimator):
         rows = subsample(len(X), self.max_rows, self.random_state)
         Xf, yf = (X[self.feature_names_], y) if rows is None else (X[self.feature_names_].iloc[rows], y[rows])
         self.n_train_rows_ = len(Xf)
-        self.mean_model_ = self._lgbm("tweedie", self.n_estimators, tweedie_variance_power=self.tweedie_variance_power,
-                                      monotone_constraints=mono, monotone_constraints_method="intermediate").fit(Xf, yf)
+        def mean_model(n: int) -> LGBMRegressor:
+            return self._lgbm("tweedie", n, tweedie_variance_power=self.tweedie_variance_power,
+                              monotone_constraints=mono, monotone_constraints_method="intermediate")
+
+        Xs = X if rows is None else X.iloc[rows]
+        self.n_trees_ = (trees_by_time(mean_model, Xs, yf, self.feature_names_, self.n_estimators)
+                         if self.early_stopping else self.n_estimators)
+        self.mean_model_ = mean_model(self.n_trees_).fit(Xf, yf)
         qrows = subsample(len(X), self.interval_max_rows, self.random_state + 1)
         Xq, yq = (X[self.feature_names_], y) if qrows is None else (X[self.feature_names_].iloc[qrows], y[qrows])
         self.lower_model_ = self._lgbm("quantile", self.interval_estimators, alpha=lo).fit(Xq, yq)
@@ -201,7 +214,7 @@ class CLVModel(BaseEstimator):
         if btyd is None and orders is not None:
             o = np.asarray(orders, dtype=float)
             of = o if rows is None else o[rows]
-            self.orders_model_ = self._lgbm("poisson", self.n_estimators, monotone_constraints=mono,
+            self.orders_model_ = self._lgbm("poisson", self.n_trees_, monotone_constraints=mono,
                                             monotone_constraints_method="intermediate").fit(Xf, of)
         self.selection_: dict[str, dict] = {}
         self.family_ = "lgbm" if self.family == "auto" else self.family
