@@ -12,7 +12,9 @@ as_of + H)``):
   the best "is this person still alive" classifier the features allow, which no real model has;
 * ``same-day LightGBM``: a LightGBM churn classifier cross-fitted on the outcomes of the evaluated window
   itself (2 folds) — an optimistic reference for any model on these features;
-* for CLV the same-day Tweedie LightGBM and a LightGBM on the spend ranks (Spearman's own target).
+* for CLV the same-day Tweedie LightGBM and a LightGBM on the spend ranks (Spearman's own target), and the
+  same-day Tweedie LightGBM given one true latent quantity as an extra feature (expected orders, spend per order,
+  alive state): what each would add if behaviour revealed it.
 
     .venv/bin/python benchmarks/oracle_ceiling.py --data /tmp/sim50k --as-of 2025-07-01 --horizon 90
 """
@@ -84,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     p_alive_hat = cross_fit(lambda: lgb.LGBMClassifier(**kw), alive.astype(int))
     same_day = cross_fit(lambda: lgb.LGBMClassifier(**kw), y)
     tweedie = cross_fit(lambda: lgb.LGBMRegressor(objective="tweedie", **kw), spend)
+    true_orders = orc["expected_orders"].to_numpy()
+    truths = {"true expected orders": true_orders,
+              "true spend per order": orc["expected_spend"].to_numpy() / np.maximum(true_orders, 1e-12),
+              "true alive state": alive.astype(float)}
+    X_base = X
+    with_truth = {}
+    for name, column in truths.items():  # how much each latent quantity would add to the same-day model
+        X = np.column_stack([X_base, column]).astype(np.float32)
+        with_truth[name] = cross_fit(lambda: lgb.LGBMRegressor(objective="tweedie", **kw), spend)
+    X = X_base
     ranks = cross_fit(lambda: lgb.LGBMRegressor(**kw), (np.argsort(np.argsort(spend)) / len(spend)))
 
     print(f"{args.data} as of {args.as_of}, horizon {args.horizon} days: {len(frame):,} eligible buyers, "
@@ -103,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, pred in (("oracle expected spend", orc["expected_spend"].to_numpy()),
                        ("same-day Tweedie LightGBM (cross-fitted)", tweedie),
                        ("same-day LightGBM on spend ranks (cross-fitted)", ranks),
+                       *((f"same-day Tweedie LightGBM + {name} as a feature", pred)
+                         for name, pred in with_truth.items()),
                        ("BTYD x Gamma-Gamma", btyd.expected_spend(frame, args.horizon))):
         print(f"  {name:62s} {M.spearman(spend, pred):.4f} / {M.gini_normalized(spend, pred):.4f}")
     return 0

@@ -165,3 +165,45 @@ def test_bad_inputs_are_rejected(churn):
 def test_feature_columns_drop_labels_and_ids(churn):
     cols = feature_columns(churn.valid)
     assert not {"person_id", "churned", "future_spend", "future_orders", "cutoff", "rfm_segment"} & set(cols)
+
+
+# ---------------------------------------------------------------------------------------------- tree count
+def _noisy_cutoffs(n_per_cutoff: int, n_cutoffs: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """One weak signal among 20 noise columns: 400 rounds of deep trees overfit it quickly."""
+    rng = np.random.default_rng(seed)
+    n = n_per_cutoff * n_cutoffs
+    X = pd.DataFrame(rng.normal(size=(n, 20)), columns=[f"x{i}" for i in range(20)])
+    X.insert(0, "cutoff", np.repeat(pd.date_range("2025-01-01", periods=n_cutoffs, freq="30D"), n_per_cutoff))
+    y = (rng.random(n) < 1 / (1 + np.exp(-0.5 * X["x0"].to_numpy()))).astype(int)
+    return X, y
+
+
+def test_trees_are_chosen_on_the_latest_cutoff_when_rows_overfit():
+    from lightgbm import LGBMClassifier
+
+    from training.churn import trees_by_time
+
+    X, y = _noisy_cutoffs(500, 3)
+    cols = [c for c in X.columns if c != "cutoff"]
+
+    def make(n):
+        return LGBMClassifier(n_estimators=n, learning_rate=0.1, num_leaves=31, min_child_samples=5, n_jobs=1,
+                              verbose=-1)
+
+    chosen = trees_by_time(make, X, y, cols, 400)
+    assert 10 <= chosen < 200
+    assert trees_by_time(make, X, y, cols, 400) == chosen  # deterministic
+    # one cutoff: nothing later to stop on; too many rows: the check is skipped
+    one = X[X["cutoff"] == X["cutoff"].max()]
+    assert trees_by_time(make, one, y[X["cutoff"] == X["cutoff"].max()], cols, 400) == 400
+    assert trees_by_time(make, X, y, cols, 400, max_rows=1000) == 400
+
+
+def test_churn_model_records_its_tree_count():
+    X, y = _noisy_cutoffs(500, 3)
+    Xc, yc = _noisy_cutoffs(300, 1, seed=1)
+    kw = dict(n_estimators=400, num_leaves=31, min_child_samples=5, learning_rate=0.1)
+    stopped = ChurnModel(**kw).fit(X, y, X_calib=Xc, y_calib=yc)
+    full = ChurnModel(**kw, early_stopping=False).fit(X, y, X_calib=Xc, y_calib=yc)
+    assert stopped.n_trees_ < 200 and full.n_trees_ == 400
+    assert stopped.booster_.n_estimators == stopped.n_trees_
