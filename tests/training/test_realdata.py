@@ -52,5 +52,7 @@ def test_cdnow_orders_only_backtest(tmp_path):
     write_cdnow(data)
     r = _backtest(data, "1998-01-01", 90, tmp_path)
     assert r["n_customers"] == 2357 and r["btyd"]["model"] == "bg_nbd"
-    assert r["churn"]["model"]["auc"] > r["churn"]["baselines"]["recency"]["auc"] - 0.02
+    # three training cutoffs of 2,357 people: the trees do not beat BTYD here (docs/results.md), but stay close
+    assert r["churn"]["model"]["auc"] > r["churn"]["baselines"]["btyd"]["auc"] - 0.05
+    assert r["churn"]["model"]["ece"] < 0.06
     assert r["clv"]["model"]["gini"] > r["clv"]["baselines"]["last_period"]["gini"]
