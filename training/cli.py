@@ -710,7 +710,8 @@ def serve(
         f"serving {data} (snapshot as of {as_of}) with churn v{versions['churn']}, clv v{versions['clv']} on {url}\n"
         f"docs: {url}/   ready when {url}/readyz answers 200   example:\n"
         f"  curl -s -X POST {url}/score -H 'Content-Type: application/json' "
-        f"-d '{{\"customer_ids\": [\"{example_id}\"]}}'"
+        f"-d '{{\"customer_ids\": [\"{example_id}\"]}}'",
+        soft_wrap=True,  # one line, so the command can be copied
     )
     sys.stderr.flush()
     os.execve(sys.executable, cmd, env)
