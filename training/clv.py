@@ -198,6 +198,7 @@ class CLVModel(BaseEstimator):
         rows = subsample(len(X), self.max_rows, self.random_state)
         Xf, yf = (X[self.feature_names_], y) if rows is None else (X[self.feature_names_].iloc[rows], y[rows])
         self.n_train_rows_ = len(Xf)
+
         def mean_model(n: int) -> LGBMRegressor:
             return self._lgbm("tweedie", n, tweedie_variance_power=self.tweedie_variance_power,
                               monotone_constraints=mono, monotone_constraints_method="intermediate")
