@@ -128,8 +128,10 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
         "btyd": {"status": cache.btyd_status(as_of), "model": getattr(btyd, "model_name_", None),
                  "params": getattr(btyd, "params_", None), "gg_params": getattr(btyd, "gg_params_", None)},
         "churn": {
+            "family": churn.model.family_,
             "model": churn_metrics(y, p),
             "validation": churn.metrics,
+            "selection": churn.model.selection_,
             "baselines": {
                 "btyd": churn_metrics(y, btyd_churn),
                 # a ranking, not a probability: only ranking figures are meaningful
@@ -204,6 +206,7 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Pat
                               clv_params=clv_params, cache=cache, progress=progress)
     params = {"as_of": result["as_of"], "horizon_days": horizon_days, "random_state": random_state,
               "n_customers": result["n_customers"], "clv.family": result["clv"]["family"],
+              "churn.family": result["churn"]["family"],
               "interval_level": result["clv"]["interval_level"], "cutoffs": result["cutoffs"]["churn"]["cutoffs"],
               "clv_cutoffs": result["cutoffs"]["clv"]["cutoffs"], "btyd.status": result["btyd"]["status"][:200]}
     with tracking.start_run("backtest", run_name=f"backtest {result['as_of']} h{horizon_days}", params=params,

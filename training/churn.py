@@ -2,7 +2,8 @@
 
 A LightGBM classifier on the point-in-time features, the derived activity columns of
 :func:`training.frames.derive_features` and the BTYD outputs (P(alive), expected orders, P(purchase), expected
-spend), calibrated (isotonic or sigmoid) on a held-out time slice. Monotone constraints encode what marketers
+spend), calibrated (isotonic or sigmoid) on a held-out time slice. When the BTYD P(no order) alone ranks the latest
+complete window better than the trees (small brands), it is what gets calibrated and served (``family``). Monotone constraints encode what marketers
 rightly expect: all else equal, a longer time since the last order or the last activity never lowers the risk,
 and a higher BTYD probability of being alive or of buying never raises it.
 """
@@ -30,10 +31,14 @@ from training.frames import (
     feature_docs,
     to_float32,
 )
+from training.metrics import auc
 
 log = logging.getLogger(__name__)
 
 CALIBRATIONS = ("isotonic", "sigmoid")
+FAMILIES = ("auto", "lgbm", "btyd")
+#: Weight of the raw score added to isotonic probabilities so that people the model ranks apart stay apart.
+TIE_BREAK = 1e-6
 
 #: +1: the risk may only rise with the feature; -1: only fall. ``days_since_*`` columns count as recency.
 CHURN_MONOTONE = {
@@ -125,6 +130,10 @@ class ChurnModel(BaseEstimator):
     early_stopping : bool
         Choose the number of trees (at most ``n_estimators``) on the latest training cutoff, see
         :func:`trees_by_time`.
+    family : {"auto", "lgbm", "btyd"}
+        What scores people: the trees, or the BTYD model's P(no order in the horizon) alone (both calibrated on
+        the calibration slice). "auto" keeps the trees unless the BTYD score ranks the validation window better
+        (AUC) — small brands whose few training rows the trees cannot add to, such as CDNOW's 2,357 customers.
     max_rows : int, optional
         Fit the trees on a seeded subsample of at most this many rows (large brands).
     random_state : int
@@ -141,6 +150,10 @@ class ChurnModel(BaseEstimator):
         Boosting rounds of the fitted model.
     booster_ : LGBMClassifier
         The fitted trees (uncalibrated).
+    family_ : str
+        "lgbm" or "btyd": what :meth:`predict_proba` calibrates.
+    selection_ : dict
+        Validation AUC of each family when "auto" compared them (empty otherwise).
     calibrator_ : IsotonicRegression, LogisticRegression or None
         Maps raw scores to probabilities; ``None`` without a usable calibration slice.
     btyd_ : BTYDModel or None
@@ -152,9 +165,10 @@ class ChurnModel(BaseEstimator):
     def __init__(self, horizon_days: int = 90, *, calibration: str = "isotonic", n_estimators: int = 300,
                  learning_rate: float = 0.05, num_leaves: int = 15, min_child_samples: int = 100,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, early_stopping: bool = True,
-                 max_rows: int | None = None, random_state: int = 0, n_jobs: int = 1):
+                 family: str = "auto", max_rows: int | None = None, random_state: int = 0, n_jobs: int = 1):
         self.horizon_days = horizon_days
         self.early_stopping = early_stopping
+        self.family = family
         self.calibration = calibration
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -168,7 +182,7 @@ class ChurnModel(BaseEstimator):
 
     # ------------------------------------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y, *, X_calib: pd.DataFrame | None = None, y_calib=None,
-            btyd: BTYDModel | None = None) -> ChurnModel:
+            btyd: BTYDModel | None = None, X_valid: pd.DataFrame | None = None, y_valid=None) -> ChurnModel:
         """Fit the trees on ``X, y`` (1 = churned), then the calibrator on the held-out slice.
 
         Parameters
@@ -183,9 +197,14 @@ class ChurnModel(BaseEstimator):
         btyd : BTYDModel, optional
             The BTYD model fitted at the training ``as_of``, used to compute the BTYD inputs at scoring time.
             Without it the model is fitted without BTYD inputs.
+        X_valid, y_valid : DataFrame and array-like, optional
+            The latest complete window (with the BTYD columns fitted at its cutoff), on which ``family="auto"``
+            compares the trees with the BTYD score.
         """
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         if not isinstance(X, pd.DataFrame) or X.empty:
             raise ValueError("X must be a non-empty DataFrame of buyers' features")
         y = np.asarray(y, dtype=int)
@@ -220,6 +239,8 @@ class ChurnModel(BaseEstimator):
         self.n_trees_ = (trees_by_time(make, Xf, yf, self.feature_names_, self.n_estimators)
                          if self.early_stopping else self.n_estimators)
         self.booster_ = make(self.n_trees_).fit(Xf[self.feature_names_], yf)
+        self.base_logit_ = float(_logit(np.array([yf.mean()]))[0])
+        self._choose_family(X_valid, y_valid)
         self.calibrator_ = None
         if X_calib is not None and len(X_calib):
             yc = np.asarray(y_calib, dtype=int)
@@ -233,13 +254,40 @@ class ChurnModel(BaseEstimator):
                     self.calibrator_ = LogisticRegression().fit(_logit(raw).reshape(-1, 1), yc)
         return self
 
+    def _choose_family(self, X_valid: pd.DataFrame | None, y_valid) -> None:
+        self.selection_: dict[str, dict] = {}
+        self.family_ = "lgbm"
+        if not self.uses_btyd_ or self.family == "lgbm":
+            if self.family == "btyd":
+                log.warning("churn: family 'btyd' needs the BTYD model; using the trees")
+            return
+        if self.family == "btyd":
+            self.family_ = "btyd"
+            return
+        if X_valid is None or not len(X_valid) or len(np.unique(np.asarray(y_valid, dtype=int))) < 2:
+            return
+        Xv, yv = self._prepare(X_valid), np.asarray(y_valid, dtype=int)
+        btyd = _btyd_churn(Xv)
+        if not np.isfinite(btyd).all():
+            return
+        self.selection_ = {"lgbm": {"auc": auc(yv, self.booster_.predict_proba(Xv[self.feature_names_])[:, 1])},
+                           "btyd": {"auc": auc(yv, btyd)}}
+        if self.selection_["btyd"]["auc"] > self.selection_["lgbm"]["auc"]:
+            self.family_ = "btyd"
+            log.info("churn: the BTYD score ranks the validation window better (AUC %.4f vs %.4f); using it",
+                     self.selection_["btyd"]["auc"], self.selection_["lgbm"]["auc"])
+
     # ------------------------------------------------------------------------------------------------ predict
     def _prepare(self, features: pd.DataFrame) -> pd.DataFrame:
         return prepare(features, self.horizon_days, getattr(self, "btyd_", None), random_state=self.random_state,
                        with_btyd=getattr(self, "uses_btyd_", True))
 
     def _raw_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict_proba(X[self.feature_names_])[:, 1]
+        trees = self.booster_.predict_proba(X[self.feature_names_])[:, 1]
+        if getattr(self, "family_", "lgbm") != "btyd":
+            return trees
+        btyd = _btyd_churn(X)
+        return np.where(np.isfinite(btyd), btyd, trees)  # rows without a BTYD value fall back to the trees
 
     def model_frame(self, features: pd.DataFrame) -> pd.DataFrame:
         """The model's inputs for a snapshot (BTYD and derived columns added), in ``feature_names_`` order."""
@@ -253,7 +301,8 @@ class ChurnModel(BaseEstimator):
         if self.calibrator_ is None:
             p = raw
         elif isinstance(self.calibrator_, IsotonicRegression):
-            p = self.calibrator_.predict(raw)
+            # isotonic steps are flat; a tie-breaker far below any reported precision keeps the raw ranking
+            p = (1.0 - TIE_BREAK) * self.calibrator_.predict(raw) + TIE_BREAK * raw
         else:
             p = self.calibrator_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
         p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
@@ -267,9 +316,22 @@ class ChurnModel(BaseEstimator):
         """The ``top`` features pushing each person's churn score up, from LightGBM's ``pred_contrib``.
 
         Each reason is ``{"feature", "description", "value", "contribution"}`` with the contribution in log-odds
-        of the uncalibrated model; only features that raise the risk are listed, largest first.
+        of the uncalibrated model; only features that raise the risk are listed, largest first. With the BTYD
+        family the score has one input: the reason is a low BTYD purchase probability, its contribution the
+        log-odds above the training churn rate.
         """
         check_is_fitted(self, "booster_")
+        if getattr(self, "family_", "lgbm") == "btyd":
+            X = self._prepare(features)
+            churn = _btyd_churn(X)
+            doc = feature_docs().get("btyd_p_purchase", DERIVED_DOCS.get("btyd_p_purchase", "btyd p purchase"))
+            out = []
+            for value, c in zip(X["btyd_p_purchase"].to_numpy(dtype=float), _logit(churn) - self.base_logit_,
+                                strict=True):
+                ok = np.isfinite(c) and c > 0
+                out.append([{"feature": "btyd_p_purchase", "description": doc, "value": float(value),
+                             "contribution": round(float(c), 4)}] if ok else [])
+            return out
         X = self.model_frame(features)
         contrib = np.asarray(self.booster_.predict(X, pred_contrib=True))[:, :-1]
         k = min(top, contrib.shape[1])
@@ -302,6 +364,11 @@ class ChurnModel(BaseEstimator):
         check_is_fitted(self, "booster_")
         gains = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gains, index=self.feature_names_).sort_values(ascending=False)
+
+
+def _btyd_churn(X: pd.DataFrame) -> np.ndarray:
+    """The BTYD model's P(no order in the horizon) per row (NaN where BTYD gave no value)."""
+    return 1.0 - X["btyd_p_purchase"].to_numpy(dtype=float)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -561,7 +561,7 @@ def _scope_label(scope: str) -> str:
     if scope in _SCOPE_LABELS:
         return _SCOPE_LABELS[scope]
     if scope.startswith("selection."):
-        return f"Candidate model family “{scope.split('.', 1)[1]}” (used to choose the CLV family)"
+        return f"Candidate model family “{scope.split('.', 1)[1]}” (used to choose the model family)"
     return scope.replace(".", " · ").replace("_", " ")
 
 
@@ -584,9 +584,9 @@ def _quality(run: RunData) -> dict:
                 oracle[(scope, inner)] = value
             continue
         if parts[0] == "selection" and len(parts) == 3:
-            # CLV training logs each candidate family's validation figures; the ones not chosen are the
-            # natural baselines of the chosen model on the same window
-            if parts[1] != run.params.get("clv.family"):
+            # CLV (and churn, when it compared families) training logs each candidate family's validation
+            # figures; the ones not chosen are the natural baselines of the chosen model on the same window
+            if parts[1] != run.params.get("clv.family", run.params.get("churn.family")):
                 baselines.setdefault(("val", measure), {})[f"family_{parts[1]}"] = value
             continue
         if "baselines" in parts[:-1] or "baseline" in parts[:-1]:

@@ -114,7 +114,8 @@ def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: 
               progress: Callable[[], None] | None = None, **params) -> Fitted:
     """Fit the churn model for ``as_of`` (trees on stacked cutoffs, calibrator on the next slice) and validate it.
 
-    ``params`` go to :class:`ChurnModel` (``calibration``, LightGBM settings). The BTYD model fitted at
+    ``params`` go to :class:`ChurnModel` (``calibration``, ``family``, LightGBM settings); the family is chosen
+    on the validation window, as CLV's is. The BTYD model fitted at
     ``as_of`` computes the BTYD inputs at scoring time; validation uses the one fitted at the validation cutoff,
     exactly as scoring on that day would have.
     """
@@ -125,11 +126,13 @@ def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: 
     valid = cache.labelled([plan.validation], horizon_days, progress=progress)
     btyd = cache.btyd(plan.as_of)
     model = ChurnModel(horizon_days, random_state=random_state, **params)
-    model.fit(train, train["churned"], X_calib=calib, y_calib=calib["churned"], btyd=btyd)
+    model.fit(train, train["churned"], X_calib=calib, y_calib=calib["churned"], btyd=btyd, X_valid=valid,
+              y_valid=valid["churned"])
     p_valid = model.predict_frame(valid)
     return Fitted(kind="churn", model=model, plan=plan, valid=valid, valid_pred=p_valid,
                   metrics=churn_metrics(valid["churned"], p_valid["churn_probability"]), n_train=len(train),
-                  extra={"n_calibration": len(calib), "btyd_status": cache.btyd_status(plan.as_of)})
+                  extra={"n_calibration": len(calib), "btyd_status": cache.btyd_status(plan.as_of),
+                         "family": model.family_, "selection": model.selection_})
 
 
 def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
@@ -173,6 +176,7 @@ def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
     if fitted.kind == "churn":
         params["calibration"] = model.calibration
         params["churn.uses_btyd"] = model.uses_btyd_
+        params["churn.family"] = model.family_
     else:
         params["clv.family"] = model.family_
         params["interval_level"] = round(model.quantiles[1] - model.quantiles[0], 4)
@@ -219,15 +223,16 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
         imp = fitted.model.feature_importance()
         tracking.log_figure(plots.feature_importance_plot(list(imp.index), imp.to_numpy()), "feature_importance")
         tracking.log_json({k: float(v) for k, v in imp.items()}, "feature_importance.json")
+        for fam, figures in fitted.extra.get("selection", {}).items():
+            mlflow.log_metrics({f"selection.{fam}.{k}": float(v) for k, v in figures.items()})
+        if fitted.extra.get("selection"):
+            tracking.log_json(fitted.extra["selection"], "family_selection.json")
         if name == "churn":
             y, p = fitted.valid["churned"].to_numpy(dtype=int), fitted.valid_pred["churn_probability"].to_numpy()
             tracking.log_figure(plots.roc_plot(y, p), "roc")
             tracking.log_figure(plots.calibration_plot(y, p), "calibration")
             tracking.log_figure(plots.gains_plot(y, p), "gains")
         else:
-            for fam, figures in fitted.extra["selection"].items():
-                mlflow.log_metrics({f"selection.{fam}.{k}": float(v) for k, v in figures.items()})
-            tracking.log_json(fitted.extra["selection"], "family_selection.json")
             tracking.log_figure(plots.clv_decile_plot(fitted.valid["future_spend"].to_numpy(),
                                                       fitted.valid_pred["clv_mean"].to_numpy()), "clv_deciles")
         example = widen(features[eligibility(features).isna()].head(5))  # the dtypes snapshots have

@@ -207,3 +207,41 @@ def test_churn_model_records_its_tree_count():
     full = ChurnModel(**kw, early_stopping=False).fit(X, y, X_calib=Xc, y_calib=yc)
     assert stopped.n_trees_ < 200 and full.n_trees_ == 400
     assert stopped.booster_.n_estimators == stopped.n_trees_
+
+
+# ---------------------------------------------------------------------------------------------- families
+def test_btyd_family_ranks_exactly_like_the_btyd_score(snapshot):
+    from training.metrics import spearman
+    from training.train import fit_churn
+
+    fitted = fit_churn(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=1, family="btyd", **FAST)
+    model = fitted.model
+    assert model.family_ == "btyd" and model.selection_ == {}
+    buyers = snapshot[snapshot["orders"] > 0].head(400)
+    p = model.predict_frame(buyers)["churn_probability"].to_numpy()
+    X = model._prepare(buyers)
+    btyd = 1 - X["btyd_p_purchase"].to_numpy(dtype=float)
+    assert spearman(btyd, p) > 0.9999  # calibrated, and the isotonic steps do not tie people BTYD ranks apart
+    reasons = model.reasons(buyers)
+    assert all(r == [] or [x["feature"] for x in r] == ["btyd_p_purchase"] for r in reasons)
+    assert any(reasons)
+
+
+def test_auto_family_keeps_whichever_ranks_the_validation_window_better():
+    fitted = fitted_churn()
+    model = fitted.model
+    assert set(model.selection_) == {"lgbm", "btyd"}
+    best = max(model.selection_, key=lambda k: model.selection_[k]["auc"])
+    assert model.family_ == best
+    with pytest.raises(ValueError, match="family must be one of"):
+        ChurnModel(family="forest").fit(fitted.valid, fitted.valid["churned"])
+
+
+def test_isotonic_probabilities_keep_the_raw_ranking(churn, snapshot):
+    buyers = snapshot[snapshot["orders"] > 0]
+    raw = churn.model._raw_proba(churn.model._prepare(buyers))
+    p = churn.model.predict_frame(buyers)["churn_probability"].to_numpy()
+    iso = churn.model.calibrator_.predict(raw)
+    assert np.abs(p - iso).max() < 1e-6  # still the calibrated level
+    distinct = np.diff(np.sort(raw)) > 0
+    assert np.all(np.diff(p[np.argsort(raw, kind="stable")])[distinct] > 0)  # no ties where raw differs
