@@ -3,9 +3,9 @@
 A LightGBM classifier on the point-in-time features, the derived activity columns of
 :func:`training.frames.derive_features` and the BTYD outputs (P(alive), expected orders, P(purchase), expected
 spend), calibrated (isotonic or sigmoid) on a held-out time slice. When the BTYD P(no order) alone ranks the latest
-complete window better than the trees (small brands), it is what gets calibrated and served (``family``). Monotone constraints encode what marketers
-rightly expect: all else equal, a longer time since the last order or the last activity never lowers the risk,
-and a higher BTYD probability of being alive or of buying never raises it.
+complete window better than the trees (small brands), it is what gets calibrated and served (``family``).
+Monotone constraints encode what marketers rightly expect: all else equal, a longer time since the last order or
+the last activity never lowers the risk, and a higher BTYD probability of being alive or of buying never raises it.
 """
 
 from __future__ import annotations
