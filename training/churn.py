@@ -93,6 +93,14 @@ def subsample(n: int, max_rows: int | None, random_state: int) -> np.ndarray | N
     return np.sort(rng.choice(n, size=max_rows, replace=False))
 
 
+def lgbm_settings(estimator) -> dict:
+    """The LightGBM keyword arguments every tree model of ``estimator`` shares (its stored hyper-parameters)."""
+    return {"learning_rate": estimator.learning_rate, "num_leaves": estimator.num_leaves,
+            "min_child_samples": estimator.min_child_samples, "subsample": estimator.subsample, "subsample_freq": 1,
+            "colsample_bytree": estimator.colsample_bytree, "random_state": estimator.random_state,
+            "n_jobs": estimator.n_jobs, "verbose": -1}
+
+
 def trees_by_time(make, X: pd.DataFrame, y: np.ndarray, columns: list[str], n_estimators: int, *,
                   patience: int = 30, max_rows: int | None = 300_000) -> int:
     """How many boosting rounds the training rows support, chosen on their latest cutoff (never at random).
@@ -111,7 +119,8 @@ def trees_by_time(make, X: pd.DataFrame, y: np.ndarray, columns: list[str], n_es
         return n_estimators
     from lightgbm import early_stopping
 
-    probe = make(n_estimators).fit(X.loc[~held, columns], y[~held], eval_X=(X.loc[held, columns],), eval_y=(y[held],),
+    probe = make(n_estimators).fit(X.loc[~held, columns], y[~held],
+                                   eval_X=(X.loc[held, columns],), eval_y=(y[held],),
                                    callbacks=[early_stopping(patience, first_metric_only=True, verbose=False)])
     best = int(probe.best_iteration_ or n_estimators)
     return int(min(n_estimators, max(10, round(best * len(X) / (~held).sum()))))
@@ -221,20 +230,8 @@ class ChurnModel(BaseEstimator):
         self.n_train_rows_ = len(Xf)
 
         def make(n: int) -> LGBMClassifier:
-            return LGBMClassifier(
-                n_estimators=n,
-                learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves,
-                min_child_samples=self.min_child_samples,
-                subsample=self.subsample,
-                subsample_freq=1,
-                colsample_bytree=self.colsample_bytree,
-                monotone_constraints=churn_monotone(self.feature_names_),
-                monotone_constraints_method="intermediate",
-                random_state=self.random_state,
-                n_jobs=self.n_jobs,
-                verbose=-1,
-            )
+            return LGBMClassifier(n_estimators=n, monotone_constraints=churn_monotone(self.feature_names_),
+                                  monotone_constraints_method="intermediate", **lgbm_settings(self))
 
         self.n_trees_ = (trees_by_time(make, Xf, yf, self.feature_names_, self.n_estimators)
                          if self.early_stopping else self.n_estimators)
@@ -270,8 +267,7 @@ class ChurnModel(BaseEstimator):
         btyd = _btyd_churn(Xv)
         if not np.isfinite(btyd).all():
             return
-        self.selection_ = {"lgbm": {"auc": auc(yv, self.booster_.predict_proba(Xv[self.feature_names_])[:, 1])},
-                           "btyd": {"auc": auc(yv, btyd)}}
+        self.selection_ = {"lgbm": {"auc": auc(yv, self._tree_proba(Xv))}, "btyd": {"auc": auc(yv, btyd)}}
         if self.selection_["btyd"]["auc"] > self.selection_["lgbm"]["auc"]:
             self.family_ = "btyd"
             log.info("churn: the BTYD score ranks the validation window better (AUC %.4f vs %.4f); using it",
@@ -282,12 +278,17 @@ class ChurnModel(BaseEstimator):
         return prepare(features, self.horizon_days, getattr(self, "btyd_", None), random_state=self.random_state,
                        with_btyd=getattr(self, "uses_btyd_", True))
 
+    def _tree_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.booster_.predict_proba(X[self.feature_names_])[:, 1]
+
     def _raw_proba(self, X: pd.DataFrame) -> np.ndarray:
-        trees = self.booster_.predict_proba(X[self.feature_names_])[:, 1]
         if getattr(self, "family_", "lgbm") != "btyd":
-            return trees
-        btyd = _btyd_churn(X)
-        return np.where(np.isfinite(btyd), btyd, trees)  # rows without a BTYD value fall back to the trees
+            return self._tree_proba(X)
+        raw = _btyd_churn(X)
+        missing = ~np.isfinite(raw)
+        if missing.any():  # rows without a BTYD value fall back to the trees
+            raw[missing] = self._tree_proba(X[missing])
+        return raw
 
     def model_frame(self, features: pd.DataFrame) -> pd.DataFrame:
         """The model's inputs for a snapshot (BTYD and derived columns added), in ``feature_names_`` order."""

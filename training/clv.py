@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from training.btyd import BTYDModel
-from training.churn import feature_columns, prepare, subsample, trees_by_time
+from training.churn import feature_columns, lgbm_settings, prepare, subsample, trees_by_time
 from training.frames import BTYD_COLUMNS
 from training.metrics import gini_normalized, spearman
 
@@ -140,20 +140,7 @@ class CLVModel(BaseEstimator):
         self.n_jobs = n_jobs
 
     def _lgbm(self, objective: str, n_estimators: int, **extra) -> LGBMRegressor:
-        return LGBMRegressor(
-            objective=objective,
-            n_estimators=n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=self.min_child_samples,
-            subsample=self.subsample,
-            subsample_freq=1,
-            colsample_bytree=self.colsample_bytree,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-            verbose=-1,
-            **extra,
-        )
+        return LGBMRegressor(objective=objective, n_estimators=n_estimators, **lgbm_settings(self), **extra)
 
     # ------------------------------------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y, *, orders=None, X_valid: pd.DataFrame | None = None, y_valid=None,

@@ -383,14 +383,9 @@ def compact(features: pd.DataFrame) -> pd.DataFrame:
     Model inputs are cast to float32 anyway (:func:`to_float32`), so predictions do not change;
     :func:`widen` restores the pipeline's dtypes (e.g. for an MLflow input example).
     """
-    cast = {}
-    for c in features.columns:
-        dtype = features[c].dtype
-        if dtype == np.float64 and c not in KEEP_FLOAT64:
-            cast[c] = "float32"
-        elif dtype == np.int64:
-            cast[c] = "int32"
-    return features.astype(cast) if cast else features
+    ints = {c: "int32" for c in features.columns if features[c].dtype == np.int64}
+    out = to_float32(features)
+    return out.astype(ints) if ints else out
 
 
 def widen(features: pd.DataFrame) -> pd.DataFrame:
