@@ -587,7 +587,8 @@ def _quality(run: RunData) -> dict:
             # CLV (and churn, when it compared families) training logs each candidate family's validation
             # figures; the ones not chosen are the natural baselines of the chosen model on the same window
             if parts[1] != run.params.get("clv.family", run.params.get("churn.family")):
-                baselines.setdefault(("val", measure), {})[f"family_{parts[1]}"] = value
+                churn_btyd = "clv.family" not in run.params and parts[1] == "btyd"  # BG/NBD alone, no Gamma-Gamma
+                baselines.setdefault(("val", measure), {})["btyd" if churn_btyd else f"family_{parts[1]}"] = value
             continue
         if "baselines" in parts[:-1] or "baseline" in parts[:-1]:
             idx = parts.index("baselines") if "baselines" in parts else parts.index("baseline")

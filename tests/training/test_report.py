@@ -190,6 +190,17 @@ def test_clv_report_without_plots_says_not_available(tmp_path):
     assert_offline(html)
 
 
+def test_churn_family_not_chosen_is_named_as_the_churn_formula(tmp_path):
+    run_id = log_run(
+        "churn",
+        params={"as_of": "2025-07-01", "horizon_days": 90, "churn.family": "lgbm"},
+        metrics={"val.auc": 0.82, "selection.lgbm.auc": 0.82, "selection.btyd.auc": 0.78},
+    )
+    quality = section(build_report(run_id, tmp_path / "churn.html").read_text(encoding="utf-8"), "quality")
+    assert "the BG/NBD buy-till-you-die formula" in quality and "0.820 vs 0.780" in quality
+    assert "Gamma-Gamma" not in quality  # churn's BTYD family is BG/NBD's P(no order), no spend model
+
+
 def test_lookalike_report_has_expansion_curve(tmp_path):
     run_id = log_run(
         "lookalike",
