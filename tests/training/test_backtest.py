@@ -123,10 +123,6 @@ def test_simulator_churn_within_0_03_of_the_oracle(acceptance):
 
 
 @pytest.mark.slow
-def test_simulator_clv_near_the_oracle(acceptance):
-    """The issue asks for a CLV Spearman gap of at most 0.05; measured 0.052-0.055 (docs/results.md).
-
-    The oracle knows each person's true rate, spend level and dropout hazard; a LightGBM given the true expected
-    orders as a feature still trails it by about 0.02 (benchmarks/oracle_ceiling.py), so this guards the level reached rather than the target.
-    """
-    assert acceptance["oracle_gap"]["clv_spearman"] <= 0.06
+def test_simulator_clv_within_0_05_of_the_oracle(acceptance):
+    """Measured 0.044 here (0.055 before the log-spend blend of the LightGBM family; docs/results.md)."""
+    assert acceptance["oracle_gap"]["clv_spearman"] <= 0.05

@@ -10,6 +10,7 @@ import pytest
 from model_data import AS_OF, FAST_CLV, HORIZON, cdnow_dir, fitted_clv, small
 from sklearn.base import clone
 
+from training.churn import prepare
 from training.clv import CLVModel, clv_monotone, more_orders
 from training.frames import BTYD_COLUMNS, FeatureCache
 
@@ -85,6 +86,30 @@ def test_lgbm_family_leaves_btyd_inputs_out(clv):
     assert mono["recency_days"] == 0
 
 
+def test_lgbm_family_ranks_by_the_blend_on_the_tweedie_scale(frames, buyers):
+    """The log-spend model only reorders people; amounts stay on the Tweedie model's scale."""
+    train = frames[0]
+    blended = _fit(frames, family="lgbm")
+    assert blended.log_model_ is not None
+    Xf = prepare(buyers, HORIZON, None, with_btyd=False)[blended.feature_names_]
+    tweedie, score = blended._tweedie_and_score(Xf)
+    mean = blended.predict(buyers)
+    # strictly increasing in the blended score: the isotonic steps do not tie people the score ranks apart
+    order = np.argsort(score, kind="stable")
+    apart = np.diff(score[order]) > 0
+    assert apart.any() and np.all(np.diff(mean[order])[apart] > 0)
+    assert not np.allclose(np.argsort(mean), np.argsort(tweedie))  # the blend did reorder people
+    # on the training rows the isotonic map keeps the Tweedie model's total
+    Xt = prepare(train, HORIZON, None, with_btyd=False)[blended.feature_names_]
+    t_train, _ = blended._tweedie_and_score(Xt)
+    assert blended.predict(train).sum() == pytest.approx(t_train.sum(), rel=1e-6)
+
+    tweedie_only = _fit(frames, family="lgbm", log_blend=0.0)
+    assert tweedie_only.log_model_ is None and tweedie_only.scale_map_ is None
+    np.testing.assert_allclose(tweedie_only.predict(buyers),
+                               np.maximum(tweedie_only.mean_model_.predict(Xf), 0.0))
+
+
 def test_more_orders_changes_only_the_order_counts(buyers):
     more = more_orders(buyers)
     for c in ("orders", "frequency", "orders_30d", "orders_365d"):
@@ -126,6 +151,8 @@ def test_bad_inputs(frames):
         CLVModel(family="pareto").fit(train, train["future_spend"])
     with pytest.raises(ValueError, match="quantiles"):
         CLVModel(quantiles=(0.9, 0.1)).fit(train, train["future_spend"])
+    with pytest.raises(ValueError, match="log_blend"):
+        CLVModel(log_blend=1.5).fit(train, train["future_spend"])
     with pytest.raises(ValueError, match="non-negative"):
         CLVModel(**FAST_CLV).fit(train, -train["future_spend"] - 1)
     assert clone(CLVModel(family="btyd")).get_params()["family"] == "btyd"
