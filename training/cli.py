@@ -718,14 +718,16 @@ def serve(
 
 
 def _example_person(features_path: Path) -> str:
-    """A ``person_id`` of the snapshot for the example call (read from the first row group only)."""
+    """A scored ``person_id`` (one with a paid order) for the example call, read from the first row group only."""
     import pyarrow.parquet as pq
 
     try:
-        ids = pq.ParquetFile(features_path).read_row_group(0, columns=["person_id"]).column(0)
-        return str(ids[0]) if len(ids) else "<person_id or customer_key>"
-    except (OSError, KeyError, IndexError):
+        group = pq.ParquetFile(features_path).read_row_group(0, columns=["person_id", "orders"]).to_pandas()
+    except (OSError, KeyError, IndexError, ValueError):
         return "<person_id or customer_key>"
+    buyers = group.loc[group["orders"].fillna(0) > 0, "person_id"]
+    ids = buyers if len(buyers) else group["person_id"]
+    return str(ids.iloc[0]) if len(ids) else "<person_id or customer_key>"
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -41,3 +41,17 @@ def test_missing_champion_names_scrm_train_all(trained_setup, monkeypatch, via_e
     text = " ".join(result.output.split())
     assert result.exit_code == 2
     assert "no champion churn or clv" in text and "scrm train all --data" in text and "--as-of 2026-01-01" in text
+
+
+def test_example_id_is_a_person_the_service_scores(tmp_path):
+    """The curl example printed at start-up names someone with a paid order, not the first row whoever it is."""
+    import pandas as pd
+
+    from training.cli import _example_person
+
+    path = tmp_path / "features.parquet"
+    pd.DataFrame({"person_id": ["p_browser", "p_buyer"], "orders": [0, 3]}).to_parquet(path)
+    assert _example_person(path) == "p_buyer"
+    pd.DataFrame({"person_id": ["p_browser"], "orders": [0]}).to_parquet(path)
+    assert _example_person(path) == "p_browser"  # nobody bought yet: still a real id
+    assert _example_person(tmp_path / "missing.parquet") == "<person_id or customer_key>"
