@@ -11,7 +11,7 @@ Two families, chosen or blended on the latest complete time window (never a rand
     the same rows. People are ranked by the weighted geometric mean of the two (``log_blend``, the weight of the
     log model): the Tweedie loss is ruled by the few big spenders, the log loss by who buys at all, and most
     people spend nothing in a window. The ranking is put back on the Tweedie model's scale by an isotonic map
-    fitted on the training rows, so amounts, totals and deciles stay the Tweedie model's. Monotone constraints
+    fitted on the latest training cutoff's rows, so amounts, totals and deciles stay close to the Tweedie model's. Monotone constraints
     (on both models; the map is non-decreasing) make more past orders or spend never lower the prediction; the
     BTYD outputs are left out of this family on purpose, because BG/NBD's expected orders fall with frequency
     for frequent buyers who went quiet, which would break that guarantee.
@@ -118,7 +118,7 @@ class CLVModel(BaseEstimator):
     log_model_ : LGBMRegressor or None
         The ``log1p(spend)`` model (None when ``log_blend=0``).
     scale_map_ : IsotonicRegression or None
-        Blended log score -> the Tweedie model's amount, fitted on the training rows.
+        Blended log score -> the Tweedie model's amount, fitted on the latest training cutoff's rows.
     family_ : str
         The family that predicts ``clv_mean``.
     selection_ : dict
@@ -221,7 +221,9 @@ class CLVModel(BaseEstimator):
             self.log_model_ = self._lgbm("regression", min(self.log_estimators, self.n_trees_),
                                          monotone_constraints=mono, monotone_constraints_method="intermediate")
             self.log_model_.fit(Xf, np.log1p(yf))
-            tweedie, score = self._tweedie_and_score(Xf)
+            # mapped on the latest training cutoff: the rows most like the snapshot the model will score
+            latest = (Xs["cutoff"] == Xs["cutoff"].max()).to_numpy() if "cutoff" in Xs else np.ones(len(Xf), bool)
+            tweedie, score = self._tweedie_and_score(Xf.loc[latest])
             self.scale_map_ = IsotonicRegression(y_min=0.0, out_of_bounds="clip").fit(score, tweedie)
         qrows = subsample(len(X), self.interval_max_rows, self.random_state + 1)
         Xq, yq = (X[self.feature_names_], y) if qrows is None else (X[self.feature_names_].iloc[qrows], y[qrows])
