@@ -11,10 +11,10 @@ Two families, chosen or blended on the latest complete time window (never a rand
     the same rows. People are ranked by the weighted geometric mean of the two (``log_blend``, the weight of the
     log model): the Tweedie loss is ruled by the few big spenders, the log loss by who buys at all, and most
     people spend nothing in a window. The ranking is put back on the Tweedie model's scale by an isotonic map
-    fitted on the latest training cutoff's rows, so amounts, totals and deciles stay close to the Tweedie model's. Monotone constraints
-    (on both models; the map is non-decreasing) make more past orders or spend never lower the prediction; the
-    BTYD outputs are left out of this family on purpose, because BG/NBD's expected orders fall with frequency
-    for frequent buyers who went quiet, which would break that guarantee.
+    fitted on the latest training cutoff's rows, so amounts, totals and deciles stay close to the Tweedie
+    model's. Monotone constraints (on both models; the map is non-decreasing) make more past orders or spend
+    never lower the prediction; the BTYD outputs are left out of this family on purpose, because BG/NBD's
+    expected orders fall with frequency for frequent buyers who went quiet, which would break that guarantee.
     Interval: two LightGBM quantile regressions (``quantiles``, default 0.1 and 0.9) on the same rows.
 
 ``family="auto"`` fits both and keeps whichever of ``lgbm`` / ``btyd`` / ``blend`` (the mean of the two) has the
@@ -252,11 +252,11 @@ class CLVModel(BaseEstimator):
                           btyd_valid: BTYDModel | None) -> dict[str, dict]:
         """Validation Gini and Spearman of each family, and whether more past orders ever lowered its value."""
         Xv = prepare(X_valid, self.horizon_days, None, with_btyd=False)
-        lgbm = self._lgbm_mean(Xv)
+        lgbm = self._lgbm_mean(Xv[self.feature_names_])
         # the check compares repeat buyers (one-time buyers have no spend per repeat order to hold equal)
         rep = Xv["frequency"].to_numpy(dtype=float) >= 1
         more = more_orders(Xv[rep])
-        lgbm_more = self._lgbm_mean(prepare(more, self.horizon_days, None, with_btyd=False))
+        lgbm_more = self._lgbm_mean(prepare(more, self.horizon_days, None, with_btyd=False)[self.feature_names_])
         out = {"lgbm": {"gini": gini_normalized(y_valid, lgbm), "spearman": spearman(y_valid, lgbm),
                         "monotone_orders": bool(np.all(lgbm_more >= lgbm[rep] - 1e-9))}}
         btyd = X_valid["btyd_expected_spend"].to_numpy(dtype=float) if "btyd_expected_spend" in X_valid else None
@@ -285,9 +285,9 @@ class CLVModel(BaseEstimator):
         w = self.log_blend
         return tweedie, (1.0 - w) * np.log(np.maximum(tweedie, 1e-12)) + w * self.log_model_.predict(Xf)
 
-    def _lgbm_mean(self, X: pd.DataFrame) -> np.ndarray:
-        """The LightGBM family's expected spend: the blended ranking on the Tweedie model's scale."""
-        tweedie, score = self._tweedie_and_score(X[self.feature_names_])
+    def _lgbm_mean(self, Xf: pd.DataFrame) -> np.ndarray:
+        """The LightGBM family's expected spend (``Xf``: the ``feature_names_`` columns), on the Tweedie scale."""
+        tweedie, score = self._tweedie_and_score(Xf)
         if self.scale_map_ is None:
             return tweedie
         # the isotonic map has flat steps; a millionth of the blended amount keeps people it ranks apart apart
@@ -316,7 +316,7 @@ class CLVModel(BaseEstimator):
         btyd = self.btyd_ if btyd is _FITTED else btyd
         X = prepare(features, self.horizon_days, btyd, with_btyd=self.btyd_features)
         Xf = X[self.feature_names_]
-        lgbm_mean = self._lgbm_mean(X)
+        lgbm_mean = self._lgbm_mean(Xf)
         family = self.family_ if btyd is not None else "lgbm"
         btyd_pred = None
         if btyd is not None:
