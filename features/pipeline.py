@@ -721,6 +721,17 @@ def load_snapshot(path: Path) -> Snapshot:
 
 def latest_snapshot(data_dir: Path) -> Snapshot:
     """The snapshot with the newest ``as_of`` under ``DATA/features/`` (directories ``as_of=YYYY-MM-DD``)."""
+    return load_snapshot(newest_snapshot_dir(data_dir)[1])
+
+
+def newest_snapshot_dir(data_dir: Path) -> tuple[date, Path]:
+    """``(as_of, directory)`` of the newest snapshot under ``DATA/features/``, read from the manifests only.
+
+    Raises
+    ------
+    FileNotFoundError
+        No snapshot; the message names the command that builds one.
+    """
     root = Path(data_dir) / "features"
     found: list[tuple[date, Path]] = []
     if root.is_dir():
@@ -735,7 +746,7 @@ def latest_snapshot(data_dir: Path) -> Snapshot:
         raise FileNotFoundError(
             f"no feature snapshot under {root}; run `scrm features build --data {data_dir} --as-of DATE` first"
         )
-    return load_snapshot(max(found)[1])
+    return max(found)
 
 
 # --- summary -------------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from training.frames import (
     add_btyd_features,
     derive_features,
     feature_docs,
+    latest_cutoff,
     to_float32,
 )
 from training.metrics import auc
@@ -111,10 +112,9 @@ def trees_by_time(make, X: pd.DataFrame, y: np.ndarray, columns: list[str], n_es
     to the whole training set and capped at ``n_estimators``. Small brands overfit 300 rounds (CDNOW's 2,357
     customers do); big ones rarely do, so above ``max_rows`` rows the check is skipped to save a fit.
     """
-    if "cutoff" not in X.columns or (max_rows is not None and len(X) > max_rows):
+    if max_rows is not None and len(X) > max_rows:
         return n_estimators
-    cut = X["cutoff"].to_numpy()
-    held = cut == cut.max()
+    held = latest_cutoff(X)
     if held.all() or held.sum() < 200 or len(np.unique(y[held])) < 2 or len(np.unique(y[~held])) < 2:
         return n_estimators
     from lightgbm import early_stopping

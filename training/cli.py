@@ -667,9 +667,9 @@ def serve(
     starts the server. OpenAPI docs at http://HOST:PORT/; set SCRM_API_TOKEN to require a bearer token.
     """
     import importlib.util
-    import json
     import os
 
+    from features.pipeline import newest_snapshot_dir
     from training import tracking
 
     if data is None:
@@ -679,17 +679,11 @@ def serve(
         console.print(f"[red]error:[/] data directory {data} does not exist; create one with "
                       f"`scrm simulate --customers 5000 --seed 7 --out {data}`")
         raise typer.Exit(2)
-    as_ofs = []
-    for manifest in (data / "features").glob("*/manifest.json"):
-        try:
-            as_ofs.append((json.loads(manifest.read_text())["as_of"], manifest.parent))
-        except (ValueError, KeyError):
-            continue
-    if not as_ofs:
-        console.print(f"[red]error:[/] no feature snapshot under {data / 'features'}; create one with "
-                      f"`scrm features build --data {data} --as-of DATE`")
-        raise typer.Exit(2)
-    as_of, snapshot_dir = max(as_ofs)
+    try:
+        as_of, snapshot_dir = newest_snapshot_dir(data)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     example_id = _example_person(snapshot_dir / "features.parquet")
     versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]

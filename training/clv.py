@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from training.btyd import BTYDModel
 from training.churn import TIE_BREAK, feature_columns, lgbm_settings, prepare, subsample, trees_by_time
-from training.frames import BTYD_COLUMNS
+from training.frames import BTYD_COLUMNS, latest_cutoff
 from training.metrics import gini_normalized, spearman
 
 log = logging.getLogger(__name__)
@@ -222,8 +222,7 @@ class CLVModel(BaseEstimator):
                                          monotone_constraints=mono, monotone_constraints_method="intermediate")
             self.log_model_.fit(Xf, np.log1p(yf))
             # mapped on the latest training cutoff: the rows most like the snapshot the model will score
-            latest = (Xs["cutoff"] == Xs["cutoff"].max()).to_numpy() if "cutoff" in Xs else np.ones(len(Xf), bool)
-            tweedie, score = self._tweedie_and_score(Xf.loc[latest])
+            tweedie, score = self._tweedie_and_score(Xf.loc[latest_cutoff(Xs)])
             self.scale_map_ = IsotonicRegression(y_min=0.0, out_of_bounds="clip").fit(score, tweedie)
         qrows = subsample(len(X), self.interval_max_rows, self.random_state + 1)
         Xq, yq = (X[self.feature_names_], y) if qrows is None else (X[self.feature_names_].iloc[qrows], y[qrows])

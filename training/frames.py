@@ -377,6 +377,14 @@ def to_float32(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(cast) if cast else frame
 
 
+def latest_cutoff(X: pd.DataFrame) -> np.ndarray:
+    """Mask of the stacked training rows from the latest ``cutoff`` (every row when ``X`` has no cutoff column)."""
+    if "cutoff" not in X.columns:
+        return np.ones(len(X), dtype=bool)
+    cut = X["cutoff"].to_numpy()
+    return cut == cut.max()
+
+
 def compact(features: pd.DataFrame) -> pd.DataFrame:
     """A snapshot in about half the memory: float32 floats (BTYD inputs excepted) and int32 counts.
 
