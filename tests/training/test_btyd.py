@@ -10,15 +10,11 @@ import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from lifetimes.datasets import load_cdnow_summary_data_with_monetary_value
 
-from training.btyd import (
-    BTYDFitError,
-    BTYDModel,
-    _BGObjective,
-    _GGObjective,
-    _ParetoObjective,
-    _simulate_alive_ratio,
-    compress_rows,
-)
+from training.btyd import BTYDFitError, BTYDModel, compress_rows
+from training.btyd.bg_nbd import BGObjective
+from training.btyd.gamma_gamma import GGObjective
+from training.btyd.pareto_nbd import ParetoObjective
+from training.btyd.simulate import simulate_alive_ratio
 
 
 def simulate(n: int, *, r: float = 0.25, alpha: float = 30.0, a: float = 0.8, b: float = 2.4,
@@ -115,7 +111,7 @@ def test_objectives_match_lifetimes_likelihoods(synth):
     x, rec, T = (synth[c].to_numpy() / (1 if c == "frequency" else synth["T"].max()) for c in ("frequency", "recency", "T"))
     (ux, ur, uT), w, _ = compress_rows(x, rec, T)
     for modified, ref in ((False, BetaGeoFitter), (True, ModifiedBetaGeoFitter)):
-        obj = _BGObjective(ux, ur, uT, w, modified=modified)
+        obj = BGObjective(ux, ur, uT, w, modified=modified)
         obj.penalizer = 0.05
         for _ in range(3):
             theta = rng.normal(0.0, 0.5, 4)
@@ -124,14 +120,14 @@ def test_objectives_match_lifetimes_likelihoods(synth):
             eps = 1e-6
             num = [(obj(theta + eps * e)[0] - obj(theta - eps * e)[0]) / (2 * eps) for e in np.eye(4)]
             np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-7)
-    par = _ParetoObjective(ux, ur, uT, w)
+    par = ParetoObjective(ux, ur, uT, w)
     params = np.array([0.6, 0.05, 0.7, 0.08])
     ours = par.loglik_rows(params)
     theirs = ParetoNBDFitter._conditional_log_likelihood(params, ux, ur, uT)
     np.testing.assert_allclose(ours, theirs, rtol=1e-8)
     rep = synth[synth["frequency"] > 0]
     (gx, gm), gw, _ = compress_rows(rep["frequency"].to_numpy(), rep["monetary_value"].to_numpy())
-    gg = _GGObjective(gx, gm, gw)
+    gg = GGObjective(gx, gm, gw)
     theta = np.log([3.0, 2.5, 40.0])
     f, grad = gg(theta)
     ref = GammaGammaFitter._negative_log_likelihood(theta, rep["frequency"].to_numpy(), rep["monetary_value"].to_numpy(),
@@ -328,7 +324,7 @@ def test_simulated_spend_mean_matches_expected_spend(cdnow, model):
     repeat = x > 0
     shape = np.where(repeat, p * x + q, q)
     scale = np.where(repeat, v + x * m, v)
-    draws = _simulate_alive_ratio(model, fitted.params_, p, x, T, shape, 39.0, 200_000, np.random.default_rng(0))
+    draws = simulate_alive_ratio(model, fitted.params_, p, x, T, shape, 39.0, 200_000, np.random.default_rng(0))
     simulated = fitted.p_alive(few) * scale * draws.mean(axis=1)
     np.testing.assert_allclose(simulated, fitted.expected_spend(few, 39), rtol=0.03)
 
