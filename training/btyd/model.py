@@ -317,16 +317,7 @@ class BTYDModel(BaseEstimator):
         ``conditional_probability_of_n_purchases_up_to_time(0, ...)`` (Hardie note 028), which also accounts for
         dying during the horizon.
 
-        Parameters
-        ----------
-        data : pandas.DataFrame
-            Columns ``frequency``, ``recency``, ``T``; rows with NaN get NaN.
-        t : float
-            Horizon in days.
-
-        Returns
-        -------
-        numpy.ndarray
+        Parameters and return value as for :meth:`expected_orders`.
         """
         t = check_horizon(t)
         return self._unique_predict(
@@ -463,7 +454,7 @@ class BTYDModel(BaseEstimator):
         data : pandas.DataFrame
             Columns ``frequency``, ``recency``, ``T``, ``monetary_value``.
         t : float
-            Horizon in days.
+            Horizon in days: the spend is that of the period ``(T, T + t]``.
         levels : sequence of float
             Quantile levels in (0, 1).
         n_draws : int

@@ -35,12 +35,8 @@ def _minimize(objective, x0, *, analytic: bool, tol: float, max_iter: int, hess_
 WARM_START_ROWS = 30_000
 
 
-def _inverse_hessian(objective, theta, eps: float = 1e-5) -> np.ndarray | None:
-    """Inverse of the central finite-difference Hessian of an analytic-gradient objective (None unless PD)."""
-    k = len(theta)
-    cols = [(objective(theta + eps * e)[1] - objective(theta - eps * e)[1]) / (2 * eps) for e in np.eye(k)]
-    hess = np.array(cols)
-    hess = (hess + hess.T) / 2
+def _inverse_if_positive_definite(hess: np.ndarray) -> np.ndarray | None:
+    """Symmetrised inverse of a finite, positive definite Hessian (None otherwise)."""
     if not np.all(np.isfinite(hess)):
         return None
     try:
@@ -49,6 +45,15 @@ def _inverse_hessian(objective, theta, eps: float = 1e-5) -> np.ndarray | None:
         return None
     inv = np.linalg.inv(hess)
     return (inv + inv.T) / 2
+
+
+def _inverse_hessian(objective, theta, eps: float = 1e-5) -> np.ndarray | None:
+    """Inverse of the central finite-difference Hessian of an analytic-gradient objective (None unless PD)."""
+    k = len(theta)
+    cols = [(objective(theta + eps * e)[1] - objective(theta - eps * e)[1]) / (2 * eps) for e in np.eye(k)]
+    hess = np.array(cols)
+    hess = (hess + hess.T) / 2
+    return _inverse_if_positive_definite(hess)
 
 
 def _inverse_hessian_from_values(objective, theta, eps: float = 1e-4) -> np.ndarray | None:
@@ -62,18 +67,11 @@ def _inverse_hessian_from_values(objective, theta, eps: float = 1e-4) -> np.ndar
         for j in range(i):
             hess[i, j] = hess[j, i] = (objective(theta + E[i] + E[j]) - objective(theta + E[i] - E[j])
                                        - objective(theta - E[i] + E[j]) + objective(theta - E[i] - E[j])) / (4 * eps**2)
-    if not np.all(np.isfinite(hess)):
-        return None
-    try:
-        np.linalg.cholesky(hess)
-    except np.linalg.LinAlgError:
-        return None
-    inv = np.linalg.inv(hess)
-    return (inv + inv.T) / 2
+    return _inverse_if_positive_definite(hess)
 
 
 def fit_warm(build, rows: tuple, w: np.ndarray, x0, *, penalizer: float, analytic: bool, tol: float,
-              max_iter: int) -> dict:
+             max_iter: int) -> dict:
     """Minimise ``build(rows, w)`` from ``x0``; with many rows, warm-start from a fixed-seed subsample fit.
 
     The subsample thins the customer counts binomially (seed 0, so fits are reproducible); it only moves the
