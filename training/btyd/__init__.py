@@ -14,7 +14,7 @@ Fitting on unique rows
     parameters, same mean-per-customer normalisation), but evaluated in vectorised numpy with analytic
     gradients, and with every term that depends on one column only (``gammaln(r + x)``, ``log(alpha + T)``,
     ``log(alpha + recency)``, ...) computed once per distinct value. The parameters equal lifetimes' raw fit
-    (``tests/training/test_btyd.py`` checks rtol 1e-4; ``benchmarks/bench_btyd_fit.py`` measures the speed).
+    (``tests/training/btyd/test_bg_nbd.py`` checks rtol 1e-4; ``benchmarks/bench_btyd_fit.py`` measures the speed).
 
 Degenerate fits
     On real shop data the BG/NBD likelihood is often maximised at the boundary (``a, b -> 0``), Pareto/NBD can
