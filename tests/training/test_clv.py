@@ -10,9 +10,9 @@ import pytest
 from model_data import AS_OF, FAST_CLV, HORIZON, cdnow_dir, fitted_clv, small
 from sklearn.base import clone
 
-from training.churn import prepare
 from training.clv import CLVModel, clv_monotone, more_orders
 from training.frames import BTYD_COLUMNS, FeatureCache
+from training.lgbm import prepare
 
 OUTPUT = ["clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"]
 
