@@ -212,8 +212,8 @@ def test_churn_model_records_its_tree_count():
 
 # ---------------------------------------------------------------------------------------------- families
 def test_btyd_family_ranks_exactly_like_the_btyd_score(snapshot):
+    from training.fitting import fit_churn
     from training.metrics import spearman
-    from training.train import fit_churn
 
     fitted = fit_churn(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=1, family="btyd", **FAST)
     model = fitted.model

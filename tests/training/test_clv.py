@@ -166,7 +166,7 @@ def test_cdnow_published_parameters_through_the_clv_code_path():
     b 2.426; Gamma-Gamma p 6.25, q 3.74, γ 15.44. Our features are in days, so α is in days (× 7).
     """
     from features.contract import load_dataset
-    from training.train import fit_clv
+    from training.fitting import fit_clv
 
     cache = FeatureCache(load_dataset(cdnow_dir()))
     fitted = fit_clv(cache, "1997-10-01", horizon_days=30, n_cutoffs=2, **FAST_CLV)
