@@ -36,8 +36,8 @@ def _models(args, work: Path):
     from features.contract import load_dataset
     from features.identity import resolve_identities
     from features.simulate import simulate, write_dataset
+    from training.fitting import fit_churn, fit_clv
     from training.frames import FeatureCache
-    from training.train import fit_churn, fit_clv
 
     t = time.perf_counter()
     data_dir = work / "train-data"

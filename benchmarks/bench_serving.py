@@ -65,8 +65,8 @@ def prepare(data: Path, n: int, train_customers: int, env: dict) -> None:
     if not (data / "features" / f"as_of={AS_OF}" / "manifest.json").exists():
         scrm("simulate", "--customers", str(n), "--seed", "7", "--out", str(data), env=env)
         scrm("features", "build", "--data", str(data), "--as-of", AS_OF, env=env)
-    code = ("from training import tracking; import sys; "
-            "sys.exit(0 if tracking.champion_version('churn') and tracking.champion_version('clv') else 1)")
+    code = ("from training import registry; import sys; "
+            "sys.exit(0 if registry.champion_version('churn') and registry.champion_version('clv') else 1)")
     if subprocess.run([sys.executable, "-c", code], env=env).returncode != 0:
         train = data.parent / f"{data.name}-train"
         scrm("simulate", "--customers", str(train_customers), "--seed", "8", "--out", str(train), env=env)

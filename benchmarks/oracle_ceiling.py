@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from features.identity import resolve_identities
     from training import metrics as M
     from training.backtest import oracle_frame
-    from training.churn import feature_columns
     from training.frames import FeatureCache
+    from training.lgbm import feature_columns
 
     t = time.perf_counter()
     data = load_dataset(args.data)

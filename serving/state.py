@@ -77,9 +77,9 @@ def find_snapshot(data_dir: str | Path) -> Snapshot:
 
 def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:
     """Versions holding alias ``champion`` of ``churn`` and ``clv``; :class:`ServingSetupError` naming the fix."""
-    from training import tracking
+    from training import registry, tracking
 
-    versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
+    versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]
     if missing:
         when = as_of.isoformat() if as_of is not None else "DATE"

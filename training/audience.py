@@ -79,7 +79,7 @@ def lookalike_audience(features: pd.DataFrame, seed_ids: Iterable, *, identity: 
                                     "expansion_curve")
                 tracking.log_json(curve.to_dict(orient="list"), "expansion_curve.json")
             run_id = run.info.run_id
-        from training.train import attach_report
+        from training.report import attach_report
 
         attach_report(run_id)
     return AudienceResult(audience=audience, metrics=metrics, expansion_curve=curve, seed_report=report,

@@ -28,16 +28,11 @@ import pandas as pd
 from features.dataset import Dataset
 from features.identity import resolve_identities
 from training import plots, tracking
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, fit_churn, fit_clv
 from training.frames import FeatureCache, as_date
+from training.metrics import churn_metrics, clv_metrics
+from training.report import attach_report
 from training.scoring import Models, score
-from training.train import (
-    DEFAULT_MAX_TRAIN_ROWS,
-    attach_report,
-    churn_metrics,
-    clv_metrics,
-    fit_churn,
-    fit_clv,
-)
 
 log = logging.getLogger(__name__)
 

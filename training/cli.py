@@ -338,10 +338,10 @@ ModelName = Annotated[str, typer.Argument(help="Registered model: churn or clv."
 @app.command()
 def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
     """Make a registered version the `champion` by hand (the previous champion is remembered for rollback)."""
-    from training import tracking
+    from training import registry
 
     try:
-        change = tracking.promote(model, version)
+        change = registry.promote(model, version)
     except LookupError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -351,10 +351,10 @@ def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Versi
 @app.command()
 def rollback(model: ModelName) -> None:
     """Move `champion` back to the version that held it before."""
-    from training import tracking
+    from training import registry
 
     try:
-        change = tracking.rollback(model)
+        change = registry.rollback(model)
     except LookupError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -670,7 +670,7 @@ def serve(
     import os
 
     from features.pipeline import newest_snapshot_dir
-    from training import tracking
+    from training import registry, tracking
 
     if data is None:
         console.print("[red]error:[/] give --data D (or set SCRM_DATA_DIR): the data directory to serve")
@@ -685,7 +685,7 @@ def serve(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     example_id = _example_person(snapshot_dir / "features.parquet")
-    versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
+    versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]
     if missing:
         console.print(f"[red]error:[/] no champion {' or '.join(missing)} model in {tracking.tracking_uri()}; "

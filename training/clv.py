@@ -38,8 +38,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
 from training.btyd import BTYDModel
-from training.churn import TIE_BREAK, feature_columns, lgbm_settings, prepare, subsample, trees_by_time
 from training.frames import BTYD_COLUMNS, latest_cutoff
+from training.lgbm import TIE_BREAK, feature_columns, lgbm_settings, prepare, subsample, trees_by_time
 from training.metrics import gini_normalized, spearman
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class CLVModel(BaseEstimator):
         100 trees rank as well as 300, and each tree costs scoring time.
     early_stopping : bool
         Choose the mean model's number of trees (at most ``n_estimators``) on the latest training cutoff, see
-        :func:`training.churn.trees_by_time`.
+        :func:`training.lgbm.trees_by_time`.
     interval_estimators : int
         Trees of each quantile model.
     max_rows, interval_max_rows : int, optional

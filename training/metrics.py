@@ -32,6 +32,8 @@ __all__ = [
     "total_error_pct",
     "decile_mape",
     "interval_coverage",
+    "churn_metrics",
+    "clv_metrics",
     "recall_at_k",
     "expansion_curve",
     "gains_table",
@@ -296,6 +298,40 @@ def interval_coverage(actual: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> float:
     if (low > high).any():
         raise ValueError(f"{int((low > high).sum())} interval(s) have lo > hi")
     return float(np.mean((a >= low) & (a <= high)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model figures (what a training run, the backtest and the report record for each model)
+# --------------------------------------------------------------------------------------------------------------
+def churn_metrics(y_churned, p) -> dict[str, float]:
+    """Churn quality figures (``y_churned`` = 1 for churners, ``p`` = predicted churn probability)."""
+    y = np.asarray(y_churned, dtype=int)
+    p = np.asarray(p, dtype=float)
+    return {
+        "auc": auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "brier": brier(y, p),
+        "lift_at_10pct": lift_at(y, p, frac=0.1),
+        "ece": ece(y, p),
+    }
+
+
+
+def clv_metrics(actual, pred, lo=None, hi=None) -> dict[str, float]:
+    """CLV quality figures; ``interval_coverage`` only when bounds are given."""
+    actual = np.asarray(actual, dtype=float)
+    pred = np.asarray(pred, dtype=float)
+    out = {
+        "gini": gini_normalized(actual, pred),
+        "spearman": spearman(actual, pred),
+        "total_error_pct": total_error_pct(actual, pred),
+        "decile_mape": decile_mape(actual, pred),
+    }
+    if lo is not None and hi is not None:
+        out["interval_coverage"] = interval_coverage(actual, np.asarray(lo, dtype=float),
+                                                       np.asarray(hi, dtype=float))
+    return out
+
 
 
 # --------------------------------------------------------------------------------------------------------------

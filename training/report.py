@@ -7,8 +7,9 @@ beside them in plain words, the charts the run logged (ROC, calibration, gains, 
 base64 ``data:`` URIs, and the top features. No external CSS, JS, fonts or images: the file opens offline and can
 be mailed around. Sections whose data the run does not have say "not available for this run".
 
-:func:`log_report` builds the report and logs it as the run's ``report.html`` artifact; training and backtest code
-call it at the end of every run. ``scrm report --run-id ID --out FILE.html`` wraps :func:`build_report`.
+:func:`log_report` builds the report and logs it as the run's ``report.html`` artifact; training, backtest and
+lookalike runs call it through :func:`attach_report` at the end of every run. The page is the Jinja2 template
+``training/templates/report.html.j2``; its plain words live in :mod:`training.report_words`. ``scrm report --run-id ID --out FILE.html`` wraps :func:`build_report`.
 """
 
 from __future__ import annotations
@@ -16,160 +17,24 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from importlib import resources
 from pathlib import Path
 
+from training.report_words import BASELINE_NAMES, CHARTS, CHARTS_BY_KIND, COUNT_LABELS, KIND_TITLE, MEASURES
+
+log = logging.getLogger(__name__)
+
+#: The Jinja2 template of the page, a package data file (``training/templates/report.html.j2``).
+TEMPLATE = ("training", "templates/report.html.j2")
 NOT_AVAILABLE = "not available for this run"
 KINDS = ("churn", "clv", "lookalike", "backtest")
-
-# --- plain-language vocabulary -------------------------------------------------------------------------------------
-
-_KIND_TITLE = {
-    "churn": "Churn risk model",
-    "clv": "Customer lifetime value (CLV) model",
-    "lookalike": "Lookalike audience",
-    "backtest": "Backtest: churn and CLV models checked on past data",
-}
-
-_BASELINE_NAMES = {
-    "recency": "the simple recency rule",
-    "btyd": "the BG/NBD buy-till-you-die formula",
-    "btyd_gg": "the BG/NBD + Gamma-Gamma formula",
-    "last_period": "the “same as last period” rule",
-    "rfm": "the RFM score rule",
-    "random": "random guessing",
-    "prior": "the average rate for everyone",
-    "family_btyd": "the BG/NBD + Gamma-Gamma formula alone",
-    "family_lgbm": "LightGBM alone",
-    "family_blend": "the blend of formula and LightGBM",
-}
-
-# measure → (label, what it means, phrase used in "the model <phrase> better than ...")
-_MEASURES = {
-    "auc": (
-        "AUC",
-        "chance that a customer who left is ranked riskier than one who stayed: 0.5 is a coin toss, 1.0 is perfect",
-        "ranks customers",
-    ),
-    "pr_auc": (
-        "PR-AUC",
-        "how precisely the customers who leave are found, averaged over all list lengths; higher is better",
-        "finds the customers who leave",
-    ),
-    "brier": (
-        "Brier score",
-        "average squared gap between the predicted probability and what happened; lower is better",
-        "predicts probabilities",
-    ),
-    "ece": (
-        "calibration error",
-        "average gap between predicted and observed rates across probability bands; lower is better",
-        "is calibrated",
-    ),
-    "logloss": ("log loss", "penalty for confident wrong probabilities; lower is better", "predicts probabilities"),
-    "lift_at_10pct": (
-        "lift in the top 10%",
-        "how many times more leavers are among the 10% flagged riskiest than in a random 10%",
-        "concentrates leavers at the top of its list",
-    ),
-    "gini": (
-        "Gini",
-        "how well the order by predicted value matches the order by actual spend, relative to a perfect order (1.0)",
-        "ranks customers by value",
-    ),
-    "spearman": (
-        "Spearman correlation",
-        "rank agreement between predicted and actual spend: 1.0 means the same order",
-        "orders customers by future spend",
-    ),
-    "total_error_pct": (
-        "total spend error",
-        "predicted total spend of all customers against the actual total, in percent; closer to 0 is better",
-        "predicts total spend",
-    ),
-    "decile_mape": (
-        "decile error",
-        "average percentage gap between predicted and actual spend within each tenth of customers; lower is better",
-        "predicts spend per customer group",
-    ),
-    "interval_coverage": (
-        "range coverage",
-        "share of customers whose actual spend fell inside the predicted low–high range; best near its nominal level",
-        "sets its low–high ranges",
-    ),
-    "churn_auc": ("churn AUC", "AUC of the churn prediction", "ranks customers"),
-    "clv_spearman": ("CLV Spearman", "Spearman correlation of the CLV prediction", "orders customers by value"),
-}
-
-_COUNT_LABELS = {
-    "n_customers": "customers (people after merging their channel accounts)",
-    "n_people": "customers (people after merging their channel accounts)",
-    "n_eligible": "customers eligible for the model",
-    "n_ineligible": "customers not eligible",
-    "n_scored": "customers scored",
-    "n_train": "training rows (customers × cut-off dates)",
-    "n_train_rows": "training rows (customers × cut-off dates)",
-    "n_val": "validation customers",
-    "n_valid_rows": "validation customers (latest complete window)",
-    "n_calibration": "customers used to calibrate probabilities",
-    "n_not_eligible": "customers not eligible",
-    "n_validation": "validation customers",
-    "n_test": "test customers",
-    "n_seeds": "seed customers",
-    "n_seed": "seed customers",
-    "n_seeds_used": "seed customers used",
-    "n_holdout": "seed customers held out to measure recall",
-    "n_population": "population ranked",
-    "n_candidates": "candidate customers ranked",
-    "n_orders": "orders",
-    "n_features": "features used",
-    "n_seeds_given": "seed ids supplied",
-    "seed_n_given": "seed people after matching ids to customers",
-    "n_train_seeds": "seed customers the model learned from",
-    "seed_n_valid": "seed customers usable",
-    "audience_size": "audience size delivered",
-}
-
-_CHARTS = {
-    "roc": (
-        "ROC curve",
-        "The further the curve bows towards the top-left corner, the better the model separates customers who "
-        "leave from those who stay; the diagonal is guessing.",
-    ),
-    "calibration": (
-        "Calibration",
-        "Predicted churn probability against the share who actually left. Points on the diagonal mean a "
-        "predicted 30% really is about 30%.",
-    ),
-    "gains": (
-        "Cumulative gains",
-        "Share of all leavers caught when contacting the riskiest x% of customers first; the diagonal is random "
-        "contact.",
-    ),
-    "clv_deciles": (
-        "CLV by decile: predicted vs actual",
-        "Customers split into ten groups by predicted value; bars of similar height mean the value predictions "
-        "hold up group by group.",
-    ),
-    "expansion_curve": (
-        "Audience expansion curve",
-        "Share of held-out seed customers found as the audience grows; the steeper the early rise, the better "
-        "the lookalike ranking.",
-    ),
-}
-
-_CHARTS_BY_KIND = {
-    "churn": ("roc", "calibration", "gains"),
-    "clv": ("clv_deciles",),
-    "backtest": ("roc", "calibration", "gains", "clv_deciles"),
-    "lookalike": ("expansion_curve",),
-}
-
 
 # --- gathering the run -------------------------------------------------------------------------------------------
 
@@ -306,8 +171,8 @@ def _direction(measure: str) -> str | None:
 
 
 def _measure_info(measure: str, kind: str = "") -> tuple[str, str, str]:
-    if measure in _MEASURES and not (kind == "lookalike" and measure.startswith("lift_")):
-        return _MEASURES[measure]
+    if measure in MEASURES and not (kind == "lookalike" and measure.startswith("lift_")):
+        return MEASURES[measure]
     m = re.fullmatch(r"recall_at_(\d+(?:\.\d+)?)pct", measure)
     if m:
         k = m.group(1)
@@ -468,11 +333,11 @@ def _count_rows(run: RunData) -> list[tuple[str, str]]:
             head, _, last = key.rpartition(".")
             # counts are n_* keys at the top level or under an evaluation scope, never hyper-parameters
             # such as lgbm.n_estimators
-            if not (last.startswith(("n_", "seed_n_")) or last in _COUNT_LABELS) or key in seen:
+            if not (last.startswith(("n_", "seed_n_")) or last in COUNT_LABELS) or key in seen:
                 continue
             if head not in _COUNT_SCOPES:
                 continue
-            label = _COUNT_LABELS.get(last, last[2:].replace("_", " "))
+            label = COUNT_LABELS.get(last, last[2:].replace("_", " "))
             prefix = f"{_COUNT_PREFIX.get(head, head)}: " if head else ""
             if head == "holdout" and last == "n_seeds":
                 label = "seed customers held out to measure recall"
@@ -619,7 +484,7 @@ def _quality(run: RunData) -> dict:
                     found["random"] = chance
             for name, other in sorted(found.items()):
                 verdict = _judge(value, other, direction, nominal)
-                plain = _BASELINE_NAMES.get(name, f"the {name.replace('_', ' ')} baseline")
+                plain = BASELINE_NAMES.get(name, f"the {name.replace('_', ' ')} baseline")
                 comparisons.append(
                     {"name": name, "plain": plain, "value": _fmt_value(measure, other), "verdict": verdict}
                 )
@@ -745,12 +610,12 @@ def _feature_importance(run: RunData) -> list[dict]:
 
 
 def _charts(run: RunData) -> tuple[list[dict], list[dict]]:
-    wanted = list(_CHARTS_BY_KIND.get(run.kind, ()))
-    wanted += [name for name in _CHARTS if name not in wanted and name in run.plots]
+    wanted = list(CHARTS_BY_KIND.get(run.kind, ()))
+    wanted += [name for name in CHARTS if name not in wanted and name in run.plots]
     used = {"feature_importance"}
     charts = []
     for name in wanted:
-        title, how_to_read = _CHARTS[name]
+        title, how_to_read = CHARTS[name]
         images = []
         if name in run.plots:
             images.append({"alt": title, "src": _data_uri(run.plots[name])})
@@ -775,7 +640,7 @@ def report_context(run: RunData) -> dict:
     fi_plot = run.plots.get("feature_importance")
     return {
         "run": run,
-        "title": _KIND_TITLE.get(run.kind, f"Run report ({run.kind})"),
+        "title": KIND_TITLE.get(run.kind, f"Run report ({run.kind})"),
         "prediction": _prediction_section(run),
         "period": _period_rows(run),
         "counts": _count_rows(run),
@@ -796,126 +661,6 @@ def report_context(run: RunData) -> dict:
     }
 
 
-_TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} — {{ run.run_name or run.run_id }}</title>
-<style>
-  body { font-family: -apple-system, "Segoe UI", "PingFang SC", "Microsoft YaHei", Helvetica, Arial, sans-serif;
-         color: #1f2933; max-width: 980px; margin: 2em auto; padding: 0 1em; line-height: 1.5; }
-  h1 { font-size: 1.7em; margin-bottom: 0.1em; }
-  h2 { border-bottom: 2px solid #e4e7eb; padding-bottom: 0.2em; margin-top: 2em; }
-  .sub { color: #616e7c; margin-top: 0; }
-  table { border-collapse: collapse; margin: 0.6em 0 1.2em; }
-  th, td { text-align: left; padding: 0.3em 0.8em; border-bottom: 1px solid #e4e7eb; vertical-align: top; }
-  th { background: #f5f7fa; }
-  td.num { text-align: right; font-variant-numeric: tabular-nums; }
-  .na { color: #9aa5b1; font-style: italic; }
-  .better { color: #1f7a3a; font-weight: 600; }
-  .worse { color: #b3261e; font-weight: 600; }
-  .same { color: #616e7c; }
-  .sentences li { margin: 0.3em 0; }
-  .meaning { color: #616e7c; font-size: 0.9em; }
-  figure { margin: 1em 0 2em; }
-  figure img { max-width: 100%; border: 1px solid #e4e7eb; }
-  figcaption { color: #616e7c; font-size: 0.9em; }
-  .bar { background: #4c7bd9; height: 0.7em; display: inline-block; vertical-align: middle; }
-  details { margin-top: 1em; }
-  code { background: #f5f7fa; padding: 0 0.2em; }
-</style>
-</head>
-<body>
-<h1>{{ title }}</h1>
-<p class="sub">Run <code>{{ run.run_id }}</code>{% if run.run_name %} ({{ run.run_name }}){% endif %} in experiment
-<code>{{ run.experiment }}</code>{% if run.start_time %}, started {{ run.start_time }}{% endif %}{% if run.tags.get("scrm.gate_decision") %};
-promotion decision: <strong>{{ run.tags["scrm.gate_decision"] }}</strong>{% endif %}. Report generated {{ generated }}.</p>
-
-<section id="prediction">
-<h2>What is predicted</h2>
-<p>{{ prediction.text }}</p>
-{% if prediction.facts %}<table>{% for label, value in prediction.facts %}
-<tr><th>{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}
-</table>{% endif %}
-</section>
-
-<section id="data">
-<h2>Data and customers</h2>
-<h3>Period</h3>
-{% if period %}<table>{% for label, value in period %}<tr><th>{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
-{% else %}<p class="na">Data period {{ not_available }}.</p>{% endif %}
-<h3>Customer counts</h3>
-{% if counts %}<table>{% for label, value in counts %}<tr><th>{{ label }}</th><td class="num">{{ value }}</td></tr>{% endfor %}</table>
-{% else %}<p class="na">Customer counts {{ not_available }}.</p>{% endif %}
-<h3 id="eligibility">{{ eligibility_title }}</h3>
-{% if eligibility %}<table><tr><th>Reason</th><th>Customers</th></tr>
-{% for reason, count in eligibility %}<tr><td>{{ reason }}</td><td class="num">{{ "{:,}".format(count) }}</td></tr>{% endfor %}
-<tr><th>Total</th><th class="num">{{ "{:,}".format(eligibility | sum(attribute=1)) }}</th></tr></table>
-{% else %}<p class="na">Eligibility breakdown {{ not_available }}.</p>{% endif %}
-{% if fingerprint_tables %}<h3>Input tables</h3>
-<table><tr><th>Table</th><th>File</th><th>Rows read</th><th>Rows used</th><th>Rows rejected</th></tr>
-{% for t in fingerprint_tables %}<tr><td>{{ t.table }}</td><td>{{ t.file }}</td><td class="num">{{ t.rows_read }}</td>
-<td class="num">{{ t.rows_used }}</td><td class="num">{{ t.rows_rejected }}</td></tr>{% endfor %}</table>{% endif %}
-{% if run.tags.get("scrm.data_fingerprint") %}<p>Data fingerprint <code>{{ run.tags["scrm.data_fingerprint"] }}</code>:
-runs with the same fingerprint used exactly the same input files.</p>{% endif %}
-</section>
-
-<section id="quality">
-<h2>How good is it</h2>
-{% if quality.sentences %}<ul class="sentences">{% for s in quality.sentences %}
-<li class="{{ s.verdict }}">{{ s.text }}</li>{% endfor %}</ul>{% endif %}
-{% if quality.groups %}{% for group in quality.groups %}
-<h3>{{ group.title }}</h3>
-<table><tr><th>Measure</th><th>Model</th><th>Compared with</th>{% if group.rows | selectattr("oracle") | list %}<th>Best possible</th>{% endif %}</tr>
-{% for row in group.rows %}<tr><td><strong>{{ row.label }}</strong>{% if row.meaning %}<br><span class="meaning">{{ row.meaning }}</span>{% endif %}</td>
-<td class="num">{{ row.value }}</td>
-<td>{% for b in row.baselines %}{{ b.plain }}: {{ b.value }}{% if b.verdict %} <span class="{{ b.verdict }}">({{ verdict_words[b.verdict] }})</span>{% endif %}<br>{% else %}<span class="na">no baseline logged</span>{% endfor %}</td>
-{% if group.rows | selectattr("oracle") | list %}<td class="num">{{ row.oracle }}</td>{% endif %}</tr>{% endfor %}
-</table>{% endfor %}
-{% else %}<p class="na">Quality figures {{ not_available }}.</p>{% endif %}
-</section>
-
-<section id="charts">
-<h2>Charts</h2>
-{% for chart in charts %}<figure id="chart-{{ chart.name }}">
-<h3>{{ chart.title }}</h3>
-{% if chart.images %}{% for image in chart.images %}<img alt="{{ image.alt }}" src="{{ image.src }}">{% endfor %}
-<figcaption>{{ chart.how_to_read }}</figcaption>
-{% else %}<p class="na">{{ chart.title }}: {{ not_available }}.</p>{% endif %}
-</figure>{% else %}<p class="na">Charts {{ not_available }}.</p>{% endfor %}
-{% if other_charts %}<h3>Other charts</h3>{% for chart in other_charts %}<figure id="chart-{{ chart.name }}">
-<img alt="{{ chart.title }}" src="{{ chart.src }}"><figcaption>{{ chart.title }}</figcaption></figure>{% endfor %}{% endif %}
-</section>
-
-<section id="features">
-<h2>What drives the predictions: top features</h2>
-{% if feature_plot %}<figure id="chart-feature_importance"><img alt="Feature importance" src="{{ feature_plot }}">
-<figcaption>The customer facts the model leaned on most; longer bars mattered more.</figcaption></figure>{% endif %}
-{% for table in feature_tables %}{% if table.title %}<h3>{{ table.title }}</h3>{% endif %}
-<table><tr><th>Feature</th><th>Share of importance</th><th></th><th>Meaning</th></tr>
-{% for row in table.rows %}<tr><td><code>{{ row.feature }}</code></td><td class="num">{{ row.importance }}</td>
-<td><span class="bar" style="width: {{ row.share }}px"></span></td><td>{{ row.doc }}</td></tr>{% endfor %}</table>
-{% endfor %}
-{% if not feature_plot and not feature_tables %}<p class="na">Feature importance {{ not_available }}.{% if features_list %}
-The model used {{ features_list | length }} features.{% endif %}</p>{% endif %}
-</section>
-
-<section id="details">
-<h2>Technical details</h2>
-<details><summary>Parameters ({{ run.params | length }})</summary>
-<table>{% for k, v in run.params | dictsort %}<tr><td><code>{{ k }}</code></td><td>{{ v }}</td></tr>{% endfor %}</table>
-</details>
-<details><summary>All metrics ({{ run.metrics | length }})</summary>
-<table>{% for k, v in run.metrics | dictsort %}<tr><td><code>{{ k }}</code></td><td class="num">{{ "%.6g" | format(v) }}</td></tr>{% endfor %}</table>
-</details>
-<details><summary>Tags</summary>
-<table>{% for k, v in run.tags | dictsort %}<tr><td><code>{{ k }}</code></td><td>{{ v }}</td></tr>{% endfor %}</table>
-</details>
-</section>
-</body>
-</html>
-"""
 
 
 def render_report(run: RunData) -> str:
@@ -923,7 +668,12 @@ def render_report(run: RunData) -> str:
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False)
-    return env.from_string(_TEMPLATE).render(**report_context(run))
+    return env.from_string(_template()).render(**report_context(run))
+
+
+def _template() -> str:
+    package, name = TEMPLATE
+    return resources.files(package).joinpath(name).read_text(encoding="utf-8")
 
 
 def build_report(run_id: str, out_path: str | Path) -> Path:
@@ -966,3 +716,11 @@ def log_report(run_id: str) -> str:
         path.write_text(render_report(run), encoding="utf-8")
         client.log_artifact(run_id, str(path))
     return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/report.html"
+
+
+def attach_report(run_id: str) -> None:
+    """Attach the HTML quality report to the run; a report failure never fails training."""
+    try:
+        log_report(run_id)
+    except Exception as exc:  # noqa: BLE001 - the report is a courtesy artifact
+        log.warning("could not build the HTML report for run %s: %s", run_id, exc)

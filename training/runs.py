@@ -19,11 +19,11 @@ from typing import Literal
 
 import pandas as pd
 
-from training import tracking
+from training import registry, tracking
 
 #: Experiments whose runs produce a registered model of the same name.
-REGISTERED_MODEL_FOR_EXPERIMENT = {name: name for name in tracking.REGISTERED_MODELS}
-ALIASES = (tracking.CHAMPION, tracking.CHALLENGER)
+REGISTERED_MODEL_FOR_EXPERIMENT = {name: name for name in registry.REGISTERED_MODELS}
+ALIASES = (registry.CHAMPION, registry.CHALLENGER)
 
 #: Metrics shown first (when present) in ``scrm runs list``; every metric is in the DataFrame.
 HEADLINE_METRICS = (

@@ -107,8 +107,8 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
 
 def load_champions(alias: str = "champion") -> Models:
     """The registered ``churn`` and ``clv`` models behind ``alias`` (``LookupError`` names the fix)."""
-    from training import tracking
+    from training import registry
 
-    churn = tracking.load_model("churn", alias)
-    clv = tracking.load_model("clv", alias)
+    churn = registry.load_model("churn", alias)
+    clv = registry.load_model("clv", alias)
     return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version))

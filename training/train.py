@@ -1,7 +1,7 @@
 """Training runs: fit on rolling cutoffs, validate on the latest complete window, log to MLflow, register, gate.
 
-``fit_churn`` / ``fit_clv`` are pure (no MLflow) and shared with the backtest; ``train_churn`` / ``train_clv`` /
-``train_all`` wrap them in tracked runs that register a new model version and move the ``champion`` alias only
+``training.fitting.fit_churn`` / ``fit_clv`` are pure (no MLflow) and shared with the backtest; ``train_churn`` /
+``train_clv`` / ``train_all`` wrap them in tracked runs that register a new model version and move the ``champion`` alias only
 when the new version beats it on the validation metric (churn: ``val.auc``, CLV: ``val.gini``).
 
 Failure safety: the gate runs last, after every model of the command has been fitted, logged and registered, so
@@ -11,8 +11,7 @@ a command that fails part-way (bad data, a crash while fitting or logging) never
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -20,34 +19,19 @@ import pandas as pd
 
 from features.dataset import Dataset
 from features.identity import resolve_identities
-from training import metrics as M
-from training import plots, tracking
+from training import plots, pyfunc, registry, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.frames import CutoffPlan, FeatureCache, as_date, plan_cutoffs, scaled_cutoffs, widen
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, fit_churn, fit_clv
+from training.frames import FeatureCache, widen
+from training.report import attach_report
 from training.scoring import eligibility
 
 log = logging.getLogger(__name__)
 
 GATE_METRIC = {"churn": "val.auc", "clv": "val.gini"}
-#: Stacked training rows to aim for: big brands stack fewer cutoffs (see ``frames.scaled_cutoffs``).
-DEFAULT_MAX_TRAIN_ROWS = 600_000
 LGBM_PARAMS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample", "colsample_bytree",
                "tweedie_variance_power", "interval_estimators", "max_rows", "interval_max_rows", "n_jobs")
-
-
-@dataclass
-class Fitted:
-    """A fitted model with the plan it was trained on and its validation figures."""
-
-    kind: str
-    model: ChurnModel | CLVModel
-    plan: CutoffPlan
-    valid: pd.DataFrame
-    valid_pred: pd.DataFrame
-    metrics: dict[str, float]
-    n_train: int
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -60,103 +44,6 @@ class TrainResult:
     version: str | None
     decision: object | None
     metrics: dict[str, float]
-
-
-# ---------------------------------------------------------------------------------------------------- metrics
-
-
-def churn_metrics(y_churned, p) -> dict[str, float]:
-    """Churn quality figures (``y_churned`` = 1 for churners, ``p`` = predicted churn probability)."""
-    y = np.asarray(y_churned, dtype=int)
-    p = np.asarray(p, dtype=float)
-    return {
-        "auc": M.auc(y, p),
-        "pr_auc": M.pr_auc(y, p),
-        "brier": M.brier(y, p),
-        "lift_at_10pct": M.lift_at(y, p, frac=0.1),
-        "ece": M.ece(y, p),
-    }
-
-
-def clv_metrics(actual, pred, lo=None, hi=None) -> dict[str, float]:
-    """CLV quality figures; ``interval_coverage`` only when bounds are given."""
-    actual = np.asarray(actual, dtype=float)
-    pred = np.asarray(pred, dtype=float)
-    out = {
-        "gini": M.gini_normalized(actual, pred),
-        "spearman": M.spearman(actual, pred),
-        "total_error_pct": M.total_error_pct(actual, pred),
-        "decile_mape": M.decile_mape(actual, pred),
-    }
-    if lo is not None and hi is not None:
-        out["interval_coverage"] = M.interval_coverage(actual, np.asarray(lo, dtype=float),
-                                                       np.asarray(hi, dtype=float))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------- pure fits
-
-
-def _plan(cache: FeatureCache, as_of, horizon_days: int, *, n_cutoffs: int, step_days: int, calibration: bool,
-          max_train_rows: int | None) -> CutoffPlan:
-    plan = plan_cutoffs(as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=calibration,
-                        data_start=cache.data.data_start)
-    n = scaled_cutoffs(cache.n_buyers(plan.train[-1]), len(plan.train), max_rows=max_train_rows)
-    if n < len(plan.train):
-        log.info("%d buyers per cutoff: stacking %d of %d training cutoffs", cache.n_buyers(plan.train[-1]), n,
-                 len(plan.train))
-        plan.train = plan.train[-n:]
-    return plan
-
-
-def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: int = 8, step_days: int = 30,
-              max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
-              progress: Callable[[], None] | None = None, **params) -> Fitted:
-    """Fit the churn model for ``as_of`` (trees on stacked cutoffs, calibrator on the next slice) and validate it.
-
-    ``params`` go to :class:`ChurnModel` (``calibration``, ``family``, LightGBM settings); the family is chosen
-    on the validation window, as CLV's is. The BTYD model fitted at
-    ``as_of`` computes the BTYD inputs at scoring time; validation uses the one fitted at the validation cutoff,
-    exactly as scoring on that day would have.
-    """
-    plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=True,
-                 max_train_rows=max_train_rows)
-    train = cache.labelled(plan.train, horizon_days, progress=progress)
-    calib = cache.labelled([plan.calibration], horizon_days, progress=progress)
-    valid = cache.labelled([plan.validation], horizon_days, progress=progress)
-    btyd = cache.btyd(plan.as_of)
-    model = ChurnModel(horizon_days, random_state=random_state, **params)
-    model.fit(train, train["churned"], X_calib=calib, y_calib=calib["churned"], btyd=btyd, X_valid=valid,
-              y_valid=valid["churned"])
-    p_valid = model.predict_frame(valid)
-    return Fitted(kind="churn", model=model, plan=plan, valid=valid, valid_pred=p_valid,
-                  metrics=churn_metrics(valid["churned"], p_valid["churn_probability"]), n_train=len(train),
-                  extra={"n_calibration": len(calib), "btyd_status": cache.btyd_status(plan.as_of),
-                         "family": model.family_, "selection": model.selection_})
-
-
-def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
-            max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
-            progress: Callable[[], None] | None = None, **params) -> Fitted:
-    """Fit the CLV model for ``as_of`` on stacked cutoffs; choose the family and validate on the latest window.
-
-    ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings).
-    """
-    plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=False,
-                 max_train_rows=max_train_rows)
-    train = cache.labelled(plan.train, horizon_days, progress=progress)
-    valid = cache.labelled([plan.validation], horizon_days, progress=progress)
-    btyd, btyd_valid = cache.btyd(plan.as_of), cache.btyd(plan.validation)
-    model = CLVModel(horizon_days, random_state=random_state, **params)
-    model.fit(train, train["future_spend"], orders=train["future_orders"], X_valid=valid,
-              y_valid=valid["future_spend"], btyd=btyd, btyd_valid=btyd_valid,
-              btyd_status=cache.btyd_status(plan.as_of))
-    pred = model.predict_frame(valid, as_of=plan.validation, btyd=btyd_valid)
-    return Fitted(kind="clv", model=model, plan=plan, valid=valid, valid_pred=pred,
-                  metrics=clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"]),
-                  n_train=len(train),
-                  extra={"family": model.family_, "selection": model.selection_,
-                         "btyd_status": cache.btyd_status(plan.as_of)})
 
 
 # ---------------------------------------------------------------------------------------------------- tracked runs
@@ -236,8 +123,8 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
             tracking.log_figure(plots.clv_decile_plot(fitted.valid["future_spend"].to_numpy(),
                                                       fitted.valid_pred["clv_mean"].to_numpy()), "clv_deciles")
         example = widen(features[eligibility(features).isna()].head(5))  # the dtypes snapshots have
-        info = tracking.log_model(fitted.model, input_example=example,
-                                  registered_model_name=name if register else None)
+        info = pyfunc.log_model(fitted.model, input_example=example,
+                                registered_model_name=name if register else None)
         version = str(info.registered_model_version) if register else None
         run_id = run.info.run_id
     attach_report(run_id)
@@ -248,7 +135,7 @@ def _gate(name: str, version: str | None, fitted: Fitted):
     if version is None:
         return None
     metric = GATE_METRIC[name]
-    return tracking.promotion_gate(name, version, metric=metric, value=fitted.metrics[metric.split(".", 1)[1]],
+    return registry.promotion_gate(name, version, metric=metric, value=fitted.metrics[metric.split(".", 1)[1]],
                                    higher_is_better=True)
 
 
@@ -311,20 +198,9 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
     return results
 
 
-def attach_report(run_id: str) -> None:
-    """Attach the HTML quality report to the run; a report failure never fails training."""
-    try:
-        from training.report import log_report
-
-        log_report(run_id)
-    except Exception as exc:  # noqa: BLE001 - the report is a courtesy artifact
-        log.warning("could not build the HTML report for run %s: %s", run_id, exc)
-
-
 def default_as_of(data: Dataset) -> date:
     """The day after the last order or event: "today" for a daily scoring job."""
     return (data.data_end + pd.Timedelta(days=1)).date()
 
 
-__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "Fitted", "TrainResult", "as_date", "churn_metrics", "clv_metrics",
-           "default_as_of", "fit_churn", "fit_clv", "train_all", "train_churn", "train_clv"]
+__all__ = ["GATE_METRIC", "TrainResult", "default_as_of", "train_all", "train_churn", "train_clv"]

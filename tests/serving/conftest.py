@@ -54,16 +54,16 @@ def _register(name: str, fitted, features: pd.DataFrame) -> int:
     """Log a fitted model the way training does (metrics, pyfunc, registry) and run the promotion gate."""
     import mlflow
 
-    from training import tracking
+    from training import pyfunc, registry, tracking
 
     metric = {"churn": "auc", "clv": "gini"}[name]
     with tracking.start_run(name, run_name=f"{name} test", params={"as_of": AS_OF.isoformat()},
                             tags={"scrm.kind": name, "scrm.as_of": AS_OF.isoformat()}):
         mlflow.log_metrics({f"val.{k}": v for k, v in fitted.metrics.items()})
-        info = tracking.log_model(fitted.model, input_example=features[features["orders"] >= 1].head(5),
+        info = pyfunc.log_model(fitted.model, input_example=features[features["orders"] >= 1].head(5),
                                   registered_model_name=name)
     version = int(info.registered_model_version)
-    tracking.promotion_gate(name, version, metric=f"val.{metric}", value=fitted.metrics[metric])
+    registry.promotion_gate(name, version, metric=f"val.{metric}", value=fitted.metrics[metric])
     return version
 
 
@@ -73,8 +73,8 @@ def trained_setup(tmp_path_factory) -> TrainedSetup:
     from features.identity import resolve_identities
     from features.pipeline import build_snapshot
     from features.simulate import simulate, write_dataset
+    from training.fitting import fit_churn, fit_clv
     from training.frames import FeatureCache
-    from training.train import fit_churn, fit_clv
 
     root = tmp_path_factory.mktemp("serving-setup")
     data_dir, store, artifacts = root / "data", root / "mlruns" / "mlflow.db", root / "mlruns" / "artifacts"

@@ -267,25 +267,25 @@ def test_budget_and_control_group_properties_over_http(api, people):
 
 def test_champion_change_is_picked_up_after_restart(server, people, store_env):
     """Keep this test last in the module: it restarts the shared server on a moved champion."""
-    from training import tracking
+    from training import registry
     from training.scoring import Models, score
 
-    before = tracking.champion_version("churn")
+    before = registry.champion_version("churn")
     other = next(v for v in store_env.churn_versions if v != before)
     ids = people["person_id"].head(50).tolist()
     with server.client() as c:
         old = c.score(customer_ids=ids, with_reasons=False)
     assert old["model_versions"]["churn"] == str(before)
 
-    tracking.promote("churn", other)
+    registry.promote("churn", other)
     server.stop()
     server.start()
     with server.client() as c:
         new = c.score(customer_ids=ids, with_reasons=False)
     assert new["model_versions"] == {"churn": str(other), "clv": old["model_versions"]["clv"]}
 
-    churn = tracking.load_model("churn", version=other).estimator
-    clv = tracking.load_model("clv").estimator
+    churn = registry.load_model("churn", version=other).estimator
+    clv = registry.load_model("clv").estimator
     features = pd.read_parquet(store_env.data_dir / "features" / "as_of=2026-01-01" / "features.parquet")
     expected = score(features, Models(churn, clv, str(other), old["model_versions"]["clv"]),
                      as_of=store_env.as_of).set_index("person_id").loc[ids, "churn_probability"]

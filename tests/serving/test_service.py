@@ -43,12 +43,12 @@ def test_start_without_champion_names_the_command(trained_setup, monkeypatch):
 
 
 def test_ready_with_the_champions_and_the_snapshot(service, serving_env):
-    from training import tracking
+    from training import registry
 
     assert service.__is_ready__() and service.__is_alive__()
     state = service.state
-    assert state.model_versions == {"churn": str(tracking.champion_version("churn")),
-                                    "clv": str(tracking.champion_version("clv"))}
+    assert state.model_versions == {"churn": str(registry.champion_version("churn")),
+                                    "clv": str(registry.champion_version("clv"))}
     assert str(state.as_of) == "2026-01-01"
     assert len(state.scores) == len(state.features) > 3_000
 

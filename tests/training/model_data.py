@@ -62,7 +62,7 @@ def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default", qu
 @functools.cache
 def fitted_churn(*, fast: bool = True):
     """The churn model on ``small()``: tiny LightGBM settings, or (``fast=False``) the defaults (a few seconds)."""
-    from training.train import fit_churn
+    from training.fitting import fit_churn
 
     return fit_churn(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **(FAST if fast else {}))
 
@@ -70,7 +70,7 @@ def fitted_churn(*, fast: bool = True):
 @functools.cache
 def fitted_clv(*, fast: bool = True):
     """The CLV model on ``small()``: tiny LightGBM settings, or (``fast=False``) the defaults (a few seconds)."""
-    from training.train import fit_clv
+    from training.fitting import fit_clv
 
     return fit_clv(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **(FAST_CLV if fast else {}))
 

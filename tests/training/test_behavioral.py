@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, fitted_churn, fitted_clv, small
 
-from training import tracking
+from training import registry, tracking
 from training.clv import more_orders
 from training.train import train_all, train_churn
 
@@ -65,12 +65,12 @@ def test_the_promotion_gate_keeps_a_worse_model_out():
     s = small()
     common = dict(cache=s.cache, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS)
     good = train_churn(s.dataset, AS_OF, model_params=FAST, **common)
-    assert good.decision.decision == "first_champion" and tracking.champion_version("churn") == 1
+    assert good.decision.decision == "first_champion" and registry.champion_version("churn") == 1
     # one stump: a much worse model on the same validation window
     worse = train_churn(s.dataset, AS_OF, model_params={"n_estimators": 1, "num_leaves": 2, "n_jobs": 1}, **common)
     assert worse.metrics["auc"] < good.metrics["auc"]
     assert worse.decision.decision == "challenger"
-    assert tracking.champion_version("churn") == 1 and tracking.challenger_version("churn") == 2
+    assert registry.champion_version("churn") == 1 and registry.challenger_version("churn") == 2
     run = tracking.client().get_run(worse.run_id)
     assert run.data.tags["scrm.gate_decision"] == "challenger"
     assert run.data.metrics["gate.new_value"] < run.data.metrics["gate.champion_value"]
@@ -81,7 +81,7 @@ def test_a_run_failing_part_way_leaves_champion_untouched(monkeypatch):
     common = dict(cache=s.cache, churn_horizon=HORIZON, clv_horizon=HORIZON, n_cutoffs=N_CUTOFFS,
                   churn_params=FAST, clv_params=FAST_CLV)
     first = train_all(s.dataset, AS_OF, **common)
-    assert tracking.champion_version("churn") == 1 and tracking.champion_version("clv") == 1
+    assert registry.champion_version("churn") == 1 and registry.champion_version("clv") == 1
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while plotting")
@@ -92,8 +92,8 @@ def test_a_run_failing_part_way_leaves_champion_untouched(monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         train_all(s.dataset, AS_OF, **{**common, "churn_params": better})
     c = tracking.client()
-    assert tracking.champion_version("churn") == 1 and tracking.champion_version("clv") == 1
-    assert tracking.challenger_version("churn") is None
+    assert registry.champion_version("churn") == 1 and registry.champion_version("clv") == 1
+    assert registry.challenger_version("churn") is None
     new_churn = c.get_model_version("churn", "2")  # registered, but no alias moved
     assert not new_churn.aliases
     failed = c.search_runs([c.get_experiment_by_name("clv").experiment_id], order_by=["start_time DESC"])[0]
@@ -111,7 +111,7 @@ def _degenerate(s, caplog) -> None:
     assert "BTYD family unavailable" in caplog.text
     run = tracking.client().get_run(clv.run_id)
     assert run.data.params["btyd.status"] == "failed" and run.data.tags["scrm.btyd_status"] == "failed"
-    assert tracking.champion_version("clv") == 1 and 0 < clv.metrics["gini"] <= 1
+    assert registry.champion_version("clv") == 1 and 0 < clv.metrics["gini"] <= 1
     snap = s.cache.features(AS_OF)
     from training.scoring import Models, score
 

@@ -11,8 +11,9 @@ from model_data import AS_OF, FAST, HORIZON, fitted_churn, small
 from sklearn.base import clone
 from sklearn.isotonic import IsotonicRegression
 
-from training.churn import ChurnModel, churn_monotone, feature_columns
+from training.churn import ChurnModel, churn_monotone
 from training.frames import BTYD_COLUMNS, DERIVED_DOCS, derive_features, plan_cutoffs, scaled_cutoffs
+from training.lgbm import feature_columns
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +182,7 @@ def _noisy_cutoffs(n_per_cutoff: int, n_cutoffs: int, seed: int = 0) -> tuple[pd
 def test_trees_are_chosen_on_the_latest_cutoff_when_rows_overfit():
     from lightgbm import LGBMClassifier
 
-    from training.churn import trees_by_time
+    from training.lgbm import trees_by_time
 
     X, y = _noisy_cutoffs(500, 3)
     cols = [c for c in X.columns if c != "cutoff"]
@@ -211,8 +212,8 @@ def test_churn_model_records_its_tree_count():
 
 # ---------------------------------------------------------------------------------------------- families
 def test_btyd_family_ranks_exactly_like_the_btyd_score(snapshot):
+    from training.fitting import fit_churn
     from training.metrics import spearman
-    from training.train import fit_churn
 
     fitted = fit_churn(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=1, family="btyd", **FAST)
     model = fitted.model

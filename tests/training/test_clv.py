@@ -10,9 +10,9 @@ import pytest
 from model_data import AS_OF, FAST_CLV, HORIZON, cdnow_dir, fitted_clv, small
 from sklearn.base import clone
 
-from training.churn import prepare
 from training.clv import CLVModel, clv_monotone, more_orders
 from training.frames import BTYD_COLUMNS, FeatureCache
+from training.lgbm import prepare
 
 OUTPUT = ["clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"]
 
@@ -166,7 +166,7 @@ def test_cdnow_published_parameters_through_the_clv_code_path():
     b 2.426; Gamma-Gamma p 6.25, q 3.74, γ 15.44. Our features are in days, so α is in days (× 7).
     """
     from features.contract import load_dataset
-    from training.train import fit_clv
+    from training.fitting import fit_clv
 
     cache = FeatureCache(load_dataset(cdnow_dir()))
     fitted = fit_clv(cache, "1997-10-01", horizon_days=30, n_cutoffs=2, **FAST_CLV)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from model_data import AS_OF, fitted_churn, fitted_clv, small
 
-from training import tracking
+from training import pyfunc, registry, tracking
 from training.scoring import SCORE_COLUMNS, Models, eligibility, load_champions, score
 
 
@@ -87,9 +87,9 @@ def test_load_champions_scores_like_the_fitted_models(snapshot, models, scores):
             import mlflow
 
             mlflow.log_metric(f"val.{'auc' if name == 'churn' else 'gini'}", 0.5)
-            info = tracking.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
+            info = pyfunc.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
                                       registered_model_name=name)
-        tracking.promotion_gate(name, info.registered_model_version, metric="val.auc" if name == "churn"
+        registry.promotion_gate(name, info.registered_model_version, metric="val.auc" if name == "churn"
                                 else "val.gini", value=0.5)
     loaded = load_champions()
     assert loaded.versions == {"churn": "1", "clv": "1"}

@@ -18,7 +18,7 @@ from lightgbm import LGBMClassifier
 from mlflow import MlflowClient
 
 from features.dataset import TableFingerprint
-from training import plots, tracking
+from training import plots, pyfunc, registry, tracking
 
 FINGERPRINT = {
     "orders": {"file": "orders.parquet", "sha256": "a" * 64, "rows_read": 120, "rows_used": 118, "rows_rejected": 2},
@@ -90,7 +90,7 @@ def _register(name: str, value: float, training_frame, *, metric: str = "val.auc
     X, _ = training_frame
     with tracking.start_run(name, params={"random_state": 13}):
         model = FrameModel(scale).fit(X)
-        info = tracking.log_model(model, input_example=X, registered_model_name=name)
+        info = pyfunc.log_model(model, input_example=X, registered_model_name=name)
         if not math.isnan(value):
             import mlflow
 
@@ -133,7 +133,7 @@ def test_first_use_of_a_new_store_is_quiet(tmp_path, monkeypatch, capfd):
 
 
 def test_import_sets_no_tracking_state():
-    code = "import sys, training.tracking; print('mlflow' in sys.modules)"
+    code = "import sys, training.tracking, training.registry, training.pyfunc; print('mlflow' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
@@ -216,16 +216,16 @@ def test_lightgbm_round_trip_in_a_fresh_process(store, lgbm, training_frame):
     """Log + register in this process; load by alias in a fresh interpreter with a fresh MlflowClient."""
     X, _ = training_frame
     with tracking.start_run("churn") as run:
-        info = tracking.log_model(lgbm, input_example=X, registered_model_name="churn")
+        info = pyfunc.log_model(lgbm, input_example=X, registered_model_name="churn")
         run_id = run.info.run_id
     assert info.registered_model_version == 1
-    tracking.promotion_gate("churn", 1, metric="val.auc", value=0.7)
+    registry.promotion_gate("churn", 1, metric="val.auc", value=0.7)
     X.to_parquet(store / "X.parquet")
     script = textwrap.dedent(
         f"""
         import pandas as pd
-        from training import tracking
-        loaded = tracking.load_model("churn")
+        from training import registry
+        loaded = registry.load_model("churn")
         X = pd.read_parquet({str(store / "X.parquet")!r})
         out = pd.DataFrame({{
             "estimator": loaded.estimator.predict_proba(X)[:, 1],
@@ -248,10 +248,10 @@ def test_predict_frame_model_round_trip_and_signature(store, training_frame):
     X, _ = training_frame
     model = FrameModel(2.0).fit(X)
     with tracking.start_run("clv"):
-        info = tracking.log_model(model, input_example=X, registered_model_name="clv")
+        info = pyfunc.log_model(model, input_example=X, registered_model_name="clv")
     assert info.signature.inputs.input_names() == list(X.columns)
     assert info.signature.outputs.input_names() == ["score"]
-    loaded = tracking.load_model("clv", version=info.registered_model_version)
+    loaded = registry.load_model("clv", version=info.registered_model_version)
     assert isinstance(loaded.estimator, FrameModel) and loaded.estimator.scale == 2.0
     pd.testing.assert_frame_equal(loaded.estimator.predict_frame(X), model.predict_frame(X))
     pd.testing.assert_frame_equal(
@@ -262,36 +262,42 @@ def test_predict_frame_model_round_trip_and_signature(store, training_frame):
     assert mv.run_id == loaded.run_id
 
 
+def test_pyfunc_wrapper_is_pickled_by_reference_from_training_pyfunc():
+    cls = pyfunc.EstimatorPyfunc
+    assert (cls.__module__, cls.__qualname__) == ("training.pyfunc", "EstimatorPyfunc")
+    assert tracking.EstimatorPyfunc is cls  # models logged before the split pickled training.tracking's name
+
+
 def test_log_model_needs_an_input_example(store, training_frame):
     X, _ = training_frame
     with tracking.start_run("clv"):
         with pytest.raises(ValueError, match="input_example"):
-            tracking.log_model(FrameModel().fit(X), input_example=X.iloc[:0])
+            pyfunc.log_model(FrameModel().fit(X), input_example=X.iloc[:0])
 
 
 def test_load_model_without_champion_is_a_clear_error(store):
     with pytest.raises(LookupError, match="'nothing' has no alias 'champion'"):
-        tracking.load_model("nothing")
-    assert tracking.champion_version("nothing") is None
+        registry.load_model("nothing")
+    assert registry.champion_version("nothing") is None
 
 
 # ------------------------------------------------------------------------------------------------ gate
 def test_gate_first_then_better_then_worse(store, training_frame):
     v1 = _register("churn", 0.70, training_frame)
-    d1 = tracking.promotion_gate("churn", v1, metric="val.auc", value=0.70)
+    d1 = registry.promotion_gate("churn", v1, metric="val.auc", value=0.70)
     assert (d1.decision, d1.promoted, d1.champion_version) == ("first_champion", True, None)
-    assert tracking.champion_version("churn") == v1
+    assert registry.champion_version("churn") == v1
 
     v2 = _register("churn", 0.75, training_frame)
-    d2 = tracking.promotion_gate("churn", v2, metric="val.auc", value=0.75)
+    d2 = registry.promotion_gate("churn", v2, metric="val.auc", value=0.75)
     assert (d2.decision, d2.champion_version, d2.champion_value) == ("promoted", v1, pytest.approx(0.70))
-    assert tracking.champion_version("churn") == v2
+    assert registry.champion_version("churn") == v2
 
     v3 = _register("churn", 0.72, training_frame)
-    d3 = tracking.promotion_gate("churn", v3, metric="val.auc", value=0.72)
+    d3 = registry.promotion_gate("churn", v3, metric="val.auc", value=0.72)
     assert (d3.decision, d3.promoted) == ("challenger", False)
-    assert tracking.champion_version("churn") == v2
-    assert tracking.challenger_version("churn") == v3
+    assert registry.champion_version("churn") == v2
+    assert registry.challenger_version("churn") == v3
 
     # both numbers and the decision are on the new run
     c = tracking.client()
@@ -304,69 +310,69 @@ def test_gate_first_then_better_then_worse(store, training_frame):
     assert c.get_model_version("churn", str(v3)).tags["gate_decision"] == "challenger"
     # a challenger that later wins loses its challenger alias
     v4 = _register("churn", 0.80, training_frame)
-    assert tracking.promotion_gate("churn", v4, metric="val.auc", value=0.80).decision == "promoted"
-    assert tracking.champion_version("churn") == v4
-    assert tracking.challenger_version("churn") == v3
+    assert registry.promotion_gate("churn", v4, metric="val.auc", value=0.80).decision == "promoted"
+    assert registry.champion_version("churn") == v4
+    assert registry.challenger_version("churn") == v3
 
 
 def test_gate_lower_is_better_ties_and_nan(store, training_frame):
     v1 = _register("clv", 0.20, training_frame, metric="val.brier")
-    tracking.promotion_gate("clv", v1, metric="val.brier", value=0.20, higher_is_better=False)
+    registry.promotion_gate("clv", v1, metric="val.brier", value=0.20, higher_is_better=False)
     v2 = _register("clv", 0.15, training_frame, metric="val.brier")
-    assert tracking.promotion_gate("clv", v2, metric="val.brier", value=0.15, higher_is_better=False).promoted
+    assert registry.promotion_gate("clv", v2, metric="val.brier", value=0.15, higher_is_better=False).promoted
     v3 = _register("clv", 0.15, training_frame, metric="val.brier")
-    tie = tracking.promotion_gate("clv", v3, metric="val.brier", value=0.15, higher_is_better=False)
+    tie = registry.promotion_gate("clv", v3, metric="val.brier", value=0.15, higher_is_better=False)
     assert tie.decision == "challenger"  # only strictly better wins
     v4 = _register("clv", math.nan, training_frame, metric="val.brier")
-    nan = tracking.promotion_gate("clv", v4, metric="val.brier", value=math.nan, higher_is_better=False)
+    nan = registry.promotion_gate("clv", v4, metric="val.brier", value=math.nan, higher_is_better=False)
     assert nan.decision == "challenger"
-    assert tracking.champion_version("clv") == v2
+    assert registry.champion_version("clv") == v2
 
 
 def test_failed_run_leaves_champion_untouched(store, training_frame):
     X, _ = training_frame
     v1 = _register("churn", 0.70, training_frame)
-    tracking.promotion_gate("churn", v1, metric="val.auc", value=0.70)
+    registry.promotion_gate("churn", v1, metric="val.auc", value=0.70)
     with pytest.raises(RuntimeError, match="disk full"):
         with tracking.start_run("churn") as run:
-            info = tracking.log_model(FrameModel(3.0).fit(X), input_example=X, registered_model_name="churn")
+            info = pyfunc.log_model(FrameModel(3.0).fit(X), input_example=X, registered_model_name="churn")
             import mlflow
 
             mlflow.log_metric("val.auc", 0.99)
             raise RuntimeError("disk full while writing plots")
-    assert tracking.champion_version("churn") == v1
+    assert registry.champion_version("churn") == v1
     assert tracking.client().get_run(run.info.run_id).info.status == "FAILED"
     # and the version from the failed run can never be gated in later
     with pytest.raises(ValueError, match="FAILED"):
-        tracking.promotion_gate("churn", info.registered_model_version, metric="val.auc", value=0.99)
-    assert tracking.champion_version("churn") == v1
-    assert tracking.load_model("churn").version == v1
+        registry.promotion_gate("churn", info.registered_model_version, metric="val.auc", value=0.99)
+    assert registry.champion_version("churn") == v1
+    assert registry.load_model("churn").version == v1
 
 
 def test_promote_and_rollback_walk_back_through_history(store, training_frame):
     versions = [_register("churn", v, training_frame) for v in (0.70, 0.75, 0.72)]
     v1, v2, v3 = versions
-    tracking.promotion_gate("churn", v1, metric="val.auc", value=0.70)
-    tracking.promotion_gate("churn", v2, metric="val.auc", value=0.75)
-    tracking.promotion_gate("churn", v3, metric="val.auc", value=0.72)  # challenger
-    assert tracking.champion_version("churn") == v2
+    registry.promotion_gate("churn", v1, metric="val.auc", value=0.70)
+    registry.promotion_gate("churn", v2, metric="val.auc", value=0.75)
+    registry.promotion_gate("churn", v3, metric="val.auc", value=0.72)  # challenger
+    assert registry.champion_version("churn") == v2
 
-    change = tracking.promote("churn", v3)
+    change = registry.promote("churn", v3)
     assert (change.version, change.previous_version, change.action, change.by) == (v3, v2, "promote", "test-analyst")
-    assert tracking.champion_version("churn") == v3
-    assert tracking.challenger_version("churn") is None
+    assert registry.champion_version("churn") == v3
+    assert registry.challenger_version("churn") is None
     mv = tracking.client().get_model_version("churn", str(v3))
     assert mv.tags["champion_set_by"] == "test-analyst" and mv.tags["champion_set_at"]
 
-    back = tracking.rollback("churn")
+    back = registry.rollback("churn")
     assert (back.version, back.previous_version, back.action) == (v2, v3, "rollback")
-    assert tracking.champion_version("churn") == v2
-    assert tracking.rollback("churn").version == v1
+    assert registry.champion_version("churn") == v2
+    assert registry.rollback("churn").version == v1
     with pytest.raises(LookupError, match="no earlier champion"):
-        tracking.rollback("churn")
-    assert tracking.champion_version("churn") == v1
+        registry.rollback("churn")
+    assert registry.champion_version("churn") == v1
 
-    history = tracking.champion_history("churn")
+    history = registry.champion_history("churn")
     assert [(h["version"], h["action"]) for h in history] == [
         (v1, "gate"), (v2, "gate"), (v3, "promote"), (v2, "rollback"), (v1, "rollback"),
     ]
@@ -376,9 +382,9 @@ def test_promote_and_rollback_walk_back_through_history(store, training_frame):
 def test_promote_unknown_version_and_rollback_without_champion(store, training_frame):
     v1 = _register("clv", 0.5, training_frame)
     with pytest.raises(LookupError, match="no version"):
-        tracking.promote("clv", 99)
+        registry.promote("clv", 99)
     with pytest.raises(LookupError, match="no champion"):
-        tracking.rollback("clv")
-    tracking.promote("clv", v1)
+        registry.rollback("clv")
+    registry.promote("clv", v1)
     with pytest.raises(LookupError, match="no earlier champion"):
-        tracking.rollback("clv")
+        registry.rollback("clv")

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, small
 
-from training import tracking
-from training.train import DEFAULT_MAX_TRAIN_ROWS, default_as_of, train_all
+from training import registry, tracking
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS
+from training.train import default_as_of, train_all
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_train_all_logs_registers_and_gates(trained):
         assert t["scrm.gate_decision"] == "first_champion"
         assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
         assert result.version == "1" and result.decision.promoted
-        assert tracking.champion_version(name) == 1
+        assert registry.champion_version(name) == 1
         files = _artifacts(result.run_id)
         assert {"data_fingerprint.json", "features.json", "eligibility.json", "btyd.json",
                 "plots/feature_importance.png", "report.html"} <= files
@@ -64,7 +65,7 @@ def test_train_all_logs_registers_and_gates(trained):
     snap = small().cache.features(AS_OF)
     buyers = snap[(snap["orders"] >= 1) & (snap["tenure_days"] >= 7)].head(30)
     for name in ("churn", "clv"):
-        loaded = tracking.load_model(name)
+        loaded = registry.load_model(name)
         assert loaded.version == 1
         assert loaded.pyfunc.metadata.signature is not None
         assert "recency_days" in loaded.pyfunc.metadata.signature.inputs.input_names()
