@@ -20,6 +20,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from features import spec
 from features.pipeline import model_columns
 from training.btyd import BTYDModel
 from training.frames import (
@@ -42,17 +43,7 @@ FAMILIES = ("auto", "lgbm", "btyd")
 TIE_BREAK = 1e-6
 
 #: +1: the risk may only rise with the feature; -1: only fall. ``days_since_*`` columns count as recency.
-CHURN_MONOTONE = {
-    "recency_days": 1,
-    "recency_ratio": 1,
-    "gap_ratio": 1,
-    "recency": -1,  # BTYD recency (first to last purchase day): later last purchase at the same age
-    "r_score": -1,
-    "btyd_p_alive": -1,
-    "btyd_p_purchase": -1,
-    "btyd_expected_orders": -1,
-    "btyd_expected_spend": -1,
-}
+CHURN_MONOTONE = spec.churn_monotone()
 
 
 def feature_columns(frame: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> list[str]:
