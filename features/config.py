@@ -139,14 +139,27 @@ class FeatureConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                key = ".".join(str(p) for p in err["loc"]) or "(config)"
-                if err["type"] == "extra_forbidden":
-                    problems.append(f"unknown key {key!r} (known: {', '.join(cls.model_fields)})")
-                else:
-                    problems.append(f"{key}: {err['msg']}")
-            raise FeatureConfigError(f"{source}: " + "; ".join(problems)) from exc
+            raise FeatureConfigError(f"{source}: {describe_validation_error(exc, known=list(cls.model_fields))}") from exc
+
+
+def describe_validation_error(error: ValidationError, *, known: list[str] | None = None) -> str:
+    """A pydantic error in plain words: ``unknown key 'x'`` or ``key: message`` per problem, ``;``-separated.
+
+    Parameters
+    ----------
+    error
+        The validation error of a settings model.
+    known
+        The model's keys, listed after an unknown key when given.
+    """
+    parts = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}" + (f" (known: {', '.join(known)})" if known else ""))
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
 
 
 def check_config(snapshot_config: FeatureConfig | dict | None, model_config: FeatureConfig | dict | None) -> None:
