@@ -6,8 +6,9 @@ passed as ``backend``. numpy reshapes the per-(person, event type) counts into c
 small steps on the one-row-per-person table: RFM quintile scores, segment names and lifecycle stages. See
 ``docs/features.md``.
 
-"Before ``as_of``" means ``timestamp < as_of 00:00``. Every column is described in plain words in
-``FEATURE_DOCS`` and in ``docs/features.md``.
+"Before ``as_of``" means ``timestamp < as_of 00:00``. The columns (order, dtypes, plain-words docs in
+``FEATURE_DOCS`` and ``docs/features.md``, which are model inputs) come from the spec in ``features.spec``;
+``FeatureConfig`` and ``connect`` live in ``features.config`` and ``features.backend`` and are re-exported here.
 """
 
 from __future__ import annotations
