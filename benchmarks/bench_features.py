@@ -27,9 +27,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHANNELS = np.array(["tmall", "jd", "wechat", "douyin", "store", "web", "other"])
-EVENT_TYPES = np.array(["view", "cart", "favorite", "search", "coupon_claim", "coupon_redeem", "message_open",
-                        "message_click", "livestream_view", "share", "review", "store_visit"])
+from features import vocab  # noqa: E402 - after the path insert
+
+CHANNELS = np.array(vocab.CHANNELS)
+EVENT_TYPES = np.array(vocab.EVENT_TYPES)
 EVENT_P = np.array([0.40, 0.12, 0.06, 0.10, 0.04, 0.02, 0.10, 0.04, 0.05, 0.02, 0.02, 0.03])
 
 

@@ -29,27 +29,10 @@ import pandas as pd
 
 from features.dataset import TABLES, Dataset, TableFingerprint
 from features.pii import PII_COLUMNS, hmac_hash, normalize_phone, pii_key
+from features.vocab import CHANNELS, EVENT_TYPES, GROUPS, STATUSES
 
 LOCAL_TZ = "Asia/Shanghai"
 TS_DTYPE = "datetime64[us]"
-
-CHANNELS = ("tmall", "jd", "wechat", "douyin", "store", "web", "other")
-STATUSES = ("paid", "refunded", "cancelled")
-EVENT_TYPES = (
-    "view",
-    "cart",
-    "favorite",
-    "search",
-    "coupon_claim",
-    "coupon_redeem",
-    "message_open",
-    "message_click",
-    "livestream_view",
-    "share",
-    "review",
-    "store_visit",
-)
-GROUPS = ("treatment", "control")
 
 #: Row rules in the order they are checked; a rejected row carries the first rule it fails.
 RULE_ORDER = (

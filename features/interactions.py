@@ -11,23 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.vocab import EVENT_TYPES
+
 if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
 
-EVENT_TYPES = (
-    "view",
-    "cart",
-    "favorite",
-    "search",
-    "coupon_claim",
-    "coupon_redeem",
-    "message_open",
-    "message_click",
-    "livestream_view",
-    "share",
-    "review",
-    "store_visit",
-)
 
 
 def event_key_aggregates(events: ir.Table, as_of: date, *, windows: tuple[int, ...]) -> ir.Table:

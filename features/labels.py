@@ -7,8 +7,8 @@ from datetime import timedelta
 import ibis
 import pandas as pd
 
+from features.backend import Inputs, as_date, check_identity, connect, input_table, map_keys
 from features.dataset import Dataset
-from features.pipeline import _as_date, _check_identity, _Inputs, _map_keys, _table, connect
 
 
 def build_labels(
@@ -45,7 +45,7 @@ def build_labels(
     ValueError
         When the data ends before the last day of the window (``data_end < as_of + horizon_days - 1 day``).
     """
-    as_of = _as_date(as_of)
+    as_of = as_date(as_of)
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be at least 1, got {horizon_days}")
     end = as_of + timedelta(days=horizon_days)
@@ -61,14 +61,14 @@ def build_labels(
 
         identity = resolve_identities(data).key_to_person
     con = backend if backend is not None else connect()
-    inputs = _Inputs(con)
-    orders = _table(data.orders, ["customer_key", "order_ts", "amount", "status"], inputs)
+    inputs = Inputs(con)
+    orders = input_table(data.orders, ["customer_key", "order_ts", "amount", "status"], inputs)
     if "status" not in orders.columns:
         orders = orders.mutate(status=ibis.literal("paid"))
     paid = orders.filter(orders.status == "paid")
-    given = (_table(_check_identity(identity), ["customer_key", "person_id"], inputs)
+    given = (input_table(check_identity(identity), ["customer_key", "person_id"], inputs)
              if identity is not None else None)
-    paid = paid.join(_map_keys([paid.select("customer_key")], given), "customer_key")
+    paid = paid.join(map_keys([paid.select("customer_key")], given), "customer_key")
     start_lit = ibis.literal(pd.Timestamp(as_of), type="timestamp")
     end_lit = ibis.literal(pd.Timestamp(end), type="timestamp")
     buyers = paid.filter(paid.order_ts < start_lit).select("person_id").distinct()

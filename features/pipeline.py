@@ -6,8 +6,9 @@ passed as ``backend``. numpy reshapes the per-(person, event type) counts into c
 small steps on the one-row-per-person table: RFM quintile scores, segment names and lifecycle stages. See
 ``docs/features.md``.
 
-"Before ``as_of``" means ``timestamp < as_of 00:00``. Every column is described in plain words in
-``FEATURE_DOCS`` and in ``docs/features.md``.
+"Before ``as_of``" means ``timestamp < as_of 00:00``. The columns (order, dtypes, plain-words docs in
+``FEATURE_DOCS`` and ``docs/features.md``, which are model inputs) come from the spec in ``features.spec``;
+``FeatureConfig`` and ``connect`` live in ``features.config`` and ``features.backend`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -22,20 +23,19 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-import duckdb
 import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 from rich.table import Table
 
+from features.backend import Inputs, as_date, check_identity, connect, input_table, map_keys, require
+from features.config import FeatureConfig  # noqa: F401 - re-exported: the pipeline's public settings
 from features.dataset import Dataset
 from features.interactions import (
-    EVENT_TYPES,
     campaign_aggregates,
     event_key_aggregates,
     event_key_days,
@@ -43,10 +43,6 @@ from features.interactions import (
     profile_aggregates,
 )
 from features.rfm import (
-    CHANNELS,
-    LIFECYCLE_STAGES,
-    SEGMENT_EN,
-    SEGMENT_ORDER,
     daily_aggregates,
     lifecycle_stage,
     order_aggregates,
@@ -54,6 +50,8 @@ from features.rfm import (
     rfm_segments,
     slim_orders,
 )
+from features.spec import column_dtypes, column_order, feature_docs, non_model_columns
+from features.vocab import CHANNELS, LIFECYCLE_STAGES, SEGMENT_EN, SEGMENT_ORDER
 
 if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
@@ -63,133 +61,12 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FILES = ("features.parquet", "identity.parquet", "manifest.json")
 
 
-class FeatureConfig(BaseModel):
-    """Settings of the feature pipeline (unknown keys are rejected).
-
-    Parameters
-    ----------
-    windows
-        Trailing windows (days) for ``orders_<w>d`` and ``spend_<w>d``.
-    event_windows
-        Trailing windows (days) for ``ev_<type>_<w>d``.
-    rfm_bins
-        Number of RFM score levels (quantile bins); 5 gives quintiles.
-    recency_edges, frequency_edges, monetary_edges
-        Optional fixed ascending thresholds replacing quantiles for one dimension (``len = rfm_bins - 1``);
-        for recency a value at or below ``edges[0]`` days gets the best score.
-    monetary_basis
-        Value ranked for M: ``total_spend`` (classic) or ``avg_spend``.
-    high_rule, high_threshold
-        A dimension is *high* when its score is above the mean score of buyers (``"mean"``), above their median
-        score (``"median"``) or at least ``high_threshold`` (``"fixed"``).
-    new_days, active_multiple, lapsed_multiple, min_gap_days, max_gap_days, personal_min_intervals
-        Lifecycle thresholds (see ``features.rfm.lifecycle_stage``).
-    response_window_days
-        A treatment touch counts as answered when a paid order follows within this many days.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    windows: tuple[int, ...] = (30, 90, 180, 365)
-    event_windows: tuple[int, ...] = (7, 30, 90)
-    rfm_bins: int = Field(5, ge=2, le=10)
-    recency_edges: list[float] | None = None
-    frequency_edges: list[float] | None = None
-    monetary_edges: list[float] | None = None
-    monetary_basis: Literal["total_spend", "avg_spend"] = "total_spend"
-    high_rule: Literal["mean", "median", "fixed"] = "mean"
-    high_threshold: int = Field(4, ge=1)
-    new_days: int = Field(90, ge=0)
-    active_multiple: float = Field(1.5, gt=0)
-    lapsed_multiple: float = Field(3.0, gt=0)
-    min_gap_days: float = Field(7.0, gt=0)
-    max_gap_days: float = Field(180.0, gt=0)
-    personal_min_intervals: int = Field(2, ge=1)
-    response_window_days: int = Field(14, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> FeatureConfig:
-        for name in ("windows", "event_windows"):
-            vals = getattr(self, name)
-            if not vals or any(w <= 0 for w in vals) or len(set(vals)) != len(vals):
-                raise ValueError(f"{name} must be distinct positive day counts, got {vals}")
-        for name in ("recency_edges", "frequency_edges", "monetary_edges"):
-            edges = getattr(self, name)
-            if edges is not None:
-                if len(edges) != self.rfm_bins - 1 or list(edges) != sorted(set(edges)):
-                    raise ValueError(
-                        f"{name} must be {self.rfm_bins - 1} strictly ascending thresholds (rfm_bins={self.rfm_bins}), "
-                        f"got {edges}"
-                    )
-        if self.high_rule == "fixed" and self.high_threshold > self.rfm_bins:
-            raise ValueError(f"high_threshold={self.high_threshold} exceeds rfm_bins={self.rfm_bins}")
-        if self.lapsed_multiple < self.active_multiple:
-            raise ValueError("lapsed_multiple must be at least active_multiple")
-        if self.max_gap_days < self.min_gap_days:
-            raise ValueError("max_gap_days must be at least min_gap_days")
-        return self
-
-
 # --- column documentation ---------------------------------------------------------------------------------------
-
-
-def feature_docs(config: FeatureConfig | None = None) -> dict[str, str]:
-    """Plain-words description of every output column for a given configuration."""
-    config = config or FeatureConfig()
-    docs: dict[str, str] = {
-        "person_id": "the person (One-ID) the row describes",
-        "frequency": "number of repeat purchase days (days with a paid order, minus the first one)",
-        "recency": "days between the first and the last purchase day (BTYD recency)",
-        "T": "days from the first purchase day to the day before the snapshot date (BTYD age)",
-        "monetary_value": "average spend per repeat purchase day (0 for one-time buyers)",
-        "orders": "number of paid orders",
-        "recency_days": "days since the last paid order",
-        "tenure_days": "days since the first paid order",
-        "first_seen_days": "days since the person was first seen (any order or behaviour event)",
-        "total_spend": "total amount spent on paid orders",
-        "avg_spend": "average amount per paid order",
-        "ipi_mean": "average number of days between purchase days",
-        "ipi_std": "how irregular the gaps between purchase days are (standard deviation, days)",
-        "refund_rate": "share of orders that were refunded",
-        "discount_share": "share of paid orders that used a discount",
-        "n_channels": "number of different sales channels the person bought in",
-        "n_categories": "number of different product categories bought",
-        "store_share": "share of paid orders placed in physical stores",
-        "n_customer_keys": "number of channel accounts of the person seen so far",
-        "r_score": f"recency score 1-{config.rfm_bins} (higher = bought more recently)",
-        "f_score": f"frequency score 1-{config.rfm_bins} (higher = more paid orders)",
-        "m_score": f"monetary score 1-{config.rfm_bins} (higher = spent more)",
-        "rfm_segment": "RFM segment (Chinese name), from high/low recency, frequency and monetary scores",
-        "rfm_segment_en": "RFM segment (English name)",
-        "lifecycle_stage": "lifecycle stage: new, active, reactivated, at_risk or lapsed",
-        "cart_to_order_ratio": "paid orders per add-to-cart event",
-        "msg_open_rate": "share of campaign messages received that were opened",
-        "msg_click_rate": "share of campaign messages received that were clicked",
-        "campaign_response_rate": (
-            f"share of campaign offers answered by a paid order within {config.response_window_days} days"
-        ),
-        "campaign_touches": "number of campaign messages received",
-        "age": "age in years (from birth year)",
-        "member_tenure_days": "days since the person joined the membership programme",
-        "is_member": "1 when the person holds a membership card",
-        "marketing_opt_out": "the person opted out of marketing on any account",
-    }
-    for w in config.windows:
-        docs[f"orders_{w}d"] = f"paid orders in the last {w} days"
-        docs[f"spend_{w}d"] = f"amount spent in the last {w} days"
-    for ch in CHANNELS:
-        docs[f"channel_share_{ch}"] = f"share of paid orders placed on {ch}"
-    for et in EVENT_TYPES:
-        words = et.replace("_", " ")
-        for w in config.event_windows:
-            docs[f"ev_{et}_{w}d"] = f"number of {words} events in the last {w} days"
-        docs[f"days_since_{et}"] = f"days since the last {words} event"
-    return docs
 
 
 FEATURE_DOCS: dict[str, str] = feature_docs()
 
-NON_MODEL_COLUMNS = frozenset({"person_id", "marketing_opt_out", "rfm_segment", "rfm_segment_en", "lifecycle_stage"})
+NON_MODEL_COLUMNS = non_model_columns()
 
 
 def model_columns(df: pd.DataFrame) -> list[str]:
@@ -214,86 +91,6 @@ def model_columns(df: pd.DataFrame) -> list[str]:
 # --- identity -----------------------------------------------------------------------------------------------------
 
 
-@ibis.udf.scalar.builtin
-def sha1(value: str) -> str:  # pragma: no cover - executed by the backend
-    """SHA-1 hex digest (built into DuckDB and Spark)."""
-
-
-def _own_person_id(key: ir.StringValue) -> ir.StringValue:
-    """``"p_" + sha1(customer_key)[:12]``: the person id of a key linked to no other key."""
-    return ibis.literal("p_") + sha1(key).substr(0, 12)
-
-
-def _require(df: pd.DataFrame, cols: list[str], name: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}; has {list(df.columns)}")
-
-
-def _table(df: pd.DataFrame, cols: list[str], inputs: _Inputs | None = None) -> ir.Table:
-    """An Ibis table over the columns a query needs (customer keys as strings), via Arrow (no copy)."""
-    present = [c for c in cols if c in df.columns]
-    table = pa.Table.from_pandas(df, columns=present, preserve_index=False)
-    if "customer_key" in present and not pa.types.is_string(table.schema.field("customer_key").type) and not (
-        pa.types.is_large_string(table.schema.field("customer_key").type)
-    ):
-        i = table.schema.get_field_index("customer_key")
-        table = table.set_column(i, "customer_key", pa.array(df["customer_key"].astype(str), type=pa.string()))
-    return inputs.table(table) if inputs is not None else ibis.memtable(table)
-
-
-class _Inputs:
-    """Input tables of one run, registered with the backend.
-
-    On DuckDB an Arrow table is registered as a scan (``register``), which reads it about twice as fast as an
-    Ibis in-memory table (scanned through a ``pyarrow.dataset``); other backends get ``ibis.memtable``.
-    """
-
-    def __init__(self, con) -> None:
-        self.con = con
-        self.names: list[str] = []
-
-    def table(self, table: pa.Table) -> ir.Table:
-        raw = getattr(self.con, "con", None)
-        if getattr(self.con, "name", "") != "duckdb" or not hasattr(raw, "register"):
-            return ibis.memtable(table)
-        name = f"_scrm_input_{uuid.uuid4().hex[:12]}"
-        raw.register(name, table)
-        self.names.append(name)
-        return self.con.table(name)
-
-    def close(self) -> None:
-        for name in self.names:
-            try:
-                self.con.con.unregister(name)
-            except Exception:  # noqa: BLE001 - the connection may already be closed
-                pass
-        self.names.clear()
-
-
-def _check_identity(identity: pd.DataFrame) -> pd.DataFrame:
-    _require(identity, ["customer_key", "person_id"], "identity")
-    ident = identity[["customer_key", "person_id"]]
-    dup = ident["customer_key"].duplicated(keep=False)
-    if dup.any():
-        bad = ident.loc[dup].drop_duplicates()
-        if bad["customer_key"].duplicated().any():
-            keys = bad.loc[bad["customer_key"].duplicated(), "customer_key"].head(5).tolist()
-            raise ValueError(f"identity maps some customer_key to several person_id values, e.g. {keys}")
-        ident = ident.drop_duplicates("customer_key")
-    return ident
-
-
-def _map_keys(keys: list[ir.Table], given: ir.Table | None) -> ir.Table:
-    """``customer_key`` → ``person_id``: the given One-ID map plus every other key of ``keys`` as its own person."""
-    all_keys = keys[0].union(*keys[1:], distinct=True) if len(keys) > 1 else keys[0].distinct()
-    if given is None:
-        return all_keys.select("customer_key", person_id=_own_person_id(all_keys.customer_key))
-    missing = all_keys.anti_join(given, "customer_key")
-    own = missing.select("customer_key", person_id=_own_person_id(missing.customer_key))
-    return given.select("customer_key", "person_id").union(own)
-
-
 def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=None) -> pd.DataFrame:
     """``customer_key`` → ``person_id`` for every key in any table, sorted by key.
 
@@ -301,12 +98,12 @@ def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=No
     when it is ``None``, are their own person (``"p_" + sha1(customer_key)[:12]``).
     """
     con = backend if backend is not None else connect()
-    inputs = _Inputs(con)
+    inputs = Inputs(con)
     try:
-        keys = [_table(df, ["customer_key"], inputs) for df in data.tables().values() if "customer_key" in df.columns]
-        given = (_table(_check_identity(identity), ["customer_key", "person_id"], inputs)
+        keys = [input_table(df, ["customer_key"], inputs) for df in data.tables().values() if "customer_key" in df.columns]
+        given = (input_table(check_identity(identity), ["customer_key", "person_id"], inputs)
                  if identity is not None else None)
-        return con.to_pyarrow(_map_keys(keys, given).order_by("customer_key")).to_pandas()
+        return con.to_pyarrow(map_keys(keys, given).order_by("customer_key")).to_pandas()
     finally:
         inputs.close()
         if backend is None:
@@ -327,30 +124,6 @@ def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, back
 _COUNT_PREFIXES = ("orders", "total_spend", "spend_", "n_channels", "ev_", "_n_")
 
 
-def _as_date(value) -> date:
-    if isinstance(value, str):
-        return date.fromisoformat(value)
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    raise TypeError(f"as_of must be a date or YYYY-MM-DD string, got {value!r}")
-
-
-def connect():
-    """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts)."""
-    con = ibis.duckdb.connect()
-    try:
-        con.raw_sql("SET enable_progress_bar = false")
-    except duckdb.InvalidInputException:
-        pass  # inside Jupyter without ipywidgets DuckDB refuses to touch the setting (and draws no bar anyway)
-    con.raw_sql("SET preserve_insertion_order = false")
-    # Arrow inputs carry no statistics, so DuckDB may build join hash tables on the big side (e.g. 10M orders
-    # with their payload instead of the key map): keep the written order, big table on the left.
-    con.raw_sql("SET disabled_optimizers = 'build_side_probe_side'")
-    return con
-
-
 def _safe_div(num, den):
     return ibis.ifelse(den > 0, num.cast("float64") / den.cast("float64"), ibis.null("float64"))
 
@@ -368,7 +141,7 @@ class _Stages:
 
     def __init__(self, con) -> None:
         self.con = con
-        self.inputs = _Inputs(con)
+        self.inputs = Inputs(con)
         self.tables: dict[str, str] = {}
         self.seconds: dict[str, tuple[float, float]] = {}
 
@@ -403,13 +176,13 @@ def _feature_table(
     Internally people are numbered (``pidx``, 0-based dense rank of ``person_id``) so every heavy group-by and join
     runs on integers; the string ``person_id`` is joined back once at the end.
     """
-    _require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
+    require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
     cutoff = ibis.literal(pd.Timestamp(as_of), type="timestamp")
     has_events = data.events is not None and len(data.events) > 0
     has_touches = data.campaign_touches is not None and len(data.campaign_touches) > 0
     has_ids = data.identities is not None and len(data.identities) > 0
 
-    orders_raw = _table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel", "discount",
+    orders_raw = input_table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel", "discount",
                                       "category", "store_id"], stages.inputs)
     if "status" not in orders_raw.columns:
         orders_raw = orders_raw.mutate(status=ibis.literal("paid"))
@@ -421,15 +194,15 @@ def _feature_table(
     keys = [order_keys.select("customer_key")]
     ev_key = None
     if has_events:
-        _require(data.events, ["customer_key", "event_ts", "event_type"], "events")
-        ev_raw = _table(data.events, ["customer_key", "event_ts", "event_type"], stages.inputs)
+        require(data.events, ["customer_key", "event_ts", "event_type"], "events")
+        ev_raw = input_table(data.events, ["customer_key", "event_ts", "event_type"], stages.inputs)
         events = ev_raw.filter(ev_raw.event_ts < cutoff)
         ev_kt = stages.cache("events_by_key", event_key_aggregates(events, as_of, windows=config.event_windows))
         ev_key = ev_kt.group_by("customer_key").aggregate(_first_event_ts=ev_kt._first.min())
         keys.append(ev_key.select("customer_key"))
-    given = (_table(_check_identity(identity), ["customer_key", "person_id"], stages.inputs)
+    given = (input_table(check_identity(identity), ["customer_key", "person_id"], stages.inputs)
              if identity is not None else None)
-    km_named = _map_keys(keys, given)
+    km_named = map_keys(keys, given)
     km_named = km_named.mutate(pidx=ibis.dense_rank().over(order_by=km_named.person_id))
     km_named = stages.cache("key_map", km_named)
     n_people = int(con.execute(km_named.pidx.max()) or 0) + 1  # ibis ranks start at 0
@@ -461,16 +234,16 @@ def _feature_table(
     expr = _left(expr, stages.cache("orders_agg", order_aggregates(orders, as_of, windows=config.windows)))
     expr = _left(expr, stages.cache("purchase_days", daily_aggregates(orders, as_of)))
     if has_touches:
-        _require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
+        require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
         t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
         t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
-        touches = _table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs).join(km, "customer_key")
+        touches = input_table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs).join(km, "customer_key")
         paid = orders.filter(orders.paid).select("person_id", "order_ts")
         cagg = campaign_aggregates(touches, paid, as_of, response_window_days=config.response_window_days)
         expr = _left(expr, stages.cache("campaigns", cagg))
     stages.release("orders")
     if has_ids:
-        ids = _table(data.identities, ["customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card"],
+        ids = input_table(data.identities, ["customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card"],
                      stages.inputs)
         expr = _left(expr, stages.cache("profile", profile_aggregates(ids, km, as_of)))
 
@@ -526,19 +299,9 @@ def _to_frame(box: list[pa.Table], names: np.ndarray) -> pd.DataFrame:
 
 
 def _column_order(cols: list[str], config: FeatureConfig) -> list[str]:
-    order = ["person_id", "frequency", "recency", "T", "monetary_value", "orders", "recency_days", "tenure_days",
-             "first_seen_days", "total_spend", "avg_spend"]
-    order += [f"orders_{w}d" for w in config.windows] + [f"spend_{w}d" for w in config.windows]
-    order += ["ipi_mean", "ipi_std", "refund_rate", "discount_share"]
-    order += [f"channel_share_{ch}" for ch in CHANNELS]
-    order += ["n_channels", "n_categories", "store_share", "n_customer_keys", "r_score", "f_score", "m_score",
-              "rfm_segment", "rfm_segment_en", "lifecycle_stage"]
-    for et in EVENT_TYPES:
-        order += [f"ev_{et}_{w}d" for w in config.event_windows]
-    order += [f"days_since_{et}" for et in EVENT_TYPES]
-    order += ["cart_to_order_ratio", "msg_open_rate", "msg_click_rate", "campaign_touches", "campaign_response_rate",
-              "age", "member_tenure_days", "is_member", "marketing_opt_out"]
-    return [c for c in order if c in cols]
+    """The snapshot columns among ``cols``, in spec order (``features.spec.column_order``)."""
+    present = set(cols)
+    return [c for c in column_order(config) if c in present]
 
 
 def build_features(
@@ -574,7 +337,7 @@ def build_features(
     pandas.DataFrame
         Sorted by ``person_id``; columns described in ``FEATURE_DOCS``.
     """
-    as_of = _as_date(as_of)
+    as_of = as_date(as_of)
     config = config or FeatureConfig()
     if identity is None and data.identities is not None and len(data.identities):
         from features.identity import resolve_identities
@@ -606,10 +369,9 @@ def _finish(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """pandas step on the per-person table: scores, segments, lifecycle, dtypes, column order."""
     fill = {"n_categories": 0, "marketing_opt_out": False, "is_member": False}
     df = df.fillna({c: v for c, v in fill.items() if c in df})
-    casts = {c: "int64" for c in df.columns
-             if c in ("orders", "n_channels", "n_customer_keys", "campaign_touches", "n_categories")
-             or c.startswith(("orders_", "ev_"))}
-    casts.update({"marketing_opt_out": bool, "is_member": "float64"})
+    dtypes = column_dtypes(config)
+    casts: dict[str, object] = {c: "int64" for c in df.columns if dtypes.get(c) == "int64"}
+    casts.update({"marketing_opt_out": bool, "is_member": "float64"})  # filled with False above
     df = df.astype({c: t for c, t in casts.items() if c in df})
     scores = rfm_scores(df, config).astype("float64")
     segment, segment_en = rfm_segments(scores, config)
@@ -675,7 +437,7 @@ def build_snapshot(
     backend=None,
 ) -> Snapshot:
     """Build features for ``as_of`` and write them as a snapshot directory (see ``write_snapshot``)."""
-    as_of = _as_date(as_of)
+    as_of = as_date(as_of)
     config = config or FeatureConfig()
     con = backend if backend is not None else connect()
     try:

@@ -16,28 +16,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.backend import connect
+from features.config import FeatureConfig
+from features.vocab import CHANNELS, LIFECYCLE_STAGES, SEGMENT_EN, SEGMENT_ORDER, SEGMENTS  # noqa: F401 - re-exported
+
 if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
-
-    from features.pipeline import FeatureConfig
-
-CHANNELS = ("tmall", "jd", "wechat", "douyin", "store", "web", "other")
-
-# (R high, F high, M high) -> (Chinese name, English name)
-SEGMENTS: dict[tuple[bool, bool, bool], tuple[str, str]] = {
-    (True, True, True): ("重要价值客户", "high value"),
-    (True, False, True): ("重要发展客户", "high development"),
-    (False, True, True): ("重要保持客户", "high retention"),
-    (False, False, True): ("重要挽留客户", "high winback"),
-    (True, True, False): ("一般价值客户", "general value"),
-    (True, False, False): ("一般发展客户", "general development"),
-    (False, True, False): ("一般保持客户", "general retention"),
-    (False, False, False): ("一般挽留客户", "general winback"),
-}
-SEGMENT_ORDER = [v[0] for v in SEGMENTS.values()]
-SEGMENT_EN = dict(SEGMENTS.values())
-
-LIFECYCLE_STAGES = ("new", "active", "reactivated", "at_risk", "lapsed")
 
 
 @ibis.udf.agg.builtin
@@ -244,8 +228,6 @@ def btyd_summary(
     """
     end = pd.Timestamp(observation_period_end).normalize()
     as_of = (end + pd.Timedelta(days=1)).date()
-    from features.pipeline import connect
-
     con = backend if backend is not None else connect()
     ts = transactions[datetime_col]
     if not pd.api.types.is_datetime64_any_dtype(ts.dtype):

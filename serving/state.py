@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features import spec
 from features.pipeline import Snapshot, latest_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
 from training.scoring import Models, score
@@ -30,10 +31,10 @@ from training.scoring import Models, score
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
 #: Numeric and text columns of the scores frame the responses read.
-NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "r_score",
-                   "f_score", "m_score", "spend_365d", "total_spend", "orders", "recency_days", "tenure_days")
-TEXT_COLUMNS = ("person_id", "ineligible_reason", "rfm_segment", "rfm_segment_en", "lifecycle_stage", "tier",
-                "tier_en", "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
+NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive",
+                   *spec.passthrough_columns("numeric"))
+TEXT_COLUMNS = ("person_id", "ineligible_reason", *spec.passthrough_columns("text"), "tier", "tier_en",
+                "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
 #: Tables ``/evaluate_campaign`` reads from the data directory.
 EVALUATION_TABLES = ("orders", "campaign_touches")
 

@@ -20,6 +20,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from features import spec
 from training.btyd import BTYDModel
 from training.frames import BTYD_COLUMNS, DERIVED_DOCS, feature_docs
 from training.lgbm import TIE_BREAK, feature_columns, lgbm_settings, prepare, subsample, trees_by_time
@@ -31,17 +32,7 @@ CALIBRATIONS = ("isotonic", "sigmoid")
 FAMILIES = ("auto", "lgbm", "btyd")
 
 #: +1: the risk may only rise with the feature; -1: only fall. ``days_since_*`` columns count as recency.
-CHURN_MONOTONE = {
-    "recency_days": 1,
-    "recency_ratio": 1,
-    "gap_ratio": 1,
-    "recency": -1,  # BTYD recency (first to last purchase day): later last purchase at the same age
-    "r_score": -1,
-    "btyd_p_alive": -1,
-    "btyd_p_purchase": -1,
-    "btyd_expected_orders": -1,
-    "btyd_expected_spend": -1,
-}
+CHURN_MONOTONE = spec.churn_monotone()
 
 
 def churn_monotone(columns: list[str]) -> list[int]:

@@ -140,21 +140,32 @@ def features_build(
         Path | None,
         typer.Option(help="Snapshot directory (default: DATA/features/as_of=DATE/)."),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="FeatureConfig YAML/JSON file (windows, RFM bins, lifecycle thresholds)."),
+    ] = None,
 ) -> None:
     """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of.
 
     Writes features.parquet, identity.parquet (customer_key → person_id) and manifest.json (as_of, input
-    fingerprints, row counts) and prints a summary of RFM segments and lifecycle stages.
+    fingerprints, row counts, feature config) and prints a summary of RFM segments and lifecycle stages.
     """
+    from features.config import FeatureConfig, FeatureConfigError
     from features.identity import print_stats, resolve_identities
     from features.pipeline import build_snapshot, summarize
 
+    try:
+        feature_config = FeatureConfig.from_file(config) if config is not None else None
+    except FeatureConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     cutoff = parse_date(as_of)
     dataset = load_or_exit(data)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
     identity = resolve_identities(dataset)
     print_stats(identity, console)
-    snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console, identity=identity.key_to_person)
+    snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console, identity=identity.key_to_person,
+                              config=feature_config)
     summarize(snapshot.features, console=Console())
     console.print(f"wrote {out}")
 

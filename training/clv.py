@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
+from features import spec
 from training.btyd import BTYDModel
 from training.frames import BTYD_COLUMNS, latest_cutoff
 from training.lgbm import TIE_BREAK, feature_columns, lgbm_settings, prepare, subsample, trees_by_time
@@ -49,8 +50,8 @@ _FITTED = object()  # predict_frame's default: the BTYD model fitted at the trai
 FAMILIES = ("auto", "btyd", "lgbm", "blend")
 
 #: Columns counting past orders or spend: the LightGBM family is non-decreasing in each.
-COUNT_COLUMNS = ("orders", "frequency", "total_spend", "order_rate")
-COUNT_PREFIXES = ("orders_", "spend_")
+COUNT_COLUMNS = spec.clv_count_columns()
+COUNT_PREFIXES = spec.clv_count_prefixes()
 
 
 def clv_monotone(columns: list[str]) -> list[int]:

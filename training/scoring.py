@@ -13,14 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features import spec
 from training.churn import ChurnModel
 from training.clv import CLVModel
 from training.decisions.tiers import assign_tiers, load_tier_rules
 
-PASSTHROUGH = (
-    "spend_365d", "recency_days", "orders", "total_spend", "tenure_days", "r_score", "f_score", "m_score",
-    "rfm_segment", "rfm_segment_en", "lifecycle_stage", "marketing_opt_out",
-)
+PASSTHROUGH = spec.passthrough_columns()
 SCORE_COLUMNS = (
     "person_id", "eligible", "ineligible_reason", "churn_probability", "clv_mean", "clv_p10", "clv_p90",
     "expected_orders", "p_alive", "expected_next_order_date",

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CHANNELS = ("tmall", "jd", "wechat", "douyin", "store")
-EVENT_TYPES = (
-    "view",
-    "cart",
-    "favorite",
-    "search",
-    "coupon_claim",
-    "coupon_redeem",
-    "message_open",
-    "message_click",
-    "livestream_view",
-    "share",
-    "review",
-    "store_visit",
-)
-STATUSES = ("paid", "refunded", "cancelled")
-GROUPS = ("treatment", "control")
+from features import vocab
+
+#: The subset of ``features.vocab.CHANNELS`` the simulated brand sells on.
+CHANNELS = vocab.subset(("tmall", "jd", "wechat", "douyin", "store"), vocab.CHANNELS, "channel")
+EVENT_TYPES = vocab.EVENT_TYPES
+STATUSES = vocab.STATUSES
+GROUPS = vocab.GROUPS
 
 #: A beauty and personal-care brand: category and its list-price level relative to the person's average.
 CATEGORIES = {

@@ -40,13 +40,14 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from features import vocab
 from training.decisions.tiers import TierRules, assign_tiers, eligible_mask, load_tier_rules
 
 Objective = Literal["retain", "winback", "upsell", "lookalike"]
 LifecycleStage = Literal["new", "active", "at_risk", "lapsed", "reactivated"]
 
 #: Lifecycle stages a winback campaign may reach.
-WINBACK_STAGES = ("lapsed", "at_risk")
+WINBACK_STAGES = vocab.WINBACK_STAGES
 
 #: Columns of the scores frame :func:`select_audience` reads.
 TARGETING_INPUT_COLUMNS = (

@@ -14,6 +14,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.config import describe_validation_error
+
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "tiers.yaml"
 
 #: Columns of the scores frame that :func:`assign_tiers` reads.
@@ -119,14 +121,7 @@ class TierRulesError(ValueError):
 
 
 def _describe(error: ValidationError) -> str:
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+    return describe_validation_error(error)
 
 
 def load_tier_rules(path: str | Path | None = None) -> TierRules:
