@@ -14,7 +14,7 @@ scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answe
 
 Every response carries ``model_versions`` and ``feature_as_of``. Bad requests get a 400 whose ``detail[].loc``
 names the field (pydantic's format, also used for problems only the shared code can see, such as an unknown
-campaign); :mod:`serving.auth` adds the bearer token, JSON-only bodies and the body size limit.
+campaign: the ``field`` of its ``InputError``); :mod:`serving.auth` adds the bearer token, JSON-only bodies and the body size limit.
 """
 
 from __future__ import annotations
