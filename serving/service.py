@@ -14,7 +14,8 @@ scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answe
 
 Every response carries ``model_versions`` and ``feature_as_of``. Bad requests get a 400 whose ``detail[].loc``
 names the field (pydantic's format, also used for problems only the shared code can see, such as an unknown
-campaign: the ``field`` of its ``InputError``); :mod:`serving.auth` adds the bearer token, JSON-only bodies and the body size limit.
+campaign: the ``field`` of its ``InputError``); :mod:`serving.auth` adds the bearer token, JSON-only bodies and
+the body size limit.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ _REQUEST_FIELD = {"seed_ids": "seed_customer_ids", "lookalike_scores": "seed_cus
 
 
 def _loc_of(exc: ValueError, model: type[BaseModel], default: tuple[str, ...]) -> tuple[str | int, ...]:
-    """The request field an error is about: its typed ``field`` when that names a field of ``model``, else ``default``."""
+    """The request field an error is about: its typed ``field`` when ``model`` has that field, else ``default``."""
     field = exc.field if isinstance(exc, InputError) else ()
     if not field:
         return default

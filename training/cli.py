@@ -609,7 +609,8 @@ def lookalike(
     names = [c.strip() for c in exclude.split(",") if c.strip()]
     excluded = [c for c in names if not c.endswith("*")] + columns_with_prefixes(
         feats, [c[:-1] for c in names if c.endswith("*")]) if names else None
-    with exit_2_on(ValueError), console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people"):
+    status = console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people")
+    with exit_2_on(ValueError), status:
         result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
                                     exclude_columns=excluded, random_state=random_state, as_of=cutoff,
                                     fingerprint=dataset.fingerprint_dict())
