@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     model.fit(features, seed_ids)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ranked = model.score()
+    ranked = model.rank()
     audience = model.audience(size=args.audience)
     score_s = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0

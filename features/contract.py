@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import TABLES, Dataset, TableFingerprint
+from features.errors import InputError
 from features.pii import PII_COLUMNS, hmac_hash, normalize_phone, pii_key
 from features.vocab import CHANNELS, EVENT_TYPES, GROUPS, STATUSES
 
@@ -146,8 +147,8 @@ DEGRADES = {
 }
 
 
-class DataContractError(ValueError):
-    """A fatal contract violation: the data directory cannot be used at all.
+class DataContractError(InputError):
+    """A fatal contract violation: the data directory cannot be used at all (``field`` is the column, if any).
 
     Parameters
     ----------
@@ -160,11 +161,9 @@ class DataContractError(ValueError):
     """
 
     def __init__(self, file: str | Path, column: str | None, reason: str) -> None:
-        self.file = str(file)
         self.column = column
-        self.reason = reason
-        where = f"{self.file}: column '{column}'" if column else self.file
-        super().__init__(f"{where}: {reason}")
+        where = f"{file}: column '{column}'" if column else str(file)
+        super().__init__(f"{where}: {reason}", field=(column,) if column else (), reason=reason, file=file)
 
 
 @dataclass

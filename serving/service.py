@@ -14,7 +14,8 @@ scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answe
 
 Every response carries ``model_versions`` and ``feature_as_of``. Bad requests get a 400 whose ``detail[].loc``
 names the field (pydantic's format, also used for problems only the shared code can see, such as an unknown
-campaign); :mod:`serving.auth` adds the bearer token, JSON-only bodies and the body size limit.
+campaign: the ``field`` of its ``InputError``); :mod:`serving.auth` adds the bearer token, JSON-only bodies and
+the body size limit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import contextlib
 import gc
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +39,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from features.errors import InputError
 from serving.auth import RequestGuard
 from serving.schemas import (
     EvaluateRequest,
@@ -76,21 +77,17 @@ def request_error(model: type[BaseModel], loc: tuple[str | int, ...], message: s
     )
 
 
-_LOC_PREFIXES = (
-    (re.compile(r"^seed\b"), ("seed_customer_ids",)),
-    (re.compile(r"^lookalike_scores\b"), ("seed_customer_ids",)),
-    (re.compile(r"^filters\.(\w+)"), None),
-    (re.compile(r"^campaign_id\b"), ("campaign_id",)),
-    (re.compile(r"exclude_columns|not a model column|feature column"), ("exclude_columns",)),
-)
+#: Shared-code parameters that a request field becomes (``lookalike_audience(seed_ids=...)`` ← ``seed_customer_ids``).
+_REQUEST_FIELD = {"seed_ids": "seed_customer_ids", "lookalike_scores": "seed_customer_ids"}
 
 
-def _loc_of(message: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    for pattern, loc in _LOC_PREFIXES:
-        m = pattern.search(message)
-        if m:
-            return loc if loc is not None else ("filters", m.group(1))
-    return default
+def _loc_of(exc: ValueError, model: type[BaseModel], default: tuple[str, ...]) -> tuple[str | int, ...]:
+    """The request field an error is about: its typed ``field`` when ``model`` has that field, else ``default``."""
+    field = exc.field if isinstance(exc, InputError) else ()
+    if not field:
+        return default
+    head = _REQUEST_FIELD.get(str(field[0]), field[0])
+    return (head, *field[1:]) if head in model.model_fields else default
 
 
 @contextlib.contextmanager
@@ -101,8 +98,7 @@ def bad_request(model: type[BaseModel], default_loc: tuple[str, ...]) -> Iterato
     except ValidationError:
         raise
     except ValueError as exc:
-        message = str(exc)
-        raise request_error(model, _loc_of(message, default_loc), message) from None
+        raise request_error(model, _loc_of(exc, model, default_loc), str(exc)) from None
 
 
 def respond(model: type[BaseModel], **data: Any) -> BaseModel:

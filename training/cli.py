@@ -1,21 +1,52 @@
 """The ``scrm`` command line: simulate data, validate it, build features, train, score, serve, compare runs.
 
 Each command is a thin wrapper over a library function, so notebooks and the HTTP service call the same code.
-Heavy imports happen inside the commands, which keeps ``scrm --help`` fast.
+Heavy imports happen inside the commands, which keeps ``scrm --help`` fast. Commands just raise: bad input
+(:class:`~features.errors.InputError`, and the few other errors a command expects, see :func:`exit_2_on`) ends
+every command with ``error: <message>`` and exit code 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from features.errors import InputError
+
 console = Console(stderr=True)
-app = typer.Typer(
+
+
+@contextlib.contextmanager
+def exit_2_on(*expected: type[Exception]) -> Iterator[None]:
+    """The CLI's one error handler: an ``InputError`` or an ``expected`` error prints in red and exits with 2.
+
+    Every command runs inside it (see :class:`_Typer`); a command whose library call has other expected errors
+    (a missing registered model is a ``LookupError``) wraps that call in ``with exit_2_on(LookupError):`` or
+    takes ``@exit_2_on(LookupError)`` under its ``@app.command()``.
+    """
+    try:
+        yield
+    except (InputError, *expected) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+class _Typer(typer.Typer):
+    """A ``typer.Typer`` whose commands run inside :func:`exit_2_on` (bad input: the message and exit code 2)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(exit_2_on()(fn))
+
+
+app = _Typer(
     name="scrm",
     help=(
         "Customer models for omnichannel brands: churn risk, customer lifetime value (CLV) and lookalike "
@@ -27,7 +58,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
 )
-features_app = typer.Typer(help="Point-in-time feature snapshots (RFM, behaviour, interactions).", no_args_is_help=True)
+features_app = _Typer(help="Point-in-time feature snapshots (RFM, behaviour, interactions).", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
 DataDir = Annotated[
@@ -50,23 +81,18 @@ AsOf = Annotated[
 
 
 def parse_date(value: str, option: str = "--as-of") -> date:
-    """Parse a YYYY-MM-DD option or exit 2 naming the option."""
+    """Parse a YYYY-MM-DD option; ``InputError`` naming the option otherwise."""
     try:
         return date.fromisoformat(value)
     except ValueError:
-        console.print(f"[red]error:[/] {option} must be a date like 2025-07-01, got {value!r}")
-        raise typer.Exit(2) from None
+        raise InputError(f"{option} must be a date like 2025-07-01, got {value!r}", field=option) from None
 
 
 def load_or_exit(data_dir: Path, *, rejects_dir: Path | None = None):
-    """Validate a data directory; fatal contract problems end the command with exit code 2."""
-    from features.contract import DataContractError, load_dataset
+    """Validate a data directory; a fatal contract problem (``DataContractError``) ends the command with exit 2."""
+    from features.contract import load_dataset
 
-    try:
-        return load_dataset(data_dir, rejects_dir=rejects_dir, console=console)
-    except DataContractError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    return load_dataset(data_dir, rejects_dir=rejects_dir, console=console)
 
 
 # --- data: simulate, validate ---------------------------------------------------------------------------------
@@ -172,7 +198,7 @@ def features_build(
 
 # --- data: importers of real public data sets -------------------------------------------------------------------
 
-data_app = typer.Typer(
+data_app = _Typer(
     help=(
         "Import real public data sets into a data directory in our contract, so every command runs on real "
         "data too. Mappings and row counts: docs/real-data.md."
@@ -237,7 +263,7 @@ def data_completejourney(
 
 # --- models: train, promote, rollback, score, backtest, lookalike ----------------------------------------------
 
-train_app = typer.Typer(
+train_app = _Typer(
     help=(
         "Train churn and CLV models on rolling cutoffs, validate on the latest complete window, log everything "
         "to MLflow and register a new version. The `champion` alias moves only when the new version beats it on "
@@ -299,19 +325,15 @@ def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoff
     cutoff = _resolve_as_of(as_of, dataset)
     n_frames = {"churn": cutoffs + 2, "clv": cutoffs + 1, "all": 2 * cutoffs + 3}[kind]
     progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
-    try:
-        with progress:
-            common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
-                          progress=advance)
-            if kind == "all":
-                results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=365, **common)
-            elif kind == "churn":
-                results = {"churn": T.train_churn(dataset, cutoff, horizon_days=horizon or 90, **common)}
-            else:
-                results = {"clv": T.train_clv(dataset, cutoff, horizon_days=horizon or 365, **common)}
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    with exit_2_on(ValueError), progress:
+        common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
+                      progress=advance)
+        if kind == "all":
+            results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=365, **common)
+        elif kind == "churn":
+            results = {"churn": T.train_churn(dataset, cutoff, horizon_days=horizon or 90, **common)}
+        else:
+            results = {"clv": T.train_clv(dataset, cutoff, horizon_days=horizon or 365, **common)}
     for result in results.values():
         _print_train(result)
 
@@ -347,28 +369,22 @@ ModelName = Annotated[str, typer.Argument(help="Registered model: churn or clv."
 
 
 @app.command()
+@exit_2_on(LookupError)
 def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
     """Make a registered version the `champion` by hand (the previous champion is remembered for rollback)."""
     from training import registry
 
-    try:
-        change = registry.promote(model, version)
-    except LookupError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    change = registry.promote(model, version)
     console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
 
 
 @app.command()
+@exit_2_on(LookupError)
 def rollback(model: ModelName) -> None:
     """Move `champion` back to the version that held it before."""
     from training import registry
 
-    try:
-        change = registry.rollback(model)
-    except LookupError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    change = registry.rollback(model)
     console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
 
 
@@ -389,11 +405,8 @@ def score_cmd(
     from features.pipeline import build_features
     from training.scoring import load_champions, score
 
-    try:
+    with exit_2_on(LookupError):
         models = load_champions(alias)
-    except LookupError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     with console.status(f"building features as of {cutoff}"):
@@ -447,20 +460,16 @@ def backtest(
     dataset = load_or_exit(data)
     cutoff = parse_date(as_of)
     progress, advance = _steps(2 * cutoffs + 3, f"backtest as of {cutoff}")
-    try:
-        with progress:
-            result = run_backtest(dataset, cutoff, horizon, json_path=json_path, random_state=random_state,
-                                  n_cutoffs=cutoffs, step_days=step_days, progress=advance)
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    with exit_2_on(ValueError), progress:
+        result = run_backtest(dataset, cutoff, horizon, json_path=json_path, random_state=random_state,
+                              n_cutoffs=cutoffs, step_days=step_days, progress=advance)
     Console().print_json(json.dumps({k: result[k] for k in ("churn", "clv", "oracle") if k in result}, default=str))
     console.print(f"mlflow run {result['mlflow_run_id']}" + (f"; wrote {json_path}" if json_path else ""))
 
 
 # --- analysts: compare runs, HTML quality report ------------------------------------------------------------------
 
-runs_app = typer.Typer(
+runs_app = _Typer(
     help=(
         "Look at MLflow runs without opening the MLflow UI: list the latest runs of an experiment, or put "
         "several side by side with every metric judged better/worse against a baseline run (AUC up is better, "
@@ -488,13 +497,9 @@ def runs_list(
     champion/challenger role and the headline metrics. Copy a run id (the first 8 characters are enough) into
     `scrm runs compare --runs` or `scrm report --run-id`.
     """
-    from training.runs import RunsError, list_runs, print_wide, render_list
+    from training.runs import list_runs, print_wide, render_list
 
-    try:
-        frame = list_runs(experiment, max_results=max_results)
-    except RunsError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    frame = list_runs(experiment, max_results=max_results)  # RunsError (unknown experiment) is an InputError
     if frame.empty:
         console.print(f"experiment {experiment!r} has no runs yet")
         return
@@ -543,20 +548,14 @@ def runs_compare(
     A warning is printed (and `fingerprint_mismatch` set in JSON) when the runs were trained on different data,
     because then a metric difference mixes model changes with data changes. Unknown experiment or run id: exit 2.
     """
-    from training.runs import RunsError, compare_runs, print_wide, render_table, to_csv, to_json
+    from training.runs import compare_runs, print_wide, render_table, to_csv, to_json
 
     if baseline not in ("first", "champion"):
-        console.print(f"[red]error:[/] --baseline must be first or champion, got {baseline!r}")
-        raise typer.Exit(2)
+        raise InputError(f"--baseline must be first or champion, got {baseline!r}", field="--baseline")
     if fmt not in ("table", "json", "csv"):
-        console.print(f"[red]error:[/] --format must be table, json or csv, got {fmt!r}")
-        raise typer.Exit(2)
+        raise InputError(f"--format must be table, json or csv, got {fmt!r}", field="--format")
     run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
-    try:
-        comparison = compare_runs(experiment, run_ids=run_ids, baseline=baseline, max_results=max_results)
-    except RunsError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    comparison = compare_runs(experiment, run_ids=run_ids, baseline=baseline, max_results=max_results)
     if fmt == "json":
         typer.echo(to_json(comparison))
     elif fmt == "csv":
@@ -568,6 +567,7 @@ def runs_compare(
 
 
 @app.command("report")
+@exit_2_on(LookupError)
 def report(
     run_id: Annotated[str, typer.Option("--run-id", help="MLflow run id (see `scrm runs list --experiment NAME`).")],
     out: Annotated[Path, typer.Option("--out", help="HTML file to write, e.g. churn-report.html.")],
@@ -581,11 +581,7 @@ def report(
     """
     from training.report import build_report
 
-    try:
-        path = build_report(run_id, out)
-    except LookupError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    path = build_report(run_id, out)
     console.print(f"wrote {path}")
 
 
@@ -614,8 +610,7 @@ def lookalike(
     from training.lookalike import columns_with_prefixes
 
     if (size is None) == (fraction is None):
-        console.print("[red]error:[/] give exactly one of --size and --fraction")
-        raise typer.Exit(2)
+        raise InputError("give exactly one of --size and --fraction", field="--size")
     seed_ids = read_ids(seeds)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
@@ -625,14 +620,11 @@ def lookalike(
     names = [c.strip() for c in exclude.split(",") if c.strip()]
     excluded = [c for c in names if not c.endswith("*")] + columns_with_prefixes(
         feats, [c[:-1] for c in names if c.endswith("*")]) if names else None
-    try:
-        with console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people"):
-            result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
-                                        exclude_columns=excluded, random_state=random_state, as_of=cutoff,
-                                        fingerprint=dataset.fingerprint_dict())
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    status = console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people")
+    with exit_2_on(ValueError), status:
+        result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
+                                    exclude_columns=excluded, random_state=random_state, as_of=cutoff,
+                                    fingerprint=dataset.fingerprint_dict())
     out.parent.mkdir(parents=True, exist_ok=True)
     (result.audience.to_csv(out, index=False) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
     m = result.metrics
@@ -664,6 +656,7 @@ def read_ids(path: Path) -> list[str]:
 
 
 @app.command()
+@exit_2_on(FileNotFoundError, LookupError)
 def serve(
     data: Annotated[Path | None, typer.Option("--data", envvar="SCRM_DATA_DIR", file_okay=False,
                                               help="Data directory whose newest feature snapshot is served "
@@ -684,24 +677,17 @@ def serve(
     from training import registry, tracking
 
     if data is None:
-        console.print("[red]error:[/] give --data D (or set SCRM_DATA_DIR): the data directory to serve")
-        raise typer.Exit(2)
+        raise InputError("give --data D (or set SCRM_DATA_DIR): the data directory to serve", field="--data")
     if not data.is_dir():
-        console.print(f"[red]error:[/] data directory {data} does not exist; create one with "
-                      f"`scrm simulate --customers 5000 --seed 7 --out {data}`")
-        raise typer.Exit(2)
-    try:
-        as_of, snapshot_dir = newest_snapshot_dir(data)
-    except FileNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise InputError(f"data directory {data} does not exist; create one with "
+                         f"`scrm simulate --customers 5000 --seed 7 --out {data}`", field="--data")
+    as_of, snapshot_dir = newest_snapshot_dir(data)  # FileNotFoundError: no snapshot yet
     example_id = _example_person(snapshot_dir / "features.parquet")
     versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]
     if missing:
-        console.print(f"[red]error:[/] no champion {' or '.join(missing)} model in {tracking.tracking_uri()}; "
-                      f"create them with `scrm train all --data {data} --as-of {as_of}`")
-        raise typer.Exit(2)
+        raise LookupError(f"no champion {' or '.join(missing)} model in {tracking.tracking_uri()}; "
+                          f"create them with `scrm train all --data {data} --as-of {as_of}`")
     spec = importlib.util.find_spec("serving")  # locates the package without importing it
     workdir = Path(spec.origin).parent.parent if spec is not None and spec.origin else Path.cwd()
     env = {**os.environ, "SCRM_DATA_DIR": str(data.resolve()), "MLFLOW_TRACKING_URI": tracking.tracking_uri()}

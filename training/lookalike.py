@@ -41,6 +41,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from features.errors import InputError
+
 MIN_SEEDS = 50
 EVAL_FRACTIONS = (0.01, 0.05, 0.10)
 ID_COLUMN = "person_id"
@@ -123,7 +125,7 @@ class LookalikeModel(BaseEstimator):
         ``holdout_fraction == 0``.
     scores_ : pandas.DataFrame
         ``person_id``, ``score``, ``is_seed`` for every person of the fitted snapshot (out-of-bag scores for
-        the unlabeled people), the basis of :meth:`score` and :meth:`audience` without new features.
+        the unlabeled people), the basis of :meth:`rank` and :meth:`audience` without new features.
     """
 
     def __init__(
@@ -214,8 +216,9 @@ class LookalikeModel(BaseEstimator):
         seed_pos = self._resolve_seed(ids, seed_ids)
         n = len(ids)
         if n - len(seed_pos) < 1:
-            raise ValueError(
-                f"every one of the {n:,} people in the features is in the seed: nobody is left to score"
+            raise InputError(
+                f"every one of the {n:,} people in the features is in the seed: nobody is left to score",
+                field="seed_ids",
             )
 
         X = features[self.feature_names_].to_numpy(dtype=np.float32)
@@ -260,7 +263,7 @@ class LookalikeModel(BaseEstimator):
             columns = list(self.feature_columns)
             missing = [c for c in columns if c not in features.columns]
             if missing:
-                raise ValueError(f"features: missing feature column(s) {missing}")
+                raise InputError(f"features: missing feature column(s) {missing}", field="feature_columns")
         else:
             from features.pipeline import model_columns
 
@@ -268,23 +271,23 @@ class LookalikeModel(BaseEstimator):
         excluded = list(self.exclude_columns or [])
         unknown = [c for c in excluded if c not in columns]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"exclude_columns: {unknown} are not model columns of the features "
-                f"(available: {len(columns)} columns, e.g. {columns[:8]})"
+                f"(available: {len(columns)} columns, e.g. {columns[:8]})", field="exclude_columns"
             )
         columns = [c for c in columns if c not in set(excluded)]
         if not columns:
-            raise ValueError("no feature columns left to learn from after exclude_columns")
+            raise InputError("no feature columns left to learn from after exclude_columns", field="exclude_columns")
         bad = [c for c in columns if not (pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_bool_dtype(features[c]))]
         if bad:
-            raise ValueError(f"features: column(s) {bad} are not numeric")
+            raise InputError(f"features: column(s) {bad} are not numeric", field=("features", bad[0]))
         return columns
 
     def _resolve_seed(self, ids: np.ndarray, seed_ids: Iterable) -> np.ndarray:
         """Positions of the valid, unique seed ids in ``ids``; warns about and reports the rest."""
         if isinstance(seed_ids, pd.DataFrame):
             if ID_COLUMN not in seed_ids.columns:
-                raise ValueError(f"seed_ids: a DataFrame of seeds needs a {ID_COLUMN!r} column")
+                raise InputError(f"seed_ids: a DataFrame of seeds needs a {ID_COLUMN!r} column", field="seed_ids")
             seed_ids = seed_ids[ID_COLUMN]
         if isinstance(seed_ids, (str, bytes)):
             raise TypeError("seed_ids must be a collection of person ids, not a single string")
@@ -325,10 +328,10 @@ class LookalikeModel(BaseEstimator):
                 stacklevel=3,
             )
         if r["n_valid"] < MIN_SEEDS:
-            raise ValueError(
+            raise InputError(
                 f"seed: only {r['n_valid']} valid seed id(s) (given {r['n_given']}: {r['n_duplicates']} duplicate, "
                 f"{r['n_unknown']} unknown, {r['n_missing']} missing); a lookalike needs at least {MIN_SEEDS} "
-                f"valid seeds to learn from and to evaluate on"
+                f"valid seeds to learn from and to evaluate on", field="seed_ids"
             )
         return valid_pos
 
@@ -436,8 +439,11 @@ class LookalikeModel(BaseEstimator):
 
     # --- scoring ------------------------------------------------------------------------------------------
 
-    def score(self, features: pd.DataFrame | None = None, *, exclude_seed: bool = True) -> pd.DataFrame:
-        """Lookalike score for every person, best first.
+    def rank(self, features: pd.DataFrame | None = None, *, exclude_seed: bool = True) -> pd.DataFrame:
+        """Every person ranked by lookalike score, best first.
+
+        Named ``rank`` because it returns a table: scikit-learn's ``score`` returns one number, so the model has
+        no ``score`` method (its quality on the held-out seed is ``evaluation_["metrics"]``).
 
         Parameters
         ----------
@@ -484,7 +490,7 @@ class LookalikeModel(BaseEstimator):
         Parameters
         ----------
         features : pandas.DataFrame, optional
-            As in :meth:`score`.
+            As in :meth:`rank`.
         size : int, optional
             Number of people. Exactly one of ``size`` and ``fraction`` is required.
         fraction : float, optional
@@ -501,12 +507,12 @@ class LookalikeModel(BaseEstimator):
             people are eligible.
         """
         if (size is None) == (fraction is None):
-            raise ValueError("give exactly one of size and fraction")
+            raise InputError("give exactly one of size and fraction", field="fraction")
         if size is not None and size < 1:
-            raise ValueError(f"size must be at least 1, got {size}")
+            raise InputError(f"size must be at least 1, got {size}", field="size")
         if fraction is not None and not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        ranked = self.score(features, exclude_seed=exclude_seed)
+            raise InputError(f"fraction must be in (0, 1], got {fraction}", field="fraction")
+        ranked = self.rank(features, exclude_seed=exclude_seed)
         if exclude_ids is not None:
             ranked = ranked[~ranked[ID_COLUMN].isin(list(exclude_ids))]
         n = size if size is not None else int(math.ceil(fraction * len(ranked)))

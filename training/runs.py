@@ -20,6 +20,8 @@ from typing import Literal
 import pandas as pd
 
 from training import registry, tracking
+from features.errors import InputError
+from training import tracking
 
 #: Experiments whose runs produce a registered model of the same name.
 REGISTERED_MODEL_FOR_EXPERIMENT = {name: name for name in registry.REGISTERED_MODELS}
@@ -58,8 +60,11 @@ RUN_COLUMNS = (
 Verdict = Literal["baseline", "better", "worse", "same", "n/a"]
 
 
-class RunsError(LookupError):
-    """An experiment, run or alias asked for does not exist (the CLI exits with code 2)."""
+class RunsError(InputError, LookupError):
+    """An experiment, run or alias asked for does not exist (the CLI exits with code 2).
+
+    An :class:`~features.errors.InputError` (bad input) and, as before, a ``LookupError`` (nothing found).
+    """
 
 
 def _client():

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from features.errors import InputError
 from serving.schemas import MAX_IDS
-from serving.service import ScrmService
+from serving.service import ScrmService, bad_request
 from serving.state import ServingSetupError
 
 run = asyncio.run  # /score and /tier are async methods (they answer on the event loop)
@@ -315,6 +316,28 @@ def test_evaluate_campaign_matches_the_shared_evaluation(service, serving_env):
     assert got.treatment.persons > 0 and got.control.persons > 0
     ci = got.conversion.absolute_ci
     assert ci.low <= got.conversion.absolute_lift <= ci.high
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "loc"),
+    [
+        ("LookalikeRequest", InputError("seed: only 3 valid seed id(s)", field="seed_ids"), ("seed_customer_ids",)),
+        ("LookalikeRequest", InputError("no feature columns left", field="exclude_columns"), ("exclude_columns",)),
+        ("TargetRequest", InputError("lookalike_scores: bad", field="lookalike_scores"), ("seed_customer_ids",)),
+        ("TargetRequest", InputError("filters.segments: unknown", field=("filters", "segments")),
+         ("filters", "segments")),
+        ("TargetRequest", InputError("scores: person_id must be unique", field=("scores", "person_id")), ()),
+        ("TargetRequest", ValueError("filters.tiers: looks like a field but is untyped"), ()),
+        ("EvaluateRequest", InputError("campaign_id 'x': unknown campaign", field="campaign_id"), ("campaign_id",)),
+    ],
+)
+def test_bad_request_reads_the_typed_field_not_the_message(model, error, loc):
+    """The 400's loc is the error's field when the request has it; server-side data and untyped errors: default."""
+    from serving import schemas
+
+    with pytest.raises(ValidationError) as exc, bad_request(getattr(schemas, model), ()):
+        raise error
+    assert error_locs(exc) == [loc] and str(error) in str(exc.value)
 
 
 def test_evaluate_campaign_bad_requests_name_the_field(service):

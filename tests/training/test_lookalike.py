@@ -71,7 +71,7 @@ def test_expansion_curve(planted):
 
 
 def test_final_ranking_puts_the_cluster_first(planted, population):
-    ranked = planted.score()
+    ranked = planted.rank()
     top = ranked.head(900)
     in_cluster = top["person_id"].str[2:].astype(int) < N_CLUSTER
     assert in_cluster.mean() > 0.85
@@ -165,17 +165,18 @@ def test_same_random_state_same_result(population, cluster_seed, planted):
     assert not np.allclose(other.scores_["score"], planted.scores_["score"])
 
 
-def test_score_excludes_the_seed_by_default(planted, cluster_seed):
-    ranked = planted.score()
+def test_rank_excludes_the_seed_by_default(planted, cluster_seed):
+    ranked = planted.rank()
     assert list(ranked.columns) == ["person_id", "score", "rank"]
     assert len(ranked) == N_PEOPLE - len(cluster_seed)
     assert not ranked["person_id"].isin(cluster_seed).any()
     assert ranked["score"].is_monotonic_decreasing
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
     assert ranked["score"].between(0, 1).all()
-    everyone = planted.score(exclude_seed=False)
+    everyone = planted.rank(exclude_seed=False)
     assert len(everyone) == N_PEOPLE
     assert everyone["person_id"].isin(cluster_seed).sum() == len(cluster_seed)
+    assert not hasattr(planted, "score")  # sklearn's score is one number; the ranking is rank()
 
 
 def test_audience(planted, cluster_seed):
@@ -193,12 +194,12 @@ def test_audience(planted, cluster_seed):
 
 def test_scoring_a_new_snapshot(planted, population, cluster_seed):
     fresh = population.sample(frac=1.0, random_state=1)  # same people, another row order
-    ranked = planted.score(fresh, exclude_seed=False)
+    ranked = planted.rank(fresh, exclude_seed=False)
     assert len(ranked) == N_PEOPLE
     is_seed = ranked["person_id"].isin(cluster_seed)
     assert ranked.loc[is_seed, "score"].mean() > ranked.loc[~is_seed, "score"].mean() + 0.5
     with pytest.raises(ValueError, match=r"missing feature column\(s\).*'f3'"):
-        planted.score(population.drop(columns="f3"))
+        planted.rank(population.drop(columns="f3"))
 
 
 def test_params_and_pickle_round_trip(planted):
@@ -209,7 +210,7 @@ def test_params_and_pickle_round_trip(planted):
     assert all(isinstance(v, (int, float, str)) for v in tracked.values())
     assert all(isinstance(v, float) for v in planted.evaluation_["metrics"].values())
     clone = pickle.loads(pickle.dumps(planted))
-    pd.testing.assert_frame_equal(clone.score(), planted.score())
+    pd.testing.assert_frame_equal(clone.rank(), planted.rank())
 
 
 def test_expansion_curve_plot(planted):

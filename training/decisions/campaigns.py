@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from features.errors import InputError
+
 TOUCH_COLUMNS = ("campaign_id", "customer_key", "sent_ts", "group")
 ORDER_COLUMNS = ("customer_key", "order_ts", "amount")
 GROUPS = ("treatment", "control")
@@ -48,7 +50,7 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{name}: missing column(s) {missing}")
+        raise InputError(f"{name}: missing column(s) {missing}", field=name)
 
 
 def wilson_interval(x: float, n: float, z: float) -> tuple[float, float]:
@@ -209,27 +211,29 @@ def evaluate_campaign(
     _require(orders, ORDER_COLUMNS, "orders")
     _require(key_to_person, ("customer_key", "person_id"), "key_to_person")
     if not isinstance(window_days, int | np.integer) or window_days <= 0:
-        raise ValueError(f"window_days must be a positive integer, got {window_days!r}")
+        raise InputError(f"window_days must be a positive integer, got {window_days!r}", field="window_days")
     if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+        raise InputError(f"level must be in (0, 1), got {level!r}", field="level")
 
     camp = touches.loc[touches["campaign_id"].astype(str) == str(campaign_id)]
     if camp.empty:
         known = sorted(touches["campaign_id"].dropna().astype(str).unique().tolist())
         shown = ", ".join(known[:10]) + (f", … ({len(known)} in all)" if len(known) > 10 else "")
-        raise ValueError(f"campaign_id {campaign_id!r}: unknown campaign; known campaigns: {shown or 'none'}")
+        raise InputError(f"campaign_id {campaign_id!r}: unknown campaign; known campaigns: {shown or 'none'}",
+                         field="campaign_id")
     groups = camp["group"].astype(str).str.lower()
     bad = ~groups.isin(GROUPS)
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"campaign_touches: column 'group' must be treatment or control; {int(bad.sum())} row(s) of "
-            f"campaign {campaign_id!r} hold {sorted(groups[bad].unique().tolist())[:5]}"
+            f"campaign {campaign_id!r} hold {sorted(groups[bad].unique().tolist())[:5]}",
+            field=("campaign_touches", "group"), rows=int(bad.sum()),
         )
     for needed in GROUPS:
         if not (groups == needed).any():
-            raise ValueError(
+            raise InputError(
                 f"campaign_id {campaign_id!r}: no {needed} group in campaign_touches, so there is nothing to "
-                "compare against; lift needs both a treatment and a randomised control group"
+                "compare against; lift needs both a treatment and a randomised control group", field="campaign_id"
             )
 
     mapping = key_to_person.drop_duplicates("customer_key").set_index("customer_key")["person_id"]
@@ -242,9 +246,10 @@ def evaluate_campaign(
     )
     unmapped = camp["person_id"].isna()
     if unmapped.any():
-        raise ValueError(
+        raise InputError(
             f"key_to_person: {int(unmapped.sum())} touched customer_key(s) of campaign {campaign_id!r} have no "
-            "person_id; pass the identity resolution built from the same dataset"
+            "person_id; pass the identity resolution built from the same dataset",
+            field=("key_to_person", "person_id"), rows=int(unmapped.sum()),
         )
 
     camp["treated"] = (camp["group"] == "treatment").astype(np.int8)
@@ -257,9 +262,9 @@ def evaluate_campaign(
     )
     for needed in GROUPS:
         if not (per_person["group"] == needed).any():
-            raise ValueError(
+            raise InputError(
                 f"campaign_id {campaign_id!r}: no {needed} persons left after dropping {int(mixed.sum())} "
-                "person(s) sent to both groups"
+                "person(s) sent to both groups", field="campaign_id"
             )
 
     paid = orders

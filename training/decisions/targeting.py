@@ -41,6 +41,7 @@ import pyarrow.csv as pa_csv
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features import vocab
+from features.errors import InputError
 from training.decisions.tiers import TierRules, assign_tiers, eligible_mask, load_tier_rules
 
 Objective = Literal["retain", "winback", "upsell", "lookalike"]
@@ -352,20 +353,21 @@ def _check_segment_names(wanted: list[str], scores: pd.DataFrame, rules: TierRul
     if unknown:  # custom segment names present in the scores are fine too
         unknown -= set(scores["rfm_segment"].dropna().unique()) | set(scores["rfm_segment_en"].dropna().unique())
     if unknown:
-        raise ValueError(f"filters.segments: unknown segment(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise InputError(f"filters.segments: unknown segment(s) {sorted(unknown)}; known: {sorted(known)}",
+                         field=("filters", "segments"))
 
 
 def _lookalike_array(scores: pd.DataFrame, lookalike_scores: pd.Series) -> np.ndarray:
     if not isinstance(lookalike_scores, pd.Series):
         raise TypeError("lookalike_scores must be a pandas Series indexed by person_id")
     if lookalike_scores.index.has_duplicates:
-        raise ValueError("lookalike_scores: person_id index must be unique")
+        raise InputError("lookalike_scores: person_id index must be unique", field="lookalike_scores")
     values = pd.to_numeric(lookalike_scores, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = np.isfinite(values) & ((values < 0) | (values > 1))
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"lookalike_scores: scores must be in [0, 1]; {int(bad.sum())} outside, "
-            f"e.g. {lookalike_scores.index[bad][:3].tolist()}"
+            f"e.g. {lookalike_scores.index[bad][:3].tolist()}", field="lookalike_scores", rows=int(bad.sum())
         )
     pos = lookalike_scores.index.get_indexer(scores["person_id"])
     out = np.full(len(scores), np.nan)
@@ -445,20 +447,23 @@ def select_audience(
         raise TypeError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
     missing = [c for c in TARGETING_INPUT_COLUMNS if c not in scores.columns]
     if missing:
-        raise ValueError(f"scores: missing column(s) {missing}")
+        raise InputError(f"scores: missing column(s) {missing}", field="scores")
     if scores["person_id"].duplicated().any():
-        raise ValueError("scores: person_id must be unique")
+        raise InputError("scores: person_id must be unique", field=("scores", "person_id"))
     if spec.objective == "lookalike" and lookalike_scores is None:
-        raise ValueError("lookalike_scores: required when objective is 'lookalike' (scores of the seed model)")
+        raise InputError("lookalike_scores: required when objective is 'lookalike' (scores of the seed model)",
+                         field="lookalike_scores")
     if spec.objective != "lookalike" and lookalike_scores is not None:
-        raise ValueError(f"lookalike_scores: only used by objective 'lookalike', not {spec.objective!r}")
+        raise InputError(f"lookalike_scores: only used by objective 'lookalike', not {spec.objective!r}",
+                         field="lookalike_scores")
 
     rules = rules or load_tier_rules()
     if spec.filters.tiers:
         unknown = sorted(set(spec.filters.tiers) - rules.tier_names())
         if unknown:
-            raise ValueError(
-                f"filters.tiers: unknown tier(s) {unknown}; known: {sorted(rules.tier_names())}"
+            raise InputError(
+                f"filters.tiers: unknown tier(s) {unknown}; known: {sorted(rules.tier_names())}",
+                field=("filters", "tiers"),
             )
 
     if spec.filters.segments:

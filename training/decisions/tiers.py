@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.config import describe_validation_error
+from features.errors import InputError
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "tiers.yaml"
 
@@ -116,7 +117,7 @@ class TierRules(_Strict):
         return {t.name for t in self.member_tiers} | {t.name_en for t in self.member_tiers}
 
 
-class TierRulesError(ValueError):
+class TierRulesError(InputError):
     """The tier rules file is unreadable or invalid; the message names the file and the offending key."""
 
 
@@ -156,15 +157,16 @@ def _load(path: Path) -> TierRules:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise TierRulesError(f"{path}: cannot read tier rules ({exc.strerror or exc})") from exc
+        raise TierRulesError(f"{path}: cannot read tier rules ({exc.strerror or exc})", file=path) from exc
     except yaml.YAMLError as exc:
-        raise TierRulesError(f"{path}: not valid YAML ({exc})") from exc
+        raise TierRulesError(f"{path}: not valid YAML ({exc})", file=path) from exc
     if not isinstance(raw, dict):
-        raise TierRulesError(f"{path}: expected a mapping with member_tiers and action_segments")
+        raise TierRulesError(f"{path}: expected a mapping with member_tiers and action_segments", file=path)
     try:
         return TierRules.model_validate(raw)
     except ValidationError as exc:
-        raise TierRulesError(f"{path}: {_describe(exc)}") from exc
+        raise TierRulesError(f"{path}: {_describe(exc)}", file=path,
+                             field=tuple(exc.errors()[0]["loc"]) if exc.errors() else ()) from exc
 
 
 def _check_scores(scores: pd.DataFrame, required: tuple[str, ...]) -> None:
@@ -172,12 +174,12 @@ def _check_scores(scores: pd.DataFrame, required: tuple[str, ...]) -> None:
         raise TypeError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
     missing = [c for c in required if c not in scores.columns]
     if missing:
-        raise ValueError(f"scores: missing column(s) {missing}")
+        raise InputError(f"scores: missing column(s) {missing}", field="scores")
     dup = scores["person_id"].duplicated()
     if dup.any():
-        raise ValueError(
+        raise InputError(
             f"scores: person_id must be unique; {int(dup.sum())} duplicate row(s), "
-            f"e.g. {scores.loc[dup, 'person_id'].head(3).tolist()}"
+            f"e.g. {scores.loc[dup, 'person_id'].head(3).tolist()}", field=("scores", "person_id"), rows=int(dup.sum())
         )
 
 
@@ -197,9 +199,9 @@ def _check_scored_values(scores: pd.DataFrame, eligible: np.ndarray) -> None:
         if bad.any():
             rows = scores.loc[bad, "person_id"].head(3).tolist()
             expected = "in [0, 1]" if col == "churn_probability" else "finite and >= 0"
-            raise ValueError(
+            raise InputError(
                 f"scores: column {col!r} must be {expected} for eligible people; "
-                f"{int(bad.sum())} bad row(s), e.g. person_id {rows}"
+                f"{int(bad.sum())} bad row(s), e.g. person_id {rows}", field=("scores", col), rows=int(bad.sum())
             )
 
 
