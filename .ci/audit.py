@@ -115,7 +115,9 @@ def load_advisories(path: Path) -> list[Advisory]:
             summary=str(entry.get("summary", "")),
         )
         if advisory.fixed_in is not None and advisory.matches(Version(advisory.fixed_in)):
-            raise AuditInputError(f"{where} ({advisory.id}): fixed_in {advisory.fixed_in} lies in its own range")
+            raise AuditInputError(
+                f"{where} ({advisory.id}): fixed_in {advisory.fixed_in} lies in its own range"
+            )
         advisories.append(advisory)
     return advisories
 
@@ -164,7 +166,16 @@ def advisories_reachable(pip_audit: list[str]) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.txt"
         probe.write_text(PROBE_PIN + "\n")
-        cmd = [*pip_audit, "--strict", "--no-deps", "--disable-pip", "--progress-spinner", "off", "-r", str(probe)]
+        cmd = [
+            *pip_audit,
+            "--strict",
+            "--no-deps",
+            "--disable-pip",
+            "--progress-spinner",
+            "off",
+            "-r",
+            str(probe),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
@@ -191,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     if pip_audit is None:
         print("pip-audit: not installed; the offline list above is the whole audit")
     elif not advisories_reachable(pip_audit):
-        print("pip-audit: no advisory data reachable (a --strict probe of one pin failed); "
-              "the offline list above is the whole audit")
+        print(
+            "pip-audit: no advisory data reachable (a --strict probe of one pin failed); "
+            "the offline list above is the whole audit"
+        )
     else:
         print("pip-audit: advisory data reachable; auditing every locked pin with --strict")
         cmd = [*pip_audit, "--strict", "--disable-pip", "--progress-spinner", "off", "-r", str(args.lock)]
