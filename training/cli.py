@@ -669,7 +669,7 @@ def serve(
     import importlib.util
     import os
 
-    from features.pipeline import newest_snapshot_dir
+    from features.pipeline import SnapshotError, newest_snapshot_dir, validate_snapshot
     from training import tracking
 
     if data is None:
@@ -683,6 +683,11 @@ def serve(
         as_of, snapshot_dir = newest_snapshot_dir(data)
     except FileNotFoundError as exc:
         console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        validate_snapshot(snapshot_dir)
+    except SnapshotError as exc:
+        console.print(f"[red]error:[/] {exc}; rebuild it with `scrm features build --data {data} --as-of {as_of}`")
         raise typer.Exit(2) from None
     example_id = _example_person(snapshot_dir / "features.parquet")
     versions = {name: tracking.champion_version(name) for name in ("churn", "clv")}
