@@ -13,10 +13,10 @@ Unix timestamp and as an info-style series with the model versions) and how many
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
-from serving.auth import ASGIApp, PUBLIC_PATHS, PUBLIC_PREFIXES, Receive, Scope, Send
+from serving.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, ASGIApp, Receive, Scope, Send
 
 UNKNOWN_ROUTE = "/{unknown}"
 _RAW_PATH = "scrm.raw_path"
@@ -104,7 +104,7 @@ class ServedGauges:
 
     def loaded(self, as_of: date, versions: dict[str, Any]) -> None:
         """Record that the snapshot ``as_of`` is served with champion ``versions``."""
-        self.as_of.set(datetime.combine(as_of, time(), tzinfo=timezone.utc).timestamp())
+        self.as_of.set(datetime.combine(as_of, time(), tzinfo=UTC).timestamp())
         served = (as_of.isoformat(), str(versions.get("churn")), str(versions.get("clv")))
         if self._served is not None and self._served != served:
             self.info.labels(*self._served).set(0)

@@ -40,7 +40,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from serving.auth import RequestGuard, positive_env, install_one_line_4xx_logs
+from serving.auth import RequestGuard, install_one_line_4xx_logs, positive_env
 from serving.metrics import ServedGauges, install_route_labels
 from serving.schemas import (
     EvaluateRequest,
