@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.pipeline import Snapshot, SnapshotError, load_snapshot, newest_snapshot_dir, validate_snapshot
+from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
+from features.snapshot_check import SnapshotError, validate_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
 from training.scoring import Models, score
 

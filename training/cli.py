@@ -669,7 +669,8 @@ def serve(
     import importlib.util
     import os
 
-    from features.pipeline import SnapshotError, newest_snapshot_dir, validate_snapshot
+    from features.pipeline import newest_snapshot_dir
+    from features.snapshot_check import SnapshotError, validate_snapshot
     from training import tracking
 
     if data is None:
