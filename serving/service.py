@@ -24,6 +24,7 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +41,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from features.errors import InputError
-from serving.auth import RequestGuard
+from serving.auth import RequestGuard, install_one_line_4xx_logs, positive_env
+from serving.metrics import ServedGauges, install_route_labels
 from serving.schemas import (
     EvaluateRequest,
     EvaluateResponse,
@@ -60,8 +62,9 @@ log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml s
 DATA_DIR_ENV = "SCRM_DATA_DIR"
 #: /score and /tier answer up to this many people directly on the event loop (about a millisecond per 50).
 INLINE_MAX_IDS = 500
-#: Seconds a request may take before BentoML answers 504 (lookalike fits over 1M people take ~half a minute).
-REQUEST_TIMEOUT = 600
+#: Seconds a request may take before BentoML answers 504 (lookalike fits over 1M people take ~half a minute);
+#: ``SCRM_REQUEST_TIMEOUT`` overrides it. Admission control (503 + Retry-After) is in :mod:`serving.auth`.
+REQUEST_TIMEOUT = positive_env("SCRM_REQUEST_TIMEOUT", 600)
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
@@ -146,6 +149,13 @@ class ScrmService:
     """Churn, CLV, tiers, lookalike audiences and budgeted campaign targeting for marketing systems."""
 
     def __init__(self) -> None:
+        try:
+            self._start()
+        except ServingSetupError as exc:
+            _stop_server(exc)
+            raise
+
+    def _start(self) -> None:
         from training import tracking
 
         tracking.configure()
@@ -180,6 +190,8 @@ class ScrmService:
             gc.collect()
             gc.freeze()  # the snapshot's millions of objects live until shutdown: keep them out of GC passes
             self.state = state
+            if _in_worker():
+                ServedGauges.get().loaded(state.as_of, models.versions)
             log.info("scrm service ready in %.1f s: %d people as of %s, churn v%s, clv v%s",
                      time.perf_counter() - started, len(self.state.scores), self.state.as_of,
                      models.churn_version, models.clv_version)
@@ -359,4 +371,25 @@ class ScrmService:
         return respond(EvaluateResponse, **self._served(state), **result)
 
 
+def _in_worker() -> bool:
+    """True inside a BentoML server worker (not when the class is instantiated directly, as in tests)."""
+    from bentoml._internal.context import server_context
+
+    return server_context.worker_index is not None
+
+
+def _stop_server(exc: ServingSetupError) -> None:
+    """A worker that cannot start stops the whole server instead of being restarted for ever.
+
+    BentoML's process manager restarts a worker that dies in ``__init__``; the snapshot or the registry will not
+    fix itself, so the worker logs the reason once and asks its parent (the ``bentoml serve`` process) to stop.
+    """
+    if not _in_worker():
+        return
+    log.error("scrm service cannot start: %s; stopping the server", exc)
+    os.kill(os.getppid(), signal.SIGTERM)
+
+
 ScrmService.add_asgi_middleware(RequestGuard)
+install_route_labels(api.route for api in ScrmService.apis.values())
+install_one_line_4xx_logs()

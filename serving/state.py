@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from features import spec
-from features.pipeline import Snapshot, latest_snapshot
+from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
+from features.snapshot_check import SnapshotError, validate_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
 from training.scoring import Models, score
 
@@ -62,8 +63,14 @@ class EvaluationData:
     data_end: pd.Timestamp | None
 
 
-def find_snapshot(data_dir: str | Path) -> Snapshot:
-    """The newest snapshot under ``data_dir/features`` or :class:`ServingSetupError` naming the command."""
+def newest_valid_snapshot_dir(data_dir: str | Path) -> tuple[date, Path]:
+    """``(as_of, directory)`` of the newest snapshot, checked by :func:`validate_snapshot`.
+
+    Raises
+    ------
+    ServingSetupError
+        No data directory, no snapshot, or a snapshot the service cannot serve; the message names the fix.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ServingSetupError(
@@ -71,9 +78,30 @@ def find_snapshot(data_dir: str | Path) -> Snapshot:
             f"`scrm simulate --customers 5000 --seed 7 --out {data_dir}` or point --data / SCRM_DATA_DIR at yours"
         )
     try:
-        return latest_snapshot(data_dir)
+        as_of, path = newest_snapshot_dir(data_dir)
     except FileNotFoundError as exc:
         raise ServingSetupError(f"{exc} (the service serves the newest snapshot)") from None
+    try:
+        validate_snapshot(path)
+    except SnapshotError as exc:
+        raise ServingSetupError(
+            f"{exc}; rebuild it with `scrm features build --data {data_dir} --as-of {as_of.isoformat()}`"
+        ) from None
+    return as_of, path
+
+
+def find_snapshot(data_dir: str | Path) -> Snapshot:
+    """The newest snapshot under ``data_dir/features``, validated and read, or :class:`ServingSetupError`."""
+    import pyarrow as pa
+
+    as_of, path = newest_valid_snapshot_dir(data_dir)
+    try:
+        return load_snapshot(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ServingSetupError(
+            f"snapshot {path} cannot be read ({type(exc).__name__}: {exc}); rebuild it with "
+            f"`scrm features build --data {data_dir} --as-of {as_of.isoformat()}`"
+        ) from None
 
 
 def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:

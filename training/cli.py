@@ -674,6 +674,7 @@ def serve(
     import os
 
     from features.pipeline import newest_snapshot_dir
+    from features.snapshot_check import SnapshotError, validate_snapshot
     from training import registry, tracking
 
     if data is None:
@@ -682,6 +683,11 @@ def serve(
         raise InputError(f"data directory {data} does not exist; create one with "
                          f"`scrm simulate --customers 5000 --seed 7 --out {data}`", field="--data")
     as_of, snapshot_dir = newest_snapshot_dir(data)  # FileNotFoundError: no snapshot yet
+    try:
+        validate_snapshot(snapshot_dir)
+    except SnapshotError as exc:
+        raise InputError(f"{exc}; rebuild it with `scrm features build --data {data} --as-of {as_of}`",
+                         field="--data") from None
     example_id = _example_person(snapshot_dir / "features.parquet")
     versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]

@@ -1,14 +1,23 @@
-"""RequestGuard (bearer token, JSON only, body limit) around a small echo ASGI app, driven over HTTP in-process."""
+"""RequestGuard (token, single headers, JSON only, body limit, admission control) around small ASGI apps, driven
+over HTTP in-process."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import httpx
 import pytest
 
-from serving.auth import DEFAULT_MAX_BODY_BYTES, RequestGuard, is_public, max_body_bytes_from_env
+from serving.auth import (
+    DEFAULT_MAX_BODY_BYTES,
+    OneLine4xx,
+    RequestGuard,
+    is_public,
+    max_body_bytes_from_env,
+    max_in_flight_from_env,
+)
 
 TOKEN = "s3cret-token"
 
@@ -79,11 +88,32 @@ def test_right_token_passes_case_insensitive_scheme():
         assert r.status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/schema.json", "/",
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz", "/docs.json", "/schema.json", "/",
                                   "/static_content/swagger-ui.css"])
-def test_probes_metrics_and_docs_need_no_token(path):
+def test_probes_and_docs_need_no_token(path):
     assert is_public(path)
     assert client(token=TOKEN).get(path).status_code == 200
+
+
+def test_metrics_need_the_token_unless_made_public(monkeypatch):
+    monkeypatch.delenv("SCRM_METRICS_PUBLIC", raising=False)
+    assert not is_public("/metrics")
+    assert client(token=TOKEN).get("/metrics").status_code == 401
+    assert client(token=TOKEN).get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    monkeypatch.setenv("SCRM_METRICS_PUBLIC", "1")
+    assert client(token=TOKEN).get("/metrics").status_code == 200
+    assert client(token=None).get("/metrics").status_code == 200  # no token set: everything is open
+
+
+@pytest.mark.parametrize("header", ["Content-Type", "Content-Length", "Authorization"])
+def test_a_repeated_header_is_400_naming_it(header):
+    values = {"Content-Type": ("application/json", "text/plain"), "Content-Length": ("2", "2"),
+              "Authorization": (f"Bearer {TOKEN}", "Bearer other")}[header]
+    r = client(token=TOKEN).post("/score", content=b"{}",
+                                 headers=[(header, values[0]), (header, values[1]),
+                                          *([] if header == "Authorization" else
+                                            [("Authorization", f"Bearer {TOKEN}")])])
+    assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["header", header]
 
 
 @pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded", "application/vnd.bentoml+pickle",
@@ -131,3 +161,137 @@ def test_body_limit_from_the_environment(monkeypatch):
         monkeypatch.setenv("SCRM_MAX_BODY_BYTES", bad)
         with pytest.raises(ValueError, match="SCRM_MAX_BODY_BYTES"):
             max_body_bytes_from_env()
+
+
+# --- admission control, half-sent bodies, one-line 400 logs ------------------------------------------------------
+
+
+def test_past_capacity_requests_get_503_with_retry_after_at_once_and_capacity_returns():
+    """Five concurrent calls into a guard admitting two: two are served, three get 503 without waiting."""
+
+    async def go() -> tuple[list[httpx.Response], httpx.Response, int]:
+        release = asyncio.Event()
+        started = 0
+
+        async def slow_app(scope, receive, send):
+            nonlocal started
+            started += 1
+            await release.wait()
+            await echo_app(scope, receive, send)
+
+        guard = RequestGuard(slow_app, token="", max_in_flight=2, retry_after=3)
+        transport = httpx.ASGITransport(app=guard)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            calls = [asyncio.create_task(c.post("/score", json={"customer_ids": [str(i)]})) for i in range(5)]
+            done, _ = await asyncio.wait(calls, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            while len(done) < 3:  # the three refused ones finish while the two admitted are still held
+                more, _ = await asyncio.wait([t for t in calls if t not in done], timeout=30,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                done |= more
+            assert all(t.result().status_code == 503 for t in done) and guard.in_flight == 2
+            release.set()
+            responses = [await t for t in calls]
+            after = await c.post("/score", json={"customer_ids": ["x"]})
+            return responses, after, guard.in_flight
+
+    responses, after, in_flight = asyncio.run(go())
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 200, 503, 503, 503]
+    refused = [r for r in responses if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "3" and "capacity" in r.json()["error"] for r in refused)
+    assert after.status_code == 200 and in_flight == 0
+
+
+def test_probes_are_never_refused_for_capacity():
+    async def go() -> int:
+        release = asyncio.Event()
+
+        async def app(scope, receive, send):
+            if scope["path"] == "/score":
+                await release.wait()
+            await echo_app(scope, receive, send)
+
+        guard = RequestGuard(app, token="", max_in_flight=1)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t") as c:
+            held = asyncio.create_task(c.post("/score", json={}))
+            while guard.in_flight < 1:
+                await asyncio.sleep(0.01)
+            status = (await c.get("/readyz")).status_code
+            release.set()
+            await held
+            return status
+
+    assert asyncio.run(go()) == 200
+
+
+def test_max_in_flight_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SCRM_MAX_IN_FLIGHT", "5")
+    assert max_in_flight_from_env() == 5 and RequestGuard(echo_app).max_in_flight == 5
+    monkeypatch.setenv("SCRM_MAX_IN_FLIGHT", "0")
+    with pytest.raises(ValueError, match="SCRM_MAX_IN_FLIGHT"):
+        max_in_flight_from_env()
+
+
+def _drive(guard: RequestGuard, messages: list[dict]) -> list[dict]:
+    """Run one POST /score through ``guard`` with the given receive messages (then none); the messages sent."""
+    sent: list[dict] = []
+
+    async def go() -> None:
+        queue = list(messages)
+
+        async def receive():
+            if queue:
+                return queue.pop(0)
+            await asyncio.Event().wait()  # a client that neither sends nor leaves
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/score",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]}
+        await asyncio.wait_for(guard(scope, receive, send), timeout=30)
+
+    asyncio.run(go())
+    return sent
+
+
+def test_a_client_leaving_half_way_through_its_body_is_answered_at_once():
+    """The guard ends the request (so BentoML's timeout middleware and a shutdown do not wait for it)."""
+    reached = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+
+    sent = _drive(RequestGuard(app, token=""), [{"type": "http.request", "body": b"{\"customer_ids\": [", "more_body": True},
+                                               {"type": "http.disconnect"}])
+    assert not reached and sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+
+
+def test_a_body_that_stops_arriving_gets_408():
+    sent = _drive(RequestGuard(echo_app, token="", body_timeout=0.2),
+                  [{"type": "http.request", "body": b"{", "more_body": True}])
+    assert sent[0]["status"] == 408 and b"did not arrive" in sent[1]["body"]
+
+
+def test_400_logs_are_one_line_without_the_request_values():
+    from pydantic import BaseModel, ValidationError
+
+    class Req(BaseModel):
+        customer_ids: list[str]
+
+    try:
+        Req(customer_ids="13800138000-secret-phone")
+    except ValidationError:
+        import sys
+
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("bentoml._internal.server.http_app", logging.ERROR, __file__, 1,
+                               "Exception on %s [%s]", ("/score", "POST"), exc_info)
+    assert OneLine4xx().filter(record)
+    line = record.getMessage()
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert line.startswith("400 on /score [POST]: customer_ids") and "\n" not in line and "secret" not in line
+
+    server_error = logging.LogRecord("x", logging.ERROR, __file__, 1, "Exception on %s [%s]", ("/score", "POST"),
+                                     (RuntimeError, RuntimeError("bug"), None))
+    assert OneLine4xx().filter(server_error) and server_error.exc_info is not None  # 500s keep their traceback

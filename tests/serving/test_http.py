@@ -40,15 +40,18 @@ def free_port() -> int:
 class Server:
     """`scrm serve` in its own process group (so stopping it stops BentoML's workers too)."""
 
-    def __init__(self, setup, log_path: Path) -> None:
+    def __init__(self, setup, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.setup = setup
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Server:
-        env = {**os.environ, **self.setup.env(), "SCRM_API_TOKEN": TOKEN, "BENTOML_DO_NOT_TRACK": "true"}
+        env = {**os.environ, **self.setup.env(), "SCRM_API_TOKEN": TOKEN, "BENTOML_DO_NOT_TRACK": "true",
+               # its own BentoML home: Prometheus' multiprocess files there are per server, not per machine
+               "BENTOML_HOME": str(self.log_path.parent / f"bentoml-{self.port}"), **self.extra_env}
         scrm = Path(sys.executable).with_name("scrm")
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -180,9 +183,12 @@ def test_openapi_schema_documents_every_endpoint(server):
 # --- safety ----------------------------------------------------------------------------------------------------
 
 
-def test_token_required_except_probes_metrics_and_docs(server):
-    for path in ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json"):
+def test_token_required_except_probes_and_docs(server):
+    for path in ("/healthz", "/livez", "/readyz", "/docs.json"):
         assert httpx.get(f"{server.url}{path}", timeout=30).status_code == 200, path
+    assert httpx.get(f"{server.url}/metrics", timeout=30).status_code == 401
+    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert metrics.status_code == 200 and "scrm_feature_as_of_timestamp_seconds" in metrics.text
     body = {"customer_ids": ["x"]}
     assert post(server, "/score", token=None, json=body).status_code == 401
     assert post(server, "/score", token="wrong", json=body).status_code == 401
