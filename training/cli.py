@@ -649,6 +649,111 @@ def read_ids(path: Path) -> list[str]:
     return frame.iloc[:, 0].dropna().astype(str).tolist()
 
 
+# --- monitoring: drift watch -----------------------------------------------------------------------------------
+
+
+@app.command("drift")
+def drift_cmd(
+    data: DataDir,
+    from_date: Annotated[str | None, typer.Option(
+        "--from", help="Reference date YYYY-MM-DD (default: the date the champion churn model was trained and "
+                       "validated as of, its run's scrm.as_of).")] = None,
+    to_date: Annotated[str | None, typer.Option(
+        "--to", help="Current date YYYY-MM-DD (default: the day after the last order or event).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Directory for drift.json and drift.html (default: DATA/drift/as_of=TO/); put it next to "
+                      "the published scores.")] = None,
+    thresholds: Annotated[Path | None, typer.Option(
+        "--thresholds", exists=True, dir_okay=False,
+        help="YAML thresholds (psi, scores, features, population_change_pct, eligibility_share_pts, bins, "
+             "epsilon; see docs/monitoring.md). Default: PSI warn 0.1, alert 0.25.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the drift JSON here.")] = None,
+    log_mlflow: Annotated[bool, typer.Option(
+        "--mlflow/--no-mlflow", help="Log the report to the MLflow experiment `monitoring`.")] = True,
+    alias: Annotated[str, typer.Option(help="Registry alias whose models score both snapshots.")] = "champion",
+) -> None:
+    """Has today's population moved away from the one the champion was validated on?
+
+    Builds (or reuses, from DATA/features/as_of=DATE/) the feature snapshots of both dates, scores both with
+    the champion churn and CLV models when the registry has them (features only otherwise), and compares: PSI
+    and Jensen–Shannon distance per model input column and for the churn / CLV scores, population size and
+    eligibility shares. Prints the worst rows first, writes drift.json + drift.html and exits 0 (ok or warn),
+    3 (alert) or 2 (bad input).
+    """
+    import functools
+    import shutil
+
+    from rich.table import Table
+
+    from training import drift
+    from training.runs import print_wide
+    from training.scoring import load_champions
+
+    try:
+        limits = drift.load_thresholds(thresholds) if thresholds is not None else drift.DriftThresholds()
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    load = functools.cache(lambda: load_or_exit(data))
+    try:
+        models = load_champions(alias)
+    except LookupError:
+        models = None
+        console.print(f"[yellow]note:[/] no {alias} churn and CLV models in the registry: comparing features "
+                      "and eligibility only (no score drift)")
+    if from_date is not None:
+        reference, source = parse_date(from_date, "--from"), "--from"
+    else:
+        reference = drift.champion_as_of()
+        if reference is None:
+            console.print("[red]error:[/] no champion churn model to take the reference date from; give --from DATE")
+            raise typer.Exit(2)
+        source = f"champion churn v{models.churn_version if models else '?'} validated as of"
+    current = parse_date(to_date, "--to") if to_date is not None else _resolve_as_of(None, load())
+    try:
+        with console.status("drift") as status:
+            report = drift.drift_between(data, reference, current, load_dataset_fn=load, thresholds=limits,
+                                         models=models, reference_source=source,
+                                         progress=lambda msg: status.update(msg))
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out = out or data / "drift" / f"as_of={current.isoformat()}"
+    json_file, html_file = drift.write_report(report, out)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(json_file, json_path)
+    colour = {"ok": "green", "warn": "yellow", "alert": "red"}
+    table = Table(title=f"drift {reference} → {current}: [{colour[report.status]}]{report.status}[/]")
+    for col, justify in (("row", "left"), ("PSI", "right"), ("JS", "right"), ("reference", "right"),
+                         ("current", "right"), ("status", "left")):
+        table.add_column(col, justify=justify)
+    p = report.population
+    table.add_row("population (people)", "", "", f"{p['reference']:,}", f"{p['current']:,} ({p['change_pct']:+.1f}%)",
+                  f"[{colour[p['status']]}]{p['status']}[/]")
+    for r in report.eligibility:
+        table.add_row(f"eligibility: {r['group']}", "", "", f"{r['reference_share']:.1%}",
+                      f"{r['current_share']:.1%} ({r['delta_pts']:+.1f} pts)", f"[{colour[r['status']]}]{r['status']}[/]")
+    rows = sorted([(f"score: {r['name']}", r) for r in report.scores] + [(r["name"], r) for r in report.features],
+                  key=lambda nr: (-drift.STATUSES.index(nr[1]["status"]), -(nr[1]["psi"] or 0.0)))
+    def num(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.3g}"
+
+    for name, r in rows:
+        current_cell = num(r.get("current_mean")) if r["kind"] else r.get("note", "")
+        table.add_row(name, num(r["psi"]), num(r["js"]), num(r.get("reference_mean")), current_cell,
+                      f"[{colour[r['status']]}]{r['status']}[/]")
+    print_wide(table)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if log_mlflow:
+        run_id = drift.log_drift(report, html_path=html_file)
+        console.print(f"mlflow run {run_id} (experiment {drift.EXPERIMENT})")
+    console.print(f"wrote {json_file} and {html_file}" + (f" and {json_path}" if json_path else ""))
+    if report.status == "alert":
+        raise typer.Exit(3)
+
+
 # --- serve -----------------------------------------------------------------------------------------------------
 
 
