@@ -322,7 +322,6 @@ def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, *, columns: li
         When either snapshot has no rows.
     """
     from features.pipeline import model_columns
-
     from training.scoring import eligibility
 
     thresholds = thresholds or DriftThresholds()
