@@ -655,18 +655,14 @@ def read_ids(path: Path) -> list[str]:
 @app.command("drift")
 def drift_cmd(
     data: DataDir,
-    from_date: Annotated[str | None, typer.Option(
-        "--from", help="Reference date YYYY-MM-DD (default: the date the champion churn model was trained and "
-                       "validated as of, its run's scrm.as_of).")] = None,
-    to_date: Annotated[str | None, typer.Option(
-        "--to", help="Current date YYYY-MM-DD (default: the day after the last order or event).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Directory for drift.json and drift.html (default: DATA/drift/as_of=TO/); put it next to "
-                      "the published scores.")] = None,
+    from_date: Annotated[str | None, typer.Option("--from", help="Reference date YYYY-MM-DD (default: the "
+                                                   "champion churn model's as_of).")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Current date (default: day after the data).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for drift.json + drift.html (default: "
+                                             "DATA/drift/as_of=TO/).")] = None,
     thresholds: Annotated[Path | None, typer.Option(
         "--thresholds", exists=True, dir_okay=False,
-        help="YAML thresholds (psi, scores, features, population_change_pct, eligibility_share_pts, bins, "
-             "epsilon; see docs/monitoring.md). Default: PSI warn 0.1, alert 0.25.")] = None,
+        help="YAML thresholds (docs/monitoring.md). Default: PSI warn 0.1, alert 0.25.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the drift JSON here.")] = None,
     log_mlflow: Annotated[bool, typer.Option(
         "--mlflow/--no-mlflow", help="Log the report to the MLflow experiment `monitoring`.")] = True,
@@ -681,9 +677,6 @@ def drift_cmd(
     3 (alert) or 2 (bad input).
     """
     import functools
-    import shutil
-
-    from rich.table import Table
 
     from training import drift
     from training.runs import print_wide
@@ -701,14 +694,10 @@ def drift_cmd(
         models = None
         console.print(f"[yellow]note:[/] no {alias} churn and CLV models in the registry: comparing features "
                       "and eligibility only (no score drift)")
-    if from_date is not None:
-        reference, source = parse_date(from_date, "--from"), "--from"
-    else:
-        reference = drift.champion_as_of()
-        if reference is None:
-            console.print("[red]error:[/] no champion churn model to take the reference date from; give --from DATE")
-            raise typer.Exit(2)
-        source = f"champion churn v{models.churn_version if models else '?'} validated as of"
+    reference, source = (parse_date(from_date, "--from"), "--from") if from_date else drift.champion_reference()
+    if reference is None:
+        console.print("[red]error:[/] no champion churn model to take the reference date from; give --from DATE")
+        raise typer.Exit(2)
     current = parse_date(to_date, "--to") if to_date is not None else _resolve_as_of(None, load())
     try:
         with console.status("drift") as status:
@@ -719,31 +708,8 @@ def drift_cmd(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     out = out or data / "drift" / f"as_of={current.isoformat()}"
-    json_file, html_file = drift.write_report(report, out)
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(json_file, json_path)
-    colour = {"ok": "green", "warn": "yellow", "alert": "red"}
-    table = Table(title=f"drift {reference} → {current}: [{colour[report.status]}]{report.status}[/]")
-    for col, justify in (("row", "left"), ("PSI", "right"), ("JS", "right"), ("reference", "right"),
-                         ("current", "right"), ("status", "left")):
-        table.add_column(col, justify=justify)
-    p = report.population
-    table.add_row("population (people)", "", "", f"{p['reference']:,}", f"{p['current']:,} ({p['change_pct']:+.1f}%)",
-                  f"[{colour[p['status']]}]{p['status']}[/]")
-    for r in report.eligibility:
-        table.add_row(f"eligibility: {r['group']}", "", "", f"{r['reference_share']:.1%}",
-                      f"{r['current_share']:.1%} ({r['delta_pts']:+.1f} pts)", f"[{colour[r['status']]}]{r['status']}[/]")
-    rows = sorted([(f"score: {r['name']}", r) for r in report.scores] + [(r["name"], r) for r in report.features],
-                  key=lambda nr: (-drift.STATUSES.index(nr[1]["status"]), -(nr[1]["psi"] or 0.0)))
-    def num(value: float | None) -> str:
-        return "—" if value is None else f"{value:,.3g}"
-
-    for name, r in rows:
-        current_cell = num(r.get("current_mean")) if r["kind"] else r.get("note", "")
-        table.add_row(name, num(r["psi"]), num(r["js"]), num(r.get("reference_mean")), current_cell,
-                      f"[{colour[r['status']]}]{r['status']}[/]")
-    print_wide(table)
+    json_file, html_file = drift.write_report(report, out, json_copy=json_path)
+    print_wide(drift.render_table(report))
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
     if log_mlflow:

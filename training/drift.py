@@ -39,7 +39,7 @@ SCORED = "scored"
 SCORE_COLUMNS = ("churn_probability", "clv_mean", "tier")
 EXPERIMENT = "monitoring"
 #: Numeric columns longer than this have their bin edges cut from an evenly strided sample of this size.
-EDGE_SAMPLE = 200_000
+EDGE_SAMPLE = 100_000
 TAG_STATUS = "scrm.drift_status"
 
 
@@ -157,7 +157,7 @@ def numeric_bins(reference: np.ndarray, current: np.ndarray, *, bins: int = 10) 
     ref_vals, cur_vals = ref[ref_ok], cur[cur_ok]
     if len(ref_vals):
         # The edges only define the bins (both sides are counted in full on them), so on big columns they are
-        # cut from an evenly strided sample: exact enough, and a third of the time of a full partition.
+        # cut from an evenly strided sample: exact enough, and no longer growing with the population.
         sample = ref_vals[:: max(1, len(ref_vals) // EDGE_SAMPLE)]
         edges = np.unique(np.quantile(sample, np.arange(1, bins) / bins))
     else:
@@ -385,12 +385,17 @@ def render_html(report: DriftReport) -> str:
     return env.from_string(source).render(report=_clean(report.to_dict()), statuses=STATUSES)
 
 
-def write_report(report: DriftReport, out_dir: Path | str) -> tuple[Path, Path]:
-    """Write ``drift.json`` and ``drift.html`` into ``out_dir`` (created); returns both paths."""
+def write_report(report: DriftReport, out_dir: Path | str, *, json_copy: Path | None = None) -> tuple[Path, Path]:
+    """Write ``drift.json`` and ``drift.html`` into ``out_dir`` (created), and the JSON also to ``json_copy``
+    when given; returns the paths of both files in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out_dir / "drift.json", out_dir / "drift.html"
-    json_path.write_text(json.dumps(_clean(report.to_dict()), indent=2, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(_clean(report.to_dict()), indent=2, ensure_ascii=False)
+    json_path.write_text(text, encoding="utf-8")
+    if json_copy is not None:
+        Path(json_copy).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_copy).write_text(text, encoding="utf-8")
     html_path.write_text(render_html(report), encoding="utf-8")
     return json_path, html_path
 
@@ -411,6 +416,37 @@ def metrics(report: DriftReport) -> dict[str, float]:
         out[f"drift.eligibility.{key}.delta_pts"] = float(r["delta_pts"])
     out.update({f"drift.n_{s}": float(n) for s, n in report.counts().items()})
     return out
+
+
+def render_table(report: DriftReport):
+    """A rich table of a report: population, eligibility, then score and feature rows, worst first."""
+    from rich.table import Table
+
+    colour = {"ok": "green", "warn": "yellow", "alert": "red"}
+
+    def num(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.3g}"
+
+    def badge(status: str) -> str:
+        return f"[{colour[status]}]{status}[/]"
+
+    ref, cur = report.reference.get("as_of", "?"), report.current.get("as_of", "?")
+    table = Table(title=f"drift {ref} → {cur}: {badge(report.status)}")
+    for col, justify in (("row", "left"), ("PSI", "right"), ("JS", "right"), ("reference", "right"),
+                         ("current", "right"), ("status", "left")):
+        table.add_column(col, justify=justify)
+    p = report.population
+    table.add_row("population (people)", "", "", f"{p['reference']:,}",
+                  f"{p['current']:,} ({p['change_pct']:+.1f}%)", badge(p["status"]))
+    for r in report.eligibility:
+        table.add_row(f"eligibility: {r['group']}", "", "", f"{r['reference_share']:.1%}",
+                      f"{r['current_share']:.1%} ({r['delta_pts']:+.1f} pts)", badge(r["status"]))
+    rows = [(f"score: {r['name']}", r) for r in report.scores] + [(r["name"], r) for r in report.features]
+    rows.sort(key=lambda nr: (-STATUSES.index(nr[1]["status"]), -(nr[1]["psi"] or 0.0)))
+    for name, r in rows:
+        current = num(r.get("current_mean")) if r["kind"] else r.get("note", "")
+        table.add_row(name, num(r["psi"]), num(r["js"]), num(r.get("reference_mean")), current, badge(r["status"]))
+    return table
 
 
 def log_drift(report: DriftReport, *, html_path: Path | None = None, fingerprint: dict | None = None) -> str:
@@ -441,6 +477,14 @@ def log_drift(report: DriftReport, *, html_path: Path | None = None, fingerprint
 
 
 # --- snapshots and champions ------------------------------------------------------------------------------------
+
+
+def champion_reference() -> tuple[date | None, str]:
+    """The default reference date, the champion churn model's ``scrm.as_of``, and how to describe it."""
+    from training import tracking
+
+    as_of = champion_as_of("churn")
+    return as_of, f"champion churn v{tracking.champion_version('churn')} validated as of"
 
 
 def champion_as_of(name: str = "churn") -> date | None:
