@@ -380,7 +380,7 @@ def render_html(report: DriftReport) -> str:
     import jinja2
 
     source = resources.files("training").joinpath("templates", "drift.html.j2").read_text(encoding="utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda x, fmt="{:.3f}": "—" if x is None else fmt.format(x)
     return env.from_string(source).render(report=_clean(report.to_dict()), statuses=STATUSES)
 
