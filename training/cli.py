@@ -652,6 +652,77 @@ def read_ids(path: Path) -> list[str]:
     return frame.iloc[:, 0].dropna().astype(str).tolist()
 
 
+# --- monitoring: drift watch -----------------------------------------------------------------------------------
+
+
+@app.command("drift")
+def drift_cmd(
+    data: DataDir,
+    from_date: Annotated[str | None, typer.Option("--from", help="Reference date YYYY-MM-DD (default: the "
+                                                   "champion churn model's as_of).")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Current date (default: day after the data).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for drift.json + drift.html (default: "
+                                             "DATA/drift/as_of=TO/).")] = None,
+    thresholds: Annotated[Path | None, typer.Option(
+        "--thresholds", exists=True, dir_okay=False,
+        help="YAML thresholds (docs/monitoring.md). Default: PSI warn 0.1, alert 0.25.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the drift JSON here.")] = None,
+    log_mlflow: Annotated[bool, typer.Option(
+        "--mlflow/--no-mlflow", help="Log the report to the MLflow experiment `monitoring`.")] = True,
+    alias: Annotated[str, typer.Option(help="Registry alias whose models score both snapshots.")] = "champion",
+) -> None:
+    """Has today's population moved away from the one the champion was validated on?
+
+    Builds (or reuses, from DATA/features/as_of=DATE/) the feature snapshots of both dates, scores both with
+    the champion churn and CLV models when the registry has them (features only otherwise), and compares: PSI
+    and Jensen–Shannon distance per model input column and for the churn / CLV scores, population size and
+    eligibility shares. Prints the worst rows first, writes drift.json + drift.html and exits 0 (ok or warn),
+    3 (alert) or 2 (bad input).
+    """
+    import functools
+
+    from training import drift
+    from training.runs import print_wide
+    from training.scoring import load_champions
+
+    try:
+        limits = drift.load_thresholds(thresholds) if thresholds is not None else drift.DriftThresholds()
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    load = functools.cache(lambda: load_or_exit(data))
+    try:
+        models = load_champions(alias)
+    except LookupError:
+        models = None
+        console.print(f"[yellow]note:[/] no {alias} churn and CLV models in the registry: comparing features "
+                      "and eligibility only (no score drift)")
+    reference, source = (parse_date(from_date, "--from"), "--from") if from_date else drift.champion_reference()
+    if reference is None:
+        console.print("[red]error:[/] no champion churn model to take the reference date from; give --from DATE")
+        raise typer.Exit(2)
+    current = parse_date(to_date, "--to") if to_date is not None else _resolve_as_of(None, load())
+    try:
+        with console.status("drift") as status:
+            report = drift.drift_between(data, reference, current, load_dataset_fn=load, thresholds=limits,
+                                         models=models, reference_source=source,
+                                         progress=lambda msg: status.update(msg))
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out = out or data / "drift" / f"as_of={current.isoformat()}"
+    json_file, html_file = drift.write_report(report, out, json_copy=json_path)
+    print_wide(drift.render_table(report))
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if log_mlflow:
+        run_id = drift.log_drift(report, html_path=html_file)
+        console.print(f"mlflow run {run_id} (experiment {drift.EXPERIMENT})")
+    console.print(f"wrote {json_file} and {html_file}" + (f" and {json_path}" if json_path else ""))
+    if report.status == "alert":
+        raise typer.Exit(3)
+
+
 # --- serve -----------------------------------------------------------------------------------------------------
 
 
