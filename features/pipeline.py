@@ -313,12 +313,13 @@ def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=No
             con.disconnect()
 
 
-def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, backend=None) -> pd.DataFrame:
-    """The key map to use: ``identity`` if given, else One-ID when identities exist, else one key per person."""
+def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, as_of=None, backend=None) -> pd.DataFrame:
+    """The key map to use: ``identity`` if given, else One-ID (links known before ``as_of``) when identities exist,
+    else one key per person."""
     if identity is None and data.identities is not None and len(data.identities):
         from features.identity import resolve_identities
 
-        identity = resolve_identities(data).key_to_person
+        identity = resolve_identities(data, as_of=as_of).key_to_person
     return complete_key_map(data, identity, backend=backend)
 
 
@@ -579,7 +580,7 @@ def build_features(
     if identity is None and data.identities is not None and len(data.identities):
         from features.identity import resolve_identities
 
-        identity = resolve_identities(data).key_to_person
+        identity = resolve_identities(data, as_of=as_of).key_to_person
     con = backend if backend is not None else connect()
     stages = _Stages(con)
     try:
@@ -679,7 +680,7 @@ def build_snapshot(
     config = config or FeatureConfig()
     con = backend if backend is not None else connect()
     try:
-        key_map = resolve_key_map(dataset, identity, backend=con)
+        key_map = resolve_key_map(dataset, identity, as_of=as_of, backend=con)
         features = build_features(dataset, as_of, identity=key_map, config=config, backend=con, console=console)
     finally:
         if backend is None:

@@ -140,6 +140,9 @@ def features_build(
         Path | None,
         typer.Option(help="Snapshot directory (default: DATA/features/as_of=DATE/)."),
     ] = None,
+    max_keys_per_person: Annotated[
+        int, typer.Option(min=2, help="One-ID: a merged person of more keys than this is left unmerged.")
+    ] = 20,
 ) -> None:
     """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of.
 
@@ -152,7 +155,7 @@ def features_build(
     cutoff = parse_date(as_of)
     dataset = load_or_exit(data)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
-    identity = resolve_identities(dataset)
+    identity = resolve_identities(dataset, as_of=cutoff, max_keys_per_person=max_keys_per_person)
     print_stats(identity, console)
     snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console, identity=identity.key_to_person)
     summarize(snapshot.features, console=Console())
@@ -386,7 +389,7 @@ def score_cmd(
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset).key_to_person)
+        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person)
     with console.status(f"scoring {len(feats):,} people"):
         scores = score(feats, models, as_of=cutoff, with_reasons=reasons)
     scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
@@ -608,7 +611,7 @@ def lookalike(
     seed_ids = read_ids(seeds)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
-    identity = resolve_identities(dataset).key_to_person
+    identity = resolve_identities(dataset, as_of=cutoff).key_to_person
     with console.status(f"building features as of {cutoff}"):
         feats = build_features(dataset, cutoff, identity=identity)
     names = [c.strip() for c in exclude.split(",") if c.strip()]

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import Dataset
-from features.identity import resolve_identities
 from training import metrics as M
 from training import plots, tracking
 from training.churn import ChurnModel
@@ -253,7 +252,7 @@ def _gate(name: str, version: str | None, fitted: Fitted):
 
 
 def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> FeatureCache:
-    return cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
+    return cache or FeatureCache(data, random_state=random_state)
 
 
 def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,
