@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.pii import PIIKeyError
 from features.pipeline import Snapshot, latest_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
 from training.scoring import Models, score
@@ -73,6 +74,8 @@ def find_snapshot(data_dir: str | Path) -> Snapshot:
         return latest_snapshot(data_dir)
     except FileNotFoundError as exc:
         raise ServingSetupError(f"{exc} (the service serves the newest snapshot)") from None
+    except PIIKeyError as exc:
+        raise ServingSetupError(str(exc)) from None
 
 
 def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:

@@ -61,10 +61,11 @@ def parse_date(value: str, option: str = "--as-of") -> date:
 def load_or_exit(data_dir: Path, *, rejects_dir: Path | None = None):
     """Validate a data directory; fatal contract problems end the command with exit code 2."""
     from features.contract import DataContractError, load_dataset
+    from features.pii import PIIKeyError
 
     try:
         return load_dataset(data_dir, rejects_dir=rejects_dir, console=console)
-    except DataContractError as exc:
+    except (DataContractError, PIIKeyError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
