@@ -242,18 +242,18 @@ def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, st
     """
     global _time_note_logged
     identities = dataset.identities
-    earliest = []
+    row_keys = identities["customer_key"].astype("str")
+    keys = pd.Index(row_keys.unique())
+    never = np.iinfo(np.int64).max
+    first = np.full(len(keys), never, dtype=np.int64)  # ns since the epoch of each key's first sighting
     for table, col in [(dataset.orders, "order_ts"), (dataset.events, "event_ts"), (identities, "join_ts")]:
         if table is not None and col in table.columns and "customer_key" in table.columns:
-            ts = pd.Series(pd.to_datetime(table[col]).to_numpy(dtype="datetime64[ns]"),
-                           index=table["customer_key"].astype("str").to_numpy())
-            earliest.append(ts.groupby(level=0).min())
-    row_keys = identities["customer_key"].astype("str").to_numpy()
-    if earliest:
-        first = pd.concat(earliest).groupby(level=0).min()
-        seen = pd.Series(first.reindex(row_keys).to_numpy(), index=identities.index)
-    else:
-        seen = pd.Series(pd.NaT, index=identities.index, dtype="datetime64[ns]")
+            codes = keys.get_indexer(table["customer_key"].astype("str"))
+            ts = _ns(table[col])
+            ok = (codes >= 0) & (ts != np.iinfo(np.int64).min)  # NaT is the smallest int64
+            np.minimum.at(first, codes[ok], ts[ok])
+    first[first == never] = np.iinfo(np.int64).min  # never seen: NaT
+    seen = pd.Series(first[keys.get_indexer(row_keys)].view("datetime64[ns]"), index=identities.index)
     stamped = [c for c in LINK_TIMESTAMPS if c in identities.columns]
     row_ts = pd.Series(pd.NaT, index=identities.index, dtype="datetime64[ns]")
     for col in stamped:
@@ -269,6 +269,11 @@ def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, st
             log.info(note)
             _time_note_logged = True
     return (known_at < as_of).fillna(False).to_numpy(dtype=bool), note
+
+
+def _ns(column: pd.Series) -> np.ndarray:
+    """Timestamps as int64 nanoseconds since the epoch (NaT as the smallest int64)."""
+    return pd.to_datetime(column).to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _factorize_keys(dataset: Dataset) -> tuple[pa.Array, np.ndarray]:
