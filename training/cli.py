@@ -671,8 +671,10 @@ def serve(
     starts the server. OpenAPI docs at http://HOST:PORT/; set SCRM_API_TOKEN to require a bearer token.
     """
     import importlib.util
+    import json
     import os
 
+    from features.pii import PIIKeyError, check_pii_fingerprint
     from features.pipeline import newest_snapshot_dir
     from training import tracking
 
@@ -685,7 +687,8 @@ def serve(
         raise typer.Exit(2)
     try:
         as_of, snapshot_dir = newest_snapshot_dir(data)
-    except FileNotFoundError as exc:
+        check_pii_fingerprint(json.loads((snapshot_dir / "manifest.json").read_text()))
+    except (FileNotFoundError, PIIKeyError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     example_id = _example_person(snapshot_dir / "features.parquet")

@@ -55,3 +55,11 @@ def test_example_id_is_a_person_the_service_scores(tmp_path):
     pd.DataFrame({"person_id": ["p_browser"], "orders": [0]}).to_parquet(path)
     assert _example_person(path) == "p_browser"  # nobody bought yet: still a real id
     assert _example_person(tmp_path / "missing.parquet") == "<person_id or customer_key>"
+
+
+def test_snapshot_under_another_pii_key_is_refused(trained_setup, monkeypatch):
+    monkeypatch.setenv("SCRM_PII_KEY", "another-key")
+    result = serve("--data", str(trained_setup.data_dir))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "built under the PII key with fingerprint" in text and "another-key" not in text
