@@ -36,6 +36,7 @@ audit: $(STAMP)
 	$(BIN)/python .ci/audit.py --lock $(LOCK) --advisories .ci/advisories.yaml
 
 ## demo: simulate a brand → validate → features → train + promote → batch-score → serve on http://127.0.0.1:$(PORT)
+demo: export SCRM_DEV = 1
 demo: $(STAMP)
 	$(BIN)/scrm simulate --customers $(DEMO_CUSTOMERS) --seed 7 --out $(DEMO_DATA)
 	$(BIN)/scrm validate --data $(DEMO_DATA)

@@ -34,7 +34,6 @@ def _models(args, work: Path):
     if args.from_registry:
         return load_champions()
     from features.contract import load_dataset
-    from features.identity import resolve_identities
     from features.simulate import simulate, write_dataset
     from training.fitting import fit_churn, fit_clv
     from training.frames import FeatureCache
@@ -43,7 +42,7 @@ def _models(args, work: Path):
     data_dir = work / "train-data"
     write_dataset(simulate(args.train_customers, seed=args.seed + 1), data_dir)
     data = load_dataset(data_dir)
-    cache = FeatureCache(data, resolve_identities(data).key_to_person)
+    cache = FeatureCache(data)
     churn = fit_churn(cache, args.as_of, horizon_days=90)
     clv = fit_clv(cache, args.as_of, horizon_days=365)
     print(f"trained churn + CLV (defaults) on {args.train_customers:,} simulated customers in "
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             write_dataset(simulate(args.customers, seed=args.seed), data_dir)
         t = time.perf_counter()
         data = load_dataset(data_dir)
-        features = build_features(data, args.as_of, identity=resolve_identities(data).key_to_person)
+        features = build_features(data, args.as_of, identity=resolve_identities(data, as_of=args.as_of).key_to_person)
         del data
         print(f"built the snapshot ({len(features):,} people) in {time.perf_counter() - t:.0f} s")
         if args.write_snapshot:

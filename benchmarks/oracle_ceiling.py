@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     import lightgbm as lgb
 
     from features.contract import load_dataset
-    from features.identity import resolve_identities
     from training import metrics as M
     from training.backtest import oracle_frame
     from training.frames import FeatureCache
@@ -53,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     data = load_dataset(args.data)
-    cache = FeatureCache(data, resolve_identities(data).key_to_person)
+    cache = FeatureCache(data)
     frame = cache.labelled([args.as_of], args.horizon)
     frame = frame[frame["tenure_days"] >= 7].reset_index(drop=True)  # the backtest's eligible people
-    orc = frame[["person_id"]].merge(oracle_frame(args.data, cache.identity, args.as_of, args.horizon),
+    orc = frame[["person_id"]].merge(oracle_frame(args.data, cache.identity_at(args.as_of), args.as_of, args.horizon),
                                      on="person_id", how="left")
     if orc["p_purchase"].isna().all():
         raise SystemExit(f"{args.data} has no simulator truth")

@@ -38,7 +38,7 @@ TS_DTYPE = "datetime64[us]"
 #: Row rules in the order they are checked; a rejected row carries the first rule it fails.
 RULE_ORDER = (
     "empty_key",  # a key column (order_id, customer_key, campaign_id) is missing or blank
-    "unparseable_timestamp",  # order_ts / event_ts / sent_ts missing or unparseable; join_ts present but unparseable
+    "unparseable_timestamp",  # order_ts / event_ts / sent_ts missing or unparseable; join_ts / linked_ts present but unparseable
     "missing_amount",  # amount missing, blank, not a number or infinite
     "negative_amount",  # amount < 0
     "unknown_channel",  # channel not one of CHANNELS (blank → default "other")
@@ -114,6 +114,7 @@ SCHEMAS: dict[str, TableSchema] = {
             "unionid_hash",
             "member_card",
             "join_ts",
+            "linked_ts",
             "birth_year",
             "gender",
             "city",
@@ -121,7 +122,7 @@ SCHEMAS: dict[str, TableSchema] = {
         ),
         keys=("customer_key",),
         id_column="customer_key",
-        timestamps=("join_ts",),
+        timestamps=("join_ts", "linked_ts"),
         enums={"channel": (CHANNELS, "other")},
         numerics=("birth_year",),
         bools=("marketing_opt_out",),

@@ -6,9 +6,20 @@ sharing any identifier value are the same person, and the relation is transitive
 connected components of the bipartite key–identifier graph (:func:`scipy.sparse.csgraph.connected_components`),
 which is linear in the number of edges: a few seconds for millions of keys.
 
-Over-merging guard: an identifier value held by more than ``max_keys_per_identifier`` keys is not a person's
+One-ID in time: with ``as_of``, only the links known strictly before ``as_of`` are used. An identities row
+(a key holding an identifier value) is known from ``max(first seen of the key, linked_ts)``, where ``linked_ts``
+falls back to ``join_ts`` and the key's first sighting is its earliest order, event or ``join_ts``. Two keys are
+linked through a value only when both of their rows are known, so a phone that arrives after ``as_of`` merges
+nothing in features as of that date. Without ``linked_ts``/``join_ts`` every row is taken as known from the first
+order or event of its key (``stats["time_note"]`` says so); a row whose key is never seen and carries no
+timestamp is never known.
+
+Over-merging guards: an identifier value held by more than ``max_keys_per_identifier`` keys is not a person's
 identifier but junk (a store's default phone, a shared staff member card, a placeholder unionid). Such values
-are not used for linking and are counted in ``stats["junk_identifiers"]``.
+are not used for linking and are counted in ``stats["junk_identifiers"]``. A merged person of more than
+``max_keys_per_person`` keys (a chain of keys each linked to the next by its own phone) is not a person either:
+its keys are left unmerged, each its own person, and counted in ``stats["oversized_persons"]`` /
+``stats["oversized_keys"]``.
 
 ``person_id = "p_" + sha1(smallest customer_key of the component)[:12]``, so it is stable across runs as long
 as that key stays in the component, and does not depend on row order or on the other keys.
@@ -17,6 +28,7 @@ as that key stays in the component, and does not depend on row order or on the o
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +41,11 @@ from scipy.sparse.csgraph import connected_components
 from features.dataset import Dataset
 
 IDENTIFIERS = ("phone_hash", "unionid_hash", "member_card")
+#: When an identities row became known: the first of these that is set (then the key's first order or event).
+LINK_TIMESTAMPS = ("linked_ts", "join_ts")
+
+log = logging.getLogger(__name__)
+_time_note_logged = False
 
 
 @dataclass
@@ -44,7 +61,11 @@ class IdentityResult:
         ``keys_per_person`` (size → number of persons), ``keys_without_identifiers``, ``links_by_identifier``
         (per identifier type: Σ over its values of distinct keys − 1, i.e. keys attached to another key through
         that type), ``junk_identifiers`` (per type: values dropped as junk), ``junk_keys`` (keys holding one),
-        ``max_keys_per_identifier``, ``person_id_collisions``, and ``note`` when there is nothing to link.
+        ``max_keys_per_identifier``, ``person_id_collisions``, ``max_keys_per_person``, ``oversized_persons``
+        (merged persons over that size, left unmerged), ``oversized_keys`` (their keys),
+        ``largest_component_before_guard``, ``as_of`` and ``identity_rows_not_yet_known`` (rows dated on or after
+        ``as_of``, or never dated), ``time_note`` when the rows carry no timestamp, and ``note`` when there is
+        nothing to link.
     """
 
     key_to_person: pd.DataFrame
@@ -56,7 +77,9 @@ class IdentityResult:
         return keys.map(mapping)
 
 
-def resolve_identities(dataset: Dataset, *, max_keys_per_identifier: int = 10) -> IdentityResult:
+def resolve_identities(
+    dataset: Dataset, *, as_of=None, max_keys_per_identifier: int = 10, max_keys_per_person: int = 20
+) -> IdentityResult:
     """Give every ``customer_key`` seen in any table a ``person_id`` (union-find over shared identifiers).
 
     Parameters
@@ -64,8 +87,13 @@ def resolve_identities(dataset: Dataset, *, max_keys_per_identifier: int = 10) -
     dataset : Dataset
         Validated tables (:func:`features.contract.load_dataset`); identifiers are read from
         ``dataset.identities`` (``phone_hash``, ``unionid_hash``, ``member_card`` — whichever are present).
+    as_of : date, str or Timestamp, optional
+        Use only the identities rows known strictly before ``as_of`` 00:00 (see the module docstring); every
+        point-in-time caller passes it. ``None`` uses the whole table (the identity as known today).
     max_keys_per_identifier : int, default 10
         An identifier value shared by more keys than this is treated as junk and not used for linking.
+    max_keys_per_person : int, default 20
+        A merged person of more keys than this is left unmerged (each of its keys its own person).
 
     Returns
     -------
@@ -73,11 +101,16 @@ def resolve_identities(dataset: Dataset, *, max_keys_per_identifier: int = 10) -
     """
     if max_keys_per_identifier < 2:
         raise ValueError(f"max_keys_per_identifier must be at least 2, got {max_keys_per_identifier}")
+    if max_keys_per_person < 2:
+        raise ValueError(f"max_keys_per_person must be at least 2, got {max_keys_per_person}")
     keys, ident_codes = _factorize_keys(dataset)
     n_keys = len(keys)
     stats: dict = {
         "keys": n_keys,
         "max_keys_per_identifier": max_keys_per_identifier,
+        "max_keys_per_person": max_keys_per_person,
+        "as_of": None,
+        "identity_rows_not_yet_known": 0,
         "links_by_identifier": {},
         "junk_identifiers": {},
         "junk_keys": 0,
@@ -87,6 +120,12 @@ def resolve_identities(dataset: Dataset, *, max_keys_per_identifier: int = 10) -
     offset = n_keys
     identities = dataset.identities
     present = [c for c in IDENTIFIERS if identities is not None and c in identities.columns]
+    if as_of is not None and identities is not None and present:
+        known, time_note = _known_before(dataset, pd.Timestamp(as_of))
+        stats.update(as_of=pd.Timestamp(as_of).date().isoformat(), identity_rows_not_yet_known=int((~known).sum()))
+        if time_note:
+            stats["time_note"] = time_note
+        identities, ident_codes = identities[known], ident_codes[known]
     junk_key_codes = []
     with_identifier = np.zeros(n_keys, dtype=bool)
     for col in present:
@@ -115,6 +154,17 @@ def resolve_identities(dataset: Dataset, *, max_keys_per_identifier: int = 10) -
     graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(offset, offset)).tocsr()
     _, labels = connected_components(graph, directed=False)
     comp, _ = pd.factorize(labels[:n_keys])  # components that hold a key, numbered 0..n_persons-1
+    # mega-person guard: a component of more keys than a person holds is a chain of links, not a person
+    sizes = np.bincount(comp) if n_keys else np.empty(0, dtype=np.int64)
+    oversized = sizes > max_keys_per_person
+    stats["largest_component_before_guard"] = int(sizes.max()) if len(sizes) else 0
+    stats["oversized_persons"] = int(oversized.sum())
+    stats["oversized_keys"] = int(sizes[oversized].sum())
+    if oversized.any():
+        alone = oversized[comp]
+        comp = comp.copy()
+        comp[alone] = len(sizes) + np.arange(int(alone.sum()))
+        comp, _ = pd.factorize(comp)
     n_persons = int(comp.max()) + 1 if n_keys else 0
 
     # the smallest key of each component, by rank in sorted order
@@ -163,6 +213,13 @@ def print_stats(result: IdentityResult, console) -> None:
     table.add_row("persons", f"{s['persons']:,}")
     table.add_row("persons with 2+ keys", f"{s['multi_key_persons']:,} ({s['keys_in_multi_key_persons']:,} keys)")
     table.add_row("largest person (keys)", f"{s['largest_component']:,}")
+    if s.get("oversized_persons"):
+        table.add_row(
+            f"merges over {s['max_keys_per_person']} keys (left unmerged)",
+            f"{s['oversized_persons']:,} ({s['oversized_keys']:,} keys)",
+        )
+    if s.get("as_of"):
+        table.add_row(f"identity rows not known before {s['as_of']}", f"{s['identity_rows_not_yet_known']:,}")
     table.add_row("keys without any identifier", f"{s['keys_without_identifiers']:,}")
     for col, n in s["links_by_identifier"].items():
         table.add_row(f"keys linked via {col}", f"{n:,}")
@@ -172,8 +229,51 @@ def print_stats(result: IdentityResult, console) -> None:
                 f"junk {col} values (> {s['max_keys_per_identifier']} keys each, not used)", f"{n:,}"
             )
     console.print(table)
-    if s.get("note"):
-        console.print(f"  note: {s['note']}")
+    for note in (s.get("note"), s.get("time_note")):
+        if note:
+            console.print(f"  note: {note}")
+
+
+def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, str | None]:
+    """Which identities rows were known strictly before ``as_of``, and the note when the rows carry no timestamp.
+
+    A row is known from ``max(first seen of its key, linked_ts or else join_ts)``; a key is first seen at its
+    earliest order, event or ``join_ts``. A row with neither a timestamp nor a sighting of its key is never known.
+    """
+    global _time_note_logged
+    identities = dataset.identities
+    row_keys = identities["customer_key"].astype("str")
+    keys = pd.Index(row_keys.unique())
+    never = np.iinfo(np.int64).max
+    first = np.full(len(keys), never, dtype=np.int64)  # ns since the epoch of each key's first sighting
+    for table, col in [(dataset.orders, "order_ts"), (dataset.events, "event_ts"), (identities, "join_ts")]:
+        if table is not None and col in table.columns and "customer_key" in table.columns:
+            codes = keys.get_indexer(table["customer_key"].astype("str"))
+            ts = _ns(table[col])
+            ok = (codes >= 0) & (ts != np.iinfo(np.int64).min)  # NaT is the smallest int64
+            np.minimum.at(first, codes[ok], ts[ok])
+    first[first == never] = np.iinfo(np.int64).min  # never seen: NaT
+    seen = pd.Series(first[keys.get_indexer(row_keys)].view("datetime64[ns]"), index=identities.index)
+    stamped = [c for c in LINK_TIMESTAMPS if c in identities.columns]
+    row_ts = pd.Series(pd.NaT, index=identities.index, dtype="datetime64[ns]")
+    for col in stamped:
+        row_ts = row_ts.fillna(pd.to_datetime(identities[col]).astype("datetime64[ns]"))
+    known_at = pd.concat([seen, row_ts], axis=1).max(axis=1)  # NaT only when both are missing
+    note = None
+    if not stamped or row_ts.isna().all():
+        note = (
+            "identities carry no linked_ts or join_ts: each link is taken as known from the first order or "
+            "event of its keys"
+        )
+        if not _time_note_logged:
+            log.info(note)
+            _time_note_logged = True
+    return (known_at < as_of).fillna(False).to_numpy(dtype=bool), note
+
+
+def _ns(column: pd.Series) -> np.ndarray:
+    """Timestamps as int64 nanoseconds since the epoch (NaT as the smallest int64)."""
+    return pd.to_datetime(column).to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _factorize_keys(dataset: Dataset) -> tuple[pa.Array, np.ndarray]:

@@ -59,7 +59,7 @@ def build_labels(
     if identity is None and data.identities is not None and len(data.identities):
         from features.identity import resolve_identities
 
-        identity = resolve_identities(data).key_to_person
+        identity = resolve_identities(data, as_of=as_of).key_to_person
     con = backend if backend is not None else connect()
     inputs = Inputs(con)
     orders = input_table(data.orders, ["customer_key", "order_ts", "amount", "status"], inputs)

@@ -35,6 +35,7 @@ from rich.table import Table
 from features.backend import Inputs, as_date, check_identity, connect, input_table, map_keys, require
 from features.config import FeatureConfig  # noqa: F401 - re-exported: the pipeline's public settings
 from features.dataset import Dataset
+from features.identity import resolve_identities
 from features.interactions import (
     campaign_aggregates,
     event_key_aggregates,
@@ -42,6 +43,7 @@ from features.interactions import (
     pivot_events,
     profile_aggregates,
 )
+from features.pii import check_pii_fingerprint, pii_key_fingerprint, warn_if_pii_key_changed
 from features.rfm import (
     daily_aggregates,
     lifecycle_stage,
@@ -110,12 +112,10 @@ def complete_key_map(data: Dataset, identity: pd.DataFrame | None, *, backend=No
             con.disconnect()
 
 
-def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, backend=None) -> pd.DataFrame:
-    """The key map to use: ``identity`` if given, else One-ID when identities exist, else one key per person."""
+def resolve_key_map(data: Dataset, identity: pd.DataFrame | None = None, *, as_of=None, backend=None) -> pd.DataFrame:
+    """The key map to use: ``identity`` if given, else One-ID as of ``as_of`` if there are identities, else none."""
     if identity is None and data.identities is not None and len(data.identities):
-        from features.identity import resolve_identities
-
-        identity = resolve_identities(data).key_to_person
+        identity = resolve_identities(data, as_of=as_of).key_to_person
     return complete_key_map(data, identity, backend=backend)
 
 
@@ -340,9 +340,7 @@ def build_features(
     as_of = as_date(as_of)
     config = config or FeatureConfig()
     if identity is None and data.identities is not None and len(data.identities):
-        from features.identity import resolve_identities
-
-        identity = resolve_identities(data).key_to_person
+        identity = resolve_identities(data, as_of=as_of).key_to_person
     con = backend if backend is not None else connect()
     stages = _Stages(con)
     try:
@@ -441,7 +439,7 @@ def build_snapshot(
     config = config or FeatureConfig()
     con = backend if backend is not None else connect()
     try:
-        key_map = resolve_key_map(dataset, identity, backend=con)
+        key_map = resolve_key_map(dataset, identity, as_of=as_of, backend=con)
         features = build_features(dataset, as_of, identity=key_map, config=config, backend=con, console=console)
     finally:
         if backend is None:
@@ -462,7 +460,9 @@ def build_snapshot(
         "model_columns": model_columns(features),
         "config": config.model_dump(mode="json"),
         "engine": f"ibis {ibis.__version__} on {con.name}",
+        "pii_key_fingerprint": pii_key_fingerprint(required=False),
     }
+    warn_if_pii_key_changed(Path(out_dir).parent, manifest["pii_key_fingerprint"], console=console)
     path = write_snapshot(features, key_map, Path(out_dir), manifest)
     return Snapshot(features=features, identity=key_map, manifest=manifest, path=path)
 
@@ -482,8 +482,10 @@ def load_snapshot(path: Path) -> Snapshot:
 
 
 def latest_snapshot(data_dir: Path) -> Snapshot:
-    """The snapshot with the newest ``as_of`` under ``DATA/features/`` (directories ``as_of=YYYY-MM-DD``)."""
-    return load_snapshot(newest_snapshot_dir(data_dir)[1])
+    """The newest snapshot under ``DATA/features/``; ``features.pii.PIIKeyError`` if made under another PII key."""
+    snapshot = load_snapshot(newest_snapshot_dir(data_dir)[1])
+    check_pii_fingerprint(snapshot.manifest)
+    return snapshot
 
 
 def newest_snapshot_dir(data_dir: Path) -> tuple[date, Path]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 N_CUSTOMERS = int(os.environ.get("SCRM_NB_CUSTOMERS", "5000"))
+os.environ.setdefault("SCRM_DEV", "1")  # simulated data: the public development PII key is fine without SCRM_PII_KEY
 workdir = Path(os.environ.get("SCRM_NB_WORKDIR") or tempfile.mkdtemp(prefix="scrm-quickstart-"))
 data_dir = workdir / "data"
 
@@ -60,12 +61,12 @@ from features.contract import load_dataset
 from features.identity import resolve_identities
 from features.pipeline import build_features
 
+AS_OF = "2026-01-01"
 data = load_dataset(data_dir)
-identity = resolve_identities(data)
+identity = resolve_identities(data, as_of=AS_OF)  # only the links known before AS_OF
 identity.stats
 
 # %%
-AS_OF = "2026-01-01"
 features = build_features(data, AS_OF, identity=identity.key_to_person)
 features[["person_id", "orders", "recency_days", "total_spend", "rfm_segment", "rfm_segment_en",
           "lifecycle_stage"]].head()

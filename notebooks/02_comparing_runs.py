@@ -35,6 +35,7 @@ from training import tracking
 tracking.configure()
 client = MlflowClient()
 N_CUSTOMERS = int(os.environ.get("SCRM_NB_CUSTOMERS", "5000"))
+os.environ.setdefault("SCRM_DEV", "1")  # simulated data: the public development PII key is fine without SCRM_PII_KEY
 
 # %%
 experiment = client.get_experiment_by_name("backtest")

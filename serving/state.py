@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features import spec
+from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
@@ -96,12 +97,17 @@ def find_snapshot(data_dir: str | Path) -> Snapshot:
 
     as_of, path = newest_valid_snapshot_dir(data_dir)
     try:
-        return load_snapshot(path)
+        snapshot = load_snapshot(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise ServingSetupError(
             f"snapshot {path} cannot be read ({type(exc).__name__}: {exc}); rebuild it with "
             f"`scrm features build --data {data_dir} --as-of {as_of.isoformat()}`"
         ) from None
+    try:
+        check_pii_fingerprint(snapshot.manifest)
+    except PIIKeyError as exc:
+        raise ServingSetupError(str(exc)) from None
+    return snapshot
 
 
 def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:

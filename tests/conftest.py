@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
+
+# The PII key for module- and session-scoped fixtures too (an unset key is an error outside SCRM_DEV=1); the
+# same value as the per-test setting below, so data hashed by a shared fixture links with a test's own hashing.
+os.environ["SCRM_PII_KEY"] = "test-pii-key"
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import Dataset
-from features.identity import resolve_identities
 from training import plots, tracking
 from training.fitting import DEFAULT_MAX_TRAIN_ROWS, fit_churn, fit_clv
 from training.frames import FeatureCache, as_date
@@ -74,8 +73,8 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
         raise ValueError(f"the data ends {data.data_end.date()}, before the end of the evaluation window "
                          f"[{as_of}, {end}); choose an earlier --as-of or a shorter --horizon")
     if cache is None:
-        cache = FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
-    identity = cache.identity
+        cache = FeatureCache(data, random_state=random_state)
+    identity = cache.identity_at(as_of)
     common = dict(horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, random_state=random_state,
                   max_train_rows=max_train_rows, progress=progress)
     churn = fit_churn(cache, as_of, **common, **(churn_params or {}))

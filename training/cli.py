@@ -170,6 +170,9 @@ def features_build(
         Path | None,
         typer.Option("--config", help="FeatureConfig YAML/JSON file (windows, RFM bins, lifecycle thresholds)."),
     ] = None,
+    max_keys_per_person: Annotated[
+        int, typer.Option(min=2, help="One-ID: a merged person of more keys than this is left unmerged.")
+    ] = 20,
 ) -> None:
     """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of.
 
@@ -188,7 +191,7 @@ def features_build(
     cutoff = parse_date(as_of)
     dataset = load_or_exit(data)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
-    identity = resolve_identities(dataset)
+    identity = resolve_identities(dataset, as_of=cutoff, max_keys_per_person=max_keys_per_person)
     print_stats(identity, console)
     snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console, identity=identity.key_to_person,
                               config=feature_config)
@@ -410,7 +413,7 @@ def score_cmd(
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset).key_to_person)
+        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person)
     with console.status(f"scoring {len(feats):,} people"):
         scores = score(feats, models, as_of=cutoff, with_reasons=reasons)
     scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
@@ -614,7 +617,7 @@ def lookalike(
     seed_ids = read_ids(seeds)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
-    identity = resolve_identities(dataset).key_to_person
+    identity = resolve_identities(dataset, as_of=cutoff).key_to_person
     with console.status(f"building features as of {cutoff}"):
         feats = build_features(dataset, cutoff, identity=identity)
     names = [c.strip() for c in exclude.split(",") if c.strip()]
@@ -742,8 +745,10 @@ def serve(
     starts the server. OpenAPI docs at http://HOST:PORT/; set SCRM_API_TOKEN to require a bearer token.
     """
     import importlib.util
+    import json
     import os
 
+    from features.pii import check_pii_fingerprint
     from features.pipeline import newest_snapshot_dir
     from features.snapshot_check import SnapshotError, validate_snapshot
     from training import registry, tracking
@@ -759,6 +764,7 @@ def serve(
     except SnapshotError as exc:
         raise InputError(f"{exc}; rebuild it with `scrm features build --data {data} --as-of {as_of}`",
                          field="--data") from None
+    check_pii_fingerprint(json.loads((snapshot_dir / "manifest.json").read_text()))  # PIIKeyError: exit 2
     example_id = _example_person(snapshot_dir / "features.parquet")
     versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
     missing = [name for name, v in versions.items() if v is None]

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import Dataset
+from features.identity import resolve_identities
 from features.labels import build_labels
 from features.pipeline import build_features
 from training.btyd import BTYDFitError, BTYDModel
@@ -279,7 +280,8 @@ class FeatureCache:
     data : Dataset
         Validated tables.
     identity : DataFrame, optional
-        One-ID ``key_to_person`` frame (resolved by ``build_features`` when ``None``).
+        One fixed One-ID ``key_to_person`` frame for every cutoff; when ``None`` (the default) One-ID is resolved
+        at each cutoff from the links known before it (``resolve_identities(data, as_of=cutoff)``).
     random_state : int
         Seed of the BTYD fits' simulations.
     btyd_params : dict, optional
@@ -295,12 +297,22 @@ class FeatureCache:
         self._features: dict[date, pd.DataFrame] = {}
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
         self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
+        self._identity: dict[date, pd.DataFrame] = {}
+
+    def identity_at(self, cutoff) -> pd.DataFrame:
+        """The ``key_to_person`` frame used at ``cutoff``: the fixed one, or One-ID as known before ``cutoff``."""
+        if self.identity is not None:
+            return self.identity
+        cutoff = as_date(cutoff)
+        if cutoff not in self._identity:
+            self._identity[cutoff] = resolve_identities(self.data, as_of=cutoff).key_to_person
+        return self._identity[cutoff]
 
     def features(self, cutoff) -> pd.DataFrame:
         """The snapshot of ``build_features`` at ``cutoff`` (computed once, kept compact: see :func:`compact`)."""
         cutoff = as_date(cutoff)
         if cutoff not in self._features:
-            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity))
+            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff)))
         return self._features[cutoff]
 
     def release(self, cutoffs: Sequence, *, keep: Sequence = ()) -> None:
@@ -308,6 +320,7 @@ class FeatureCache:
         keep = {as_date(c) for c in keep}
         for cutoff in {as_date(c) for c in cutoffs} - keep:
             self._features.pop(cutoff, None)
+            self._identity.pop(cutoff, None)
             for key in [k for k in self._labels if k[0] == cutoff]:
                 del self._labels[key]
 
@@ -315,7 +328,7 @@ class FeatureCache:
         """``build_labels`` at ``cutoff`` for ``horizon_days`` (computed once)."""
         key = (as_date(cutoff), int(horizon_days))
         if key not in self._labels:
-            self._labels[key] = build_labels(self.data, key[0], key[1], identity=self.identity)
+            self._labels[key] = build_labels(self.data, key[0], key[1], identity=self.identity_at(key[0]))
         return self._labels[key]
 
     def btyd(self, cutoff) -> BTYDModel | None:

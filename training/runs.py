@@ -19,9 +19,8 @@ from typing import Literal
 
 import pandas as pd
 
-from training import registry, tracking
 from features.errors import InputError
-from training import tracking
+from training import registry, tracking
 
 #: Experiments whose runs produce a registered model of the same name.
 REGISTERED_MODEL_FOR_EXPERIMENT = {name: name for name in registry.REGISTERED_MODELS}

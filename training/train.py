@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from features.dataset import Dataset
-from features.identity import resolve_identities
 from training import plots, pyfunc, registry, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
@@ -140,7 +139,7 @@ def _gate(name: str, version: str | None, fitted: Fitted):
 
 
 def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> FeatureCache:
-    return cache or FeatureCache(data, resolve_identities(data).key_to_person, random_state=random_state)
+    return cache or FeatureCache(data, random_state=random_state)
 
 
 def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,

@@ -8,7 +8,7 @@ WeChat, Douyin and in stores, 2023-01-01 .. 2025-12-31 by default:
 - ``events``: customer_key, event_ts, event_type (view, cart, favorite, search, coupon_claim, coupon_redeem,
   message_open, message_click, livestream_view, share, review, store_visit), channel, campaign_id;
 - ``identities``: one row per customer_key: channel, phone (raw, messy formats), unionid, member_card,
-  join_ts, birth_year, gender, city, marketing_opt_out;
+  join_ts, linked_ts (the account's first use: when its identifiers become linkable), birth_year, gender, city, marketing_opt_out;
 - ``campaign_touches``: campaign_id, customer_key, sent_ts, group (treatment | control), channel,
   offer_cost;
 

@@ -221,6 +221,8 @@ def _identities(people, keys, orders, events, touches, start, n_days, cfg: SimCo
             "unionid": _str(union, np.arange(n_keys), present(cfg.unionid_missing)),
             "member_card": _str(card, np.arange(n_keys), present(cfg.member_card_missing)),
             "join_ts": _ts(start, join),
+            # the account's identifiers are bound when it is first used (One-ID may link it from then on)
+            "linked_ts": _ts(start, first),
             "birth_year": pd.arrays.IntegerArray(people.birth_year[kp].astype(np.int64), ~has_profile),
             "gender": _str(["F", "M"], people.gender[kp], has_profile),
             "city": _str(list(CITIES), people.city[kp], has_city),

@@ -212,3 +212,93 @@ def test_link_precision_and_recall_against_simulator_truth(simulated):
     assert precision >= 0.99, precision
     assert recall >= 0.95, recall
     assert result.stats["keys"] == len(truth_keys)
+
+
+# --- in time: only links known before as_of ---------------------------------------------------------------------
+
+
+def _timed(identities: pd.DataFrame, orders: dict[str, str]) -> Dataset:
+    """Identities plus one paid order per key at the given date."""
+    o = pd.DataFrame({"customer_key": list(orders), "order_ts": pd.to_datetime(list(orders.values()))})
+    o = o.assign(order_id=[f"o{i}" for i in range(len(o))], amount=10.0)
+    return Dataset(orders=o, identities=identities)
+
+
+def test_link_known_after_as_of_does_not_merge():
+    # a WeChat account and a Tmall buyer share a phone that is bound on 2025-09-01
+    ids = pd.DataFrame({"customer_key": ["tmall:a", "wechat:b"], "phone_hash": ["h", "h"],
+                        "linked_ts": pd.to_datetime(["2025-01-05 00:00", "2025-09-01 10:00"])})
+    ds = _timed(ids, {"tmall:a": "2025-01-05", "wechat:b": "2025-02-01"})
+    for as_of, persons in [("2025-06-01", 2), ("2025-09-01", 2), ("2025-09-02", 1)]:
+        result = resolve_identities(ds, as_of=as_of)
+        assert result.stats["persons"] == persons, as_of
+    before = resolve_identities(ds, as_of="2025-06-01")
+    assert before.stats["identity_rows_not_yet_known"] == 1 and before.stats["as_of"] == "2025-06-01"
+    assert _persons(resolve_identities(ds, as_of="2025-09-02"))["wechat:b"] == _pid("tmall:a")  # same rule
+    assert resolve_identities(ds).stats["persons"] == 1  # as_of=None: the whole table (identity as known today)
+
+
+def test_feature_snapshot_before_the_link_keeps_the_keys_apart():
+    from features.pipeline import build_features
+
+    ids = pd.DataFrame({"customer_key": ["tmall:a", "wechat:b"], "phone_hash": ["h", "h"],
+                        "linked_ts": pd.to_datetime([None, "2025-09-01"])})
+    ds = _timed(ids, {"tmall:a": "2025-01-05", "wechat:b": "2025-02-01"})
+    quiet = Console(file=io.StringIO())
+    early = build_features(ds, "2025-06-01", console=quiet)
+    late = build_features(ds, "2025-10-01", console=quiet)
+    assert len(early) == 2 and early["orders"].tolist() == [1, 1]
+    assert len(late) == 1 and late["orders"].tolist() == [2]
+
+
+def test_without_timestamps_links_count_from_each_keys_first_sighting():
+    ids = pd.DataFrame({"customer_key": ["tmall:a", "wechat:b", "store:c"], "member_card": ["M", "M", "M"]})
+    ds = _timed(ids, {"tmall:a": "2025-01-05", "wechat:b": "2025-03-01"})  # store:c never seen: never known
+    mid = resolve_identities(ds, as_of="2025-02-01")
+    assert mid.stats["persons"] == 3 and "first order or event" in mid.stats["time_note"]
+    assert mid.stats["identity_rows_not_yet_known"] == 2
+    late = resolve_identities(ds, as_of="2025-03-02")
+    assert late.stats["persons"] == 2 and _persons(late)["wechat:b"] == _persons(late)["tmall:a"]
+    # join_ts dates a row when linked_ts is absent (and makes the key seen)
+    joined = resolve_identities(_timed(ids.assign(join_ts=pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03"])),
+                                       {"tmall:a": "2025-01-05"}), as_of="2025-01-04")
+    assert joined.stats["persons"] == 1 and "time_note" not in joined.stats
+
+
+def test_print_stats_shows_the_time_note_once():
+    ids = pd.DataFrame({"customer_key": ["a", "b"], "phone_hash": ["h", "h"]})
+    console = Console(file=io.StringIO(), width=160)
+    print_identity_stats(resolve_identities(_timed(ids, {"a": "2025-01-01", "b": "2025-01-02"}), as_of="2025-02-01"),
+                         console)
+    out = console.file.getvalue()
+    assert out.count("taken as known from the first order or event") == 1
+    assert "identity rows not known before 2025-02-01" in out
+
+
+# --- the mega-person guard ----------------------------------------------------------------------------------------
+
+
+def test_chain_of_500_keys_is_not_one_person():
+    # k000—k001 share phone 0, k001—k002 phone 1, ...: every identifier holds 2 keys, the component 500
+    n = 500
+    keys = [f"k{i:03d}" for i in range(n)]
+    chain = pd.DataFrame({"customer_key": keys[:-1] + keys[1:], "phone_hash": [f"h{i}" for i in range(n - 1)] * 2})
+    pair = pd.DataFrame({"customer_key": ["tmall:x", "jd:x"], "phone_hash": ["hx", "hx"]})
+    ds = _dataset(pd.concat([chain, pair], ignore_index=True))
+    result = resolve_identities(ds)
+    s = result.stats
+    assert s["junk_identifiers"] == {"phone_hash": 0}  # the per-identifier guard does not see it
+    assert s["largest_component_before_guard"] == n and s["oversized_persons"] == 1 and s["oversized_keys"] == n
+    assert s["persons"] == n + 1 and s["largest_component"] == 2 and s["max_keys_per_person"] == 20
+    persons = _persons(result)
+    assert all(persons[k] == _pid(k) for k in keys) and persons["jd:x"] == persons["tmall:x"] == _pid("jd:x")
+
+    console = Console(file=io.StringIO(), width=160)
+    print_identity_stats(result, console)
+    assert "merges over 20 keys (left unmerged)" in console.file.getvalue()
+    assert "1 (500 keys)" in console.file.getvalue()
+    # configurable: a limit above the chain lets it merge, one of 2 keeps only pairs
+    assert resolve_identities(ds, max_keys_per_person=n).stats["persons"] == 2
+    assert resolve_identities(ds, max_keys_per_person=2).stats["oversized_keys"] == n
+    with pytest.raises(ValueError, match="max_keys_per_person"):
+        resolve_identities(ds, max_keys_per_person=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import logging
 
 import numpy as np
@@ -11,7 +12,15 @@ import pandas as pd
 import pytest
 
 from features import pii
-from features.pii import hmac_hash, normalize_phone, pii_key
+from features.pii import (
+    PIIKeyError,
+    check_pii_fingerprint,
+    hmac_hash,
+    normalize_phone,
+    pii_key,
+    pii_key_fingerprint,
+    warn_if_pii_key_changed,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,9 +91,81 @@ def test_pii_key_from_environment(monkeypatch):
 
 def test_pii_key_development_default_warns_once(monkeypatch, caplog):
     monkeypatch.delenv("SCRM_PII_KEY", raising=False)
+    monkeypatch.setenv("SCRM_DEV", "1")
     monkeypatch.setattr(pii, "_warned_dev_key", False)
     with caplog.at_level(logging.WARNING, logger="features.pii"):
         assert pii_key() == pii.DEV_PII_KEY.encode()
         assert pii_key() == pii.DEV_PII_KEY.encode()
     warnings = [r for r in caplog.records if "SCRM_PII_KEY" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_unset_key_is_an_error_outside_dev_mode(monkeypatch):
+    monkeypatch.delenv("SCRM_PII_KEY", raising=False)
+    monkeypatch.delenv("SCRM_DEV", raising=False)
+    with pytest.raises(PIIKeyError, match="SCRM_PII_KEY is not set.*SCRM_DEV=1"):
+        pii_key()
+    assert pii_key_fingerprint(required=False) is None  # a snapshot of data without PII records no key
+    monkeypatch.setenv("SCRM_DEV", "0")
+    with pytest.raises(PIIKeyError):
+        pii_key()
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t \n"])
+def test_blank_key_is_refused_even_in_dev_mode(monkeypatch, blank):
+    monkeypatch.setenv("SCRM_PII_KEY", blank)
+    monkeypatch.setenv("SCRM_DEV", "1")
+    with pytest.raises(PIIKeyError, match="set but blank"):
+        pii_key()
+    with pytest.raises(PIIKeyError, match="set but blank"):
+        pii_key_fingerprint(required=False)
+
+
+def test_fingerprint_is_an_hmac_of_a_fixed_string_never_the_key(monkeypatch):
+    monkeypatch.setenv("SCRM_PII_KEY", "s3cret")
+    fp = pii_key_fingerprint()
+    assert fp == hmac.new(b"s3cret", b"scrm-models PII key fingerprint v1", hashlib.sha256).hexdigest()[:16]
+    assert len(fp) == 16 and "s3cret" not in fp
+    monkeypatch.setenv("SCRM_PII_KEY", "other")
+    assert pii_key_fingerprint() != fp
+
+
+def test_check_pii_fingerprint_refuses_another_key(monkeypatch):
+    monkeypatch.setenv("SCRM_PII_KEY", "old-key")
+    manifest = {"as_of": "2025-07-01", "source": "data/brand", "pii_key_fingerprint": pii_key_fingerprint()}
+    check_pii_fingerprint(manifest)  # same key: fine
+    check_pii_fingerprint({"as_of": "2025-07-01"})  # a snapshot from before fingerprints: accepted
+    monkeypatch.setenv("SCRM_PII_KEY", "new-key")
+    with pytest.raises(PIIKeyError, match=f"fingerprint {manifest['pii_key_fingerprint']}.*rebuild") as exc:
+        check_pii_fingerprint(manifest)
+    assert "old-key" not in str(exc.value) and "new-key" not in str(exc.value)
+
+
+def test_snapshots_carry_the_fingerprint_and_a_key_change_warns_and_refuses(tmp_path, monkeypatch, caplog):
+    from rich.console import Console
+
+    from features.dataset import Dataset
+    from features.pipeline import build_snapshot, latest_snapshot
+
+    orders = pd.DataFrame({"order_id": ["o1", "o2"], "customer_key": ["a", "b"], "amount": [10.0, 20.0],
+                           "order_ts": pd.to_datetime(["2025-01-02 00:00", "2025-02-03 00:00"])})
+    ids = pd.DataFrame({"customer_key": ["a", "b"], "phone_hash": ["h", "h"]})  # pre-hashed: cannot be checked
+    ds = Dataset(orders=orders, identities=ids)
+    quiet = Console(quiet=True)
+    monkeypatch.setenv("SCRM_PII_KEY", "old-key")
+    old = build_snapshot(ds, "2025-03-01", out_dir=tmp_path / "features" / "as_of=2025-03-01", console=quiet)
+    assert old.manifest["pii_key_fingerprint"] == pii_key_fingerprint()
+    assert "old-key" not in (old.path / "manifest.json").read_text()
+    assert latest_snapshot(tmp_path).manifest["as_of"] == "2025-03-01"
+
+    monkeypatch.setenv("SCRM_PII_KEY", "new-key")
+    with pytest.raises(PIIKeyError, match="built under the PII key with fingerprint"):
+        latest_snapshot(tmp_path)
+    console = Console(record=True, width=200, file=io.StringIO())
+    with caplog.at_level(logging.WARNING, logger="features.pii"):
+        build_snapshot(ds, "2025-04-01", out_dir=tmp_path / "features" / "as_of=2025-04-01", console=console)
+    printed = console.export_text()
+    assert "WARNING:" in printed and "SCRM_PII_KEY changed" in printed and "2025-03-01" in printed
+    assert any("2025-03-01" in r.getMessage() for r in caplog.records)
+    assert latest_snapshot(tmp_path).manifest["as_of"] == "2025-04-01"  # the newest is under the current key
+    assert warn_if_pii_key_changed(tmp_path / "features", pii_key_fingerprint()) == ["2025-03-01"]

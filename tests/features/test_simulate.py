@@ -17,7 +17,7 @@ ORDER_COLUMNS = [
 ]  # fmt: skip
 EVENT_COLUMNS = ["customer_key", "event_ts", "event_type", "channel", "campaign_id"]
 IDENTITY_COLUMNS = [
-    "customer_key", "channel", "phone", "unionid", "member_card", "join_ts", "birth_year", "gender", "city",
+    "customer_key", "channel", "phone", "unionid", "member_card", "join_ts", "linked_ts", "birth_year", "gender", "city",
     "marketing_opt_out",
 ]  # fmt: skip
 TOUCH_COLUMNS = ["campaign_id", "customer_key", "sent_ts", "group", "channel", "offer_cost"]
@@ -59,6 +59,13 @@ def test_tables_follow_the_data_contract(sim):
     assert list(events.columns) == EVENT_COLUMNS
     assert list(sim["identities"].columns) == IDENTITY_COLUMNS
     assert list(sim["campaign_touches"].columns) == TOUCH_COLUMNS
+    # an account's identifiers are linked at its first use: after joining, at its first order or event if any
+    ident = sim["identities"].set_index("customer_key")
+    assert (ident["linked_ts"] >= ident["join_ts"]).all()
+    used = pd.concat([orders[["customer_key", "order_ts"]].set_axis(["customer_key", "ts"], axis=1),
+                      events[["customer_key", "event_ts"]].set_axis(["customer_key", "ts"], axis=1)])
+    first_use = used.groupby("customer_key")["ts"].min()
+    assert (ident.loc[first_use.index, "linked_ts"] == first_use).all()
     assert orders["order_id"].is_unique
     assert orders["amount"].notna().all() and (orders["amount"] > 0).all()
     assert set(orders["channel"]) == set(CHANNELS)

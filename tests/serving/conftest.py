@@ -70,7 +70,6 @@ def _register(name: str, fitted, features: pd.DataFrame) -> int:
 @pytest.fixture(scope="session")
 def trained_setup(tmp_path_factory) -> TrainedSetup:
     from features.contract import load_dataset
-    from features.identity import resolve_identities
     from features.pipeline import build_snapshot
     from features.simulate import simulate, write_dataset
     from training.fitting import fit_churn, fit_clv
@@ -86,7 +85,7 @@ def trained_setup(tmp_path_factory) -> TrainedSetup:
         write_dataset(simulate(N_CUSTOMERS, seed=7), data_dir)
         dataset = load_dataset(data_dir)
         snapshot = build_snapshot(dataset, AS_OF, out_dir=data_dir / "features" / f"as_of={AS_OF.isoformat()}")
-        cache = FeatureCache(dataset, resolve_identities(dataset).key_to_person)
+        cache = FeatureCache(dataset)  # One-ID as known before each cutoff
         lgbm = {k: v for k, v in SMALL.items() if k != "n_cutoffs"}
         churn_a = fit_churn(cache, AS_OF, n_cutoffs=SMALL["n_cutoffs"], random_state=0, **lgbm)
         churn_b = fit_churn(cache, AS_OF, n_cutoffs=SMALL["n_cutoffs"], random_state=1, num_leaves=7, **lgbm)

@@ -119,3 +119,11 @@ def test_the_service_refuses_a_damaged_snapshot_with_the_fix(trained_setup, tmp_
     with pytest.raises(ServingSetupError, match="scrm features build") as err:
         ScrmService()
     assert says in str(err.value)
+
+
+def test_snapshot_under_another_pii_key_is_refused(trained_setup, monkeypatch):
+    monkeypatch.setenv("SCRM_PII_KEY", "another-key")
+    result = serve("--data", str(trained_setup.data_dir))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "built under the PII key with fingerprint" in text and "another-key" not in text

@@ -44,7 +44,6 @@ def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default", qu
     ``quick_btyd`` fits BTYD with ``QUICK_CHAIN``.
     """
     from features.contract import load_dataset
-    from features.identity import resolve_identities
     from features.simulate import simulate, write_dataset
     from features.simulate.config import SimConfig
     from training.frames import FeatureCache
@@ -54,8 +53,7 @@ def small(n_customers: int = 1500, seed: int = 3, *, config: str = "default", qu
     if not data_dir.exists():
         write_dataset(simulate(n_customers, seed=seed, config=cfg), data_dir)
     dataset = load_dataset(data_dir)
-    cache = FeatureCache(dataset, resolve_identities(dataset).key_to_person,
-                         btyd_params=QUICK_CHAIN if quick_btyd else None)
+    cache = FeatureCache(dataset, btyd_params=QUICK_CHAIN if quick_btyd else None)
     return Small(data_dir, dataset, cache)
 
 
