@@ -1,0 +1,285 @@
+"""`scrm train`, `promote`, `rollback`, `score`, `backtest` and `lookalike`: models from snapshots."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from features.errors import InputError
+from training.cli.base import (
+    AsOf,
+    Cutoffs,
+    DataDir,
+    OptAsOf,
+    Seed,
+    Step,
+    _resolve_as_of,
+    _Typer,
+    app,
+    console,
+    exit_2_on,
+    load_or_exit,
+    parse_date,
+)
+
+train_app = _Typer(
+    help=(
+        "Train churn and CLV models on rolling cutoffs, validate on the latest complete window, log everything "
+        "to MLflow and register a new version. The `champion` alias moves only when the new version beats it on "
+        "the validation metric (churn: AUC, CLV: normalised Gini); otherwise it becomes `challenger`."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+
+def _steps(total: int, label: str):
+    """A rich progress bar over `total` feature snapshots; returns (progress, advance-callback)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn(), console=console, transient=True)
+    task = progress.add_task(label, total=total)
+    return progress, lambda: progress.advance(task)
+
+
+def _print_train(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.name} (run {result.run_id[:8]})")
+    table.add_column("validation metric")
+    table.add_column("value", justify="right")
+    for k, v in result.metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    d = result.decision
+    if d is not None:
+        console.print(f"{result.name} v{result.version}: [bold]{d.decision}[/] "
+                      f"({d.metric} {d.value:.4f} vs champion {d.champion_value if d.champion_value is not None else '—'})")
+
+
+def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoffs: int, step_days: int,
+           random_state: int, register: bool) -> None:
+    from training import train as T
+
+    dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
+    n_frames = {"churn": cutoffs + 2, "clv": cutoffs + 1, "all": 2 * cutoffs + 3}[kind]
+    progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
+    with exit_2_on(ValueError), progress:
+        common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
+                      progress=advance)
+        if kind == "all":
+            results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=365, **common)
+        elif kind == "churn":
+            results = {"churn": T.train_churn(dataset, cutoff, horizon_days=horizon or 90, **common)}
+        else:
+            results = {"clv": T.train_clv(dataset, cutoff, horizon_days=horizon or 365, **common)}
+    for result in results.values():
+        _print_train(result)
+
+
+@train_app.command("all")
+def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 8, step_days: Step = 30,
+                  random_state: Seed = 0,
+                  register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
+                  ) -> None:
+    """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each."""
+    _train("all", data, as_of, None, cutoffs, step_days, random_state, register)
+
+
+@train_app.command("churn")
+def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
+                    horizon: Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")] = 90,
+                    cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
+                    register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
+    """Train the churn model only."""
+    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register)
+
+
+@train_app.command("clv")
+def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
+                  horizon: Annotated[int, typer.Option(min=7, help="Value window in days.")] = 365,
+                  cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
+                  register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
+    """Train the CLV model only."""
+    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register)
+
+
+ModelName = Annotated[str, typer.Argument(help="Registered model: churn or clv.")]
+
+
+@app.command()
+@exit_2_on(LookupError)
+def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
+    """Make a registered version the `champion` by hand (the previous champion is remembered for rollback)."""
+    from training import registry
+
+    change = registry.promote(model, version)
+    console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+
+
+@app.command()
+@exit_2_on(LookupError)
+def rollback(model: ModelName) -> None:
+    """Move `champion` back to the version that held it before."""
+    from training import registry
+
+    change = registry.rollback(model)
+    console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+
+
+@app.command("score")
+def score_cmd(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="scores.parquet (or .csv).")],
+    as_of: OptAsOf = None,
+    reasons: Annotated[bool, typer.Option(help="Add the top 3 churn reasons per person (slower).")] = False,
+    alias: Annotated[str, typer.Option(help="Registry alias to score with.")] = "champion",
+) -> None:
+    """Score everyone with the champion models — the same function the HTTP service calls.
+
+    One row per person: churn probability, CLV (mean, p10, p90), expected orders, P(alive), RFM scores and
+    segment, lifecycle stage, member tier and action segment; people who cannot be scored carry a reason.
+    """
+    from features.identity import resolve_identities
+    from features.pipeline import build_features
+    from training.scoring import load_champions, score
+
+    with exit_2_on(LookupError):
+        models = load_champions(alias)
+    dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
+    with console.status(f"building features as of {cutoff}"):
+        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person)
+    with console.status(f"scoring {len(feats):,} people"):
+        scores = score(feats, models, as_of=cutoff, with_reasons=reasons)
+    scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
+    scores["churn_model_version"] = models.churn_version
+    scores["clv_model_version"] = models.clv_version
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        scores.to_csv(out, index=False)
+    else:
+        scores.to_parquet(out, index=False)
+    eligible = scores[scores["eligible"]]
+    console.print(
+        f"scored {len(eligible):,} of {len(scores):,} people with churn v{models.churn_version}, "
+        f"clv v{models.clv_version}: mean churn probability {eligible['churn_probability'].mean():.3f}, "
+        f"total expected value {eligible['clv_mean'].sum():,.0f}"
+    )
+    Console().print(scores["tier"].value_counts().rename("people").to_frame().to_string())
+    console.print(f"wrote {out}")
+
+
+def pd_timestamp(d: date):
+    import pandas as pd
+
+    return pd.Timestamp(d)
+
+
+@app.command()
+def backtest(
+    data: DataDir,
+    as_of: AsOf,
+    horizon: Annotated[int, typer.Option(min=7, help="Evaluation window [as_of, as_of + horizon) in days.")] = 90,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
+    cutoffs: Cutoffs = 8,
+    step_days: Step = 30,
+    random_state: Seed = 0,
+) -> None:
+    """Train churn and CLV with data before --as-of only, then judge them on what happened after it.
+
+    Prints and logs (experiment `backtest`) AUC, PR-AUC, Brier, lift and calibration error for churn, and Gini,
+    Spearman, total error, decile MAPE and interval coverage for CLV — each next to simple baselines (BTYD,
+    recency, last period's spend) and, on simulated data, to the oracle that knows the truth.
+    """
+    import json
+
+    from training.backtest import run_backtest
+
+    dataset = load_or_exit(data)
+    cutoff = parse_date(as_of)
+    progress, advance = _steps(2 * cutoffs + 3, f"backtest as of {cutoff}")
+    with exit_2_on(ValueError), progress:
+        result = run_backtest(dataset, cutoff, horizon, json_path=json_path, random_state=random_state,
+                              n_cutoffs=cutoffs, step_days=step_days, progress=advance)
+    Console().print_json(json.dumps({k: result[k] for k in ("churn", "clv", "oracle") if k in result}, default=str))
+    console.print(f"mlflow run {result['mlflow_run_id']}" + (f"; wrote {json_path}" if json_path else ""))
+
+
+# --- analysts: compare runs, HTML quality report ------------------------------------------------------------------
+
+
+@app.command()
+def lookalike(
+    data: DataDir,
+    seeds: Annotated[Path, typer.Option("--seeds", exists=True, dir_okay=False,
+                                        help="CSV, Parquet or text file of seed ids: a person_id or customer_key "
+                                             "column (or one id per line).")],
+    out: Annotated[Path, typer.Option("--out", help="Audience file (.csv or .parquet): person_id, score, rank.")],
+    as_of: OptAsOf = None,
+    size: Annotated[int | None, typer.Option(min=1, help="Audience size (people).")] = None,
+    fraction: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Or: share of the population.")] = None,
+    exclude: Annotated[str, typer.Option(help="Comma-separated feature columns (or prefixes ending in '*') that "
+                                               "define the seed and must not be learned from, e.g. 'spend_*'.")] = "",
+    random_state: Seed = 0,
+) -> None:
+    """Find the people who behave most like a seed list (e.g. your best members), excluding opt-outs.
+
+    Positive-unlabeled learning (bagged LightGBM) on the feature snapshot; 20% of the seed is held out to report
+    recall@1/5/10% and lift over random. The run is logged to the MLflow experiment `lookalike`.
+    """
+    from features.identity import resolve_identities
+    from features.pipeline import build_features
+    from training.audience import lookalike_audience
+    from training.lookalike import columns_with_prefixes
+
+    if (size is None) == (fraction is None):
+        raise InputError("give exactly one of --size and --fraction", field="--size")
+    seed_ids = read_ids(seeds)
+    dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
+    identity = resolve_identities(dataset, as_of=cutoff).key_to_person
+    with console.status(f"building features as of {cutoff}"):
+        feats = build_features(dataset, cutoff, identity=identity)
+    names = [c.strip() for c in exclude.split(",") if c.strip()]
+    excluded = [c for c in names if not c.endswith("*")] + columns_with_prefixes(
+        feats, [c[:-1] for c in names if c.endswith("*")]) if names else None
+    status = console.status(f"fitting lookalike on {len(seed_ids):,} seeds over {len(feats):,} people")
+    with exit_2_on(ValueError), status:
+        result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
+                                    exclude_columns=excluded, random_state=random_state, as_of=cutoff,
+                                    fingerprint=dataset.fingerprint_dict())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (result.audience.to_csv(out, index=False) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
+    m = result.metrics
+    console.print(
+        f"audience {len(result.audience):,} people; holdout recall@1% {m.get('holdout.recall_at_1pct', float('nan')):.3f}, "
+        f"@5% {m.get('holdout.recall_at_5pct', float('nan')):.3f}, @10% {m.get('holdout.recall_at_10pct', float('nan')):.3f}; "
+        f"lift@5% {m.get('holdout.lift_at_5pct', float('nan')):.1f}; mlflow run {result.run_id}"
+    )
+    console.print(f"wrote {out}")
+
+
+def read_ids(path: Path) -> list[str]:
+    """Ids from a CSV/Parquet (column person_id, customer_key or the first one) or a one-per-line text file."""
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str)
+    else:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for col in ("person_id", "customer_key", "customer_id", "id"):
+        if col in frame.columns:
+            return frame[col].dropna().astype(str).tolist()
+    return frame.iloc[:, 0].dropna().astype(str).tolist()
+
+
+# --- monitoring: drift watch -----------------------------------------------------------------------------------
