@@ -481,10 +481,10 @@ def log_drift(report: DriftReport, *, html_path: Path | None = None, fingerprint
 
 def champion_reference() -> tuple[date | None, str]:
     """The default reference date, the champion churn model's ``scrm.as_of``, and how to describe it."""
-    from training import tracking
+    from training import registry
 
     as_of = champion_as_of("churn")
-    return as_of, f"champion churn v{tracking.champion_version('churn')} validated as of"
+    return as_of, f"champion churn v{registry.champion_version('churn')} validated as of"
 
 
 def champion_as_of(name: str = "churn") -> date | None:

@@ -209,16 +209,16 @@ def test_cli_drift_features_only_exit_codes_and_files(brand, tmp_path):
 def test_cli_drift_scores_with_champions(brand, tmp_path):
     import mlflow
 
-    from training import tracking
+    from training import pyfunc, registry, tracking
 
     snapshot = small().cache.features(AS_OF)
     for name, fitted in (("churn", fitted_churn()), ("clv", fitted_clv())):
         metric = "val.auc" if name == "churn" else "val.gini"
         with tracking.start_run(name, run_name=f"{name} drift test", tags={"scrm.as_of": AS_OF.isoformat()}):
             mlflow.log_metric(metric, 0.5)
-            info = tracking.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
-                                      registered_model_name=name)
-        tracking.promotion_gate(name, info.registered_model_version, metric=metric, value=0.5)
+            info = pyfunc.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
+                                    registered_model_name=name)
+        registry.promotion_gate(name, info.registered_model_version, metric=metric, value=0.5)
     assert drift.champion_as_of() == AS_OF
     result = CliRunner().invoke(app, ["drift", "--data", str(brand), "--to", "2025-08-01", "--no-mlflow",
                                       "--out", str(tmp_path / "out")])
