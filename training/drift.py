@@ -489,13 +489,15 @@ def champion_reference() -> tuple[date | None, str]:
 
 def champion_as_of(name: str = "churn") -> date | None:
     """The date the ``champion`` of ``name`` was trained and validated as of (its run's ``scrm.as_of``)."""
-    from training import tracking
+    from mlflow.exceptions import MlflowException
+
+    from training import registry, tracking
 
     c = tracking.client()
     try:
-        mv = c.get_model_version_by_alias(name, tracking.CHAMPION)
+        mv = c.get_model_version_by_alias(name, registry.CHAMPION)
         value = c.get_run(mv.run_id).data.tags.get(tracking.TAG_AS_OF)
-    except Exception:  # noqa: BLE001 - MlflowException: no such model, alias or run
+    except MlflowException:  # no such model, alias or run
         return None
     return date.fromisoformat(value[:10]) if value else None
 
