@@ -242,13 +242,6 @@ class _Checked:
         mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
         self.failing[rule] = self.failing[rule] | mask if rule in self.failing else mask
 
-    def passing(self) -> np.ndarray:
-        """Rows that fail no rule so far."""
-        ok = np.ones(len(self.frame), dtype=bool)
-        for mask in self.failing.values():
-            ok &= ~mask
-        return ok
-
 
 @dataclass
 class _Validated:
@@ -505,7 +498,8 @@ def _parse_numbers(s: pd.Series, text: pd.Series | None, col: str, settings: Con
 
 def _check_time_limit(checked: dict[str, _Checked], settings: ContractSettings) -> None:
     """Quarantine timestamps after the run's time or the plausible end of the orders and events (any table)."""
-    activity = [c.frame[col][c.passing()] for c in checked.values() for col in SCHEMAS[c.name].timestamps
+    # every parsed activity timestamp counts, also of rows failing another rule: they still show the data's span
+    activity = [c.frame[col] for c in checked.values() for col in SCHEMAS[c.name].timestamps
                 if c.name in ("orders", "events") and col in c.frame.columns]
     limit = contract_rules.time_limit(activity, settings)
     for c in checked.values():

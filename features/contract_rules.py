@@ -252,8 +252,8 @@ def activity_end(timestamps: list[pd.Series], settings: ContractSettings) -> tup
 def time_limit(activity: list[pd.Series], settings: ContractSettings) -> TimeLimit:
     """The latest plausible timestamp for every table, from the activity (orders and events) timestamps.
 
-    ``activity`` should hold only the timestamps of rows that pass every other rule; rows after the run's
-    time are left out before the activity end is found, so they cannot stretch it.
+    ``activity`` holds every parsed timestamp of orders and events (NaT ignored); those after the run's time are
+    left out before the activity end is found, so they cannot stretch it.
     """
     now_limit = settings.run_time() + pd.Timedelta(days=settings.now_tolerance_days)
     kept = [s[s <= now_limit] for s in activity]

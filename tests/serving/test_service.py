@@ -300,13 +300,15 @@ def test_target_bad_specs_name_the_field(service, change, loc):
 
 def test_evaluate_campaign_matches_the_shared_evaluation(service, serving_env):
     from features.contract import load_dataset
+    from features.contract_rules import known_customer_keys
     from features.pipeline import complete_key_map
     from training.decisions.campaigns import evaluate_campaign
 
     data = load_dataset(serving_env.data_dir, rejects_dir=serving_env.data_dir.parent / "rejects")
     campaign_id = str(data.campaign_touches["campaign_id"].iloc[0])
     expected = evaluate_campaign(data.campaign_touches, data.orders,
-                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21)
+                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21,
+                                 known_keys=known_customer_keys(data.orders, data.identities))
     got = service.evaluate_campaign(campaign_id=campaign_id, window_days=21)
     for lift in (expected["conversion"], expected["revenue_per_head"]):  # intervals come as {low, high}
         for key in ("absolute_ci", "relative_ci"):
