@@ -132,8 +132,8 @@ def load_settings(data_dir: str | Path) -> ContractSettings:
                                       field="number_locale")
     return ContractSettings(
         now=now,
-        now_tolerance_days=number("now_tolerance_days", low=0.0),
-        end_gap_days=number("end_gap_days", low=1.0),
+        now_tolerance_days=number("now_tolerance_days", low=0.0, high=36_500.0),
+        end_gap_days=number("end_gap_days", low=1.0, high=36_500.0),
         end_tail_share=number("end_tail_share", low=0.0, high=0.5),
         max_amount_factor=number("max_amount_factor", low=1.0, nullable=True),
         max_amount=number("max_amount", low=0.0, nullable=True),
@@ -275,5 +275,6 @@ def known_customer_keys(orders: pd.DataFrame, identities: pd.DataFrame | None = 
 
 def count_unknown_keys(frame: pd.DataFrame, known: pd.Index) -> tuple[int, int]:
     """``(rows, distinct keys)`` of ``frame`` whose ``customer_key`` is not in ``known``."""
-    unknown = ~frame["customer_key"].astype("str").isin(known)
-    return int(unknown.sum()), int(frame.loc[unknown, "customer_key"].nunique())
+    codes, uniques = pd.factorize(frame["customer_key"], use_na_sentinel=True)  # distinct keys first: fast
+    unknown = np.append(~pd.Index(uniques, dtype="str").isin(known), False)
+    return int(unknown[codes].sum()), int(unknown.sum())

@@ -196,13 +196,16 @@ def test_orders_dated_2030_are_quarantined_and_the_default_as_of_ignores_them(tm
     assert code == 0, out
     assert re.search(r"future_timestamp 5 ", out) and "order_ts: 5 value(s) from 2030-01-01 on are after" in out
     assert accounting["orders"] == (2000, 1995, 5)
+    last = pd.Timestamp(frame.drop(late)["order_ts"].max())
+    assert f"accepted orders and events end {last:%Y-%m-%d %H:%M:%S}: default --as-of " \
+           f"{(last + pd.Timedelta(days=1)).date().isoformat()}" in out
 
     from training.cli.base import _resolve_as_of
 
     dataset = load_dataset(data)
     capsys.readouterr()
     as_of = _resolve_as_of(None, dataset)
-    expected = (pd.Timestamp(frame.drop(late)["order_ts"].max()) + pd.Timedelta(days=1)).date()
+    expected = (last + pd.Timedelta(days=1)).date()
     assert as_of == expected and as_of.year < 2030
     printed = " ".join(capsys.readouterr().err.split())
     assert f"--as-of {expected.isoformat()} (default: the day after the last accepted order or event" in printed
