@@ -14,6 +14,10 @@ Two kinds of problems are distinguished:
   :data:`RULE_ORDER`) into ``REJECTS_DIR/NAME.rejects.parquet``; the good rows are used. The accounting
   ``rows read = rows used + rows rejected`` always closes and is printed.
 
+The rules that look across values or tables (timestamps after the run's time or the plausible end of the data,
+the amount bound, the decimal-point / decimal-comma reading of numbers, keys unknown to orders and identities)
+and their settings (``DATA/contract.yaml``) live in :mod:`features.contract_rules`.
+
 Raw ``phone`` and ``unionid`` columns are hashed (:mod:`features.pii`) the moment a table is read and dropped,
 before validation, so neither the returned :class:`~features.dataset.Dataset` nor the rejects files hold them.
 """
