@@ -372,4 +372,6 @@ class EvaluateResponse(Served):
     incremental_revenue: float | None
     mixed_group_persons: int = Field(description="People sent to both groups, left out.")
     censored_persons: int = Field(description="People whose window runs past the end of the data.")
+    unknown_key_touches: int = Field(0, description="Touches of customer_keys in neither orders nor identities, "
+                                                    "left out.")
     warnings: list[str]

@@ -363,7 +363,7 @@ class ScrmService:
         with bad_request(EvaluateRequest, ("campaign_id",)):
             result = campaigns.evaluate_campaign(data.touches, data.orders, data.key_to_person, req.campaign_id,
                                                  window_days=req.window_days, level=req.level,
-                                                 data_end=data.data_end)
+                                                 data_end=data.data_end, known_keys=data.known_keys)
         for lift in (result["conversion"], result["revenue_per_head"]):
             for key in ("absolute_ci", "relative_ci"):
                 if lift[key] is not None:

@@ -38,7 +38,7 @@ NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expec
 TEXT_COLUMNS = ("person_id", "ineligible_reason", *spec.passthrough_columns("text"), "tier", "tier_en",
                 "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
 #: Tables ``/evaluate_campaign`` reads from the data directory.
-EVALUATION_TABLES = ("orders", "campaign_touches")
+EVALUATION_TABLES = ("orders", "campaign_touches", "identities")
 
 
 class ServingSetupError(RuntimeError):
@@ -62,6 +62,7 @@ class EvaluationData:
     touches: pd.DataFrame | None
     key_to_person: pd.DataFrame
     data_end: pd.Timestamp | None
+    known_keys: pd.Index | None = None  # customer keys of orders and identities: touches of others are left out
 
 
 def newest_valid_snapshot_dir(data_dir: str | Path) -> tuple[date, Path]:
@@ -308,7 +309,7 @@ class ServingState:
     def evaluation_data(self) -> EvaluationData:
         """Orders and campaign touches of the data directory, validated by the data contract, read once.
 
-        Only the two tables campaign evaluation needs are read (the contract validates them exactly as in
+        Only the tables campaign evaluation needs are read (identities only for the keys the brand knows) (the contract validates them exactly as in
         ``scrm validate``; quarantined rows go to a temporary directory, never into the data directory).
         """
         with self._evaluation_lock:
@@ -318,6 +319,7 @@ class ServingState:
 
     def _read_evaluation_data(self) -> EvaluationData:
         from features.contract import load_dataset
+        from features.contract_rules import known_customer_keys
         from features.pipeline import complete_key_map
 
         if self.data_dir is None:
@@ -333,4 +335,5 @@ class ServingState:
             dataset = load_dataset(view, rejects_dir=Path(tmp) / "rejects")
             key_map = complete_key_map(dataset, self.identity)
         return EvaluationData(orders=dataset.orders, touches=dataset.campaign_touches, key_to_person=key_map,
-                              data_end=dataset.data_end)
+                              data_end=dataset.data_end,
+                              known_keys=known_customer_keys(dataset.orders, dataset.identities))

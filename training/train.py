@@ -198,7 +198,11 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
 
 
 def default_as_of(data: Dataset) -> date:
-    """The day after the last order or event: "today" for a daily scoring job."""
+    """The day after the last accepted order or event: "today" for a daily scoring job.
+
+    Accepted rows only: the contract quarantines timestamps after the run's time or the plausible end of the data
+    (``future_timestamp``), so a few orders dated 2030 cannot move it.
+    """
     return (data.data_end + pd.Timedelta(days=1)).date()
 
 

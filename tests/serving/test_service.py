@@ -300,13 +300,15 @@ def test_target_bad_specs_name_the_field(service, change, loc):
 
 def test_evaluate_campaign_matches_the_shared_evaluation(service, serving_env):
     from features.contract import load_dataset
+    from features.contract_rules import known_customer_keys
     from features.pipeline import complete_key_map
     from training.decisions.campaigns import evaluate_campaign
 
     data = load_dataset(serving_env.data_dir, rejects_dir=serving_env.data_dir.parent / "rejects")
     campaign_id = str(data.campaign_touches["campaign_id"].iloc[0])
     expected = evaluate_campaign(data.campaign_touches, data.orders,
-                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21)
+                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21,
+                                 known_keys=known_customer_keys(data.orders, data.identities))
     got = service.evaluate_campaign(campaign_id=campaign_id, window_days=21)
     for lift in (expected["conversion"], expected["revenue_per_head"]):  # intervals come as {low, high}
         for key in ("absolute_ci", "relative_ci"):
@@ -316,6 +318,25 @@ def test_evaluate_campaign_matches_the_shared_evaluation(service, serving_env):
     assert got.treatment.persons > 0 and got.control.persons > 0
     ci = got.conversion.absolute_ci
     assert ci.low <= got.conversion.absolute_lift <= ci.high
+
+
+def test_evaluate_campaign_leaves_out_touches_of_unknown_keys(service, monkeypatch):
+    """Touches of keys in neither orders nor identities were phantom non-converters; now left out and counted."""
+    import dataclasses
+
+    data = service.state.evaluation_data()
+    campaign_id = str(data.touches["campaign_id"].iloc[0])
+    before = service.evaluate_campaign(campaign_id=campaign_id)
+    sent = data.touches.loc[data.touches["campaign_id"] == campaign_id, "sent_ts"].min()
+    ghosts = pd.Series([f"ghost{i}" for i in range(50)], dtype="str")
+    phantoms = pd.DataFrame({"campaign_id": campaign_id, "customer_key": ghosts, "sent_ts": sent, "group": "control"})
+    key_map = pd.concat([data.key_to_person, pd.DataFrame({"customer_key": ghosts, "person_id": "p_" + ghosts})])
+    monkeypatch.setattr(service.state, "_evaluation", dataclasses.replace(
+        data, touches=pd.concat([data.touches, phantoms], ignore_index=True), key_to_person=key_map))
+    got = service.evaluate_campaign(campaign_id=campaign_id)
+    assert before.unknown_key_touches == 0 and got.unknown_key_touches == 50
+    assert got.control == before.control and got.conversion == before.conversion
+    assert any("50 touch(es) of customer_keys found in neither orders nor identities" in w for w in got.warnings)
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def load_or_exit(data_dir: Path, *, rejects_dir: Path | None = None):
 
 OptAsOf = Annotated[
     str | None,
-    typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last order or event)."),
+    typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last accepted order or event, printed)."),
 ]
 Seed = Annotated[int, typer.Option("--random-state", help="Seed for LightGBM and simulations; logged with the run.")]
 Cutoffs = Annotated[int, typer.Option(
@@ -110,8 +110,15 @@ Step = Annotated[int, typer.Option("--step-days", min=1, help="Days between roll
 
 
 def _resolve_as_of(as_of: str | None, dataset) -> date:
+    """``--as-of`` if given, else the day after the last accepted order or event, printed with where it came from."""
     if as_of is not None:
         return parse_date(as_of)
     from training.train import default_as_of
 
-    return default_as_of(dataset)
+    resolved = default_as_of(dataset)
+    late = sum(dataset.validation.count(t, "future_timestamp") for t in ("orders", "events")) \
+        if dataset.validation is not None else 0
+    console.print(f"--as-of {resolved.isoformat()} (default: the day after the last accepted order or event, "
+                  f"{dataset.data_end:%Y-%m-%d %H:%M:%S}"
+                  + (f"; {late:,} row(s) dated after the plausible end were quarantined" if late else "") + ")")
+    return resolved

@@ -73,9 +73,13 @@ def validate(
     with code 2 and name the file and column. Row problems are quarantined with a reason and counted; the
     accounting rows read = rows used + rows rejected is printed per table.
     """
+    from training.train import default_as_of
+
     dataset = load_or_exit(data, rejects_dir=rejects)
     total_rejected = sum(fp.rows_rejected for fp in dataset.fingerprint.values())
     console.print(f"[green]ok[/] {len(dataset.fingerprint)} table(s) valid; {total_rejected:,} row(s) quarantined")
+    console.print(f"accepted orders and events end {dataset.data_end:%Y-%m-%d %H:%M:%S}: default --as-of "
+                  f"{default_as_of(dataset).isoformat()}")
 
 
 # --- features --------------------------------------------------------------------------------------------------
