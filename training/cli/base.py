@@ -102,6 +102,11 @@ OptAsOf = Annotated[
     str | None,
     typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last order or event)."),
 ]
+TiersOpt = Annotated[
+    Path | None,
+    typer.Option("--tiers", dir_okay=False, help="Member-tier rules YAML (default: $SCRM_TIERS, else `tiers:` in "
+                 "DATA/brand.yaml, else the packaged rules; docs/decisions.md)."),
+]
 Seed = Annotated[int, typer.Option("--random-state", help="Seed for LightGBM and simulations; logged with the run.")]
 Cutoffs = Annotated[int, typer.Option(
     "--cutoffs", min=1, help="How many rolling training cutoffs to stack (at most: big brands stack fewer, ~600k rows)."
