@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import InputError
 
@@ -33,7 +34,7 @@ def exit_2_on(*expected: type[Exception]) -> Iterator[None]:
     try:
         yield
     except (InputError, *expected) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # escaped: `.[realdata]` is text, not rich markup
         raise typer.Exit(2) from None
 
 

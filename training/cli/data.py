@@ -15,6 +15,7 @@ from training.cli.base import (
     _Typer,
     app,
     console,
+    exit_2_on,
     features_app,
     load_or_exit,
     parse_date,
@@ -181,7 +182,8 @@ def data_completejourney(
     from features.sources import write_tables
     from features.sources.completejourney import completejourney_tables
 
-    tables = completejourney_tables(max_households=max_households)
+    with exit_2_on(ImportError):  # the optional package is missing: the message names the install command
+        tables = completejourney_tables(max_households=max_households)
     paths = write_tables(tables, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"wrote {path}  ({len(tables[name]):,} rows)")

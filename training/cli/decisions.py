@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from features.errors import InputError
 from training.cli.base import (
@@ -132,7 +133,7 @@ def target(
                                         random_state=random_state, as_of=cutoff, consent=brand.consent,
                                         fingerprint=dataset.fingerprint_dict())
         for note in fitted.notes:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {escape(note)}")
         lookalike_scores = fitted.audience.set_index("person_id")["score"]
     result = select_audience(frame, tier_frame, spec, lookalike_scores=lookalike_scores, assumptions=assumptions,
                              rules=rules, consent=brand.consent)
@@ -142,7 +143,7 @@ def target(
         json_path.write_text(json.dumps(result.summary, indent=2, ensure_ascii=False), encoding="utf-8")
     _print_summary(result.summary, brand.brand, Table)
     for line in explain_summary(result.summary):
-        console.print(f"[yellow]{line}[/]" if line.startswith("nobody") else f"  {line}")
+        console.print(f"[yellow]{escape(line)}[/]" if line.startswith("nobody") else f"  {escape(line)}")
     console.print(f"wrote {out}" + (f" and {json_path}" if json_path else ""))
 
 

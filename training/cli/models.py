@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import InputError
 from training.cli.base import (
@@ -275,7 +276,7 @@ def lookalike(
     console.print(f"left out before ranking (consent: {consent}): {ex.get('seed', 0):,} seed people, "
                   f"{ex.get('opt_out', 0):,} opted out, {ex.get('consent_unknown', 0):,} with unknown consent")
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"wrote {out}")
 
 
