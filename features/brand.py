@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from features.errors import InputError
@@ -84,3 +86,28 @@ def load_brand(data_dir: str | Path, brand: str | None = None) -> BrandConfig:
         if not tiers.exists():
             raise BrandConfigError(f"{path}: tiers file {tiers} does not exist")
     return BrandConfig(brand=brand_id, consent=consent, tiers=tiers)
+
+
+ConsentPolicy = Literal["opt_out", "opt_in"]
+
+
+def check_consent_policy(policy: str) -> ConsentPolicy:
+    """``policy`` when it is one of :data:`CONSENT_POLICIES`, else :class:`BrandConfigError`."""
+    if policy not in CONSENT_POLICIES:
+        raise BrandConfigError(f"consent must be one of {list(CONSENT_POLICIES)}, got {policy!r}")
+    return policy  # type: ignore[return-value]
+
+
+def consent_masks(marketing_opt_out: pd.Series, policy: str = "opt_out") -> tuple[np.ndarray, np.ndarray]:
+    """Who a consent policy excludes from marketing, as ``(opted_out, consent_unknown)`` boolean arrays.
+
+    ``marketing_opt_out`` is the snapshot's nullable flag: ``True`` = opted out on some account, ``False`` = a
+    recorded choice not to opt out, missing = no recorded choice. ``opted_out`` is always excluded;
+    ``consent_unknown`` (missing flag) is excluded only under ``opt_in`` (all ``False`` under ``opt_out``, where
+    unknown consent means allowed: PIPL Art. 24 requires an easy opt-out). The two masks never overlap.
+    """
+    policy = check_consent_policy(policy)
+    values = pd.array(np.asarray(marketing_opt_out, dtype=object), dtype="boolean")
+    unknown = np.asarray(values.isna(), dtype=bool)
+    opted_out = np.asarray(values.fillna(False), dtype=bool)
+    return opted_out, (unknown if policy == "opt_in" else np.zeros(len(values), dtype=bool))

@@ -625,8 +625,8 @@ def _check_table(name: str, path: Path, settings: ContractSettings, *, console=N
         if col not in typed and default is not None:
             typed[col] = pd.Series(default, index=raw.index, dtype="str")
     for col in schema.bools:
-        if col not in typed:
-            typed[col] = pd.Series(False, index=raw.index)
+        if col not in typed:  # absent column: the value is unknown (consent policy: features.brand)
+            typed[col] = pd.Series(pd.NA, index=raw.index, dtype="boolean")
     checked.frame = pd.DataFrame(typed, index=raw.index)
     return checked
 
@@ -724,12 +724,16 @@ def _rule_column(schema: TableSchema, rule: str) -> str | None:
 
 
 def _parse_bools(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Nullable booleans: a blank value is unknown (``<NA>``), never silently ``False``."""
     if pd.api.types.is_bool_dtype(s.dtype):
-        return s.fillna(False).astype(bool), pd.Series(False, index=s.index)
+        return s.astype("boolean"), pd.Series(False, index=s.index)
     text = _as_text(s).str.lower()
     is_true, is_false = text.isin(_TRUE), text.isin(_FALSE)
     bad = text.notna() & ~is_true & ~is_false
-    return is_true.astype(bool), bad.astype(bool)
+    value = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    value[is_true.to_numpy(dtype=bool)] = True
+    value[is_false.to_numpy(dtype=bool)] = False
+    return value, bad.astype(bool)
 
 
 def _hash_pii(df: pd.DataFrame, *, key: bytes, notes: list[str]) -> pd.DataFrame:

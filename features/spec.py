@@ -26,7 +26,7 @@ from features.vocab import CHANNELS, EVENT_TYPES, LIFECYCLE_STAGES
 
 __all__ = ["FeatureConfigMismatch", "FeatureSpec", "SNAPSHOT_SPEC", "TRAINING_SPEC", "check_config"]
 
-Dtype = Literal["int64", "float64", "str", "bool"]
+Dtype = Literal["int64", "float64", "str", "bool", "boolean"]  # "boolean": pandas' nullable boolean
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,8 @@ SNAPSHOT_SPEC: tuple[FeatureSpec, ...] = (
     FeatureSpec("age", "float64", "age in years (from birth year)"),
     FeatureSpec("member_tenure_days", "float64", "days since the person joined the membership programme"),
     FeatureSpec("is_member", "float64", "1 when the person holds a membership card"),
-    FeatureSpec("marketing_opt_out", "bool", "the person opted out of marketing on any account", model_input=False),
+    FeatureSpec("marketing_opt_out", "boolean",
+                "the person opted out of marketing on any account (empty: consent unknown)", model_input=False),
 )
 
 #: Columns ``training.frames`` adds to a snapshot's before a model reads it.
@@ -206,7 +207,7 @@ def passthrough_columns(kind: Literal["numeric", "text", "all"] = "all") -> tupl
     missing = [c for c in SCORE_PASSTHROUGH if c not in dtypes]
     if missing:
         raise ValueError(f"SCORE_PASSTHROUGH names column(s) {missing} that are not in SNAPSHOT_SPEC")
-    keep = {"numeric": ("int64", "float64"), "text": ("str",), "all": ("int64", "float64", "str", "bool")}[kind]
+    keep = {"numeric": ("int64", "float64"), "text": ("str",), "all": ("int64", "float64", "str", "bool", "boolean")}[kind]
     return tuple(c for c in SCORE_PASSTHROUGH if dtypes[c] in keep)
 
 

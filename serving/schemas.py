@@ -120,7 +120,10 @@ class CustomerScore(_Response):
     reasons: list[Reason] = Field(
         description="Top 3 features raising the churn score; empty when not asked for or not scored."
     )
-    marketing_opt_out: bool = Field(description="The person opted out of marketing (never targeted).")
+    marketing_opt_out: bool | None = Field(
+        description="true: opted out of marketing (never targeted); false: a recorded choice not to opt out; "
+                    "null: consent unknown (targeted under the brand's consent: opt_out, not under opt_in)."
+    )
     orders: int = Field(description="Paid orders before feature_as_of.")
     total_spend: float = Field(description="Paid spend before feature_as_of (CNY).")
     spend_365d: float = Field(description="Paid spend in the 365 days before feature_as_of (CNY).")
@@ -230,9 +233,15 @@ class SeedReport(_Response):
 
 
 class LookalikeResponse(Served):
-    audience: list[AudienceMember] = Field(description="Best first; marketing opt-outs are never included.")
+    audience: list[AudienceMember] = Field(
+        description="Best first; marketing opt-outs are never included, unknown consent only under consent: opt_out.")
     holdout: HoldoutQuality
     seed_report: SeedReport
+    excluded: dict[str, int] = Field(
+        default_factory=dict, description="People left out before the audience was cut: seed, opt_out, consent_unknown.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Plain-words notes: unknown seeds, an audience shorter than size, a trivially separable seed.")
     mlflow_run_id: str | None = Field(description="The run in the MLflow experiment `lookalike`.")
 
 
@@ -293,6 +302,7 @@ class Exclusions(_Response):
     """People left out, each counted once under the first reason that applies."""
 
     opt_out: int
+    consent_unknown: int = Field(description="No recorded consent, under the brand's consent: opt_in.")
     ineligible: int
     filtered: int
     not_positive_value: int
@@ -315,6 +325,8 @@ class TargetSummary(_Response):
     expected_incremental_value: float
     expected_net_value: float
     expected_roi: float | None = Field(description="expected_net_value / spend; null when nothing is spent.")
+    consent: Literal["opt_out", "opt_in"] = Field(
+        description="The brand's consent policy applied (brand.yaml): opt_out = unknown consent allowed.")
     excluded: Exclusions
     assumptions: ValueAssumptions
 

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from features import spec
+from features.brand import load_brand
 from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
-from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
+from training.decisions.tiers import TierRules, clv_value_cut, resolve_tier_rules
 from training.scoring import Models, score
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
@@ -141,9 +142,11 @@ class ServingState:
     snapshot : Snapshot
         A feature snapshot (``features.pipeline.load_snapshot``).
     rules : TierRules, optional
-        Tier rules; the packaged ``training/tiers.yaml`` when omitted.
+        Tier rules; when omitted, those in force for ``data_dir`` (``SCRM_TIERS``, else ``tiers:`` in its
+        ``brand.yaml``, else the packaged ``training/tiers.yaml``).
     data_dir : Path, optional
-        The data directory the snapshot came from (read by :meth:`evaluation_data`).
+        The data directory the snapshot came from (read by :meth:`evaluation_data`; its ``brand.yaml`` gives
+        the consent policy :attr:`consent` that ``/target`` and ``/lookalike`` apply, default ``opt_out``).
     """
 
     def __init__(self, models: Models, snapshot: Snapshot, *, rules: TierRules | None = None,
@@ -151,8 +154,9 @@ class ServingState:
         started = time.perf_counter()
         self.models = models
         self.snapshot = snapshot
-        self.rules = rules or load_tier_rules()
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.rules = rules or resolve_tier_rules(data_dir=self.data_dir)
+        self.consent: str = load_brand(self.data_dir).consent if self.data_dir is not None else "opt_out"
         self.as_of: date = snapshot.as_of
         self.features = snapshot.features.reset_index(drop=True)
         if self.features["person_id"].duplicated().any():
@@ -220,8 +224,8 @@ class ServingState:
             self._text[c] = values
         self._eligible = s["eligible"].fillna(False).to_numpy(dtype=bool)
         opt = s["marketing_opt_out"].astype(object).to_numpy(dtype=object, copy=True)
-        opt[pd.isna(opt)] = True  # unknown consent counts as opted out, as in targeting
-        self._opt_out = opt.astype(bool)
+        opt[pd.isna(opt)] = None  # unknown consent stays unknown (null), never shown as opted out or in
+        self._opt_out = opt
         self._next_date = pd.to_datetime(s["expected_next_order_date"]).to_numpy(dtype="datetime64[D]")
 
     def _num_at(self, col: str, positions: np.ndarray) -> list[float | None]:

@@ -29,6 +29,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
 from features.dataset import Dataset
 from features.identity import resolve_identities
@@ -298,6 +299,7 @@ class FeatureCache:
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
         self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
         self._identity: dict[date, pd.DataFrame] = {}
+        self._noted = False  # the note on absent optional tables is about the data: printed once, not per cutoff
 
     def identity_at(self, cutoff) -> pd.DataFrame:
         """The ``key_to_person`` frame used at ``cutoff``: the fixed one, or One-ID as known before ``cutoff``."""
@@ -312,7 +314,10 @@ class FeatureCache:
         """The snapshot of ``build_features`` at ``cutoff`` (computed once, kept compact: see :func:`compact`)."""
         cutoff = as_date(cutoff)
         if cutoff not in self._features:
-            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff)))
+            console = Console(quiet=True) if self._noted else None
+            self._noted = True
+            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff),
+                                                            console=console))
         return self._features[cutoff]
 
     def release(self, cutoffs: Sequence, *, keep: Sequence = ()) -> None:

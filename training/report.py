@@ -553,6 +553,15 @@ _MODEL_FEATURE_DOCS = {
 }
 
 
+def _feature_meanings() -> dict[str, str]:
+    """Plain words for every model input: snapshot columns and the training-time columns of ``features.spec``
+    (``TRAINING_SPEC``), the derived behaviour columns and BTYD outputs (``training.frames.feature_docs``)."""
+    from features.spec import TRAINING_SPEC, expand
+    from training.frames import feature_docs
+
+    return {**_MODEL_FEATURE_DOCS, **{col: doc for _, col, doc in expand(TRAINING_SPEC)}, **feature_docs()}
+
+
 def _feature_importance(run: RunData) -> list[dict]:
     """``[{"title", "rows": [{"feature", "importance", "share", "doc"}]}]`` from feature_importance.json."""
     raw = run.json_artifacts.get("feature_importance.json")
@@ -583,13 +592,7 @@ def _feature_importance(run: RunData) -> list[dict]:
             inner_pairs = as_pairs(inner)
             if inner_pairs:
                 tables.append((str(name), inner_pairs))
-    docs = dict(_MODEL_FEATURE_DOCS)
-    try:
-        from features.pipeline import FEATURE_DOCS
-
-        docs.update(FEATURE_DOCS)
-    except ImportError:
-        pass
+    docs = _feature_meanings()
     out = []
     for title, pairs in tables:
         pairs = sorted(((str(f), float(v)) for f, v in pairs), key=lambda p: -abs(p[1]))

@@ -91,8 +91,10 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     for col in PASSTHROUGH:
         if col in features.columns:
             out[col] = features[col].to_numpy()
-    if "marketing_opt_out" not in out.columns:
-        out["marketing_opt_out"] = False
+    # nullable: <NA> = no recorded consent (features.brand's consent policy decides what that allows)
+    out["marketing_opt_out"] = (pd.array(features["marketing_opt_out"].to_numpy(dtype=object), dtype="boolean")
+                                if "marketing_opt_out" in features.columns
+                                else pd.array([pd.NA] * len(out), dtype="boolean"))
     tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules(), clv_cut=clv_cut)
     out = out.merge(tiers, on="person_id", how="left", validate="one_to_one")
     if with_reasons:

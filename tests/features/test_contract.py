@@ -113,7 +113,9 @@ def test_clean_data_loads_typed_with_nothing_rejected(tmp_path, fmt):
     assert ds.events["event_ts"].dtype == "datetime64[us]"
     assert ds.campaign_touches["sent_ts"].dtype == "datetime64[us]"
     assert ds.identities["join_ts"].dtype == "datetime64[us]"
-    assert ds.identities["marketing_opt_out"].tolist() == [False, True, False, False, True]
+    # a blank flag is unknown consent (<NA>), never silently False
+    assert ds.identities["marketing_opt_out"].astype(object).tolist() == [False, True, pd.NA, False, True]
+    assert ds.identities["marketing_opt_out"].dtype == "boolean"
     assert ds.orders["amount"].tolist() == pytest.approx(tables["orders"]["amount"].astype(float).tolist())
     assert ds.validation.rows_rejected == 0
     assert not (data / "rejects").exists()

@@ -151,6 +151,9 @@ def test_profile_features(feats):
     assert a["is_member"] == 1.0
     assert bool(a["marketing_opt_out"]) is True  # one of the keys opted out
     assert bool(feats.loc["p_bo", "marketing_opt_out"]) is False and feats.loc["p_bo", "is_member"] == 0.0
+    # no identity row: consent unknown (<NA>), never taken as "not opted out"
+    own = "p_" + hashlib.sha1(b"ev_only").hexdigest()[:12]
+    assert feats["marketing_opt_out"].dtype == "boolean" and pd.isna(feats.loc[own, "marketing_opt_out"])
 
 
 def test_every_column_is_documented_and_model_columns_are_numeric(feats):
@@ -172,7 +175,8 @@ def test_orders_only_degrades_and_says_so_once():
     text = console.export_text()
     assert text.count("note:") == 1 and "interaction features" in text
     assert not any(c.startswith(("ev_", "days_since_", "campaign_", "msg_")) for c in f.columns)
-    assert "age" not in f.columns and not f["marketing_opt_out"].any()
+    assert "age" not in f.columns and f["marketing_opt_out"].isna().all()  # orders only: consent unknown
+    assert f["marketing_opt_out"].dtype == "boolean" and "consent unknown" in text
     full = build_features(data, AS_OF, identity=identity, console=Console(quiet=True))
     # order features do not depend on the optional tables (first_seen_days also counts events)
     common = [c for c in f.columns if c not in ("person_id", "first_seen_days", "marketing_opt_out")]

@@ -222,6 +222,44 @@ def test_lookalike_audience_excludes_seed_and_opt_outs_and_is_logged(service, pe
     run = tracking.client().get_run(response.mlflow_run_id)
     assert run.data.tags["scrm.kind"] == "lookalike"
     assert run.data.metrics["holdout.recall_at_10pct"] == pytest.approx(response.holdout.recall_at_10pct)
+    # the run says which data it was fitted on: the snapshot's input fingerprint, as training runs do
+    fingerprint = tracking.data_fingerprint(service.state.snapshot.manifest["inputs"])
+    assert run.data.tags[tracking.TAG_FINGERPRINT] == fingerprint
+    assert response.excluded["seed"] == 120 and response.excluded["opt_out"] > 0
+    assert any("1 of 121 seed id(s) match no person_id" in note for note in response.notes)
+
+
+def test_unknown_consent_is_null_in_score_and_the_brand_policy_decides_target(service, monkeypatch, tmp_path):
+    """A person without a recorded consent is shown as unknown (null), never as opted out; /target includes
+    them under the brand's consent: opt_out (the default) and leaves them out, counted, under opt_in."""
+    from features.pipeline import Snapshot
+    from serving.state import ServingState
+
+    base = service.state
+    features = base.features.copy()
+    eligible = base.scores["eligible"].to_numpy() & base.scores["marketing_opt_out"].eq(False).to_numpy()
+    unknown_rows = features.index[eligible][:40]
+    features["marketing_opt_out"] = features["marketing_opt_out"].astype("boolean")
+    features.loc[unknown_rows, "marketing_opt_out"] = pd.NA
+    unknown_ids = features.loc[unknown_rows, "person_id"].tolist()
+    snapshot = Snapshot(features=features, identity=base.identity, manifest=base.snapshot.manifest)
+    campaign = {"campaign_id": "all-in", "objective": "upsell", "budget": 1e9, "cost_per_contact": 0.001,
+                "control_fraction": 0.0}
+    chosen = {}
+    for policy in ("opt_out", "opt_in"):
+        data_dir = tmp_path / policy
+        data_dir.mkdir()
+        (data_dir / "brand.yaml").write_text(f"consent: {policy}\n", encoding="utf-8")
+        state = ServingState(base.models, snapshot, data_dir=data_dir)
+        assert state.consent == policy
+        monkeypatch.setattr(service, "state", state)
+        scored = run(service.score(customer_ids=unknown_ids[:5], with_reasons=False)).results
+        assert [r.marketing_opt_out for r in scored] == [None] * 5
+        response = service.target(**campaign)
+        assert response.summary.consent == policy
+        chosen[policy] = {a.person_id for a in response.audience}
+        assert response.summary.excluded.consent_unknown == (len(unknown_ids) if policy == "opt_in" else 0)
+    assert set(unknown_ids) <= chosen["opt_out"] and not set(unknown_ids) & chosen["opt_in"]
 
 
 def test_lookalike_bad_requests_name_the_field(service, people):

@@ -81,3 +81,17 @@ def test_default_as_of_and_defaults():
     assert DEFAULT_MAX_TRAIN_ROWS >= 100_000
     with pytest.raises(ValueError, match="subset"):
         train_all(data, AS_OF, cache=small().cache, models=("lookalike",))
+
+
+def test_the_absent_tables_note_is_printed_once_per_dataset_not_per_cutoff(capsys):
+    """`scrm train` builds a snapshot per rolling cutoff: the note on absent optional tables appeared 11 times."""
+    from datetime import timedelta
+
+    from features.dataset import Dataset
+    from training.frames import FeatureCache
+
+    cache = FeatureCache(Dataset(orders=small().dataset.orders))
+    for k in range(3):
+        cache.features(AS_OF - timedelta(days=30 * k))
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "no events, touches, identities table(s)" in err

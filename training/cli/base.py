@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import InputError
 
@@ -33,7 +34,7 @@ def exit_2_on(*expected: type[Exception]) -> Iterator[None]:
     try:
         yield
     except (InputError, *expected) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # escaped: `.[realdata]` is text, not rich markup
         raise typer.Exit(2) from None
 
 
@@ -101,6 +102,11 @@ def load_or_exit(data_dir: Path, *, rejects_dir: Path | None = None):
 OptAsOf = Annotated[
     str | None,
     typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last accepted order or event, printed)."),
+]
+TiersOpt = Annotated[
+    Path | None,
+    typer.Option("--tiers", dir_okay=False, help="Member-tier rules YAML (default: $SCRM_TIERS, else `tiers:` in "
+                 "DATA/brand.yaml, else the packaged rules; docs/decisions.md)."),
 ]
 Seed = Annotated[int, typer.Option("--random-state", help="Seed for LightGBM and simulations; logged with the run.")]
 Cutoffs = Annotated[int, typer.Option(

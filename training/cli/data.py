@@ -9,12 +9,13 @@ import typer
 from rich.console import Console
 
 from training.cli.base import (
-    AsOf,
     DataDir,
+    OptAsOf,
     _resolve_as_of,
     _Typer,
     app,
     console,
+    exit_2_on,
     features_app,
     load_or_exit,
     parse_date,
@@ -88,7 +89,7 @@ def validate(
 @features_app.command("build")
 def features_build(
     data: DataDir,
-    as_of: AsOf,
+    as_of: OptAsOf = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Snapshot directory (default: DATA/features/as_of=DATE/)."),
@@ -101,7 +102,8 @@ def features_build(
         int, typer.Option(min=2, help="One-ID: a merged person of more keys than this is left unmerged.")
     ] = 20,
 ) -> None:
-    """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of.
+    """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of
+    (default, as in `train` and `score`: the day after the last order or event).
 
     Writes features.parquet, identity.parquet (customer_key → person_id) and manifest.json (as_of, input
     fingerprints, row counts, feature config) and prints a summary of RFM segments and lifecycle stages.
@@ -115,8 +117,8 @@ def features_build(
     except FeatureConfigError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    cutoff = parse_date(as_of)
     dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
     identity = resolve_identities(dataset, as_of=cutoff, max_keys_per_person=max_keys_per_person)
     print_stats(identity, console)
@@ -185,7 +187,8 @@ def data_completejourney(
     from features.sources import write_tables
     from features.sources.completejourney import completejourney_tables
 
-    tables = completejourney_tables(max_households=max_households)
+    with exit_2_on(ImportError):  # the optional package is missing: the message names the install command
+        tables = completejourney_tables(max_households=max_households)
     paths = write_tables(tables, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"wrote {path}  ({len(tables[name]):,} rows)")

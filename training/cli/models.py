@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import InputError
 from training.cli.base import (
@@ -17,6 +18,7 @@ from training.cli.base import (
     OptAsOf,
     Seed,
     Step,
+    TiersOpt,
     _resolve_as_of,
     _Typer,
     app,
@@ -140,6 +142,7 @@ def score_cmd(
     as_of: OptAsOf = None,
     reasons: Annotated[bool, typer.Option(help="Add the top 3 churn reasons per person (slower).")] = False,
     alias: Annotated[str, typer.Option(help="Registry alias to score with.")] = "champion",
+    tiers: TiersOpt = None,
 ) -> None:
     """Score everyone with the champion models — the same function the HTTP service calls.
 
@@ -148,8 +151,10 @@ def score_cmd(
     """
     from features.identity import resolve_identities
     from features.pipeline import build_features
+    from training.decisions.tiers import resolve_tier_rules
     from training.scoring import load_champions, score
 
+    rules = resolve_tier_rules(tiers, data_dir=data)
     with exit_2_on(LookupError):
         models = load_champions(alias)
     dataset = load_or_exit(data)
@@ -157,7 +162,7 @@ def score_cmd(
     with console.status(f"building features as of {cutoff}"):
         feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person)
     with console.status(f"scoring {len(feats):,} people"):
-        scores = score(feats, models, as_of=cutoff, with_reasons=reasons)
+        scores = score(feats, models, as_of=cutoff, with_reasons=reasons, tier_rules=rules)
     scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
     scores["churn_model_version"] = models.churn_version
     scores["clv_model_version"] = models.clv_version
@@ -229,11 +234,14 @@ def lookalike(
                                                "define the seed and must not be learned from, e.g. 'spend_*'.")] = "",
     random_state: Seed = 0,
 ) -> None:
-    """Find the people who behave most like a seed list (e.g. your best members), excluding opt-outs.
+    """Find the people who behave most like a seed list (e.g. your best members), under the brand's consent policy.
 
     Positive-unlabeled learning (bagged LightGBM) on the feature snapshot; 20% of the seed is held out to report
-    recall@1/5/10% and lift over random. The run is logged to the MLflow experiment `lookalike`.
+    recall@1/5/10% and lift over random. Opted-out people are never in the audience; people with unknown consent
+    only under `consent: opt_out` (DATA/brand.yaml, the default). Unknown seed ids, an audience shorter than
+    --size and a trivially separable seed are named. The run is logged to the MLflow experiment `lookalike`.
     """
+    from features.brand import load_brand
     from features.identity import resolve_identities
     from features.pipeline import build_features
     from training.audience import lookalike_audience
@@ -242,11 +250,12 @@ def lookalike(
     if (size is None) == (fraction is None):
         raise InputError("give exactly one of --size and --fraction", field="--size")
     seed_ids = read_ids(seeds)
+    consent = load_brand(data).consent
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     identity = resolve_identities(dataset, as_of=cutoff).key_to_person
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=identity)
+        feats = build_features(dataset, cutoff, identity=identity, console=console)
     names = [c.strip() for c in exclude.split(",") if c.strip()]
     excluded = [c for c in names if not c.endswith("*")] + columns_with_prefixes(
         feats, [c[:-1] for c in names if c.endswith("*")]) if names else None
@@ -254,7 +263,7 @@ def lookalike(
     with exit_2_on(ValueError), status:
         result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
                                     exclude_columns=excluded, random_state=random_state, as_of=cutoff,
-                                    fingerprint=dataset.fingerprint_dict())
+                                    fingerprint=dataset.fingerprint_dict(), consent=consent)
     out.parent.mkdir(parents=True, exist_ok=True)
     (result.audience.to_csv(out, index=False) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
     m = result.metrics
@@ -263,6 +272,11 @@ def lookalike(
         f"@5% {m.get('holdout.recall_at_5pct', float('nan')):.3f}, @10% {m.get('holdout.recall_at_10pct', float('nan')):.3f}; "
         f"lift@5% {m.get('holdout.lift_at_5pct', float('nan')):.1f}; mlflow run {result.run_id}"
     )
+    ex = result.excluded
+    console.print(f"left out before ranking (consent: {consent}): {ex.get('seed', 0):,} seed people, "
+                  f"{ex.get('opt_out', 0):,} opted out, {ex.get('consent_unknown', 0):,} with unknown consent")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"wrote {out}")
 
 
