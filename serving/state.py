@@ -25,6 +25,7 @@ import pandas as pd
 
 from features import spec
 from features.brand import load_brand
+from features.config import FeatureConfigMismatch
 from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
@@ -154,6 +155,10 @@ class ServingState:
         started = time.perf_counter()
         self.models = models
         self.snapshot = snapshot
+        try:
+            models.check_snapshot(snapshot.manifest)
+        except FeatureConfigMismatch as exc:
+            raise ServingSetupError(f"snapshot {snapshot.path}: {exc}") from None
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.rules = rules or resolve_tier_rules(data_dir=self.data_dir)
         self.consent: str = load_brand(self.data_dir).consent if self.data_dir is not None else "opt_out"

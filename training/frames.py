@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from features.config import FeatureConfig
 from features.dataset import Dataset
 from features.identity import resolve_identities
 from features.labels import build_labels
@@ -287,11 +288,15 @@ class FeatureCache:
         Seed of the BTYD fits' simulations.
     btyd_params : dict, optional
         Settings of every BTYD fit (``BTYDModel`` parameters, e.g. ``chain``); the defaults otherwise.
+    config : FeatureConfig, optional
+        Feature windows, RFM bins and lifecycle thresholds of every snapshot (the defaults when omitted); logged
+        with the models trained on them, and required of the snapshots they later score.
     """
 
     def __init__(self, data: Dataset, identity: pd.DataFrame | None = None, *, random_state: int = 0,
-                 btyd_params: dict | None = None):
+                 btyd_params: dict | None = None, config: FeatureConfig | None = None):
         self.data = data
+        self.config = config or FeatureConfig()
         self.identity = identity
         self.random_state = random_state
         self.btyd_params = dict(btyd_params or {})
@@ -317,7 +322,7 @@ class FeatureCache:
             console = Console(quiet=True) if self._noted else None
             self._noted = True
             self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff),
-                                                            console=console))
+                                                            console=console, config=self.config))
         return self._features[cutoff]
 
     def release(self, cutoffs: Sequence, *, keep: Sequence = ()) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features import spec
+from features.config import FeatureConfig, check_config
 from training.churn import ChurnModel
 from training.clv import CLVModel
 from training.decisions.tiers import assign_tiers, load_tier_rules
@@ -33,6 +34,15 @@ class Models:
     clv: CLVModel
     churn_version: str | None = None
     clv_version: str | None = None
+    feature_config: dict | None = None  # the FeatureConfig both were trained on (None: the defaults)
+
+    def check_snapshot(self, manifest: dict) -> None:
+        """Refuse (``FeatureConfigMismatch``) a snapshot built with another feature config than the models'."""
+        check_config(manifest.get("config"), self.feature_config)
+
+    def features_config(self) -> FeatureConfig:
+        """The config to build features with for these models."""
+        return FeatureConfig.from_dict(self.feature_config or {}, source="the models' feature config")
 
     @property
     def versions(self) -> dict[str, str | None]:
@@ -111,4 +121,17 @@ def load_champions(alias: str = "champion") -> Models:
 
     churn = registry.load_model("churn", alias)
     clv = registry.load_model("clv", alias)
-    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version))
+    configs = [_feature_config(m.run_id) for m in (churn, clv)]
+    check_config(*configs, labels=(f"churn v{churn.version}", f"clv v{clv.version}"),
+                 fix="retrain both on one config (`scrm train all --feature-config FILE`)")
+    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version), feature_config=configs[0])
+
+
+def _feature_config(run_id: str) -> dict | None:
+    """The ``scrm.feature_config`` tag of a model's run (None for models trained before it was logged)."""
+    import json
+
+    from training import tracking
+
+    value = tracking.client().get_run(run_id).data.tags.get(tracking.TAG_FEATURE_CONFIG)
+    return json.loads(value) if value else None

@@ -38,6 +38,7 @@ EXPERIMENTS = ("churn", "clv", "lookalike", "backtest")
 TAG_KIND = "scrm.kind"
 TAG_FINGERPRINT = "scrm.data_fingerprint"
 TAG_AS_OF = "scrm.as_of"
+TAG_FEATURE_CONFIG = "scrm.feature_config"  # the FeatureConfig (JSON) of the snapshots a model was trained on
 TAG_ERROR = "scrm.error"
 TAG_CODE_VERSION = "scrm.code_version"
 TAG_GIT_COMMIT = "scrm.git_commit"

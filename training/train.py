@@ -10,6 +10,7 @@ a command that fails part-way (bad data, a crash while fitting or logging) never
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -89,7 +90,8 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
     as_of = fitted.plan.as_of
     features = cache.features(as_of)
     tags = {"scrm.kind": name, "scrm.as_of": as_of.isoformat(),
-            "scrm.btyd_status": "ok" if fitted.model.btyd_ is not None else "failed"}
+            "scrm.btyd_status": "ok" if fitted.model.btyd_ is not None else "failed",
+            tracking.TAG_FEATURE_CONFIG: json.dumps(cache.config.model_dump(mode="json"), sort_keys=True)}
     with tracking.start_run(name, run_name=f"{name} {as_of}", params=_params(fitted, cache, random_state),
                             tags=tags) as run:
         tracking.log_dataset_fingerprint(data.fingerprint_dict())

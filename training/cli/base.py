@@ -108,6 +108,12 @@ TiersOpt = Annotated[
     typer.Option("--tiers", dir_okay=False, help="Member-tier rules YAML (default: $SCRM_TIERS, else `tiers:` in "
                  "DATA/brand.yaml, else the packaged rules; docs/decisions.md)."),
 ]
+FeatureConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--feature-config", dir_okay=False, help="FeatureConfig YAML/JSON (windows, RFM bins, lifecycle "
+                 "thresholds; as `scrm features build --config`). Logged with the models: scoring builds features "
+                 "with it and serving refuses a snapshot built with another."),
+]
 Seed = Annotated[int, typer.Option("--random-state", help="Seed for LightGBM and simulations; logged with the run.")]
 Cutoffs = Annotated[int, typer.Option(
     "--cutoffs", min=1, help="How many rolling training cutoffs to stack (at most: big brands stack fewer, ~600k rows)."

@@ -116,7 +116,7 @@ def target(
 
         models = load_champions(alias)
         dataset = load_or_exit(data)
-        feats, identity, cutoff = _features(dataset, as_of)
+        feats, identity, cutoff = _features(dataset, as_of, models.features_config())
         with console.status(f"scoring {len(feats):,} people"):
             frame = score(feats, models, as_of=cutoff, tier_rules=rules)
     tier_frame = assign_tiers(frame, rules) if set(TIER_INPUT_COLUMNS) <= set(frame.columns) else None
@@ -147,14 +147,15 @@ def target(
     console.print(f"wrote {out}" + (f" and {json_path}" if json_path else ""))
 
 
-def _features(dataset, as_of: str | None):
+def _features(dataset, as_of: str | None, config=None):
+    """Features as of ``as_of`` (default: the day after the newest order) with ``config`` (the models')."""
     from features.identity import resolve_identities
     from features.pipeline import build_features
 
     cutoff = _resolve_as_of(as_of, dataset)
     identity = resolve_identities(dataset, as_of=cutoff).key_to_person
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=identity, console=console)
+        feats = build_features(dataset, cutoff, identity=identity, console=console, config=config)
     return feats, identity, cutoff
 
 

@@ -15,6 +15,7 @@ from training.cli.base import (
     AsOf,
     Cutoffs,
     DataDir,
+    FeatureConfigOpt,
     OptAsOf,
     Seed,
     Step,
@@ -65,16 +66,20 @@ def _print_train(result) -> None:
 
 
 def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoffs: int, step_days: int,
-           random_state: int, register: bool) -> None:
+           random_state: int, register: bool, feature_config: Path | None) -> None:
+    from features.config import FeatureConfig
     from training import train as T
+    from training.frames import FeatureCache
 
+    with exit_2_on(ValueError):
+        config = FeatureConfig.from_file(feature_config) if feature_config is not None else None
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     n_frames = {"churn": cutoffs + 2, "clv": cutoffs + 1, "all": 2 * cutoffs + 3}[kind]
     progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
     with exit_2_on(ValueError), progress:
         common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
-                      progress=advance)
+                      progress=advance, cache=FeatureCache(dataset, random_state=random_state, config=config))
         if kind == "all":
             results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=365, **common)
         elif kind == "churn":
@@ -89,27 +94,29 @@ def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoff
 def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 8, step_days: Step = 30,
                   random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
-                  ) -> None:
+                  feature_config: FeatureConfigOpt = None) -> None:
     """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each."""
-    _train("all", data, as_of, None, cutoffs, step_days, random_state, register)
+    _train("all", data, as_of, None, cutoffs, step_days, random_state, register, feature_config)
 
 
 @train_app.command("churn")
 def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
                     horizon: Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")] = 90,
                     cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
-                    register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
+                    register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
+                    feature_config: FeatureConfigOpt = None) -> None:
     """Train the churn model only."""
-    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register)
+    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config)
 
 
 @train_app.command("clv")
 def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
                   horizon: Annotated[int, typer.Option(min=7, help="Value window in days.")] = 365,
                   cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
-                  register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
+                  register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
+                  feature_config: FeatureConfigOpt = None) -> None:
     """Train the CLV model only."""
-    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register)
+    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config)
 
 
 ModelName = Annotated[str, typer.Argument(help="Registered model: churn or clv.")]
@@ -160,7 +167,8 @@ def score_cmd(
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person)
+        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person,
+                               config=models.features_config())
     with console.status(f"scoring {len(feats):,} people"):
         scores = score(feats, models, as_of=cutoff, with_reasons=reasons, tier_rules=rules)
     scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
