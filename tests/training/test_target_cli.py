@@ -85,3 +85,24 @@ def test_bad_campaign_file_exits_2_naming_the_key(orders_only, tmp_path):
     result = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
                                  str(bad), "--out", str(tmp_path / "a.csv")])
     assert result.exit_code == 2 and "budget" in result.output and str(bad) in " ".join(result.output.split())
+
+
+def test_lookalike_campaign_from_a_seed_file(orders_only, tmp_path):
+    data, scores_path, _, scores = orders_only
+    seeds = tmp_path / "seeds.txt"
+    best = scores[scores["eligible"]].sort_values(["clv_mean", "person_id"], ascending=[False, True])
+    seeds.write_text("\n".join(best["person_id"].head(80)) + "\n", encoding="utf-8")
+    campaign = tmp_path / "look.yaml"
+    campaign.write_text("campaign_id: look\nobjective: lookalike\nbudget: 30\ncost_per_contact: 0.1\n",
+                        encoding="utf-8")
+    out = tmp_path / "audience.csv"
+    result = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
+                                 str(campaign), "--seeds", str(seeds), "--out", str(out), "--as-of",
+                                 AS_OF.isoformat()])
+    assert result.exit_code == 0, result.output
+    audience = pd.read_csv(out)
+    assert 0 < (audience["group"] == "treatment").sum() <= 300  # the budget buys 300 contacts
+    assert not audience["person_id"].isin(best["person_id"].head(80)).any()  # seeds are not prospects
+    missing = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
+                                  str(campaign), "--out", str(out)])
+    assert missing.exit_code == 2 and "--seeds is required" in missing.output
