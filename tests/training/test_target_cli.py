@@ -106,3 +106,18 @@ def test_lookalike_campaign_from_a_seed_file(orders_only, tmp_path):
     missing = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
                                   str(campaign), "--out", str(out)])
     assert missing.exit_code == 2 and "--seeds is required" in missing.output
+
+
+def test_scores_as_csv_keep_unknown_consent_unknown(orders_only, tmp_path):
+    data, _, campaign, scores = orders_only
+    csv = tmp_path / "scores.csv"
+    flagged = scores.copy()
+    flagged.loc[flagged.index[:3], "marketing_opt_out"] = True  # three recorded opt-outs, the rest unknown
+    flagged.to_csv(csv, index=False)
+    (data / "brand.yaml").write_text("consent: opt_in\n", encoding="utf-8")
+    try:
+        _, audience, summary = _target(data, csv, campaign, tmp_path)
+    finally:
+        (data / "brand.yaml").unlink()
+    assert audience.empty
+    assert summary["excluded"]["opt_out"] == 3 and summary["excluded"]["consent_unknown"] == len(scores) - 3
