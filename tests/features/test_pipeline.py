@@ -260,3 +260,18 @@ def test_summarize_prints_segments_and_stages(feats):
     assert "people" in text and "buyers" in text
     assert any(seg in text for seg in ("重要价值客户", "一般挽留客户", "重要保持客户", "一般发展客户"))
     assert "lapsed" in text and "(no paid order)" in text
+
+
+def test_consent_of_a_person_opted_out_recorded_or_unknown():
+    """Any key opted out → True; else a recorded False → False; no recorded value on any key → <NA> (unknown)."""
+    orders = pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_key": ["a1", "b1", "c1", "c2"],
+                           "order_ts": [ts(50), ts(40), ts(30), ts(20)], "amount": [10.0, 20.0, 30.0, 40.0]})
+    identities = pd.DataFrame({"customer_key": ["a1", "b1", "c1", "c2"],
+                               "marketing_opt_out": pd.array([pd.NA, pd.NA, False, pd.NA], dtype="boolean")})
+    identity = pd.DataFrame({"customer_key": ["a1", "b1", "c1", "c2"], "person_id": ["p_a", "p_b", "p_c", "p_c"]})
+    identities.loc[0, "marketing_opt_out"] = True
+    f = build_features(Dataset(orders=orders, identities=identities), AS_OF, identity=identity,
+                       console=Console(quiet=True)).set_index("person_id")["marketing_opt_out"]
+    assert f.dtype == "boolean"
+    assert bool(f["p_a"]) is True
+    assert pd.isna(f["p_b"]) and bool(f["p_c"]) is False  # p_c: one recorded False, one unknown → False

@@ -62,3 +62,26 @@ def test_unknown_seeds_short_audience_and_separable_seed_are_named(people):
     separable = _run(people, rule, fraction=0.1)
     note = next(n for n in separable.notes if "trivially separable" in n)
     assert "'f3'" in note and "exclude" in note
+
+
+def test_cli_names_unknown_seeds_and_a_short_audience_without_python_warnings(tmp_path):
+    """`scrm lookalike`: unknown seed ids are listed, a short audience is said, no warning names a source line."""
+    from model_data import small
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    orders = small().dataset.orders
+    keys = orders.groupby("customer_key")["amount"].sum().sort_values(ascending=False).index[:120].tolist()
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join([*keys, "nobody_1", "nobody_2"]) + "\n", encoding="utf-8")
+    out = tmp_path / "audience.csv"
+    result = CliRunner().invoke(app, ["lookalike", "--data", str(small().data_dir), "--seeds", str(seeds),
+                                      "--out", str(out), "--size", "1000000", "--as-of", "2025-07-01"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "of 122 seed id(s) match no person_id or customer_key" in text  # nobody_* and keys seen only later
+    assert "'nobody_1', 'nobody_2'" in text
+    assert "asked for 1,000,000 people but only" in text
+    assert "consent: opt_out" in text and "Warning" not in text and ".py:" not in text
+    assert len(pd.read_csv(out)) < 1_000_000

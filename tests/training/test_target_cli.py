@@ -85,3 +85,39 @@ def test_bad_campaign_file_exits_2_naming_the_key(orders_only, tmp_path):
     result = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
                                  str(bad), "--out", str(tmp_path / "a.csv")])
     assert result.exit_code == 2 and "budget" in result.output and str(bad) in " ".join(result.output.split())
+
+
+def test_lookalike_campaign_from_a_seed_file(orders_only, tmp_path):
+    data, scores_path, _, scores = orders_only
+    seeds = tmp_path / "seeds.txt"
+    best = scores[scores["eligible"]].sort_values(["clv_mean", "person_id"], ascending=[False, True])
+    seeds.write_text("\n".join(best["person_id"].head(80)) + "\n", encoding="utf-8")
+    campaign = tmp_path / "look.yaml"
+    campaign.write_text("campaign_id: look\nobjective: lookalike\nbudget: 30\ncost_per_contact: 0.1\n",
+                        encoding="utf-8")
+    out = tmp_path / "audience.csv"
+    result = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
+                                 str(campaign), "--seeds", str(seeds), "--out", str(out), "--as-of",
+                                 AS_OF.isoformat()])
+    assert result.exit_code == 0, result.output
+    audience = pd.read_csv(out)
+    assert 0 < (audience["group"] == "treatment").sum() <= 300  # the budget buys 300 contacts
+    assert not audience["person_id"].isin(best["person_id"].head(80)).any()  # seeds are not prospects
+    missing = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
+                                  str(campaign), "--out", str(out)])
+    assert missing.exit_code == 2 and "--seeds is required" in missing.output
+
+
+def test_scores_as_csv_keep_unknown_consent_unknown(orders_only, tmp_path):
+    data, _, campaign, scores = orders_only
+    csv = tmp_path / "scores.csv"
+    flagged = scores.copy()
+    flagged.loc[flagged.index[:3], "marketing_opt_out"] = True  # three recorded opt-outs, the rest unknown
+    flagged.to_csv(csv, index=False)
+    (data / "brand.yaml").write_text("consent: opt_in\n", encoding="utf-8")
+    try:
+        _, audience, summary = _target(data, csv, campaign, tmp_path)
+    finally:
+        (data / "brand.yaml").unlink()
+    assert audience.empty
+    assert summary["excluded"]["opt_out"] == 3 and summary["excluded"]["consent_unknown"] == len(scores) - 3
