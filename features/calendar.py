@@ -163,7 +163,7 @@ def _load(path: str) -> Calendar:
 
     def fail(key: str, reason: str) -> CalendarError:
         where = f"{file}: {key}: " if key else f"{file}: "
-        return CalendarError(where + reason, field=key, reason=reason, file=file)
+        return CalendarError(where + reason, field=key or (), reason=reason, file=file)
 
     if not file.is_file():
         raise fail("", f"no such calendar file (set {CALENDAR_ENV} or pass a path to an existing YAML file)")
