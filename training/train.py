@@ -115,6 +115,9 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
         if fitted.extra.get("selection"):
             tracking.log_json(fitted.extra["selection"], "family_selection.json")
         if fitted.extra.get("level"):
+            if fitted.extra["level"].get("applied"):  # the validation total is met by construction after it
+                mlflow.log_metric("val.total_error_pct_before_level",
+                                  float(fitted.extra["level"]["validation_total_error_pct_before"]))
             tracking.log_json({**fitted.extra["level"], "calendar": fitted.model.window_calendar()},
                               "level_calibration.json")
         if name == "churn":
