@@ -289,6 +289,11 @@ class CLVModel(BaseEstimator):
             self.level_info_["reason"] = "no validation window (with a cutoff column) to calibrate on"
             log.warning("CLV: level calibration skipped (%s)", self.level_info_["reason"])
             return
+        if self.family_ != "lgbm" and btyd_valid is None:
+            self.level_info_["reason"] = (f"no BTYD model at the validation cutoff to predict the {self.family_!r} "
+                                          "family's validation total")
+            log.warning("CLV: level calibration skipped (%s)", self.level_info_["reason"])
+            return
         self.valid_cutoff_ = as_date(pd.Timestamp(X_valid["cutoff"].max()))
         raw = self._raw_frame(X_valid, btyd=btyd_valid, with_intervals=False)["clv_mean"].to_numpy(dtype=float)
         actual, predicted = float(np.sum(y_valid)), float(np.sum(raw))

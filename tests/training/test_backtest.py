@@ -117,7 +117,7 @@ def test_simulator_models_beat_every_baseline(acceptance):
         assert churn["model"]["auc"] > churn["baselines"][name]["auc"], name
     for name in ("btyd_gg", "last_period"):
         assert clv["model"]["gini"] > clv["baselines"][name]["gini"], name
-    assert churn["model"]["ece"] < 0.05 and abs(clv["model"]["total_error_pct"]) < 20
+    assert churn["model"]["ece"] < 0.05 and abs(clv["model"]["total_error_pct"]) <= 10  # the budget bar (issue 10)
 
 
 @pytest.mark.slow

@@ -99,3 +99,17 @@ def test_the_calibration_reads_no_order_on_or_after_as_of(clv):
     assert refit.model.level_ == pytest.approx(clv.model.level_, rel=1e-9)
     assert refit.model.seasonal_.lifts == pytest.approx(clv.model.seasonal_.lifts, rel=1e-12)
     assert refit.model.level_factor(AS_OF) == pytest.approx(clv.model.level_factor(AS_OF), rel=1e-9)
+
+
+def test_a_family_that_cannot_be_predicted_on_the_validation_window_is_left_uncalibrated():
+    from training.clv import CLVModel
+
+    cache = small().cache
+    fitted = fitted_clv()
+    train = cache.labelled(fitted.plan.train, HORIZON)
+    valid = fitted.valid
+    model = CLVModel(HORIZON, family="btyd", **FAST_CLV).fit(
+        train, train["future_spend"], X_valid=valid, y_valid=valid["future_spend"], btyd=cache.btyd(AS_OF),
+        btyd_valid=None)
+    assert model.family_ == "btyd" and model.level_factor(AS_OF) == 1.0
+    assert "no BTYD model at the validation cutoff" in model.level_info_["reason"]
