@@ -113,3 +113,16 @@ def test_a_family_that_cannot_be_predicted_on_the_validation_window_is_left_unca
         btyd_valid=None)
     assert model.family_ == "btyd" and model.level_factor(AS_OF) == 1.0
     assert "no BTYD model at the validation cutoff" in model.level_info_["reason"]
+
+
+def test_the_brand_calendar_of_the_data_directory_is_used(tmp_path):
+    (tmp_path / "festivals.yaml").write_text('festivals:\n  - {name: brand_day, date: "06-10", days: [-3, 0]}\n')
+    (tmp_path / "brand.yaml").write_text("calendar: festivals.yaml\n")
+    data = small().dataset
+    mine = Dataset(orders=data.orders, events=data.events, identities=data.identities,
+                   campaign_touches=data.campaign_touches, source=tmp_path)
+    fitted = fit_clv(FeatureCache(mine), AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST_CLV)
+    assert fitted.model.seasonal_.calendar.names == ("brand_day",)
+    assert fitted.model.seasonal_.occurrences["brand_day"] >= 1
+    assert set(fitted.model.window_calendar(AS_OF)) == {"cal_days_brand_day", "cal_festival_days",
+                                                       "cal_seasonal_index"}
