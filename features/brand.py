@@ -6,6 +6,8 @@ policies travel with its data, so every command reading the directory applies th
     brand: acme-beauty        # stable id: letters, digits, '-', '_' (default: the directory's name)
     consent: opt_out          # opt_out (default): unknown consent means allowed; opt_in: recorded consent only
     tiers: tiers.yaml         # member-tier rules, relative to the data directory (default: the packaged rules)
+    calendar: festivals.yaml  # festival calendar (features/calendar.py), relative to the data directory
+                              # (default: $SCRM_CALENDAR, else the packaged Chinese calendar)
 
 A missing file means every default. Unknown keys are refused, so a typo cannot silently fall back to a default.
 """
@@ -26,7 +28,7 @@ from features.errors import InputError
 BRAND_FILE = "brand.yaml"
 CONSENT_POLICIES = ("opt_out", "opt_in")
 _BRAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_KEYS = {"brand", "consent", "tiers"}
+_KEYS = {"brand", "consent", "tiers", "calendar"}
 
 
 class BrandConfigError(InputError):
@@ -40,6 +42,7 @@ class BrandConfig:
     brand: str
     consent: Literal["opt_out", "opt_in"] = "opt_out"
     tiers: Path | None = None
+    calendar: Path | None = None
 
 
 def check_brand_id(brand: str, source: str = "--brand") -> str:
@@ -85,7 +88,12 @@ def load_brand(data_dir: str | Path, brand: str | None = None) -> BrandConfig:
         tiers = Path(tiers) if Path(tiers).is_absolute() else data_dir / tiers
         if not tiers.exists():
             raise BrandConfigError(f"{path}: tiers file {tiers} does not exist")
-    return BrandConfig(brand=brand_id, consent=consent, tiers=tiers)
+    calendar = raw.get("calendar")
+    if calendar is not None:
+        calendar = Path(calendar) if Path(calendar).is_absolute() else data_dir / calendar
+        if not calendar.exists():
+            raise BrandConfigError(f"{path}: calendar file {calendar} does not exist")
+    return BrandConfig(brand=brand_id, consent=consent, tiers=tiers, calendar=calendar)
 
 
 ConsentPolicy = Literal["opt_out", "opt_in"]

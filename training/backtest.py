@@ -10,6 +10,9 @@ baselines:
 * CLV ``btyd_gg``: BG/NBD-family expected orders × Gamma-Gamma expected order value;
 * CLV ``last_period``: each person's spend in the previous window ``[as_of − H, as_of)``.
 
+The CLV block's ``level`` holds the model's level calibration (the factor, the validation totals it came from,
+the brand's festival lifts) and the calendar features of the evaluated window (``features.spec.CALENDAR_SPEC``).
+
 When the data directory holds the simulator's ``truth.parquet`` the ``oracle`` block adds the figures of the
 true outcome distribution (``features.simulate.oracle`` per resolved ``person_id``, campaign effects included):
 the ceiling of what any model could reach on that data.
@@ -138,6 +141,8 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
             "model": clv_metrics(spend, ev["clv_mean"], ev["clv_p10"], ev["clv_p90"]),
             "validation": clv.metrics,
             "selection": clv.model.selection_,
+            "level": {**clv.model.level_info_, "factor_at_as_of": clv.model.level_factor(as_of),
+                      "calendar": clv.model.window_calendar(as_of)},
             "baselines": {
                 "btyd_gg": clv_metrics(spend, btyd_spend),
                 "last_period": clv_metrics(spend, last_period),

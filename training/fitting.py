@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
+from features.brand import load_brand
+from features.calendar import daily_paid_revenue, fit_seasonal_index, load_calendar
 from training.churn import ChurnModel
 from training.clv import CLVModel
 from training.frames import CutoffPlan, FeatureCache, plan_cutoffs, scaled_cutoffs
@@ -77,10 +80,13 @@ def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: 
 
 def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
             max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
-            progress: Callable[[], None] | None = None, **params) -> Fitted:
+            progress: Callable[[], None] | None = None, calendar=None, **params) -> Fitted:
     """Fit the CLV model for ``as_of`` on stacked cutoffs; choose the family and validate on the latest window.
 
-    ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings).
+    ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings, ``level_calibration``).
+    The level factor's seasonal index is learned from the brand's daily paid revenue before ``as_of`` with the
+    festival calendar ``calendar`` (a path); when ``None``, the data directory's ``brand.yaml`` ``calendar``, else
+    ``features.calendar.load_calendar``'s default (``$SCRM_CALENDAR``, else the packaged one).
     """
     plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=False,
                  max_train_rows=max_train_rows)
@@ -88,13 +94,16 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
     valid = cache.labelled([plan.validation], horizon_days, progress=progress)
     btyd, btyd_valid = cache.btyd(plan.as_of), cache.btyd(plan.validation)
     model = CLVModel(horizon_days, random_state=random_state, **params)
+    if calendar is None and cache.data.source is not None and Path(cache.data.source).is_dir():
+        calendar = load_brand(cache.data.source).calendar
+    seasonal = fit_seasonal_index(daily_paid_revenue(cache.data.orders, plan.as_of), load_calendar(calendar))
     model.fit(train, train["future_spend"], orders=train["future_orders"], X_valid=valid,
               y_valid=valid["future_spend"], btyd=btyd, btyd_valid=btyd_valid,
-              btyd_status=cache.btyd_status(plan.as_of))
+              btyd_status=cache.btyd_status(plan.as_of), seasonal=seasonal)
     pred = model.predict_frame(valid, as_of=plan.validation, btyd=btyd_valid)
     return Fitted(kind="clv", model=model, plan=plan, valid=valid, valid_pred=pred,
                   metrics=clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"]),
                   n_train=len(train),
                   extra={"family": model.family_, "selection": model.selection_,
-                         "btyd_status": cache.btyd_status(plan.as_of)})
+                         "btyd_status": cache.btyd_status(plan.as_of), "level": model.level_info_})
 

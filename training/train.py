@@ -66,6 +66,7 @@ def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
         params["churn.family"] = model.family_
     else:
         params["clv.family"] = model.family_
+        params["clv.level_factor"] = round(float(model.level_factor()), 6)
         params["interval_level"] = round(model.quantiles[1] - model.quantiles[0], 4)
     btyd = getattr(model, "btyd_", None)
     params["btyd.status"] = "ok" if btyd is not None else "failed"
@@ -115,6 +116,12 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
             mlflow.log_metrics({f"selection.{fam}.{k}": float(v) for k, v in figures.items()})
         if fitted.extra.get("selection"):
             tracking.log_json(fitted.extra["selection"], "family_selection.json")
+        if fitted.extra.get("level"):
+            if fitted.extra["level"].get("applied"):  # the validation total is met by construction after it
+                mlflow.log_metric("val.total_error_pct_before_level",
+                                  float(fitted.extra["level"]["validation_total_error_pct_before"]))
+            tracking.log_json({**fitted.extra["level"], "calendar": fitted.model.window_calendar()},
+                              "level_calibration.json")
         if name == "churn":
             y, p = fitted.valid["churned"].to_numpy(dtype=int), fitted.valid_pred["churn_probability"].to_numpy()
             tracking.log_figure(plots.roc_plot(y, p), "roc")

@@ -56,6 +56,12 @@ def test_train_all_logs_registers_and_gates(trained):
     assert "plots/clv_deciles.png" in _artifacts(trained["clv"].run_id)
     assert clv_run.data.params["clv.family"] == trained["clv"].model.family_
     assert clv_run.data.params["interval_level"] == "0.8"
+    level = trained["clv"].model.level_info_  # the level calibration is logged with the run
+    assert float(clv_run.data.params["clv.level_factor"]) == pytest.approx(trained["clv"].model.level_factor(),
+                                                                           rel=1e-5)
+    assert clv_run.data.metrics["val.total_error_pct_before_level"] == pytest.approx(
+        level["validation_total_error_pct_before"])
+    assert "level_calibration.json" in _artifacts(trained["clv"].run_id)
     assert {"selection.lgbm.gini", "selection.btyd.gini", "val.interval_coverage"} <= set(clv_run.data.metrics)
     churn, clv = trained["churn"].metrics, trained["clv"].metrics
     assert 0.5 < churn["auc"] <= 1 and 0 <= churn["brier"] < 0.25 and 0 <= churn["ece"] < 0.2
