@@ -479,12 +479,13 @@ def log_drift(report: DriftReport, *, html_path: Path | None = None, fingerprint
 # --- snapshots and champions ------------------------------------------------------------------------------------
 
 
-def champion_reference() -> tuple[date | None, str]:
-    """The default reference date, the champion churn model's ``scrm.as_of``, and how to describe it."""
+def champion_reference(brand: str, horizon_days: int = 90) -> tuple[date | None, str]:
+    """The default reference date, the brand's champion churn model's ``scrm.as_of``, and how to describe it."""
     from training import registry
 
-    as_of = champion_as_of("churn")
-    return as_of, f"champion churn v{registry.champion_version('churn')} validated as of"
+    name = registry.model_name(brand, "churn", horizon_days)
+    as_of = champion_as_of(name)
+    return as_of, f"champion {name} v{registry.champion_version(name)} validated as of"
 
 
 def champion_as_of(name: str = "churn") -> date | None:

@@ -48,8 +48,8 @@ def test_ready_with_the_champions_and_the_snapshot(service, serving_env):
 
     assert service.__is_ready__() and service.__is_alive__()
     state = service.state
-    assert state.model_versions == {"churn": str(registry.champion_version("churn")),
-                                    "clv": str(registry.champion_version("clv"))}
+    assert state.model_versions == {"churn": str(registry.champion_version("data.churn_90d")),
+                                    "clv": str(registry.champion_version("data.clv_365d"))}
     assert str(state.as_of) == "2026-01-01"
     assert len(state.scores) == len(state.features) > 3_000
 

@@ -43,7 +43,9 @@ def test_train_all_logs_registers_and_gates(trained):
         assert t["scrm.gate_decision"] == "first_champion"
         assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
         assert result.version == "1" and result.decision.promoted
-        assert registry.champion_version(name) == 1
+        assert result.registered_name == f"{small().data_dir.name}.{name}_{HORIZON}d"
+        assert registry.champion_version(result.registered_name) == 1
+        assert t["scrm.brand"] == small().data_dir.name and t["scrm.horizon_days"] == str(HORIZON)
         files = _artifacts(result.run_id)
         assert {"data_fingerprint.json", "features.json", "eligibility.json", "btyd.json",
                 "plots/feature_importance.png", "report.html"} <= files
@@ -65,8 +67,8 @@ def test_train_all_logs_registers_and_gates(trained):
     snap = small().cache.features(AS_OF)
     buyers = snap[(snap["orders"] >= 1) & (snap["tenure_days"] >= 7)].head(30)
     for name in ("churn", "clv"):
-        loaded = registry.load_model(name)
-        assert loaded.version == 1
+        loaded = registry.load_model(trained[name].registered_name)
+        assert loaded.version == 1 and loaded.horizon_days == HORIZON
         assert loaded.pyfunc.metadata.signature is not None
         assert "recency_days" in loaded.pyfunc.metadata.signature.inputs.input_names()
         got = loaded.pyfunc.predict(buyers.reset_index(drop=True))
