@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from metric_inventory import unlisted
 from model_data import AS_OF, fitted_churn, fitted_clv, small
 from typer.testing import CliRunner
 
@@ -197,6 +198,7 @@ def test_cli_drift_features_only_exit_codes_and_files(brand, tmp_path):
     assert alert_run.data.tags["scrm.kind"] == "monitoring" and alert_run.data.params["reference_as_of"] == "2023-06-01"
     top = report["features"][0]
     assert alert_run.data.metrics[f"drift.{top['name']}.psi"] == pytest.approx(top["psi"])
+    assert unlisted(alert_run.data.metrics) == []  # every drift metric has a direction (metric_inventory)
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("psi: {warn: 0.1, alert: 0.2}\nunknown: 1\n")

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from metric_inventory import unlisted
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, small
 
 from training import registry, tracking
@@ -42,6 +43,7 @@ def test_train_all_logs_registers_and_gates(trained):
         assert t["scrm.kind"] == name and t["scrm.as_of"] == "2025-07-01" and len(t["scrm.data_fingerprint"]) == 16
         assert t["scrm.gate_decision"] == "first_champion"
         assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
+        assert unlisted(m) == []  # every training metric has a direction (metric_inventory)
         assert result.version == "1" and result.decision.promoted
         assert result.registered_name == f"{small().data_dir.name}.{name}_{HORIZON}d"
         assert registry.champion_version(result.registered_name) == 1
