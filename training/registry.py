@@ -353,7 +353,22 @@ def load_for_scoring(brand: str, kind: str, horizon_days: int | None = None, *, 
             f"{as_of} in a separate store (`MLFLOW_TRACKING_URI=... scrm train all --data {data_hint} --as-of "
             f"{as_of}`) and score with it"
         )
+    _check_pii_key(mv, name)
     return _load_version(mv, alias)
+
+
+def _check_pii_key(mv, name: str) -> None:
+    """Refuse a model trained under another PII key: its persons were merged by other phone/unionid hashes."""
+    from features.pii import PII_KEY_ENV, pii_key_fingerprint
+
+    expected = (mv.tags or {}).get(TAG_PII)
+    current = pii_key_fingerprint(required=False) if expected else None
+    if expected and current and current != expected:
+        raise ModelIdentityError(
+            f"{name} v{mv.version} was trained under the PII key with fingerprint {expected}, but {PII_KEY_ENV} "
+            f"now has fingerprint {current}: identities would be linked differently from training. Set "
+            f"{PII_KEY_ENV} to the key the model was trained with, or retrain under the new key (`scrm train`)"
+        )
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def test_backtest_json_has_the_issue_keys_and_matches_mlflow(tmp_path):
     assert 0 < written["oracle"]["coverage"] <= 1 and written["oracle"]["churn_auc"] > 0.8
     run = tracking.client().get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["scrm.kind"] == "backtest"
+    assert run.data.tags["scrm.brand"] == s.data_dir.name and run.data.tags["scrm.horizon_days"] == str(HORIZON)
     logged = run.data.metrics
     assert unlisted(logged) == []  # every backtest metric has a direction (metric_inventory)
     for key, value in flatten({k: written[k] for k in ("churn", "clv", "oracle")}).items():

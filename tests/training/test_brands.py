@@ -61,3 +61,26 @@ def test_training_brand_b_leaves_brand_a_scores_byte_identical(tmp_path):
     result, text = _score(a.data_dir, tmp_path / "h30.parquet", "--churn-horizon", "30")
     assert result.exit_code == 2 and f"no champion churn model over 30 days ({brand_a}.churn_30d)" in text
     assert "scrm train" in text
+
+
+@pytest.mark.slow
+def test_a_champion_validated_on_another_window_is_rescored_on_the_challengers():
+    from datetime import timedelta
+
+    from training import tracking
+    from training.fitting import fit_churn, validate
+    from training.train import train_churn
+
+    s = small()
+    common = dict(cache=s.cache, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, model_params=FAST)
+    old = train_churn(s.dataset, AS_OF - timedelta(days=30), **common)
+    assert old.decision.decision == "first_champion"
+    new = train_churn(s.dataset, AS_OF, **common)
+    run = tracking.client().get_run(new.run_id)
+    assert run.data.tags["scrm.gate_basis"] == "rescored"
+    fitted = fit_churn(s.cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST)  # the new window
+    expected = validate(old.model, fitted, s.cache)["auc"]
+    assert run.data.metrics["gate.champion_value"] == pytest.approx(expected)
+    assert new.decision.champion_value == pytest.approx(expected) and expected != pytest.approx(
+        tracking.client().get_run(old.run_id).data.metrics["val.auc"])
+    assert new.decision.promoted == (new.metrics["auc"] > expected)

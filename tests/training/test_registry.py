@@ -313,3 +313,18 @@ def test_a_run_killed_mid_way_is_marked_failed_by_the_next_command():
     with tracking.start_run("churn", run_name="alive") as alive:  # a live run of this process is left alone
         assert tracking.mark_dead_runs_failed() == []
         assert c.get_run(alive.info.run_id).info.status == "RUNNING"
+
+
+def test_scoring_refuses_a_model_trained_under_another_pii_key(model, frame, monkeypatch):
+    name, v = register(model, frame)
+    from features.pii import pii_key_fingerprint
+
+    c = tracking.client()
+    assert c.get_run(c.get_model_version(name, str(v)).run_id).data.tags.get("scrm.pii_key_fingerprint") is None
+    c.set_model_version_tag(name, str(v), "scrm.pii_key_fingerprint", pii_key_fingerprint())
+    registry.promotion_gate(name, v, metric="val.auc", value=0.7)
+    assert registry.load_for_scoring("acme", "churn").version == v
+    monkeypatch.setenv("SCRM_PII_KEY", "another-key")
+    with pytest.raises(registry.ModelIdentityError, match="trained under the PII key with fingerprint .* Set "
+                                                          "SCRM_PII_KEY to the key the model was trained with"):
+        registry.load_for_scoring("acme", "churn")

@@ -48,6 +48,11 @@ def test_train_all_logs_registers_and_gates(trained):
         assert result.registered_name == f"{small().data_dir.name}.{name}_{HORIZON}d"
         assert registry.champion_version(result.registered_name) == 1
         assert t["scrm.brand"] == small().data_dir.name and t["scrm.horizon_days"] == str(HORIZON)
+        from features.pii import pii_key_fingerprint
+
+        mv = c.get_model_version(result.registered_name, "1")
+        assert t["scrm.pii_key_fingerprint"] == mv.tags["scrm.pii_key_fingerprint"] == pii_key_fingerprint()
+        assert mv.tags["scrm.validation_cutoff"] == "2025-04-02" and len(mv.tags["scrm.artifact_sha256"]) == 64
         files = _artifacts(result.run_id)
         assert {"data_fingerprint.json", "features.json", "eligibility.json", "btyd.json",
                 "plots/feature_importance.png", "report.html"} <= files

@@ -233,6 +233,7 @@ def backtest(
     cutoffs: Cutoffs = 8,
     step_days: Step = 30,
     random_state: Seed = 0,
+    brand: BrandOpt = None,
 ) -> None:
     """Train churn and CLV with data before --as-of only, then judge them on what happened after it.
 
@@ -249,7 +250,7 @@ def backtest(
     progress, advance = _steps(2 * cutoffs + 3, f"backtest as of {cutoff}")
     with exit_2_on(ValueError), progress:
         result = run_backtest(dataset, cutoff, horizon, json_path=json_path, random_state=random_state,
-                              n_cutoffs=cutoffs, step_days=step_days, progress=advance)
+                              n_cutoffs=cutoffs, step_days=step_days, progress=advance, brand=brand_of(data, brand))
     Console().print_json(json.dumps({k: result[k] for k in ("churn", "clv", "oracle") if k in result}, default=str))
     console.print(f"mlflow run {result['mlflow_run_id']}" + (f"; wrote {json_path}" if json_path else ""))
 
