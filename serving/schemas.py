@@ -41,8 +41,17 @@ class _Response(BaseModel):
 class ModelVersions(_Response):
     """Registered model versions behind a response."""
 
-    churn: str | None = Field(description="Version of the registered model `churn` (alias champion at start).")
-    clv: str | None = Field(description="Version of the registered model `clv` (alias champion at start).")
+    churn: str | None = Field(description="Version of the brand's churn model, e.g. `acme.churn_90d` (alias "
+                                          "champion at start).")
+    clv: str | None = Field(description="Version of the brand's CLV model, e.g. `acme.clv_365d` (alias champion "
+                                        "at start).")
+
+
+class HorizonDays(_Response):
+    """What the scores are about: the models' horizons in days."""
+
+    churn: int | None = Field(None, description="`churn_probability` = P(no paid order within this many days).")
+    clv: int | None = Field(None, description="`clv` = expected spend over this many days.")
 
 
 class Served(_Response):
@@ -50,6 +59,9 @@ class Served(_Response):
 
     model_versions: ModelVersions
     feature_as_of: date = Field(description="Snapshot date: features use only data strictly before it.")
+    brand: str | None = Field(None, description="Brand whose champion models answer (models are per brand).")
+    horizon_days: HorizonDays = Field(default_factory=HorizonDays,
+                                      description="Horizons of the churn and CLV models behind the answer.")
 
 
 # --- /score ----------------------------------------------------------------------------------------------------

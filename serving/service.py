@@ -55,7 +55,7 @@ from serving.schemas import (
     TierRequest,
     TierResponse,
 )
-from serving.state import ServingSetupError, ServingState, check_champions, find_snapshot
+from serving.state import ServingSetupError, ServingState, check_champions, find_snapshot, serving_brand
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
@@ -167,7 +167,8 @@ class ScrmService:
             )
         self.data_dir = Path(raw)
         snapshot = find_snapshot(self.data_dir)
-        check_champions(self.data_dir, snapshot.as_of)
+        self.brand = serving_brand(self.data_dir)
+        check_champions(self.data_dir, snapshot.as_of, brand=self.brand)
         self.state: ServingState | None = None
         self.load_error: str | None = None
         self._loaded = threading.Event()
@@ -180,12 +181,10 @@ class ScrmService:
         started = time.perf_counter()
         try:
             try:
-                models = load_champions("champion")
+                models = load_champions("champion", brand=self.brand, as_of=snapshot.as_of,
+                                        data_hint=str(self.data_dir))
             except LookupError as exc:
-                raise ServingSetupError(
-                    f"{exc}; create the champions with `scrm train all --data {self.data_dir} --as-of "
-                    f"{snapshot.as_of}`"
-                ) from None
+                raise ServingSetupError(str(exc)) from None
             state = ServingState(models, snapshot, data_dir=self.data_dir)
             gc.collect()
             gc.freeze()  # the snapshot's millions of objects live until shutdown: keep them out of GC passes
@@ -224,7 +223,8 @@ class ScrmService:
 
     @staticmethod
     def _served(state: ServingState) -> dict:
-        return {"model_versions": state.model_versions, "feature_as_of": state.as_of}
+        return {"model_versions": state.model_versions, "feature_as_of": state.as_of,
+                "brand": state.models.brand, "horizon_days": state.models.horizons}
 
     # --- endpoints -------------------------------------------------------------------------------------------
 

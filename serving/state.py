@@ -13,6 +13,7 @@ Ids are resolved as ``person_id`` first, then as a channel ``customer_key`` thro
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -39,6 +40,8 @@ NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expec
                    *spec.passthrough_columns("numeric"))
 TEXT_COLUMNS = ("person_id", "ineligible_reason", *spec.passthrough_columns("text"), "tier", "tier_en",
                 "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
+#: Environment variable naming the brand served (``scrm serve --brand``); default: the data directory's brand.
+BRAND_ENV = "SCRM_BRAND"
 #: Tables ``/evaluate_campaign`` reads from the data directory.
 EVALUATION_TABLES = ("orders", "campaign_touches", "identities")
 
@@ -113,18 +116,33 @@ def find_snapshot(data_dir: str | Path) -> Snapshot:
     return snapshot
 
 
-def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:
-    """Versions holding alias ``champion`` of ``churn`` and ``clv``; :class:`ServingSetupError` naming the fix."""
+def serving_brand(data_dir: str | Path) -> str:
+    """The brand served: ``SCRM_BRAND`` (set by ``scrm serve --brand``), else the data directory's brand."""
+    from features.brand import BrandConfigError, check_brand_id, load_brand
+
+    raw = os.environ.get(BRAND_ENV, "").strip()
+    try:
+        return check_brand_id(raw, BRAND_ENV) if raw else load_brand(data_dir).brand
+    except BrandConfigError as exc:
+        raise ServingSetupError(str(exc)) from None
+
+
+def check_champions(data_dir: str | Path, as_of: date | None = None, *, brand: str | None = None,
+                    ) -> dict[str, int]:
+    """Versions holding alias ``champion`` of the brand's churn and CLV models; :class:`ServingSetupError` naming
+    the fix."""
     from training import registry, tracking
 
-    versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
-    missing = [name for name, v in versions.items() if v is None]
+    brand = brand or serving_brand(data_dir)
+    names = {kind: registry.model_name(brand, kind) for kind in ("churn", "clv")}
+    versions = {kind: registry.champion_version(name) for kind, name in names.items()}
+    missing = [names[kind] for kind, v in versions.items() if v is None]
     if missing:
         when = as_of.isoformat() if as_of is not None else "DATE"
         raise ServingSetupError(
-            f"no champion version of the registered model(s) {', '.join(missing)} in {tracking.tracking_uri()}; "
-            f"create them with `scrm train all --data {data_dir} --as-of {when}` (or set MLFLOW_TRACKING_URI to "
-            "the store that holds them)"
+            f"no champion version of brand {brand}'s registered model(s) {', '.join(missing)} in "
+            f"{tracking.tracking_uri()}; create them with `scrm train all --data {data_dir} --as-of {when}` (or "
+            "set MLFLOW_TRACKING_URI to the store that holds them)"
         )
     return versions
 

@@ -190,8 +190,11 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
 def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Path | None = None,
                  random_state: int = 0, n_cutoffs: int = 8, step_days: int = 30,
                  max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, churn_params: dict | None = None,
-                 clv_params: dict | None = None, cache: FeatureCache | None = None, progress=None) -> dict:
+                 clv_params: dict | None = None, cache: FeatureCache | None = None, progress=None,
+                 brand: str | None = None) -> dict:
     """Backtest and log everything to the ``backtest`` experiment; optionally write the JSON file.
+
+    The run is tagged ``scrm.brand`` (``brand``, else the data directory's brand id) and ``scrm.horizon_days``.
 
     The metrics logged are the JSON's ``churn``, ``clv``, ``oracle`` and ``oracle_gap`` blocks flattened with
     dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...); the JSON itself is the
@@ -208,8 +211,13 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Pat
               "churn.family": result["churn"]["family"],
               "interval_level": result["clv"]["interval_level"], "cutoffs": result["cutoffs"]["churn"]["cutoffs"],
               "clv_cutoffs": result["cutoffs"]["clv"]["cutoffs"], "btyd.status": result["btyd"]["status"][:200]}
+    tags = {"scrm.kind": "backtest", "scrm.as_of": result["as_of"], "scrm.horizon_days": str(horizon_days)}
+    if brand is not None or data.source is not None:
+        from features.brand import check_brand_id, load_brand
+
+        tags["scrm.brand"] = check_brand_id(brand) if brand is not None else load_brand(data.source).brand
     with tracking.start_run("backtest", run_name=f"backtest {result['as_of']} h{horizon_days}", params=params,
-                            tags={"scrm.kind": "backtest", "scrm.as_of": result["as_of"]}) as run:
+                            tags=tags) as run:
         result["mlflow_run_id"] = run.info.run_id
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
         mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap") if k in result}))

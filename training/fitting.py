@@ -107,3 +107,16 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
                   extra={"family": model.family_, "selection": model.selection_,
                          "btyd_status": cache.btyd_status(plan.as_of), "level": model.level_info_})
 
+
+
+def validate(model: ChurnModel | CLVModel, fitted: Fitted, cache: FeatureCache) -> dict[str, float]:
+    """Validation figures of another fitted ``model`` of the same kind on ``fitted``'s validation rows.
+
+    Exactly as the fits above validate their own model (CLV with the BTYD model fitted at the validation
+    cutoff); the promotion gate uses it to re-score the champion on a challenger's window.
+    """
+    valid, validation = fitted.valid, fitted.plan.validation
+    if fitted.kind == "churn":
+        return churn_metrics(valid["churned"], model.predict_frame(valid)["churn_probability"])
+    pred = model.predict_frame(valid, as_of=validation, btyd=cache.btyd(validation))
+    return clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"])

@@ -276,6 +276,8 @@ def _prediction_section(run: RunData) -> dict:
         facts.append(("Cut-off date (history used up to, not including)", as_of))
     if horizon:
         facts.append(("Prediction horizon", f"{horizon} days"))
+    if run.tags.get("scrm.brand"):
+        facts.append(("Brand", run.tags["scrm.brand"]))
     if run.kind == "lookalike":
         for key in ("seed_file", "seeds", "exclude_seed_columns", "size"):
             if key in run.params:
@@ -462,7 +464,7 @@ def _quality(run: RunData) -> dict:
             scope = ".".join(p for p in parts[:idx] if p != "model")
             baselines.setdefault((scope, measure), {})[parts[idx + 1]] = value
             continue
-        if _direction(measure) is None:
+        if _direction(".".join(parts)) is None:
             continue
         scope = ".".join(p for p in parts[:-1] if p != "model")
         model.setdefault(scope, {})[measure] = value
@@ -475,7 +477,7 @@ def _quality(run: RunData) -> dict:
             label, meaning, phrase = _measure_info(measure, run.kind)
             if run.kind == "lookalike" and measure == "auc":
                 meaning = "chance that a held-out seed customer ranks above a random other customer: 0.5 is a coin toss"
-            direction = _direction(measure)
+            direction = _direction(f"{scope}.{measure}" if scope else measure)  # oracle_gap.*: lower is better
             comparisons = []
             found = dict(baselines.get((scope, measure), {}))
             if not found and not baselines:  # chance level only when the run logged no baselines at all

@@ -34,6 +34,9 @@ class Models:
     clv: CLVModel
     churn_version: str | None = None
     clv_version: str | None = None
+    brand: str | None = None
+    churn_name: str | None = None  # registered model names, e.g. ``acme.churn_90d``
+    clv_name: str | None = None
     feature_config: dict | None = None  # the FeatureConfig both were trained on (None: the defaults)
 
     def check_snapshot(self, manifest: dict) -> None:
@@ -47,6 +50,16 @@ class Models:
     @property
     def versions(self) -> dict[str, str | None]:
         return {"churn": self.churn_version, "clv": self.clv_version}
+
+    @property
+    def horizons(self) -> dict[str, int | None]:
+        """The models' horizons in days: churn over ``churn``, CLV value over ``clv``."""
+        return {kind: _horizon(getattr(self, kind)) for kind in ("churn", "clv")}
+
+
+def _horizon(model) -> int | None:
+    value = getattr(model, "horizon_days", None)
+    return int(value) if value is not None else None
 
 
 def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Series:
@@ -91,6 +104,8 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
                         "ineligible_reason": reason.to_numpy()})
     for col in SCORE_COLUMNS[3:]:
         out[col] = pd.NaT if col == "expected_next_order_date" else np.nan
+    for kind, days in models.horizons.items():  # what churn_probability and clv_* are about
+        out[f"{kind}_horizon_days"] = pd.array([days] * len(out), dtype="Int64")
     if ok.any():
         buyers = features.loc[ok]
         churn = models.churn.predict_frame(buyers)
@@ -115,16 +130,26 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     return out
 
 
-def load_champions(alias: str = "champion") -> Models:
-    """The registered ``churn`` and ``clv`` models behind ``alias`` (``LookupError`` names the fix)."""
+def load_champions(alias: str = "champion", *, brand: str, as_of=None, churn_horizon: int = 90,
+                   clv_horizon: int = 365, data_hint: str = "D") -> Models:
+    """Brand ``brand``'s churn and CLV models behind ``alias``, checked for scoring as of ``as_of``.
+
+    Raises
+    ------
+    LookupError
+        No such model, a version of another brand or horizon, one trained after ``as_of``, or artifacts changed
+        since registration (:func:`training.registry.load_for_scoring`); the message names the fix.
+    """
     from training import registry
 
-    churn = registry.load_model("churn", alias)
-    clv = registry.load_model("clv", alias)
+    as_of = pd.Timestamp(as_of).date() if as_of is not None else None
+    churn = registry.load_for_scoring(brand, "churn", churn_horizon, as_of=as_of, alias=alias, data_hint=data_hint)
+    clv = registry.load_for_scoring(brand, "clv", clv_horizon, as_of=as_of, alias=alias, data_hint=data_hint)
     configs = [_feature_config(m.run_id) for m in (churn, clv)]
-    check_config(*configs, labels=(f"churn v{churn.version}", f"clv v{clv.version}"),
+    check_config(*configs, labels=(f"{churn.name} v{churn.version}", f"{clv.name} v{clv.version}"),
                  fix="retrain both on one config (`scrm train all --feature-config FILE`)")
-    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version), feature_config=configs[0])
+    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version), brand=brand,
+                  churn_name=churn.name, clv_name=clv.name, feature_config=configs[0])
 
 
 def _feature_config(run_id: str) -> dict | None:

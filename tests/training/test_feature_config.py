@@ -21,10 +21,11 @@ def _register(name, fitted, config: dict | None) -> None:
     if config is not None:
         tags[tracking.TAG_FEATURE_CONFIG] = json.dumps(config, sort_keys=True)
     snapshot = small().cache.features(AS_OF)
+    registered = registry.model_name("acme", name, 90)
     with tracking.start_run(name, run_name=f"{name} config test", tags=tags):
         info = pyfunc.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
-                                registered_model_name=name)
-    registry.promotion_gate(name, info.registered_model_version, metric="val.auc", value=0.5)
+                                registered_model_name=registered)
+    registry.promotion_gate(registered, info.registered_model_version, metric="val.auc", value=0.5)
 
 
 def test_check_snapshot_names_the_differing_keys():
@@ -41,11 +42,11 @@ def test_check_snapshot_names_the_differing_keys():
 def test_champions_carry_their_config_and_must_agree():
     _register("churn", fitted_churn(), OTHER)
     _register("clv", fitted_clv(), OTHER)
-    assert load_champions().features_config() == FeatureConfig.from_dict(OTHER)
+    assert load_champions(brand="acme", clv_horizon=90).features_config() == FeatureConfig.from_dict(OTHER)
     _register("clv", fitted_clv(), None)  # v2 on the defaults: no longer the churn champion's config
-    registry.promote("clv", 2)
-    with pytest.raises(FeatureConfigMismatch, match=r"churn v1 and the clv v2 use different feature configs"):
-        load_champions()
+    registry.promote("acme.clv_90d", 2)
+    with pytest.raises(FeatureConfigMismatch, match=r"acme.churn_90d v1 and the acme.clv_90d v2 use different"):
+        load_champions(brand="acme", clv_horizon=90)
 
 
 def test_service_refuses_a_snapshot_built_with_another_config():

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from metric_inventory import unlisted
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, small
 
 from training import registry, tracking
@@ -42,8 +43,16 @@ def test_train_all_logs_registers_and_gates(trained):
         assert t["scrm.kind"] == name and t["scrm.as_of"] == "2025-07-01" and len(t["scrm.data_fingerprint"]) == 16
         assert t["scrm.gate_decision"] == "first_champion"
         assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
+        assert unlisted(m) == []  # every training metric has a direction (metric_inventory)
         assert result.version == "1" and result.decision.promoted
-        assert registry.champion_version(name) == 1
+        assert result.registered_name == f"{small().data_dir.name}.{name}_{HORIZON}d"
+        assert registry.champion_version(result.registered_name) == 1
+        assert t["scrm.brand"] == small().data_dir.name and t["scrm.horizon_days"] == str(HORIZON)
+        from features.pii import pii_key_fingerprint
+
+        mv = c.get_model_version(result.registered_name, "1")
+        assert t["scrm.pii_key_fingerprint"] == mv.tags["scrm.pii_key_fingerprint"] == pii_key_fingerprint()
+        assert mv.tags["scrm.validation_cutoff"] == "2025-04-02" and len(mv.tags["scrm.artifact_sha256"]) == 64
         files = _artifacts(result.run_id)
         assert {"data_fingerprint.json", "features.json", "eligibility.json", "btyd.json",
                 "plots/feature_importance.png", "report.html"} <= files
@@ -71,8 +80,8 @@ def test_train_all_logs_registers_and_gates(trained):
     snap = small().cache.features(AS_OF)
     buyers = snap[(snap["orders"] >= 1) & (snap["tenure_days"] >= 7)].head(30)
     for name in ("churn", "clv"):
-        loaded = registry.load_model(name)
-        assert loaded.version == 1
+        loaded = registry.load_model(trained[name].registered_name)
+        assert loaded.version == 1 and loaded.horizon_days == HORIZON
         assert loaded.pyfunc.metadata.signature is not None
         assert "recency_days" in loaded.pyfunc.metadata.signature.inputs.input_names()
         got = loaded.pyfunc.predict(buyers.reset_index(drop=True))

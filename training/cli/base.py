@@ -119,6 +119,18 @@ Cutoffs = Annotated[int, typer.Option(
     "--cutoffs", min=1, help="How many rolling training cutoffs to stack (at most: big brands stack fewer, ~600k rows)."
 )]
 Step = Annotated[int, typer.Option("--step-days", min=1, help="Days between rolling training cutoffs.")]
+BrandOpt = Annotated[str | None, typer.Option(
+    "--brand", help="Brand id the models are registered under (default: brand.yaml in --data, else the "
+                    "directory's name). Models are kept apart per brand and horizon: <brand>.churn_90d, ...")]
+
+
+def brand_of(data: Path | None, brand: str | None) -> str | None:
+    """The brand id of a command: ``--brand``, else ``--data``'s brand.yaml or directory name (None: neither)."""
+    from features.brand import check_brand_id, load_brand
+
+    if brand is not None:
+        return check_brand_id(brand)
+    return load_brand(data).brand if data is not None else None
 
 
 def _resolve_as_of(as_of: str | None, dataset) -> date:

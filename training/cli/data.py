@@ -9,11 +9,13 @@ import typer
 from rich.console import Console
 
 from training.cli.base import (
+    BrandOpt,
     DataDir,
     OptAsOf,
     _resolve_as_of,
     _Typer,
     app,
+    brand_of,
     console,
     exit_2_on,
     features_app,
@@ -212,6 +214,7 @@ def drift_cmd(
     log_mlflow: Annotated[bool, typer.Option(
         "--mlflow/--no-mlflow", help="Log the report to the MLflow experiment `monitoring`.")] = True,
     alias: Annotated[str, typer.Option(help="Registry alias whose models score both snapshots.")] = "champion",
+    brand: BrandOpt = None,
 ) -> None:
     """Has today's population moved away from the one the champion was validated on?
 
@@ -233,13 +236,14 @@ def drift_cmd(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     load = functools.cache(lambda: load_or_exit(data))
+    brand = brand_of(data, brand)
     try:
-        models = load_champions(alias)
+        models = load_champions(alias, brand=brand, data_hint=str(data))
     except LookupError:
         models = None
         console.print(f"[yellow]note:[/] no {alias} churn and CLV models in the registry: comparing features "
                       "and eligibility only (no score drift)")
-    reference, source = (parse_date(from_date, "--from"), "--from") if from_date else drift.champion_reference()
+    reference, source = (parse_date(from_date, "--from"), "--from") if from_date else drift.champion_reference(brand)
     if reference is None:
         console.print("[red]error:[/] no champion churn model to take the reference date from; give --from DATE")
         raise typer.Exit(2)

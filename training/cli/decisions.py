@@ -114,9 +114,11 @@ def target(
     else:
         from training.scoring import load_champions, score
 
-        models = load_champions(alias)
         dataset = load_or_exit(data)
-        feats, identity, cutoff = _features(dataset, as_of, models.features_config())
+        cutoff = _resolve_as_of(as_of, dataset)
+        with exit_2_on(LookupError):
+            models = load_champions(alias, brand=brand.brand, as_of=cutoff, data_hint=str(data))
+        feats, identity, cutoff = _features(dataset, cutoff.isoformat(), models.features_config())
         with console.status(f"scoring {len(feats):,} people"):
             frame = score(feats, models, as_of=cutoff, tier_rules=rules)
     tier_frame = assign_tiers(frame, rules) if set(TIER_INPUT_COLUMNS) <= set(frame.columns) else None

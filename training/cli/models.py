@@ -13,6 +13,7 @@ from rich.markup import escape
 from features.errors import InputError
 from training.cli.base import (
     AsOf,
+    BrandOpt,
     Cutoffs,
     DataDir,
     FeatureConfigOpt,
@@ -23,6 +24,7 @@ from training.cli.base import (
     _resolve_as_of,
     _Typer,
     app,
+    brand_of,
     console,
     exit_2_on,
     load_or_exit,
@@ -53,7 +55,7 @@ def _steps(total: int, label: str):
 def _print_train(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.name} (run {result.run_id[:8]})")
+    table = Table(title=f"{result.registered_name or result.name} (run {result.run_id[:8]})")
     table.add_column("validation metric")
     table.add_column("value", justify="right")
     for k, v in result.metrics.items():
@@ -61,25 +63,29 @@ def _print_train(result) -> None:
     Console().print(table)
     d = result.decision
     if d is not None:
-        console.print(f"{result.name} v{result.version}: [bold]{d.decision}[/] "
-                      f"({d.metric} {d.value:.4f} vs champion {d.champion_value if d.champion_value is not None else '—'})")
+        champion = f"{d.champion_value:.4f}" if d.champion_value is not None else "—"
+        console.print(f"{result.registered_name or result.name} v{result.version}: [bold]{d.decision}[/] "
+                      f"({d.metric} {d.value:.4f} vs champion {champion}; {d.reason})")
 
 
 def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoffs: int, step_days: int,
-           random_state: int, register: bool, feature_config: Path | None) -> None:
+           random_state: int, register: bool, feature_config: Path | None = None,
+           brand: str | None = None) -> None:
     from features.config import FeatureConfig
     from training import train as T
     from training.frames import FeatureCache
 
     with exit_2_on(ValueError):
         config = FeatureConfig.from_file(feature_config) if feature_config is not None else None
+    brand = brand_of(data, brand)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     n_frames = {"churn": cutoffs + 2, "clv": cutoffs + 1, "all": 2 * cutoffs + 3}[kind]
     progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
     with exit_2_on(ValueError), progress:
         common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
-                      progress=advance, cache=FeatureCache(dataset, random_state=random_state, config=config))
+                      progress=advance, brand=brand,
+                      cache=FeatureCache(dataset, random_state=random_state, config=config))
         if kind == "all":
             results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=365, **common)
         elif kind == "churn":
@@ -94,9 +100,12 @@ def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoff
 def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 8, step_days: Step = 30,
                   random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
-                  feature_config: FeatureConfigOpt = None) -> None:
-    """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each."""
-    _train("all", data, as_of, None, cutoffs, step_days, random_state, register, feature_config)
+                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+    """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each.
+
+    Registered as <brand>.churn_90d and <brand>.clv_365d; each gate compares only with that model's champion.
+    """
+    _train("all", data, as_of, None, cutoffs, step_days, random_state, register, feature_config, brand)
 
 
 @train_app.command("churn")
@@ -104,9 +113,9 @@ def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
                     horizon: Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")] = 90,
                     cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
                     register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
-                    feature_config: FeatureConfigOpt = None) -> None:
-    """Train the churn model only."""
-    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config)
+                    brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+    """Train the churn model only (registered as <brand>.churn_<horizon>d)."""
+    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand)
 
 
 @train_app.command("clv")
@@ -114,32 +123,50 @@ def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
                   horizon: Annotated[int, typer.Option(min=7, help="Value window in days.")] = 365,
                   cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
-                  feature_config: FeatureConfigOpt = None) -> None:
-    """Train the CLV model only."""
-    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config)
+                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+    """Train the CLV model only (registered as <brand>.clv_<horizon>d)."""
+    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand)
 
 
-ModelName = Annotated[str, typer.Argument(help="Registered model: churn or clv.")]
+ModelName = Annotated[str, typer.Argument(
+    help="Registered model: its full name (acme.churn_90d) or churn / clv with --brand or --data.")]
+OptData = Annotated[Path | None, typer.Option("--data", exists=True, file_okay=False,
+                                              help="Data directory whose brand the model must belong to.")]
+OptHorizon = Annotated[int | None, typer.Option(
+    "--horizon", min=1, help="Horizon in days the model must have (default with churn/clv: 90 / 365).")]
 
 
-@app.command()
-@exit_2_on(LookupError)
-def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
-    """Make a registered version the `champion` by hand (the previous champion is remembered for rollback)."""
+def _model_name(model: str, data: Path | None, brand: str | None, horizon: int | None) -> tuple[str, str | None]:
     from training import registry
 
-    change = registry.promote(model, version)
-    console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+    brand = brand_of(data, brand)
+    return registry.resolve_name(model, brand=brand, horizon_days=horizon), brand
 
 
 @app.command()
 @exit_2_on(LookupError)
-def rollback(model: ModelName) -> None:
+def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")],
+            data: OptData = None, brand: BrandOpt = None, horizon: OptHorizon = None) -> None:
+    """Make a registered version the `champion` by hand (the previous champion is remembered for rollback).
+
+    A model or version of another brand (--brand / --data) or horizon (--horizon) than asked is refused (exit 2).
+    """
+    from training import registry
+
+    name, brand = _model_name(model, data, brand, horizon)
+    change = registry.promote(name, version, brand=brand, horizon_days=horizon)
+    console.print(f"{name}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+
+
+@app.command()
+@exit_2_on(LookupError)
+def rollback(model: ModelName, data: OptData = None, brand: BrandOpt = None, horizon: OptHorizon = None) -> None:
     """Move `champion` back to the version that held it before."""
     from training import registry
 
-    change = registry.rollback(model)
-    console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+    name, _ = _model_name(model, data, brand, horizon)
+    change = registry.rollback(name)
+    console.print(f"{name}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
 
 
 @app.command("score")
@@ -150,22 +177,36 @@ def score_cmd(
     reasons: Annotated[bool, typer.Option(help="Add the top 3 churn reasons per person (slower).")] = False,
     alias: Annotated[str, typer.Option(help="Registry alias to score with.")] = "champion",
     tiers: TiersOpt = None,
+    brand: BrandOpt = None,
+    churn_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the churn model to use.")] = 90,
+    clv_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the CLV model to use.")] = 365,
 ) -> None:
-    """Score everyone with the champion models — the same function the HTTP service calls.
+    """Score everyone with the brand's champion models — the same function the HTTP service calls.
 
     One row per person: churn probability, CLV (mean, p10, p90), expected orders, P(alive), RFM scores and
-    segment, lifecycle stage, member tier and action segment; people who cannot be scored carry a reason.
+    segment, lifecycle stage, member tier and action segment, and the horizons they are about; people who
+    cannot be scored carry a reason. Models of another brand or trained after --as-of are refused (exit 2).
     """
+    from functools import partial
+
     from features.identity import resolve_identities
     from features.pipeline import build_features
     from training.decisions.tiers import resolve_tier_rules
     from training.scoring import load_champions, score
 
     rules = resolve_tier_rules(tiers, data_dir=data)
-    with exit_2_on(LookupError):
-        models = load_champions(alias)
+    brand = brand_of(data, brand)
+    load = partial(load_champions, alias, brand=brand, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
+                   data_hint=str(data))
+    models = None
+    if as_of is not None:  # refuse before reading the data
+        with exit_2_on(LookupError):
+            models = load(as_of=parse_date(as_of))
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
+    if models is None:
+        with exit_2_on(LookupError):
+            models = load(as_of=cutoff)
     with console.status(f"building features as of {cutoff}"):
         feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person,
                                config=models.features_config())
@@ -181,8 +222,9 @@ def score_cmd(
         scores.to_parquet(out, index=False)
     eligible = scores[scores["eligible"]]
     console.print(
-        f"scored {len(eligible):,} of {len(scores):,} people with churn v{models.churn_version}, "
-        f"clv v{models.clv_version}: mean churn probability {eligible['churn_probability'].mean():.3f}, "
+        f"scored {len(eligible):,} of {len(scores):,} people with {models.churn_name} v{models.churn_version} "
+        f"({churn_horizon}-day churn), {models.clv_name} v{models.clv_version} ({clv_horizon}-day value): "
+        f"mean churn probability {eligible['churn_probability'].mean():.3f}, "
         f"total expected value {eligible['clv_mean'].sum():,.0f}"
     )
     Console().print(scores["tier"].value_counts().rename("people").to_frame().to_string())
@@ -204,6 +246,7 @@ def backtest(
     cutoffs: Cutoffs = 8,
     step_days: Step = 30,
     random_state: Seed = 0,
+    brand: BrandOpt = None,
 ) -> None:
     """Train churn and CLV with data before --as-of only, then judge them on what happened after it.
 
@@ -220,7 +263,7 @@ def backtest(
     progress, advance = _steps(2 * cutoffs + 3, f"backtest as of {cutoff}")
     with exit_2_on(ValueError), progress:
         result = run_backtest(dataset, cutoff, horizon, json_path=json_path, random_state=random_state,
-                              n_cutoffs=cutoffs, step_days=step_days, progress=advance)
+                              n_cutoffs=cutoffs, step_days=step_days, progress=advance, brand=brand_of(data, brand))
     Console().print_json(json.dumps({k: result[k] for k in ("churn", "clv", "oracle") if k in result}, default=str))
     console.print(f"mlflow run {result['mlflow_run_id']}" + (f"; wrote {json_path}" if json_path else ""))
 
