@@ -501,7 +501,7 @@ def metric_direction(name: str) -> str | None:
         if measure in _DRIFT_ABS_LOWER:
             return "abs_lower"
         return None
-    if measure in _ABS_LOWER:
+    if any(m in measure for m in _ABS_LOWER):  # also total_error_pct_before_level and the like: signed errors
         return "abs_lower"
     if measure in _NOMINAL:
         return "closer_to_nominal"

@@ -23,6 +23,7 @@ METRICS: dict[str, str | None] = {
     "data.*.rows_read": None,
     "data.*.rows_used": None,
     "data.*.rows_rejected": None,
+    "val.total_error_pct_before_level": "abs_lower",  # the CLV total before its level calibration
     "gate.new_value": None,
     "gate.champion_value": None,
     # scrm backtest (training/backtest.py): model, validation, baselines, oracle and the gap to it
@@ -36,6 +37,16 @@ METRICS: dict[str, str | None] = {
     **{f"clv.baselines.{b}.{k}": d for b in ("btyd_gg", "last_period") for k, d in _CLV.items()
        if k != "interval_coverage"},
     "clv.interval_level": None,
+    # the CLV level calibration (training/clv.py): its factor, the validation totals and the calendar it used
+    "clv.level.factor": None,
+    "clv.level.factor_at_as_of": None,
+    "clv.level.calendar.*": None,
+    "clv.level.seasonal.lifts.*": None,
+    "clv.level.seasonal.occurrences.*": None,
+    "clv.level.validation_actual_total": None,
+    "clv.level.validation_predicted_total": None,
+    "clv.level.validation_seasonal_index": None,
+    "clv.level.validation_total_error_pct_before": "abs_lower",
     "clv.selection.*.gini": "higher",
     "clv.selection.*.spearman": "higher",
     "clv.selection.*.monotone_orders": None,
