@@ -280,8 +280,32 @@ def test_target_csv_is_the_json_audience(service):
 
 
 @pytest.mark.parametrize(
+    "money",
+    [{"budget": 1e308}, {"budget": 1.7976931348623157e308, "cost_per_contact": 5e-324},
+     {"budget": 1e-10, "cost_per_contact": 5e-324}, {"budget": 5e-324, "cost_per_contact": 5e-324},
+     {"budget": 0}, {"budget": 50, "cost_per_contact": 1e300, "offer_cost": 1e300}],
+)
+def test_target_answers_any_finite_money(service, money):
+    """Huge budgets and tiny costs were a 500 (Decimal division); now capped to the population."""
+    campaign = {**CAMPAIGNS[0], "control_fraction": 0.0, **money}
+    s = service.target(**campaign).summary
+    assert s.spend <= campaign["budget"] and 0 <= s.audience <= s.population
+    if campaign["budget"] >= 1e300 * campaign["cost_per_contact"]:  # pays for everyone
+        assert s.excluded.budget == 0 and s.audience > 0
+    assert service.target_csv(**campaign).count("\n") == s.audience + 1
+
+
+def test_target_csv_neutralises_formula_cells(service):
+    campaign = {**CAMPAIGNS[0], "campaign_id": "=cmd|' /C calc'!A0"}
+    csv = pd.read_csv(io.StringIO(service.target_csv(**campaign)))
+    assert len(csv) > 0 and (csv["campaign_id"] == "'=cmd|' /C calc'!A0").all()
+    assert {a.campaign_id for a in service.target(**campaign).audience} == {campaign["campaign_id"]}
+
+
+@pytest.mark.parametrize(
     ("change", "loc"),
-    [({"budget": -1}, ("budget",)), ({"objective": "acquire"}, ("objective",)),
+    [({"budget": -1}, ("budget",)),
+     ({"cost_per_contact": 1.7e308, "offer_cost": 1e308}, ("offer_cost",)), ({"objective": "acquire"}, ("objective",)),
      ({"cost_per_contact": 0}, ("cost_per_contact",)), ({"control_fraction": 0.9}, ("control_fraction",)),
      ({"filters": {"tiers": ["gld"]}}, ("filters", "tiers")),
      ({"filters": {"segments": ["vip"]}}, ("filters", "segments")),
@@ -343,7 +367,9 @@ def test_bad_request_reads_the_typed_field_not_the_message(model, error, loc):
 def test_evaluate_campaign_bad_requests_name_the_field(service):
     with pytest.raises(ValidationError) as exc:
         service.evaluate_campaign(campaign_id="no-such-campaign")
-    assert error_locs(exc) == [("campaign_id",)] and "known campaigns" in str(exc.value)
+    assert error_locs(exc) == [("campaign_id",)] and "unknown campaign" in str(exc.value)
+    known = service.state.evaluation_data().touches["campaign_id"].astype(str).unique()
+    assert not [c for c in known if c in str(exc.value)]  # other campaigns are counted, never listed
     with pytest.raises(ValidationError) as exc:
         service.evaluate_campaign(campaign_id="x", window_days=0)
     assert error_locs(exc) == [("window_days",)]

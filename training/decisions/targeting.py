@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from features import vocab
 from features.errors import InputError
@@ -156,6 +156,14 @@ class CampaignSpec(_Strict):
     def _no_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("campaign_id must not be blank")
+        return value
+
+    @field_validator("offer_cost")
+    @classmethod
+    def _finite_unit_cost(cls, value: float, info: ValidationInfo) -> float:
+        cost = info.data.get("cost_per_contact")
+        if cost is not None and not math.isfinite(cost + value):
+            raise ValueError("cost_per_contact + offer_cost is beyond the range of a number (about 1.8e308)")
         return value
 
     @property
@@ -382,8 +390,10 @@ def _audience_size(n_candidates: int, spec: CampaignSpec) -> tuple[int, str | No
     def treated(n: int) -> int:
         return n - int(np.floor(spec.control_fraction * n + 0.5))
 
-    # exact decimal arithmetic on the given amounts: 100 / 0.1 is 1000 contacts, not 999
-    max_by_budget = int(Decimal(repr(spec.budget)) // spec.unit_cost_exact)
+    # exact decimal arithmetic on the given amounts: 100 / 0.1 is 1000 contacts, not 999; a budget that pays for
+    # every candidate is capped to them first (budget / unit cost may have more digits than Decimal can divide)
+    budget, unit = Decimal(repr(spec.budget)), spec.unit_cost_exact
+    max_by_budget = n_candidates if budget >= unit * n_candidates else int(budget // unit)
     max_treated, bound = max_by_budget, "budget"
     if spec.max_contacts is not None and spec.max_contacts < max_treated:
         max_treated, bound = spec.max_contacts, "max_contacts"
@@ -547,15 +557,26 @@ def select_audience(
         "spend": spend,
         "expected_incremental_value": incremental,
         "expected_net_value": incremental - spend,
-        "expected_roi": (incremental - spend) / spend if spend > 0 else None,
+        "expected_roi": _ratio(incremental - spend, spend),
         "excluded": {name: int(c) for name, c in zip(EXCLUSION_REASONS, counts, strict=True)},
         "assumptions": assumptions.model_dump(),
     }
     return TargetingResult(audience=audience, summary=summary, spec=spec)
 
 
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when nothing is spent or the ratio is beyond float range."""
+    if not denominator > 0:
+        return None
+    ratio = numerator / denominator
+    return ratio if math.isfinite(ratio) else None
+
+
 def to_csv(result: TargetingResult, path: str | Path | None = None) -> str:
     """Export the audience as UTF-8 CSV (columns :data:`AUDIENCE_COLUMNS`, best first; text fields quoted).
+
+    Text cells that a spreadsheet would run as a formula (a ``campaign_id`` starting with ``=``, say) get a
+    leading ``'`` (:func:`training.exports.neutralise_formulas`).
 
     Parameters
     ----------
@@ -569,7 +590,9 @@ def to_csv(result: TargetingResult, path: str | Path | None = None) -> str:
         The CSV text.
     """
     buf = io.BytesIO()
-    table = pa.Table.from_pandas(result.audience, preserve_index=False)
+    from training.exports import neutralise_formulas
+
+    table = pa.Table.from_pandas(neutralise_formulas(result.audience), preserve_index=False)
     pa_csv.write_csv(table, buf, pa_csv.WriteOptions(quoting_style="needed"))
     text = buf.getvalue().decode("utf-8")
     if path is not None:
