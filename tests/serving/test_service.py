@@ -409,3 +409,20 @@ def test_a_response_that_breaks_its_schema_is_a_server_error_not_a_400():
     assert respond(ClvEstimate, mean=1.0, p10=0.5, p90=2.0).mean == 1.0
     with pytest.raises(RuntimeError, match="ClvEstimate does not match its schema"):
         respond(ClvEstimate, mean="lots", p10=0.5, p90=2.0)
+
+
+def test_openapi_document_is_3_1_keeps_nullable_fields_and_describes_the_400_body():
+    """BentoML declared 3.0.2, dropped the null branch of top-level fields and called the 400 detail a string."""
+    doc = json.loads(json.dumps(ScrmService.openapi_spec.asdict()))
+    assert doc["openapi"] == "3.1.0"
+    body = {path: doc["paths"][path]["post"] for path in ("/target", "/lookalike", "/evaluate_campaign")}
+    target = body["/target"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    assert target["lookalike"]["anyOf"] == [{"$ref": "#/components/schemas/HoldoutQuality"}, {"type": "null"}]
+    evaluation = body["/evaluate_campaign"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"type": "null"} in evaluation["properties"]["incremental_revenue"]["anyOf"]
+    request = body["/lookalike"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert {"type": "null"} in request["size"]["anyOf"] and {"type": "null"} in request["fraction"]["anyOf"]
+    detail = doc["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    assert detail["type"] == "array" and detail["items"]["required"] == ["loc", "msg"]
+    client_schema = ScrmService.apis["lookalike"].schema()  # what bentoml's HTTP clients read: still resolved
+    assert "$defs" not in json.dumps(client_schema)

@@ -312,3 +312,16 @@ def _render(cmp) -> str:
     console = Console(file=io.StringIO(), width=250, color_system=None)
     console.print(render_table(cmp))
     return console.file.getvalue()
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas():
+    """A run name or parameter value starting with = + - @ is shown as text; numbers stay as they are."""
+    a = make_run("churn", name="=HYPERLINK(\"http://x.test\")", hour=0, params={"note": "@SUM(A1)", "lr": "-0.5"},
+                 metrics={"val.auc": 0.7})
+    b = make_run("churn", name="b", hour=1, params={"note": "+1+1", "lr": "-0.25"}, metrics={"val.auc": 0.75})
+    frame = pd.read_csv(io.StringIO(to_csv(compare_runs("churn", run_ids=[a, b]))), dtype=str)
+    assert set(frame.loc[frame["run_id"] == a, "run_name"]) == {"'=HYPERLINK(\"http://x.test\")"}
+    notes = frame[(frame["section"] == "param") & (frame["name"] == "note")]
+    assert set(notes["value"]) == {"'@SUM(A1)", "'+1+1"}
+    lrs = frame[(frame["section"] == "param") & (frame["name"] == "lr")]
+    assert set(lrs["value"]) == {"-0.5", "-0.25"}
