@@ -14,7 +14,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from training.decisions.targeting import CampaignSpec, Objective, ValueAssumptions
 
@@ -23,9 +31,19 @@ MAX_IDS = 10_000
 #: Most seed ids one ``/lookalike`` or lookalike ``/target`` request may carry.
 MAX_SEEDS = 200_000
 
+def _strip_id(value: str) -> str:
+    """Surrounding whitespace is not part of an id (pasted lists); an id of only whitespace is no id."""
+    value = value.strip()
+    if not value:
+        raise ValueError("an id must not be blank")
+    return value
+
+
+#: The length limits apply to the id as sent (as the OpenAPI document says), then whitespace around it is dropped.
 CustomerId = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    StringConstraints(min_length=1, max_length=128),
+    AfterValidator(_strip_id),
     Field(description="A person_id (One-ID, e.g. p_1a2b3c4d5e6f) or a channel customer_key."),
 ]
 

@@ -157,12 +157,19 @@ def test_reasons_are_those_of_the_shared_scoring_function(service, sample_ids):
 @pytest.mark.parametrize(
     ("ids", "loc"),
     [([], ("customer_ids",)), ([""], ("customer_ids", 0)), (["   "], ("customer_ids", 0)),
-     (["a", 7], ("customer_ids", 1)), ([f"id{i}" for i in range(MAX_IDS + 1)], ("customer_ids",))],
+     (["a", 7], ("customer_ids", 1)), ([f"id{i}" for i in range(MAX_IDS + 1)], ("customer_ids",)),
+     (["ok", "\r" + "x" * 128], ("customer_ids", 1))],  # maxLength 128 holds for the id as sent (the document's rule)
 )
 def test_score_rejects_bad_id_lists_naming_the_field(service, ids, loc):
     with pytest.raises(ValidationError) as exc:
         run(service.score(customer_ids=ids))
     assert loc in error_locs(exc)
+
+
+def test_ids_are_matched_without_surrounding_whitespace(service, people):
+    pid = people["person_id"].iloc[0]
+    response = run(service.score(customer_ids=[f"  {pid}\t"], with_reasons=False))
+    assert [r.person_id for r in response.results] == [pid] and response.results[0].id == pid
 
 
 def test_score_accepts_the_largest_request(service, people):
