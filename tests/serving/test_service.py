@@ -166,6 +166,13 @@ def test_score_rejects_bad_id_lists_naming_the_field(service, ids, loc):
     assert loc in error_locs(exc)
 
 
+@pytest.mark.parametrize("flag", [1, 0, "true", "yes"])
+def test_with_reasons_must_be_a_boolean(service, flag):
+    with pytest.raises(ValidationError) as exc:
+        run(service.score(customer_ids=["a"], with_reasons=flag))
+    assert error_locs(exc) == [("with_reasons",)]
+
+
 def test_ids_are_matched_without_surrounding_whitespace(service, people):
     pid = people["person_id"].iloc[0]
     response = run(service.score(customer_ids=[f"  {pid}\t"], with_reasons=False))
@@ -318,6 +325,10 @@ def test_target_csv_neutralises_formula_cells(service):
      ({"filters": {"segments": ["vip"]}}, ("filters", "segments")),
      ({"filters": {"churn_range": [0.9, 0.1]}}, ("filters", "churn_range")),
      ({"seed_customer_ids": ["p_1"]}, ("seed_customer_ids",)), ({"budget": "lots"}, ("budget",)),
+     # the document's types hold (the fuzz found lax coercions): no numbers as strings, no 3.0 for a count
+     ({"budget": "50"}, ("budget",)), ({"max_contacts": 3.0}, ("max_contacts",)),
+     ({"filters": {"min_clv": "3"}}, ("filters", "min_clv")), ({"assumptions": {"save_rate": "0.2"}},
+                                                               ("assumptions", "save_rate")),
      ({"colour": "red"}, ("colour",))],
 )
 def test_target_bad_specs_name_the_field(service, change, loc):

@@ -87,6 +87,7 @@ AUDIENCE_COLUMNS = (
 )
 
 class _Strict(BaseModel):
+    # numbers must be JSON numbers and counts integers (no "100" for 100, no 1.0 for 1): what the schema says
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
@@ -98,16 +99,16 @@ class ValueAssumptions(_Strict):
     """
 
     save_rate: float = Field(
-        0.15, ge=0, le=1, description="Share of would-be churners a retention contact keeps (retain)."
+        0.15, ge=0, le=1, strict=True, description="Share of would-be churners a retention contact keeps (retain)."
     )
     winback_rate: float = Field(
-        0.10, ge=0, le=1, description="Share of reachable lapsed people a winback contact reactivates (winback)."
+        0.10, ge=0, le=1, strict=True, description="Share of reachable lapsed people a winback contact reactivates (winback)."
     )
     uplift_rate: float = Field(
-        0.05, ge=0, le=1, description="Relative CLV increase an upsell contact causes among retained people."
+        0.05, ge=0, le=1, strict=True, description="Relative CLV increase an upsell contact causes among retained people."
     )
     conversion_rate: float = Field(
-        0.02, ge=0, le=1, description="Share of perfect lookalikes (score 1) that convert (lookalike)."
+        0.02, ge=0, le=1, strict=True, description="Share of perfect lookalikes (score 1) that convert (lookalike)."
     )
 
 
@@ -126,8 +127,8 @@ class CampaignFilters(_Strict):
     )
     tiers: list[str] | None = Field(None, description="Member tiers, Chinese or English names (金卡 or gold).")
     lifecycle_stages: list[LifecycleStage] | None = Field(None, description="Lifecycle stages to keep.")
-    min_clv: float | None = Field(None, ge=0, description="Keep people with clv_mean at or above this (CNY).")
-    churn_range: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None = Field(
+    min_clv: float | None = Field(None, ge=0, strict=True, description="Keep people with clv_mean at or above this (CNY).")
+    churn_range: tuple[Annotated[float, Field(ge=0, le=1, strict=True)], Annotated[float, Field(ge=0, le=1, strict=True)]] | None = Field(
         None, description="Keep people with lo ≤ churn_probability ≤ hi."
     )
 
@@ -144,11 +145,11 @@ class CampaignSpec(_Strict):
 
     campaign_id: str = Field(min_length=1, max_length=200, description="Campaign id; also seeds the control split.")
     objective: Objective = Field(description="retain | winback | upsell | lookalike.")
-    budget: float = Field(ge=0, description="Total spend allowed on treated contacts (CNY).")
-    cost_per_contact: float = Field(gt=0, description="Cost of one message / call (CNY).")
-    offer_cost: float = Field(0.0, ge=0, description="Cost of the offer per treated contact (CNY).")
-    max_contacts: int | None = Field(None, ge=0, description="At most this many people treated (contacted).")
-    control_fraction: float = Field(0.1, ge=0, le=0.5, description="Share of the audience held out as control.")
+    budget: float = Field(ge=0, strict=True, description="Total spend allowed on treated contacts (CNY).")
+    cost_per_contact: float = Field(gt=0, strict=True, description="Cost of one message / call (CNY).")
+    offer_cost: float = Field(0.0, ge=0, strict=True, description="Cost of the offer per treated contact (CNY).")
+    max_contacts: int | None = Field(None, ge=0, strict=True, description="At most this many people treated (contacted).")
+    control_fraction: float = Field(0.1, ge=0, le=0.5, strict=True, description="Share of the audience held out as control.")
     filters: CampaignFilters = Field(default_factory=CampaignFilters)
 
     @field_validator("campaign_id")
