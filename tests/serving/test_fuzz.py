@@ -13,7 +13,8 @@ bodies that break it (negative); every answer must be:
 - never an enumeration of data: a 4xx carries no ``person_id`` the caller did not send, and no campaign id.
 
 The default run is bounded (``EXAMPLES`` per endpoint and mode, derandomised: the same cases on every run); the
-slow-marked run explores ``SLOW_EXAMPLES`` per endpoint and mode.
+slow-marked run explores ``SLOW_EXAMPLES`` per endpoint and mode, and runs real lookalike fits (generated
+``/lookalike`` and lookalike ``/target`` bodies given 60 known seeds).
 
 The document must be one a schema-driven tool accepts as it is served: OpenAPI 3.1 (the dialect of pydantic's
 schemas), nullable fields nullable, the 400 body described (``serving/openapi.py``); it is used unchanged.
@@ -108,14 +109,18 @@ def _names_the_field(path: str, case, response, campaign_ids: set[str]) -> None:
     assert not named, f"{where}: lists campaign ids: {sorted(named)[:3]}"
 
 
-def _fuzz(server, schema, path: str, mode: GenerationMode, examples: int, campaign_ids: set[str]) -> None:
+def _fuzz(server, schema, path: str, mode: GenerationMode, examples: int, campaign_ids: set[str],
+          seeds: list[str] | None = None) -> None:
     operation = schema[path]["POST"]
+    strategy = operation.as_strategy(generation_mode=mode)
+    if seeds is not None:  # known seeds, so lookalike fits run with generated sizes, fractions and money
+        strategy = strategy.map(lambda case: _with_seeds(case, seeds))
     statuses: collections.Counter = collections.Counter()
     checks = [not_a_server_error, content_type_conformance, response_schema_conformance]
     if mode is GenerationMode.NEGATIVE:
         checks.append(negative_data_rejection)
 
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=strategy)
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True, print_blob=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
     def run(case) -> None:
@@ -134,6 +139,36 @@ def _fuzz(server, schema, path: str, mode: GenerationMode, examples: int, campai
 @pytest.mark.parametrize("path", list(REQUEST_MODELS))
 def test_fuzz_no_server_errors_and_4xx_name_the_field(server, schema, campaign_ids, path, mode):
     _fuzz(server, schema, path, mode, EXAMPLES, campaign_ids)
+
+
+def _with_seeds(case, seeds: list[str]):
+    """The case with known seeds, as a lookalike /target, and with exactly one of size and fraction."""
+    body = case.body
+    if isinstance(body, dict):
+        body["seed_customer_ids"] = seeds
+        if "objective" in body:
+            body["objective"] = "lookalike"
+        elif body.get("size") is None and body.get("fraction") is None:
+            body["fraction"] = 0.05
+        elif body.get("size") is not None and body.get("fraction") is not None:
+            body["fraction"] = None
+    return case
+
+
+@pytest.fixture(scope="module")
+def seeds(server) -> list[str]:
+    """60 known people with orders (a lookalike needs at least 50 known seeds)."""
+    snapshot = next((server.setup.data_dir / "features").glob("as_of=*"))
+    features = pd.read_parquet(snapshot / "features.parquet", columns=["person_id", "orders", "spend_365d"])
+    buyers = features[features["orders"] >= 1].sort_values(["spend_365d", "person_id"], ascending=[False, True])
+    return buyers["person_id"].head(60).tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/lookalike", "/target"])
+def test_fuzz_lookalike_fits_with_known_seeds(server, schema, campaign_ids, seeds, path):
+    """Generated sizes, fractions, random states and money around real lookalike fits (each logs an MLflow run)."""
+    _fuzz(server, schema, path, GenerationMode.POSITIVE, 15, campaign_ids, seeds=seeds)
 
 
 @pytest.mark.slow
