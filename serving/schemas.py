@@ -1,7 +1,8 @@
 """Request and response models of the HTTP service: they are the OpenAPI schema at ``/docs``.
 
-Requests reject unknown keys (``extra="forbid"``), NaN and infinity, so a typo or a wrong type comes back as a
-400 whose ``detail[].loc`` names the field. Every response carries ``model_versions`` (the registered ``churn``
+Requests reject unknown keys (``extra="forbid"``), NaN and infinity, numbers sent as strings, and booleans or
+counts sent as other numbers (``strict`` fields: the types hold as the OpenAPI document gives them), so a typo or a
+wrong type comes back as a 400 whose ``detail[].loc`` names the field. Every response carries ``model_versions`` (the registered ``churn``
 and ``clv`` versions that produced it) and ``feature_as_of`` (the snapshot date: features use only data strictly
 before it).
 
@@ -14,7 +15,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from training.decisions.targeting import CampaignSpec, Objective, ValueAssumptions
 
@@ -23,9 +32,19 @@ MAX_IDS = 10_000
 #: Most seed ids one ``/lookalike`` or lookalike ``/target`` request may carry.
 MAX_SEEDS = 200_000
 
+def _strip_id(value: str) -> str:
+    """Surrounding whitespace is not part of an id (pasted lists); an id of only whitespace is no id."""
+    value = value.strip()
+    if not value:
+        raise ValueError("an id must not be blank")
+    return value
+
+
+#: The length limits apply to the id as sent (as the OpenAPI document says), then whitespace around it is dropped.
 CustomerId = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    StringConstraints(min_length=1, max_length=128),
+    AfterValidator(_strip_id),
     Field(description="A person_id (One-ID, e.g. p_1a2b3c4d5e6f) or a channel customer_key."),
 ]
 
@@ -73,7 +92,7 @@ class ScoreRequest(_Request):
     customer_ids: list[CustomerId] = Field(
         min_length=1, max_length=MAX_IDS, description=f"1 to {MAX_IDS:,} ids; duplicates are answered once."
     )
-    with_reasons: bool = Field(True, description="Add the top 3 reasons behind each churn score.")
+    with_reasons: bool = Field(True, strict=True, description="Add the top 3 reasons behind each churn score.")
 
 
 class ClvEstimate(_Response):
@@ -196,15 +215,15 @@ class LookalikeRequest(_Request):
     seed_customer_ids: list[CustomerId] = Field(
         min_length=1, max_length=MAX_SEEDS, description="Seed people (person_id or customer_key); at least 50 known."
     )
-    size: int | None = Field(None, ge=1, description="Audience size (people).")
-    fraction: float | None = Field(None, gt=0, le=1, validate_default=True,
+    size: int | None = Field(None, ge=1, strict=True, description="Audience size (people).")
+    fraction: float | None = Field(None, gt=0, le=1, strict=True, validate_default=True,
                                    description="Or: share of the eligible population.")
-    exclude_seed: bool = Field(True, description="Leave the seed people out of the audience.")
+    exclude_seed: bool = Field(True, strict=True, description="Leave the seed people out of the audience.")
     exclude_columns: list[str] | None = Field(
         None, max_length=500,
         description="Feature columns that defined the seed (e.g. spend_365d) and must not be learned from.",
     )
-    random_state: int = Field(0, ge=0, description="Seed of the model's sampling (same seed, same audience).")
+    random_state: int = Field(0, ge=0, strict=True, description="Seed of the model's sampling (same seed, same audience).")
 
     @field_validator("fraction")
     @classmethod
@@ -272,7 +291,7 @@ class TargetRequest(CampaignSpec):
     assumptions: ValueAssumptions | None = Field(
         None, description="Campaign-effect assumptions behind the value formulas (defaults when omitted)."
     )
-    random_state: int = Field(0, ge=0, description="Seed of the lookalike model (objective lookalike).")
+    random_state: int = Field(0, ge=0, strict=True, description="Seed of the lookalike model (objective lookalike).")
 
     @field_validator("seed_customer_ids")
     @classmethod
@@ -354,8 +373,8 @@ class TargetResponse(Served):
 
 class EvaluateRequest(_Request):
     campaign_id: str = Field(min_length=1, max_length=200, description="A campaign_id of campaign_touches.")
-    window_days: int = Field(30, ge=1, le=365, description="Conversion window after each person's first send.")
-    level: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the intervals.")
+    window_days: int = Field(30, ge=1, le=365, strict=True, description="Conversion window after each person's first send.")
+    level: float = Field(0.95, gt=0.5, lt=1, strict=True, description="Confidence level of the intervals.")
 
 
 class Arm(_Response):

@@ -43,6 +43,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from features.errors import InputError
 from serving.auth import RequestGuard, install_one_line_4xx_logs, positive_env
 from serving.metrics import ServedGauges, install_route_labels
+from serving.openapi import install_openapi_fixes
 from serving.schemas import (
     EvaluateRequest,
     EvaluateResponse,
@@ -397,3 +398,4 @@ def _stop_server(exc: ServingSetupError) -> None:
 ScrmService.add_asgi_middleware(RequestGuard)
 install_route_labels(api.route for api in ScrmService.apis.values())
 install_one_line_4xx_logs()
+install_openapi_fixes()

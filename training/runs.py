@@ -571,8 +571,13 @@ def to_frame(comparison: Comparison) -> pd.DataFrame:
 
 
 def to_csv(comparison: Comparison) -> str:
-    """The comparison as CSV text with the columns of :data:`CSV_COLUMNS` (see :func:`to_frame`)."""
-    return to_frame(comparison).to_csv(index=False)
+    """The comparison as CSV text with the columns of :data:`CSV_COLUMNS` (see :func:`to_frame`).
+
+    Text cells that a spreadsheet would run as a formula get a leading ``'`` (:mod:`training.exports`).
+    """
+    from training.exports import write_csv
+
+    return write_csv(to_frame(comparison))
 
 
 def _fmt(value) -> str:

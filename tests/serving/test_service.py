@@ -157,12 +157,26 @@ def test_reasons_are_those_of_the_shared_scoring_function(service, sample_ids):
 @pytest.mark.parametrize(
     ("ids", "loc"),
     [([], ("customer_ids",)), ([""], ("customer_ids", 0)), (["   "], ("customer_ids", 0)),
-     (["a", 7], ("customer_ids", 1)), ([f"id{i}" for i in range(MAX_IDS + 1)], ("customer_ids",))],
+     (["a", 7], ("customer_ids", 1)), ([f"id{i}" for i in range(MAX_IDS + 1)], ("customer_ids",)),
+     (["ok", "\r" + "x" * 128], ("customer_ids", 1))],  # maxLength 128 holds for the id as sent (the document's rule)
 )
 def test_score_rejects_bad_id_lists_naming_the_field(service, ids, loc):
     with pytest.raises(ValidationError) as exc:
         run(service.score(customer_ids=ids))
     assert loc in error_locs(exc)
+
+
+@pytest.mark.parametrize("flag", [1, 0, "true", "yes"])
+def test_with_reasons_must_be_a_boolean(service, flag):
+    with pytest.raises(ValidationError) as exc:
+        run(service.score(customer_ids=["a"], with_reasons=flag))
+    assert error_locs(exc) == [("with_reasons",)]
+
+
+def test_ids_are_matched_without_surrounding_whitespace(service, people):
+    pid = people["person_id"].iloc[0]
+    response = run(service.score(customer_ids=[f"  {pid}\t"], with_reasons=False))
+    assert [r.person_id for r in response.results] == [pid] and response.results[0].id == pid
 
 
 def test_score_accepts_the_largest_request(service, people):
@@ -318,13 +332,41 @@ def test_target_csv_is_the_json_audience(service):
 
 
 @pytest.mark.parametrize(
+    "money",
+    [{"budget": 1e308}, {"budget": 1.7976931348623157e308, "cost_per_contact": 5e-324},
+     {"budget": 1e-10, "cost_per_contact": 5e-324}, {"budget": 5e-324, "cost_per_contact": 5e-324},
+     {"budget": 0}, {"budget": 50, "cost_per_contact": 1e300, "offer_cost": 1e300}],
+)
+def test_target_answers_any_finite_money(service, money):
+    """Huge budgets and tiny costs were a 500 (Decimal division); now capped to the population."""
+    campaign = {**CAMPAIGNS[0], "control_fraction": 0.0, **money}
+    s = service.target(**campaign).summary
+    assert s.spend <= campaign["budget"] and 0 <= s.audience <= s.population
+    if campaign["budget"] >= 1e300 * campaign["cost_per_contact"]:  # pays for everyone
+        assert s.excluded.budget == 0 and s.audience > 0
+    assert service.target_csv(**campaign).count("\n") == s.audience + 1
+
+
+def test_target_csv_neutralises_formula_cells(service):
+    campaign = {**CAMPAIGNS[0], "campaign_id": "=cmd|' /C calc'!A0"}
+    csv = pd.read_csv(io.StringIO(service.target_csv(**campaign)))
+    assert len(csv) > 0 and (csv["campaign_id"] == "'=cmd|' /C calc'!A0").all()
+    assert {a.campaign_id for a in service.target(**campaign).audience} == {campaign["campaign_id"]}
+
+
+@pytest.mark.parametrize(
     ("change", "loc"),
-    [({"budget": -1}, ("budget",)), ({"objective": "acquire"}, ("objective",)),
+    [({"budget": -1}, ("budget",)),
+     ({"cost_per_contact": 1.7e308, "offer_cost": 1e308}, ("offer_cost",)), ({"objective": "acquire"}, ("objective",)),
      ({"cost_per_contact": 0}, ("cost_per_contact",)), ({"control_fraction": 0.9}, ("control_fraction",)),
      ({"filters": {"tiers": ["gld"]}}, ("filters", "tiers")),
      ({"filters": {"segments": ["vip"]}}, ("filters", "segments")),
      ({"filters": {"churn_range": [0.9, 0.1]}}, ("filters", "churn_range")),
      ({"seed_customer_ids": ["p_1"]}, ("seed_customer_ids",)), ({"budget": "lots"}, ("budget",)),
+     # the document's types hold (the fuzz found lax coercions): no numbers as strings, no 3.0 for a count
+     ({"budget": "50"}, ("budget",)), ({"max_contacts": 3.0}, ("max_contacts",)),
+     ({"filters": {"min_clv": "3"}}, ("filters", "min_clv")), ({"assumptions": {"save_rate": "0.2"}},
+                                                               ("assumptions", "save_rate")),
      ({"colour": "red"}, ("colour",))],
 )
 def test_target_bad_specs_name_the_field(service, change, loc):
@@ -402,7 +444,9 @@ def test_bad_request_reads_the_typed_field_not_the_message(model, error, loc):
 def test_evaluate_campaign_bad_requests_name_the_field(service):
     with pytest.raises(ValidationError) as exc:
         service.evaluate_campaign(campaign_id="no-such-campaign")
-    assert error_locs(exc) == [("campaign_id",)] and "known campaigns" in str(exc.value)
+    assert error_locs(exc) == [("campaign_id",)] and "unknown campaign" in str(exc.value)
+    known = service.state.evaluation_data().touches["campaign_id"].astype(str).unique()
+    assert not [c for c in known if c in str(exc.value)]  # other campaigns are counted, never listed
     with pytest.raises(ValidationError) as exc:
         service.evaluate_campaign(campaign_id="x", window_days=0)
     assert error_locs(exc) == [("window_days",)]
@@ -442,3 +486,20 @@ def test_a_response_that_breaks_its_schema_is_a_server_error_not_a_400():
     assert respond(ClvEstimate, mean=1.0, p10=0.5, p90=2.0).mean == 1.0
     with pytest.raises(RuntimeError, match="ClvEstimate does not match its schema"):
         respond(ClvEstimate, mean="lots", p10=0.5, p90=2.0)
+
+
+def test_openapi_document_is_3_1_keeps_nullable_fields_and_describes_the_400_body():
+    """BentoML declared 3.0.2, dropped the null branch of top-level fields and called the 400 detail a string."""
+    doc = json.loads(json.dumps(ScrmService.openapi_spec.asdict()))
+    assert doc["openapi"] == "3.1.0"
+    body = {path: doc["paths"][path]["post"] for path in ("/target", "/lookalike", "/evaluate_campaign")}
+    target = body["/target"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    assert target["lookalike"]["anyOf"] == [{"$ref": "#/components/schemas/HoldoutQuality"}, {"type": "null"}]
+    evaluation = body["/evaluate_campaign"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"type": "null"} in evaluation["properties"]["incremental_revenue"]["anyOf"]
+    request = body["/lookalike"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert {"type": "null"} in request["size"]["anyOf"] and {"type": "null"} in request["fraction"]["anyOf"]
+    detail = doc["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    assert detail["type"] == "array" and detail["items"]["required"] == ["loc", "msg"]
+    client_schema = ScrmService.apis["lookalike"].schema()  # what bentoml's HTTP clients read: still resolved
+    assert "$defs" not in json.dumps(client_schema)

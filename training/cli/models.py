@@ -192,6 +192,7 @@ def score_cmd(
     from features.identity import resolve_identities
     from features.pipeline import build_features
     from training.decisions.tiers import resolve_tier_rules
+    from training.exports import write_csv
     from training.scoring import load_champions, score
 
     rules = resolve_tier_rules(tiers, data_dir=data)
@@ -217,7 +218,7 @@ def score_cmd(
     scores["clv_model_version"] = models.clv_version
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
-        scores.to_csv(out, index=False)
+        write_csv(scores, out)
     else:
         scores.to_parquet(out, index=False)
     eligible = scores[scores["eligible"]]
@@ -296,6 +297,7 @@ def lookalike(
     from features.identity import resolve_identities
     from features.pipeline import build_features
     from training.audience import lookalike_audience
+    from training.exports import write_csv
     from training.lookalike import columns_with_prefixes
 
     if (size is None) == (fraction is None):
@@ -316,7 +318,7 @@ def lookalike(
                                     exclude_columns=excluded, random_state=random_state, as_of=cutoff,
                                     fingerprint=dataset.fingerprint_dict(), consent=consent)
     out.parent.mkdir(parents=True, exist_ok=True)
-    (result.audience.to_csv(out, index=False) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
+    (write_csv(result.audience, out) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
     m = result.metrics
     console.print(
         f"audience {len(result.audience):,} people; holdout recall@1% {m.get('holdout.recall_at_1pct', float('nan')):.3f}, "

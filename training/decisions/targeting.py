@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from features import vocab
 from features.brand import ConsentPolicy, check_consent_policy, consent_masks
@@ -90,6 +90,7 @@ AUDIENCE_COLUMNS = (
 )
 
 class _Strict(BaseModel):
+    # numbers must be JSON numbers and counts integers (no "100" for 100, no 1.0 for 1): what the schema says
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
@@ -101,16 +102,16 @@ class ValueAssumptions(_Strict):
     """
 
     save_rate: float = Field(
-        0.15, ge=0, le=1, description="Share of would-be churners a retention contact keeps (retain)."
+        0.15, ge=0, le=1, strict=True, description="Share of would-be churners a retention contact keeps (retain)."
     )
     winback_rate: float = Field(
-        0.10, ge=0, le=1, description="Share of reachable lapsed people a winback contact reactivates (winback)."
+        0.10, ge=0, le=1, strict=True, description="Share of reachable lapsed people a winback contact reactivates (winback)."
     )
     uplift_rate: float = Field(
-        0.05, ge=0, le=1, description="Relative CLV increase an upsell contact causes among retained people."
+        0.05, ge=0, le=1, strict=True, description="Relative CLV increase an upsell contact causes among retained people."
     )
     conversion_rate: float = Field(
-        0.02, ge=0, le=1, description="Share of perfect lookalikes (score 1) that convert (lookalike)."
+        0.02, ge=0, le=1, strict=True, description="Share of perfect lookalikes (score 1) that convert (lookalike)."
     )
 
 
@@ -129,8 +130,8 @@ class CampaignFilters(_Strict):
     )
     tiers: list[str] | None = Field(None, description="Member tiers, Chinese or English names (金卡 or gold).")
     lifecycle_stages: list[LifecycleStage] | None = Field(None, description="Lifecycle stages to keep.")
-    min_clv: float | None = Field(None, ge=0, description="Keep people with clv_mean at or above this (CNY).")
-    churn_range: tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None = Field(
+    min_clv: float | None = Field(None, ge=0, strict=True, description="Keep people with clv_mean at or above this (CNY).")
+    churn_range: tuple[Annotated[float, Field(ge=0, le=1, strict=True)], Annotated[float, Field(ge=0, le=1, strict=True)]] | None = Field(
         None, description="Keep people with lo ≤ churn_probability ≤ hi."
     )
 
@@ -147,11 +148,11 @@ class CampaignSpec(_Strict):
 
     campaign_id: str = Field(min_length=1, max_length=200, description="Campaign id; also seeds the control split.")
     objective: Objective = Field(description="retain | winback | upsell | lookalike.")
-    budget: float = Field(ge=0, description="Total spend allowed on treated contacts (CNY).")
-    cost_per_contact: float = Field(gt=0, description="Cost of one message / call (CNY).")
-    offer_cost: float = Field(0.0, ge=0, description="Cost of the offer per treated contact (CNY).")
-    max_contacts: int | None = Field(None, ge=0, description="At most this many people treated (contacted).")
-    control_fraction: float = Field(0.1, ge=0, le=0.5, description="Share of the audience held out as control.")
+    budget: float = Field(ge=0, strict=True, description="Total spend allowed on treated contacts (CNY).")
+    cost_per_contact: float = Field(gt=0, strict=True, description="Cost of one message / call (CNY).")
+    offer_cost: float = Field(0.0, ge=0, strict=True, description="Cost of the offer per treated contact (CNY).")
+    max_contacts: int | None = Field(None, ge=0, strict=True, description="At most this many people treated (contacted).")
+    control_fraction: float = Field(0.1, ge=0, le=0.5, strict=True, description="Share of the audience held out as control.")
     filters: CampaignFilters = Field(default_factory=CampaignFilters)
 
     @field_validator("campaign_id")
@@ -159,6 +160,14 @@ class CampaignSpec(_Strict):
     def _no_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("campaign_id must not be blank")
+        return value
+
+    @field_validator("offer_cost")
+    @classmethod
+    def _finite_unit_cost(cls, value: float, info: ValidationInfo) -> float:
+        cost = info.data.get("cost_per_contact")
+        if cost is not None and not math.isfinite(cost + value):
+            raise ValueError("cost_per_contact + offer_cost is beyond the range of a number (about 1.8e308)")
         return value
 
     @property
@@ -375,8 +384,10 @@ def _audience_size(n_candidates: int, spec: CampaignSpec) -> tuple[int, str | No
     def treated(n: int) -> int:
         return n - int(np.floor(spec.control_fraction * n + 0.5))
 
-    # exact decimal arithmetic on the given amounts: 100 / 0.1 is 1000 contacts, not 999
-    max_by_budget = int(Decimal(repr(spec.budget)) // spec.unit_cost_exact)
+    # exact decimal arithmetic on the given amounts: 100 / 0.1 is 1000 contacts, not 999; a budget that pays for
+    # every candidate is capped to them first (budget / unit cost may have more digits than Decimal can divide)
+    budget, unit = Decimal(repr(spec.budget)), spec.unit_cost_exact
+    max_by_budget = n_candidates if budget >= unit * n_candidates else int(budget // unit)
     max_treated, bound = max_by_budget, "budget"
     if spec.max_contacts is not None and spec.max_contacts < max_treated:
         max_treated, bound = spec.max_contacts, "max_contacts"
@@ -546,7 +557,7 @@ def select_audience(
         "spend": spend,
         "expected_incremental_value": incremental,
         "expected_net_value": incremental - spend,
-        "expected_roi": (incremental - spend) / spend if spend > 0 else None,
+        "expected_roi": _ratio(incremental - spend, spend),
         "consent": consent,
         "excluded": {name: int(c) for name, c in zip(EXCLUSION_REASONS, counts, strict=True)},
         "assumptions": assumptions.model_dump(),
@@ -554,8 +565,19 @@ def select_audience(
     return TargetingResult(audience=audience, summary=summary, spec=spec)
 
 
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when nothing is spent or the ratio is beyond float range."""
+    if not denominator > 0:
+        return None
+    ratio = numerator / denominator
+    return ratio if math.isfinite(ratio) else None
+
+
 def to_csv(result: TargetingResult, path: str | Path | None = None) -> str:
     """Export the audience as UTF-8 CSV (columns :data:`AUDIENCE_COLUMNS`, best first; text fields quoted).
+
+    Text cells that a spreadsheet would run as a formula (a ``campaign_id`` starting with ``=``, say) get a
+    leading ``'`` (:func:`training.exports.neutralise_formulas`).
 
     Parameters
     ----------
@@ -569,7 +591,9 @@ def to_csv(result: TargetingResult, path: str | Path | None = None) -> str:
         The CSV text.
     """
     buf = io.BytesIO()
-    table = pa.Table.from_pandas(result.audience, preserve_index=False)
+    from training.exports import neutralise_formulas
+
+    table = pa.Table.from_pandas(neutralise_formulas(result.audience), preserve_index=False)
     pa_csv.write_csv(table, buf, pa_csv.WriteOptions(quoting_style="needed"))
     text = buf.getvalue().decode("utf-8")
     if path is not None:
