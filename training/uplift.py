@@ -222,6 +222,7 @@ def encode_features(X: pd.DataFrame, categories: dict[str, list] | None = None) 
                 levels = sorted(values.dropna().astype(str).unique())
                 found[col] = levels
             text = values.astype("string")
+            text = text.where(text.isin(levels))  # an unseen level is missing
             out[col] = pd.Series(pd.Categorical(text, categories=levels), index=X.index)
         else:
             out[col] = pd.to_numeric(values, errors="raise").astype(float)
