@@ -115,10 +115,12 @@ def test_heterogeneous_effect_is_found_with_categorical_features():
     assert result["model"]["qini"]["estimate"] > result["baselines"]["random"]["qini"]["estimate"]
 
 
-def test_no_effect_is_not_claimed():
+@pytest.mark.parametrize("learner", ["t", "x"])
+def test_no_effect_is_not_claimed(learner):
     experiment = prepare_experiment(experiment_table(6000, effect=False, random_state=5), treatment_col="group",
                                     control_value="control", outcome_col="converted")
-    result = backtest(experiment, random_state=0).result
+    result = backtest(experiment, random_state=0, learner=learner).result
+    assert result["learner"] == f"{learner.upper()}-learner"
     for metric in [result["ate"], *_metrics(result["model"]), *_metrics(result["baselines"]["random"])]:
         lo, hi = metric["ci"]
         assert lo <= 0 <= hi, metric
