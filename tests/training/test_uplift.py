@@ -115,6 +115,16 @@ def test_heterogeneous_effect_is_found_with_categorical_features():
     assert result["model"]["qini"]["estimate"] > result["baselines"]["random"]["qini"]["estimate"]
 
 
+@pytest.mark.slow
+def test_heterogeneous_effect_on_a_bigger_export():
+    experiment = prepare_experiment(experiment_table(40_000, random_state=9), treatment_col="group",
+                                    control_value="control", outcome_col="converted")
+    result = backtest(experiment, random_state=3).result
+    top30 = result["model"]["uplift_at"]["0.3"]
+    assert top30["ci"][0] > result["ate"]["ci"][1]  # the intervals do not even overlap
+    assert result["model"]["qini"]["ci"][0] > result["baselines"]["random"]["qini"]["ci"][1]
+
+
 @pytest.mark.parametrize("learner", ["t", "x"])
 def test_no_effect_is_not_claimed(learner):
     experiment = prepare_experiment(experiment_table(6000, effect=False, random_state=5), treatment_col="group",
