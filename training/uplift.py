@@ -235,7 +235,8 @@ class UpliftModel:
     Parameters
     ----------
     learner : {"auto", "t", "x"}
-        ``auto`` chooses on a held-out validation split of the training rows by Qini.
+        ``auto`` chooses on a held-out validation split of the training rows by Qini (the T-learner when the
+        experiment is too small for both parts to hold treated and control rows).
     validation_fraction : float
         Share of the training rows held out to choose the learner (``auto`` only).
     n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM settings of every tree model (uplift
@@ -313,6 +314,9 @@ class UpliftModel:
             rng = np.random.default_rng(self.random_state)
             held_out = rng.random(len(Xe)) < self.validation_fraction
             fit_rows = ~held_out
+            if any(len(np.unique(t_arr[rows])) < 2 for rows in (held_out, fit_rows)):
+                chosen = "t"  # too few rows to hold a validation part out: the simpler learner
+        if chosen == "auto":
             models = self._fit_stages(Xe[fit_rows], t_arr[fit_rows], y_arr[fit_rows], LEARNERS)
             for name in LEARNERS:
                 score = self._predict_with(models, name, Xe[held_out])

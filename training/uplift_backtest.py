@@ -118,6 +118,9 @@ def prepare_experiment(frame: pd.DataFrame, *, treatment_col: str, control_value
         raise InputError(f"{file}: no control rows: no {treatment_col!r} value equals {control_value!r} "
                          f"(--control-value); values: {seen}", field=treatment_col, file=file)
     treated = _matches(groups, treatment_value).to_numpy() if treatment_value is not None else ~control
+    if (treated & control).any():
+        raise InputError(f"{file}: --treatment-value {treatment_value!r} names the control group "
+                         f"(--control-value {control_value!r})", field=treatment_col, file=file)
     if not treated.any():
         what = f"equals {treatment_value!r} (--treatment-value)" if treatment_value is not None else \
             f"differs from the control value {control_value!r}"

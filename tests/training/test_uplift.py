@@ -96,6 +96,13 @@ def test_auto_chooses_a_learner_on_held_out_rows():
     assert model.learner_ == max(model.validation_qini_, key=model.validation_qini_.get)
 
 
+def test_auto_falls_back_to_the_t_learner_on_a_tiny_experiment():
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0]})
+    model = UpliftModel(random_state=0, min_child_samples=1).fit(X, [1, 0, 1, 1, 1], [1, 0, 0, 1, 1])
+    assert model.learner_ == "t" and model.validation_qini_ == {}
+    assert model.predict(X).shape == (5,)
+
+
 def _metrics(block: dict) -> list[dict]:
     return [block["qini"], block["auuc"], *block["uplift_at"].values()]
 
@@ -163,6 +170,7 @@ def test_numeric_groups_and_text_outcomes_are_understood():
     ({"converted": "maybe"}, {}, "not 0/1, true/false or yes/no in 6,000 row(s)"),
     ({"converted": np.nan}, {}, "outcome column 'converted' is empty in 6,000 row(s)"),
     ({"group": None}, {}, "treatment column 'group' is empty"),
+    ({}, {"treatment_value": "control"}, "--treatment-value 'control' names the control group"),
     ({}, {"feature_cols": ["tier", "zip"]}, "no feature column(s) 'zip'"),
     ({}, {"feature_cols": ["tier", "converted"]}, "'converted' is the group or the outcome"),
 ])
