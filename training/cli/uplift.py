@@ -60,13 +60,18 @@ def uplift_backtest(
     X-learner (LightGBM on the imputed individual effects); the one with the higher Qini on a held-out
     validation part of the training rows wins and is refitted on all training rows.
 
-    **What it reports** (on the held-out test rows, each with a 95% bootstrap interval):
-    `ate` — treated − control outcome rate of all rows (the campaign's average effect);
-    `uplift_at` 0.1/0.2/0.3 — the same difference among the top 10/20/30% ranked by predicted uplift (above
-    `ate`: the model finds the people the campaign moves);
-    `qini` / `auuc` — areas between the model's Qini / uplift curve and a random ranking, over the same for the
-    perfect ranking (0 = random, 1 = perfect). `baselines.random` scores a random ranking the same way: an
-    interval that covers 0 means "no better than chance".
+    **What it reports** (each figure with a 95% bootstrap interval, `[lo, hi]`):
+
+    * `ate`: treated − control outcome rate of all rows, the campaign's average effect.
+    * `uplift_at` 0.1 / 0.2 / 0.3: the same difference among the top 10/20/30% of the held-out test rows ranked
+      by predicted uplift. Above `ate`: the model finds the people the campaign moves.
+    * `qini` / `auuc`: the area between the model's Qini / uplift curve and a random ranking, over the same area
+      for the perfect ranking (0 = random, 1 = perfect).
+    * `baselines.random`: a random ranking scored the same way. An interval that covers 0 means "no better than
+      chance".
+
+    Example: `scrm uplift backtest --table mail_test.csv --treatment-col group --control-value control
+    --outcome-col converted --treatment-value mail_a --json uplift.json`.
 
     Bad input (a missing column, no control or treated rows, an outcome that is not 0/1) exits with code 2.
     """
