@@ -160,13 +160,27 @@ def prepare_experiment(frame: pd.DataFrame, *, treatment_col: str, control_value
 
 @dataclass
 class UpliftBacktest:
-    """``result`` is the JSON of ``scrm uplift backtest``; the rest is for the printed table."""
+    """``result`` holds every figure with its interval; :meth:`to_json` is what ``scrm uplift backtest`` writes."""
 
     result: dict
     validation_qini: dict[str, float]
     n_train: int
     n_test: int
     experiment: Experiment
+
+    def to_json(self) -> dict:
+        """The documented JSON: ``n``, ``ate`` ``{"estimate", "ci"}``, then ``model`` and ``baselines.random`` as
+        plain numbers (``qini``, ``auuc``, ``uplift_at`` {"0.1", "0.2", "0.3"}), and ``learner``.
+
+        The model's and the baseline's intervals are printed in the table (and kept in :attr:`result`).
+        """
+        def estimates(block: dict) -> dict:
+            return {"qini": block["qini"]["estimate"], "auuc": block["auuc"]["estimate"],
+                    "uplift_at": {k: v["estimate"] for k, v in block["uplift_at"].items()}}
+
+        r = self.result
+        return {"n": r["n"], "ate": r["ate"], "model": estimates(r["model"]),
+                "baselines": {"random": estimates(r["baselines"]["random"])}, "learner": r["learner"]}
 
 
 def _split(t: np.ndarray, test_fraction: float, random_state: int) -> np.ndarray:

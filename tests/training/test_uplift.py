@@ -212,6 +212,10 @@ def test_cli_writes_the_json_and_prints_a_table(tmp_path):
     assert result.exit_code == 0, result.output
     written = json.loads(out.read_text())
     assert list(written) == ["n", "ate", "model", "baselines", "learner"]
+    assert set(written["ate"]) == {"estimate", "ci"} and len(written["ate"]["ci"]) == 2
+    for block in (written["model"], written["baselines"]["random"]):
+        assert list(block) == ["qini", "auuc", "uplift_at"] and list(block["uplift_at"]) == ["0.1", "0.2", "0.3"]
+        assert all(isinstance(v, float) for v in [block["qini"], block["auuc"], *block["uplift_at"].values()])
     assert written["n"] == int(pd.read_parquet(table)["group"].isin(["control", "mail_a"]).sum())
     assert "uplift in top 30%" in result.output and "random ranking" in result.output
 

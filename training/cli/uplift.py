@@ -93,7 +93,7 @@ def uplift_backtest(
     run = backtest(experiment, test_fraction=test_fraction, random_state=random_state, file=table)
     result = run.result
     json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    json_out.write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
 
     treated = int(experiment.treatment.sum())
     chosen = ", ".join(f"{k.upper()}-learner {v:+.3f}" for k, v in run.validation_qini.items())
