@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from features.backend import as_date
 from features.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class Calendar:
 
     def day_festivals(self, start, days: int) -> np.ndarray:
         """Index into ``festivals`` of the festival each day of ``[start, start + days)`` belongs to (-1: none)."""
-        start = _as_date(start)
+        start = as_date(start)
         out = np.full(max(int(days), 0), -1, dtype=np.int64)
         if not len(out):
             return out
@@ -123,17 +124,6 @@ def _warn_missing(calendar: Calendar, fest: Festival, year: int) -> None:
         log.warning("calendar %s: festival %r has no date in %d; that year it counts no days", calendar.source,
                     fest.name, year)
 
-
-def _as_date(value) -> date:
-    if isinstance(value, str):
-        return date.fromisoformat(value)
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    if hasattr(value, "date") and callable(value.date):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    raise TypeError(f"expected a date or YYYY-MM-DD string, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -242,7 +232,7 @@ def daily_paid_revenue(orders: pd.DataFrame, before) -> pd.Series:
 
     Indexed by day from the first order's day to the day before ``before``; days without orders are 0.
     """
-    end = pd.Timestamp(_as_date(before))
+    end = pd.Timestamp(as_date(before))
     ts = pd.to_datetime(orders["order_ts"])
     keep = (ts < end).to_numpy().copy()
     if "status" in orders.columns:

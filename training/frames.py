@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from features.backend import as_date
 from features.config import FeatureConfig
 from features.dataset import Dataset
 from features.identity import resolve_identities
@@ -64,18 +65,6 @@ BTYD_DOCS = {
     "btyd_expected_spend": "spend the BTYD and Gamma-Gamma models expect in the horizon",
 }
 
-
-def as_date(value) -> date:
-    """Accept a ``date``, a ``datetime``/``Timestamp`` or an ISO ``YYYY-MM-DD`` string."""
-    if isinstance(value, str):
-        return date.fromisoformat(value)
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    if hasattr(value, "date") and callable(value.date):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    raise TypeError(f"expected a date or YYYY-MM-DD string, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- derived
