@@ -21,16 +21,21 @@ from training import publish, refresh
 NO_TRAIN = {"retrain": "never", "log_mlflow": False}
 
 
-@pytest.fixture
-def setup(trained_setup, tmp_path, monkeypatch):
-    """The session setup on a private data directory and MLflow store, with the env pointing at them."""
-    data = tmp_path / "data"
-    data.mkdir()
+def private_copy(trained_setup, root):
+    """The session setup with its own copy of the data directory (tables and snapshots) and MLflow store."""
+    data = root / "data"
+    data.mkdir(parents=True)
     for item in trained_setup.data_dir.iterdir():
         if item.is_file():
             shutil.copy2(item, data / item.name)
     shutil.copytree(trained_setup.data_dir / "features", data / "features")
-    copy = replace(trained_setup.copy_store(tmp_path / "store"), data_dir=data)
+    return replace(trained_setup.copy_store(root / "store"), data_dir=data)
+
+
+@pytest.fixture
+def setup(trained_setup, tmp_path, monkeypatch):
+    """A private copy of the session setup, with the env pointing at it."""
+    copy = private_copy(trained_setup, tmp_path)
     for key, value in copy.env().items():
         monkeypatch.setenv(key, value)
     return copy
