@@ -6,8 +6,8 @@
 3. an open-loop load of ``--rate`` requests/s (default 50) for ``--minutes`` (default 10): ``/score`` without
    reasons, ``/score`` with reasons and ``/tier`` (100 ids each, shares ``--mix``), plus one ``/target`` over
    everyone every ``--target-every`` seconds (default 60);
-4. half-way, `scrm refresh --as-of DAY2` (retrain never, drift logged) publishes the next day; the running
-   service swaps to it by itself.
+4. half-way, `scrm refresh --as-of DAY2` (retrain never, drift logged; under ``nice -n 10`` like a batch job
+   sharing the host, ``--refresh-nice``) publishes the next day; the running service swaps to it by itself.
 
 Prints per route: requests, errors, p50/p99/max latency (from each request's scheduled send time); when the
 answers switched from DAY1 to DAY2 and whether any answer after the switch carried the old day; the server's
@@ -55,9 +55,11 @@ def tree_rss_mb(server: Server) -> float:
     return total / 1024
 
 
-def refresh(data: Path, as_of: str, env: dict) -> tuple[int, float, str]:
-    cmd = [str(Path(sys.executable).with_name("scrm")), "refresh", "--data", str(data), "--as-of", as_of,
-           "--retrain", "never"]
+def refresh(data: Path, as_of: str, env: dict, nice: int = 0, extra: tuple[str, ...] = ()) -> tuple[int, float, str]:
+    """Run `scrm refresh` (under ``nice`` when > 0: a batch job that yields the CPU to the server)."""
+    cmd = ["nice", "-n", str(nice)] if nice > 0 else []
+    cmd += [str(Path(sys.executable).with_name("scrm")), "refresh", "--data", str(data), "--as-of", as_of,
+            "--retrain", "never", *extra]
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     return proc.returncode, time.perf_counter() - started, (proc.stderr or proc.stdout).strip().splitlines()[-1]
@@ -83,6 +85,7 @@ async def mixed_load(url: str, plan: list[tuple[float, str, bytes]], headers: di
                 await asyncio.sleep(delay)
             path = label.split(" ")[0]
             async with slots:
+                sent = time.perf_counter() - start
                 try:
                     r = await client.post(path, content=body, headers={"Content-Type": "application/json"})
                     error = None if r.status_code == 200 else f"HTTP {r.status_code}"
@@ -96,7 +99,7 @@ async def mixed_load(url: str, plan: list[tuple[float, str, bytes]], headers: di
             done = time.perf_counter()
             stats = out.setdefault(label, {"latencies": [], "errors": {}})
             if as_of is not None:
-                served.append((done - start, as_of))
+                served.append((sent, done - start, as_of))
             if offset < warmup:
                 return
             if error is None:
@@ -133,6 +136,11 @@ def main() -> None:
                     help="shares of /score without reasons, /score with reasons, /tier (default 0.5,0.25,0.25)")
     ap.add_argument("--target-every", type=float, default=60.0, help="seconds between /target calls (default 60)")
     ap.add_argument("--reload-seconds", type=float, default=5.0, help="SCRM_RELOAD_SECONDS of the server")
+    ap.add_argument("--refresh-nice", type=int, default=10,
+                    help="nice level of the mid-run refresh (default 10; 0: same priority as the server)")
+    ap.add_argument("--refresh-at", type=float, default=0.5,
+                    help="when the refresh starts, as a fraction of the measured minutes (default 0.5: the middle)")
+    ap.add_argument("--refresh-args", default="", help="extra `scrm refresh` options, e.g. '--no-reasons'")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
@@ -198,10 +206,10 @@ def main() -> None:
             rss.append((time.perf_counter() - t0, tree_rss_mb(server)))
 
         def mid_refresh() -> None:
-            if stop.wait(args.warmup + args.minutes * 30):
+            if stop.wait(args.warmup + args.minutes * 60 * args.refresh_at):
                 return
             events["refresh_start"] = time.perf_counter() - t0
-            code, seconds, last = refresh(data, DAY2, env)
+            code, seconds, last = refresh(data, DAY2, env, args.refresh_nice, tuple(args.refresh_args.split()))
             events["refresh_end"] = time.perf_counter() - t0
             events["refresh_exit"] = code
             print(f"refresh --as-of {DAY2} at {events['refresh_start']:.0f} s: exit {code} in {seconds:.1f} s: "
@@ -218,9 +226,10 @@ def main() -> None:
         server.stop()
 
     routes = summarise(result["routes"])
-    served = sorted(result["served"])
-    first_new = next((t for t, d in served if d == DAY2), None)
-    stale_after = sum(1 for t, d in served if first_new is not None and t > first_new and d != DAY2)
+    # the swap: the first answer carrying DAY2; a request sent after it must carry DAY2 too (one sent before may
+    # still answer from the old state: it keeps the state it started with)
+    first_new = min((done for _, done, d in result["served"] if d == DAY2), default=None)
+    stale_after = sum(1 for sent, _, d in result["served"] if first_new is not None and sent > first_new and d != DAY2)
     after_warmup = [m for t, m in rss if t >= args.warmup] or [m for _, m in rss]
     rss_start, rss_peak, rss_end = after_warmup[0], max(after_warmup), after_warmup[-1]
     growth = rss_end / rss_start - 1
@@ -245,6 +254,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"people": n_people, "startup_s": startup, "minutes": args.minutes,
                                          "rate": args.rate, "mix": dict(zip(labels, shares.tolist(), strict=True)),
                                          "routes": routes, "refresh": events, "first_new_answer_s": first_new,
+                                         "load_seconds": args.warmup + args.minutes * 60,
                                          "stale_after_swap": stale_after, "rss_mb": rss, "rss_growth": growth,
                                          "verdict": verdict}, indent=2))
 

@@ -110,8 +110,12 @@ def _published_snapshot(pub):
     return snapshot
 
 
-def build_state(data_dir: str | Path, source: Source) -> ServingState:
-    """A complete :class:`ServingState` for ``source`` (see the module docstring); ``ServingSetupError`` if not."""
+def build_state(data_dir: str | Path, source: Source, *, models=None) -> ServingState:
+    """A complete :class:`ServingState` for ``source`` (see the module docstring); ``ServingSetupError`` if not.
+
+    ``models`` (``training.scoring.Models``) are used instead of loading the champions again when their versions
+    are the source's (a new publication with the same champions).
+    """
     import pandas as pd
 
     from training.publish import published_root, read_publication
@@ -119,13 +123,16 @@ def build_state(data_dir: str | Path, source: Source) -> ServingState:
     data_dir = Path(data_dir)
     if source.publication is None:
         snapshot = find_snapshot(data_dir)
-        return ServingState(_models(source, data_dir, snapshot.as_of), snapshot, data_dir=data_dir)
+        if models is None or models.versions != source.versions:
+            models = _models(source, data_dir, snapshot.as_of)
+        return ServingState(models, snapshot, data_dir=data_dir)
     try:
         pub = read_publication(published_root(data_dir) / source.publication)
     except (OSError, ValueError) as exc:
         raise ServingSetupError(f"{exc}; publish again with `scrm refresh --data {data_dir} --force`") from None
     snapshot = _published_snapshot(pub)
-    models = _models(source, data_dir, pub.as_of)
+    if models is None or models.versions != source.versions:
+        models = _models(source, data_dir, pub.as_of)
     if {k: (None if v is None else str(v)) for k, v in pub.model_versions.items()} == source.versions:
         scores = pd.read_parquet(pub.scores_path)
         return ServingState(models, snapshot, data_dir=data_dir, scores=scores, publication=pub.name)
@@ -156,6 +163,7 @@ class Reloader:
         self.interval = reload_seconds_from_env() if interval is None else interval
         self.on_reload = on_reload or (lambda ok: None)
         self.served: Source | None = None
+        self._models = None  # the served models, reused by a reload to the same champion versions
         self.last_error: str | None = None
         self.reloads = 0
         self._lock = threading.Lock()  # one build at a time (poller and /admin/reload)
@@ -168,7 +176,7 @@ class Reloader:
             source = source or current_source(self.data_dir)
             state = build_state(self.data_dir, source)
             self.install(state, source)
-            self.served = source
+            self.served, self._models = source, state.models
             return state
 
     def check(self, *, force: bool = False) -> dict:
@@ -188,7 +196,7 @@ class Reloader:
                                                      "publication", "source": served.describe()}
             started = time.perf_counter()
             try:
-                state = build_state(self.data_dir, source)
+                state = build_state(self.data_dir, source, models=self._models)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.on_reload(False)
@@ -196,7 +204,7 @@ class Reloader:
                           served.describe() if served else "nothing", self.last_error)
                 raise
             self.install(state, source)
-            self.served, self.last_error = source, None
+            self.served, self.last_error, self._models = source, None, state.models
             self.reloads += 1
             self.on_reload(True)
             seconds = time.perf_counter() - started

@@ -57,6 +57,7 @@ def test_service_reads_the_publication_and_swaps_on_check(setup, monkeypatch):
     assert outcome["reloaded"] is True
     assert svc.state is not state and svc.state.as_of == NEW_DAY
     assert svc.state.publication == second.publication.name
+    assert svc.state.models is state.models  # same champions: the loaded models are reused, not loaded again
 
     # a champion move alone: the published snapshot is scored again with the new champion
     current = registry.champion_version("churn")
