@@ -47,7 +47,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from features.errors import InputError
 from serving.auth import RequestGuard, install_one_line_4xx_logs, positive_env
 from serving.metrics import ServedGauges, install_route_labels
-from serving.reload import Reloader, Source, current_source
+from serving.reload import Reloader, Source, current_source, release_memory
 from serving.schemas import (
     EvaluateRequest,
     EvaluateResponse,
@@ -205,7 +205,7 @@ class ScrmService:
         previous, self.state = self.state, state
         del previous  # the old state goes when its last in-flight request answers
         gc.unfreeze()
-        gc.collect()
+        release_memory()  # collect, and give the old state's pages back to the OS
         gc.freeze()  # the snapshot's millions of objects live until the next reload: keep them out of GC passes
         if _in_worker():
             ServedGauges.get().loaded(state.as_of, state.models.versions)
