@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -218,6 +219,8 @@ class Reloader:
                 return {"reloaded": False, "reason": "champion moved while a refresh runs: waiting for its "
                                                      "publication", "source": served.describe()}
             started = time.perf_counter()
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(switch, 0.001))  # the build is Python-heavy: let requests in more often
             try:
                 state = build_state(self.data_dir, source, models=self._models)
             except Exception as exc:
@@ -226,6 +229,8 @@ class Reloader:
                 log.error("reload to %s failed; still serving %s: %s", source.describe(),
                           served.describe() if served else "nothing", self.last_error)
                 raise
+            finally:
+                sys.setswitchinterval(switch)
             self.install(state, source)
             self.served, self.last_error, self._models = source, None, state.models
             self.reloads += 1

@@ -204,9 +204,10 @@ class ScrmService:
         """Serve ``state`` from now on: one reference swap (a request keeps the state it started with)."""
         previous, self.state = self.state, state
         del previous  # the old state goes when its last in-flight request answers
-        gc.unfreeze()
-        release_memory()  # collect, and give the old state's pages back to the OS
-        gc.freeze()  # the snapshot's millions of objects live until the next reload: keep them out of GC passes
+        # the old state's objects were frozen with it: refcounting frees them (a state holds no reference cycles,
+        # so nothing is left for a full collection, which would stall requests); return its pages to the OS
+        release_memory()
+        gc.freeze()  # the new snapshot's objects live until the next reload: keep them out of GC passes
         if _in_worker():
             ServedGauges.get().loaded(state.as_of, state.models.versions)
 
