@@ -3,6 +3,8 @@
 :class:`RequestGuard` is a plain ASGI middleware (added with ``ScrmService.add_asgi_middleware``) in front of
 every route:
 
+- ``/admin/*`` (``POST /admin/reload``) needs ``Authorization: Bearer <SCRM_ADMIN_TOKEN>`` (401 otherwise) and
+  is refused with 403 when ``SCRM_ADMIN_TOKEN`` is unset; it is never turned away by admission control;
 - when ``SCRM_API_TOKEN`` is set, a request without ``Authorization: Bearer <token>`` gets 401 (compared in
   constant time); health, readiness and the API docs (``/``, ``/docs.json``, ``/schema.json``) stay open so
   probes and schema readers keep working; ``/metrics`` needs the token too unless ``SCRM_METRICS_PUBLIC=1``;
@@ -49,6 +51,7 @@ DEFAULT_BODY_TIMEOUT = 30.0
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz", "/docs.json", "/schema.json"})
 PUBLIC_PREFIXES = ("/static_content/", "/assets/")
 METRICS_PATH = "/metrics"
+ADMIN_PREFIX = "/admin/"
 JSON_TYPES = ("application/json",)
 #: Headers a request may carry at most once.
 SINGLE_HEADERS = (b"content-type", b"content-length", b"authorization")
@@ -128,14 +131,19 @@ class RequestGuard:
         Seconds a request body may take to arrive before 408; default ``SCRM_BODY_TIMEOUT`` or 30.
     metrics_public : bool, optional
         Serve ``/metrics`` without the token; default ``SCRM_METRICS_PUBLIC``.
+    admin_token : str, optional
+        Bearer token of ``/admin/*``; default ``SCRM_ADMIN_TOKEN`` (admin routes refused when unset or empty).
     """
 
     def __init__(self, app: ASGIApp, *, token: str | None = None, max_body_bytes: int | None = None,
                  max_in_flight: int | None = None, retry_after: int | None = None,
-                 body_timeout: float | None = None, metrics_public: bool | None = None) -> None:
+                 body_timeout: float | None = None, metrics_public: bool | None = None,
+                 admin_token: str | None = None) -> None:
         self.app = app
         token = os.environ.get("SCRM_API_TOKEN", "") if token is None else token
         self.token = token.strip().encode("utf-8") or None
+        admin_token = os.environ.get("SCRM_ADMIN_TOKEN", "") if admin_token is None else admin_token
+        self.admin_token = admin_token.strip().encode("utf-8") or None
         self.max_body_bytes = max_body_bytes if max_body_bytes is not None else max_body_bytes_from_env()
         self.max_in_flight = max_in_flight if max_in_flight is not None else max_in_flight_from_env()
         self.retry_after = retry_after if retry_after is not None else positive_env("SCRM_RETRY_AFTER",
@@ -159,6 +167,9 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        if path.startswith(ADMIN_PREFIX):
+            await self._admin(scope, receive, send, headers)
+            return
         if self.token is not None and not self._authorized(headers.get(b"authorization", b"")):
             await _reply(send, 401, "missing or invalid bearer token: send 'Authorization: Bearer <token>'",
                          loc=["header", "Authorization"], headers=[(b"www-authenticate", b'Bearer realm="scrm"')])
@@ -249,11 +260,21 @@ class RequestGuard:
                 seen.add(key)
         return None
 
-    def _authorized(self, header: bytes) -> bool:
+    async def _admin(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
+        if self.admin_token is None:
+            await _reply(send, 403, "admin endpoints are disabled: start the service with SCRM_ADMIN_TOKEN set")
+            return
+        if not self._authorized(headers.get(b"authorization", b""), self.admin_token):
+            await _reply(send, 401, "missing or invalid admin token: send 'Authorization: Bearer <SCRM_ADMIN_TOKEN>'",
+                         loc=["header", "Authorization"], headers=[(b"www-authenticate", b'Bearer realm="scrm-admin"')])
+            return
+        await self._admitted(scope, receive, send, headers)
+
+    def _authorized(self, header: bytes, token: bytes | None = None) -> bool:
         scheme, _, value = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return False
-        return hmac.compare_digest(value.strip(), self.token)
+        return hmac.compare_digest(value.strip(), token if token is not None else self.token)
 
     async def _too_large(self, send: Send) -> None:
         await _reply(send, 413, f"request body larger than {self.max_body_bytes:,} bytes "

@@ -7,7 +7,8 @@ own routes and probes keep their path, static assets become ``/static_content/*`
 ``/{unknown}``. The real path still reaches the application (only the label changes).
 
 :class:`ServedGauges` adds what the traffic counters do not say: the served snapshot's ``feature_as_of`` (as a
-Unix timestamp and as an info-style series with the model versions) and how many times a snapshot was loaded.
+Unix timestamp and as an info-style series with the model versions), how many times a snapshot was loaded and
+how hot reloads (a new publication or a moved ``champion``, :mod:`serving.reload`) went.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def install_route_labels(routes: Iterable[str]) -> None:
 
 
 class ServedGauges:
-    """``scrm_feature_as_of_timestamp_seconds``, ``scrm_served_info`` and ``scrm_snapshot_loads_total``.
+    """``scrm_feature_as_of_timestamp_seconds``, ``scrm_served_info``, ``scrm_snapshot_loads_total`` and
+    ``scrm_reloads_total{outcome}`` (``ok``: a new state is served; ``failed``: the old one still is).
 
     Created in the worker (after BentoML has set up Prometheus' multiprocess directory) through BentoML's
     metrics client, so ``/metrics`` serves them next to the traffic counters. One instance per process.
@@ -94,6 +96,9 @@ class ServedGauges:
         self.loads = client.Counter(name="scrm_snapshot_loads_total",
                                     documentation="Snapshots loaded and scored (start-up and reloads)",
                                     labelnames=[])
+        self.reloads = client.Counter(name="scrm_reloads_total",
+                                      documentation="Hot reloads of the served state by outcome (ok, failed)",
+                                      labelnames=["outcome"])
         self._served: tuple[str, str, str] | None = None
 
     @classmethod
@@ -111,3 +116,7 @@ class ServedGauges:
         self.info.labels(*served).set(1)
         self._served = served
         self.loads.inc()
+
+    def reloaded(self, ok: bool) -> None:
+        """Count one hot reload (``ok=False``: it failed and the previous state is still served)."""
+        self.reloads.labels("ok" if ok else "failed").inc()

@@ -12,6 +12,10 @@ scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answe
 - ``POST /target``: :func:`training.decisions.targeting.select_audience` (``/target.csv``: ``to_csv``);
 - ``POST /evaluate_campaign``: :func:`training.decisions.campaigns.evaluate_campaign`.
 
+The service follows ``scrm refresh``: a new publication (``DATA/published/current``) or a moved ``champion`` is
+picked up within ``SCRM_RELOAD_SECONDS`` or at once on ``POST /admin/reload`` (``SCRM_ADMIN_TOKEN``), without a
+restart and without dropping a request (:mod:`serving.reload`); with a publication, start-up reads its scores.
+
 Every response carries ``model_versions`` and ``feature_as_of``. Bad requests get a 400 whose ``detail[].loc``
 names the field (pydantic's format, also used for problems only the shared code can see, such as an unknown
 campaign: the ``field`` of its ``InputError``); :mod:`serving.auth` adds the bearer token, JSON-only bodies and
@@ -35,7 +39,7 @@ import anyio
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import InternalServerError, ServiceUnavailable
 from bentoml.validators import ContentType
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -44,6 +48,7 @@ from features.errors import InputError
 from serving.auth import RequestGuard, install_one_line_4xx_logs, positive_env
 from serving.metrics import ServedGauges, install_route_labels
 from serving.openapi import install_openapi_fixes
+from serving.reload import Reloader, Source, current_source, release_memory
 from serving.schemas import (
     EvaluateRequest,
     EvaluateResponse,
@@ -167,39 +172,46 @@ class ScrmService:
                 "its feature snapshots under D/features)"
             )
         self.data_dir = Path(raw)
-        snapshot = find_snapshot(self.data_dir)
         self.brand = serving_brand(self.data_dir)
-        check_champions(self.data_dir, snapshot.as_of, brand=self.brand)
+        source = current_source(self.data_dir, self.brand)
+        if source.publication is None:  # with a publication, its own snapshot copy is checked while loading
+            snapshot = find_snapshot(self.data_dir)
+            check_champions(self.data_dir, snapshot.as_of, brand=self.brand)
+        else:
+            check_champions(self.data_dir, brand=self.brand)
         self.state: ServingState | None = None
         self.load_error: str | None = None
         self._loaded = threading.Event()
         self._heavy = threading.Lock()  # one lookalike fit at a time; /score and /tier never wait for it
-        threading.Thread(target=self._load, args=(snapshot,), name="scrm-load", daemon=True).start()
+        self.reloader = Reloader(self.data_dir, self._install, brand=self.brand,
+                                 on_reload=lambda ok: ServedGauges.get().reloaded(ok) if _in_worker() else None)
+        threading.Thread(target=self._load, args=(source,), name="scrm-load", daemon=True).start()
 
-    def _load(self, snapshot) -> None:
-        from training.scoring import load_champions
-
+    def _load(self, source: Source) -> None:
         started = time.perf_counter()
         try:
-            try:
-                models = load_champions("champion", brand=self.brand, as_of=snapshot.as_of,
-                                        data_hint=str(self.data_dir))
-            except LookupError as exc:
-                raise ServingSetupError(str(exc)) from None
-            state = ServingState(models, snapshot, data_dir=self.data_dir)
-            gc.collect()
-            gc.freeze()  # the snapshot's millions of objects live until shutdown: keep them out of GC passes
-            self.state = state
-            if _in_worker():
-                ServedGauges.get().loaded(state.as_of, models.versions)
-            log.info("scrm service ready in %.1f s: %d people as of %s, churn v%s, clv v%s",
-                     time.perf_counter() - started, len(self.state.scores), self.state.as_of,
-                     models.churn_version, models.clv_version)
+            state = self.reloader.load(source)
+            log.info("scrm service ready in %.1f s: %d people as of %s, churn v%s, clv v%s (%s)",
+                     time.perf_counter() - started, len(state.scores), state.as_of, state.models.churn_version,
+                     state.models.clv_version, state.publication or "scored at start")
+            if _in_worker():  # in-process instances (tests) reload only when told to
+                self.reloader.start()
         except Exception as exc:  # noqa: BLE001 - reported by /healthz and every call
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("scrm service failed to load: %s", self.load_error)
         finally:
             self._loaded.set()
+
+    def _install(self, state: ServingState, source: Source) -> None:
+        """Serve ``state`` from now on: one reference swap (a request keeps the state it started with)."""
+        previous, self.state = self.state, state
+        del previous  # the old state goes when its last in-flight request answers
+        # the old state's objects were frozen with it: refcounting frees them (a state holds no reference cycles,
+        # so nothing is left for a full collection, which would stall requests); return its pages to the OS
+        release_memory()
+        gc.freeze()  # the new snapshot's objects live until the next reload: keep them out of GC passes
+        if _in_worker():
+            ServedGauges.get().loaded(state.as_of, state.models.versions)
 
     # --- probes ----------------------------------------------------------------------------------------------
 
@@ -269,6 +281,23 @@ class ScrmService:
         if len(found.positions) > INLINE_MAX_IDS:
             return await anyio.to_thread.run_sync(answer)
         return answer()
+
+    @bentoml.api(route="/admin/reload")
+    async def admin_reload(self, force: bool = False) -> dict:
+        """Check for a new publication or champion now and swap to it (``force``: rebuild even if unchanged).
+
+        Needs ``Authorization: Bearer <SCRM_ADMIN_TOKEN>``. Answers when the new state is served, with what is
+        served; a state that cannot be built leaves the old one serving and answers 500 with the reason.
+        """
+        self._ready()
+        try:
+            outcome = await anyio.to_thread.run_sync(lambda: self.reloader.check(force=force))
+        except Exception as exc:  # noqa: BLE001 - the old state is still served; say why the new one is not
+            raise InternalServerError(f"reload failed, still serving the previous state: "
+                                      f"{type(exc).__name__}: {exc}") from None
+        state = self._ready()
+        return {**outcome, "publication": state.publication, "reloads": self.reloader.reloads,
+                "model_versions": state.model_versions, "feature_as_of": state.as_of.isoformat()}
 
     @bentoml.api(route="/lookalike", input_spec=LookalikeRequest)
     def lookalike(self, seed_customer_ids: list[str], size: int | None = None, fraction: float | None = None,

@@ -147,6 +147,16 @@ def check_champions(data_dir: str | Path, as_of: date | None = None, *, brand: s
     return versions
 
 
+def _aligned(scores: pd.DataFrame, features: pd.DataFrame, where) -> pd.DataFrame:
+    """Published batch scores with row i = features row i; :class:`ServingSetupError` when they do not match."""
+    scores = scores.reset_index(drop=True)
+    if len(scores) != len(features) or not scores["person_id"].astype(str).equals(
+            features["person_id"].astype(str)):
+        raise ServingSetupError(f"the published scores next to {where} are not those of its snapshot "
+                                "(different people or order); publish again with `scrm refresh --force`")
+    return scores
+
+
 def _float_or_none(values: np.ndarray) -> list[float | None]:
     return [None if v != v else float(v) for v in values.tolist()]  # v != v: NaN
 
@@ -169,7 +179,8 @@ class ServingState:
     """
 
     def __init__(self, models: Models, snapshot: Snapshot, *, rules: TierRules | None = None,
-                 data_dir: str | Path | None = None) -> None:
+                 data_dir: str | Path | None = None, scores: pd.DataFrame | None = None,
+                 publication: str | None = None) -> None:
         started = time.perf_counter()
         self.models = models
         self.snapshot = snapshot
@@ -185,8 +196,13 @@ class ServingState:
         if self.features["person_id"].duplicated().any():
             raise ServingSetupError(f"snapshot {snapshot.path}: person_id is not unique; rebuild it")
         self.identity = snapshot.identity
+        #: the publication (``DATA/published/<name>``) the state was read from, None when scored at start
+        self.publication = publication
         #: batch scores of everyone, row i = features row i (the output of training.scoring.score)
-        self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules)
+        if scores is None:
+            self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules)
+        else:
+            self.scores = _aligned(scores, self.features, snapshot.path)
         scored = time.perf_counter()
         eligible = self.scores["eligible"].to_numpy(dtype=bool)
         self.clv_cut: float | None = clv_value_cut(self.scores, self.rules) if eligible.any() else None
@@ -203,7 +219,8 @@ class ServingState:
         self._columns()
         self._evaluation: EvaluationData | None = None
         self._evaluation_lock = threading.Lock()
-        log.info("scored %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s, indexed in %.1f s",
+        log.info("%s %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s, indexed in %.1f s",
+                 "scored" if scores is None else f"read the published scores ({publication}) of",
                  len(self.scores), int(eligible.sum()), self.as_of, models.churn_version, models.clv_version,
                  scored - started, time.perf_counter() - scored)
 

@@ -295,3 +295,18 @@ def test_400_logs_are_one_line_without_the_request_values():
     server_error = logging.LogRecord("x", logging.ERROR, __file__, 1, "Exception on %s [%s]", ("/score", "POST"),
                                      (RuntimeError, RuntimeError("bug"), None))
     assert OneLine4xx().filter(server_error) and server_error.exc_info is not None  # 500s keep their traceback
+
+
+def test_admin_routes_need_the_admin_token(monkeypatch):
+    monkeypatch.delenv("SCRM_ADMIN_TOKEN", raising=False)
+    disabled = client(token=TOKEN)
+    assert disabled.post("/admin/reload", json={}, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 403
+    guarded = client(token=TOKEN, admin_token="admin-1")
+    assert guarded.post("/admin/reload", json={}).status_code == 401
+    assert guarded.post("/admin/reload", json={}, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+    ok = guarded.post("/admin/reload", json={}, headers={"Authorization": "Bearer admin-1"})
+    assert ok.status_code == 200 and ok.json()["path"] == "/admin/reload"
+    # the admin token opens the admin routes only
+    assert guarded.post("/score", json={}, headers={"Authorization": "Bearer admin-1"}).status_code == 401
+    monkeypatch.setenv("SCRM_ADMIN_TOKEN", "from-env")
+    assert client().post("/admin/reload", json={}, headers={"Authorization": "Bearer from-env"}).status_code == 200

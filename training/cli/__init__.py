@@ -2,7 +2,7 @@
 
 ``base`` holds the app, the one error handler (:func:`exit_2_on`) and the shared options; each sibling module
 registers its commands on import: ``data`` (simulate, validate, features, data, drift), ``models`` (train,
-promote, rollback, score, backtest, lookalike), ``decisions`` (target), ``runs`` (runs, report), ``uplift``
+promote, rollback, score, backtest, lookalike), ``refresh``, ``decisions`` (target), ``runs`` (runs, report), ``uplift``
 (uplift backtest) and ``serve``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from training.cli import data, decisions, models, runs, serve, uplift  # noqa: F401  (register the commands)
+from training.cli import data, decisions, models, refresh, runs, serve, uplift  # noqa: F401  (register the commands)
 from training.cli.base import app, console, exit_2_on, parse_date
 from training.cli.serve import _example_person
 
