@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 from dataclasses import replace
-from datetime import date
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -160,12 +160,14 @@ def test_auto_retrains_only_on_a_drift_alert(setup, monkeypatch):
     calm = refresh.refresh(setup.data_dir, retrain="auto", log_mlflow=False)
     assert calm.status == "published" and trained == []
     assert "champions kept" in calm.retrain_reason
-    strict = drift.DriftThresholds(population_change_pct={"warn": 0.0, "alert": 0.0})  # any change alerts
-    alert = refresh.refresh(setup.data_dir, as_of=date(2025, 12, 1), retrain="auto", log_mlflow=False,
-                            thresholds=strict, train_options={"n_cutoffs": 1})
+    # as if the champions had been validated 120 days ago: today's snapshot has drifted from theirs
+    monkeypatch.setattr(drift, "champion_as_of", lambda name: setup.as_of - timedelta(days=120))
+    strict = drift.DriftThresholds(psi={"warn": 0.01, "alert": 0.02})
+    alert = refresh.refresh(setup.data_dir, retrain="auto", log_mlflow=False, thresholds=strict,
+                            train_options={"n_cutoffs": 1}, force=True)
     assert alert.status == "published", alert.error
     assert alert.retrained and alert.retrain_reason == "drift alert"
-    assert trained == [{"n_cutoffs": 1}]
+    assert trained == [{"n_cutoffs": 1, "brand": "data"}]
     assert alert.exit_code == 3  # the (untrained) champions still see the alert
 
 
