@@ -4,9 +4,13 @@
 2. ``POST /score`` with 100 ids per request at a steady (open-loop) 50 requests/s for 60 s after a 5 s warm-up:
    p50 / p90 / p99 / max latency, throughput and errors (target: p99 < 50 ms, 0 errors on 2 cores). Requests
    leave on a fixed schedule whatever the server does, so a slow server shows up as latency, not as a lower
-   rate; latency is measured from the scheduled send time (client-side queueing included). The headline run
-   asks ``with_reasons: false``; a second, lower-rate run (``--reasons-rate``) measures the churn reasons,
-   whose TreeSHAP contributions cost milliseconds of CPU per person;
+   rate; latency is measured from the scheduled send time (client-side queueing included). The headline run is
+   the default call (``with_reasons: true``: the churn reasons come from the start-up batch pass by lookup); a
+   second run asks ``with_reasons: false`` (``--skip-plain`` skips it);
+2b. with ``--overload``: admission control. The capacity (``/score`` with reasons, ``--capacity-clients``
+   back-to-back clients for 10 s), then a 30 s open-loop burst at ``--burst-factor`` (4) × that capacity with a
+   10 s client timeout (target: the excess answered 503 with ``Retry-After`` quickly, no timeouts), then at once
+   60 s at 50 requests/s (target: p99 < 50 ms, 0 errors);
 3. ``POST /lookalike`` with 10,000 seeds (the biggest spenders, ``spend_365d`` excluded from the features) over
    the whole snapshot, audience = 10% of people (target: under 30 s at 1M people);
 4. ``POST /target`` over everyone: a retain campaign whose budget reaches 10% of people, 10% control, JSON and
@@ -161,6 +165,8 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
     slots = asyncio.Semaphore(max_in_flight)
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    error_latencies: dict[str, list[float]] = {}
+    retry_after: dict[str, int] = {}
     lags: list[float] = []
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, headers=headers) as client:
         start = time.perf_counter() + 0.2
@@ -178,6 +184,9 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
                                           headers={"Content-Type": "application/json"})
                     ok = r.status_code == 200 and r.content.startswith(b'{"model_versions"')
                     key = None if ok else f"HTTP {r.status_code}"
+                    if r.status_code == 503:
+                        ra = f"Retry-After: {r.headers.get('retry-after')}"
+                        retry_after[ra] = retry_after.get(ra, 0) + 1
                 except httpx.HTTPError as exc:
                     key = type(exc).__name__
             done = time.perf_counter()
@@ -186,6 +195,7 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
                     latencies.append(done - scheduled)
                 else:
                     errors[key] = errors.get(key, 0) + 1
+                    error_latencies.setdefault(key, []).append(done - scheduled)
                 lags.append(lag)
 
         measured_start = start + warmup
@@ -203,7 +213,37 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "max_ms": float(lat.max()) if lat.size else float("nan"),
         "max_send_lag_ms": float(max(lags) * 1000) if lags else float("nan"),
+        "error_ms": {k: {"p50": float(np.percentile(v, 50) * 1000), "p99": float(np.percentile(v, 99) * 1000),
+                         "max": float(max(v) * 1000)} for k, v in error_latencies.items()},
+        "retry_after": retry_after,
     }
+
+
+async def closed_loop(url: str, bodies: list[bytes], clients: int, duration: float, headers: dict) -> dict:
+    """``clients`` connections each sending the next request as soon as the previous one is answered."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    counts: dict[str, int] = {}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0, headers=headers) as client:
+        end = time.perf_counter() + duration
+
+        async def worker(k: int) -> None:
+            i = k
+            while time.perf_counter() < end:
+                try:
+                    r = await client.post("/score", content=bodies[i % len(bodies)],
+                                          headers={"Content-Type": "application/json"})
+                    key = f"HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                counts[key] = counts.get(key, 0) + 1
+                i += clients
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {"counts": counts, "ok_per_s": counts.get("HTTP 200", 0) / elapsed}
 
 
 def bodies_for(people: np.ndarray, n_ids: int, n_bodies: int, *, with_reasons: bool, seed: int) -> list[bytes]:
@@ -217,6 +257,10 @@ def print_load(label: str, res: dict, *, rate: float, target_ms: float | None) -
           f"errors {sum(res['errors'].values())} {res['errors'] or ''}")
     print(f"  latency ms: p50 {res['p50_ms']:.1f}  p90 {res['p90_ms']:.1f}  p99 {res['p99_ms']:.1f}  "
           f"max {res['max_ms']:.1f}  (max wait before sending {res['max_send_lag_ms']:.1f})")
+    for key, q in res.get("error_ms", {}).items():
+        print(f"  {key} answered in ms: p50 {q['p50']:.1f}  p99 {q['p99']:.1f}  max {q['max']:.1f}")
+    if res.get("retry_after"):
+        print(f"  503 headers: {res['retry_after']}")
     if target_ms is not None:
         print(f"  p99 / target {target_ms:.0f} ms = {res['p99_ms'] / target_ms:.2f}")
 
@@ -235,19 +279,40 @@ def timed_post(server: Server, path: str, body: dict, headers: dict) -> tuple[fl
 
 
 def score_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
-    """The steady /score load without reasons, then the lower-rate run with reasons."""
-    cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
-    res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=False, seed=0),
-                                  args.rate, args.duration, args.warmup, headers))
-    cpu1, srv1 = cpu_seconds(), server.server_cpu_seconds()
-    print_load(f"/score {args.ids} ids, no reasons", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
-    span = args.duration + args.warmup
-    print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores ({(srv1 - srv0) / (span * args.rate) * 1000:.1f} ms per "
-          f"request), load generator {(cpu1 - cpu0) / span:.2f} cores")
-    if args.reasons_rate > 0:
-        res_r = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 200, with_reasons=True, seed=1),
-                                        args.reasons_rate, args.reasons_duration, 2.0, headers))
-        print_load(f"/score {args.ids} ids, with reasons", res_r, rate=args.reasons_rate, target_ms=None)
+    """The steady /score load as documented (with reasons), then the same without reasons."""
+    runs = [("with reasons (the default call)", True, 1)]
+    if not args.skip_plain:
+        runs.append(("no reasons", False, 0))
+    for label, with_reasons, seed in runs:
+        cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
+        res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=with_reasons,
+                                                             seed=seed),
+                                      args.rate, args.duration, args.warmup, headers))
+        cpu1, srv1 = cpu_seconds(), server.server_cpu_seconds()
+        print_load(f"/score {args.ids} ids, {label}", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
+        span = args.duration + args.warmup
+        print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores ({(srv1 - srv0) / (span * args.rate) * 1000:.1f} ms "
+              f"per request), load generator {(cpu1 - cpu0) / span:.2f} cores")
+
+
+def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
+    """Capacity, a burst at ``burst_factor`` x capacity, then the normal rate at once (admission control)."""
+    bodies = bodies_for(people, args.ids, 500, with_reasons=True, seed=2)
+    cap = asyncio.run(closed_loop(server.url, bodies, args.capacity_clients, 10.0, headers))
+    capacity = cap["ok_per_s"]
+    print(f"capacity: /score {args.ids} ids with reasons, {args.capacity_clients} back-to-back clients for 10 s: "
+          f"{capacity:.1f} ok/s {cap['counts']}")
+    burst_rate = args.burst_factor * capacity
+    cpu0 = cpu_seconds()
+    burst = asyncio.run(steady_load(server.url, bodies, burst_rate, 30.0, 0.0, headers, max_in_flight=512,
+                                    timeout=10.0))
+    print_load(f"burst: {args.burst_factor:g} x capacity for 30 s (client timeout 10 s)", burst, rate=burst_rate,
+               target_ms=None)
+    print(f"  load generator {(cpu_seconds() - cpu0) / 30:.2f} cores; "
+          f"{burst['requests'] / 30:.0f} requests/s sent")
+    after = asyncio.run(steady_load(server.url, bodies, args.rate, 60.0, 0.0, headers))
+    print_load(f"right after the burst: {args.rate:g}/s for 60 s", after, rate=args.rate,
+               target_ms=SCORE_P99_TARGET_MS)
 
 
 def main() -> None:
@@ -263,9 +328,12 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds measured (default 60)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up at the same rate (default 5)")
     ap.add_argument("--ids", type=int, default=100, help="ids per /score request (default 100)")
-    ap.add_argument("--reasons-rate", type=float, default=2.0,
-                    help="rate of the second /score run, with reasons (0 skips it; default 2/s)")
-    ap.add_argument("--reasons-duration", type=float, default=20.0, help="seconds of the reasons run")
+    ap.add_argument("--skip-plain", action="store_true", help="skip the /score run without reasons")
+    ap.add_argument("--overload", action="store_true",
+                    help="measure admission control: capacity, a 30 s burst above it, then 60 s at --rate")
+    ap.add_argument("--burst-factor", type=float, default=4.0, help="burst rate / capacity (default 4)")
+    ap.add_argument("--capacity-clients", type=int, default=8,
+                    help="back-to-back clients measuring the capacity (default 8)")
     ap.add_argument("--seeds", type=int, default=10_000, help="seed people for /lookalike (default 10,000)")
     ap.add_argument("--skip-lookalike", action="store_true", help="skip /lookalike")
     ap.add_argument("--skip-target", action="store_true", help="skip /target and /target.csv")
@@ -307,6 +375,8 @@ def main() -> None:
 
         if not args.skip_score:
             score_runs(server, people, args, headers)
+        if args.overload:
+            overload_runs(server, people, args, headers)
 
         if not args.skip_lookalike:
             elapsed, cpu, r = timed_post(server, "/lookalike",
