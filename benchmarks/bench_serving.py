@@ -148,59 +148,129 @@ class Server:
         self.log.close()
 
 
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client for the load runs: ``POST`` a JSON body, read the status, headers and
+    body (Content-Length or chunked). httpx costs about as much CPU per request as the server spends answering,
+    which on 2 shared cores starves the server and, in a burst, made the client itself the bottleneck.
+
+    At most ``max_connections`` requests are outstanding (one connection each); idle connections are reused, a
+    reused one the server has closed in the meantime is replaced once.
+    """
+
+    def __init__(self, url: str, headers: dict, max_connections: int) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head = (f"Host: {parts.netloc}\r\nContent-Type: application/json\r\n{extra}").encode()
+        self.slots = asyncio.Semaphore(max_connections)
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, path: str, body: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        """``(status, headers, body)``; ``TimeoutError`` after ``timeout`` s, ``OSError``/``EOFError`` on a broken
+        connection."""
+        async with self.slots:
+            for attempt in (0, 1):
+                reused = bool(self.idle)
+                conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+                try:
+                    status, headers, content = await asyncio.wait_for(self._roundtrip(conn, path, body), timeout)
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    conn[1].close()
+                    if reused and attempt == 0 and not getattr(exc, "partial", b""):
+                        continue  # the server closed an idle connection: once more on a new one
+                    raise EOFError(str(exc)) from None
+                except BaseException:
+                    conn[1].close()
+                    raise
+                if headers.get("connection", "").lower() == "close":
+                    conn[1].close()
+                else:
+                    self.idle.append(conn)
+                return status, headers, content
+        raise AssertionError("unreachable")
+
+    async def _roundtrip(self, conn, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        reader, writer = conn
+        writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.head
+                     + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            content = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                parts.append(await reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            content = b"".join(p[:-2] for p in parts)
+        else:
+            content = await reader.read()
+        return status, headers, content
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
 async def steady_load(url: str, bodies: list[bytes], rate: float, duration: float, warmup: float,
                       headers: dict, *, max_in_flight: int = 64, timeout: float = 30.0) -> dict:
     """Send ``bodies`` round-robin at ``rate``/s (open loop); latency from each request's scheduled time.
 
-    At most ``max_in_flight`` requests are outstanding (one connection each); a request that finds them all busy
-    waits for a slot, and that wait counts in its latency. A request not answered within ``timeout`` seconds is
-    an error.
+    At most ``max_in_flight`` requests are outstanding (one connection each, :class:`RawHTTP`); a request that
+    finds them all busy waits for a slot, and that wait counts in its latency. A request not answered within
+    ``timeout`` seconds is an error (``Timeout``).
     """
-    import httpx
-
-    # one keep-alive connection per in-flight slot: httpcore never queues (its pool gets slow with long queues);
-    # idle connections are dropped before uvicorn's 5 s keep-alive timeout can race a request
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight,
-                          keepalive_expiry=2.0)
-    slots = asyncio.Semaphore(max_in_flight)
+    client = RawHTTP(url, headers, max_in_flight)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     error_latencies: dict[str, list[float]] = {}
     retry_after: dict[str, int] = {}
     lags: list[float] = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, headers=headers) as client:
-        start = time.perf_counter() + 0.2
-        total = int((warmup + duration) * rate)
+    start = time.perf_counter() + 0.2
+    total = int((warmup + duration) * rate)
 
-        async def one(i: int) -> None:
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            async with slots:
-                lag = time.perf_counter() - scheduled
-                try:
-                    r = await client.post("/score", content=bodies[i % len(bodies)],
-                                          headers={"Content-Type": "application/json"})
-                    ok = r.status_code == 200 and r.content.startswith(b'{"model_versions"')
-                    key = None if ok else f"HTTP {r.status_code}"
-                    if r.status_code == 503:
-                        ra = f"Retry-After: {r.headers.get('retry-after')}"
-                        retry_after[ra] = retry_after.get(ra, 0) + 1
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-            done = time.perf_counter()
-            if i >= warmup * rate:
-                if key is None:
-                    latencies.append(done - scheduled)
-                else:
-                    errors[key] = errors.get(key, 0) + 1
-                    error_latencies.setdefault(key, []).append(done - scheduled)
-                lags.append(lag)
+    async def one(i: int) -> None:
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag = time.perf_counter() - scheduled
+        try:
+            status, hdrs, content = await client.post("/score", bodies[i % len(bodies)], timeout)
+            ok = status == 200 and content.startswith(b'{"model_versions"')
+            key = None if ok else f"HTTP {status}"
+            if status == 503:
+                ra = f"Retry-After: {hdrs.get('retry-after')}"
+                retry_after[ra] = retry_after.get(ra, 0) + 1
+        except TimeoutError:
+            key = "Timeout"
+        except (OSError, EOFError) as exc:
+            key = type(exc).__name__
+        done = time.perf_counter()
+        if i >= warmup * rate:
+            if key is None:
+                latencies.append(done - scheduled)
+            else:
+                errors[key] = errors.get(key, 0) + 1
+                error_latencies.setdefault(key, []).append(done - scheduled)
+            lags.append(lag)
 
-        measured_start = start + warmup
-        await asyncio.gather(*(one(i) for i in range(total)))
-        elapsed = time.perf_counter() - measured_start
+    measured_start = start + warmup
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = time.perf_counter() - measured_start
+    client.close()
     lat = np.array(latencies) * 1000
     n_measured = len(latencies) + sum(errors.values())
     return {
@@ -221,28 +291,27 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
 
 async def closed_loop(url: str, bodies: list[bytes], clients: int, duration: float, headers: dict) -> dict:
     """``clients`` connections each sending the next request as soon as the previous one is answered."""
-    import httpx
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    client = RawHTTP(url, headers, clients)
     counts: dict[str, int] = {}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0, headers=headers) as client:
-        end = time.perf_counter() + duration
+    end = time.perf_counter() + duration
 
-        async def worker(k: int) -> None:
-            i = k
-            while time.perf_counter() < end:
-                try:
-                    r = await client.post("/score", content=bodies[i % len(bodies)],
-                                          headers={"Content-Type": "application/json"})
-                    key = f"HTTP {r.status_code}"
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-                counts[key] = counts.get(key, 0) + 1
-                i += clients
+    async def worker(k: int) -> None:
+        i = k
+        while time.perf_counter() < end:
+            try:
+                status, _, _ = await client.post("/score", bodies[i % len(bodies)], 30.0)
+                key = f"HTTP {status}"
+            except TimeoutError:
+                key = "Timeout"
+            except (OSError, EOFError) as exc:
+                key = type(exc).__name__
+            counts[key] = counts.get(key, 0) + 1
+            i += clients
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(clients)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    elapsed = time.perf_counter() - started
+    client.close()
     return {"counts": counts, "ok_per_s": counts.get("HTTP 200", 0) / elapsed}
 
 
@@ -304,14 +373,15 @@ def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> No
           f"{capacity:.1f} ok/s {cap['counts']}")
     burst_rate = args.burst_factor * capacity
     cpu0 = cpu_seconds()
-    burst = asyncio.run(steady_load(server.url, bodies, burst_rate, 30.0, 0.0, headers, max_in_flight=512,
-                                    timeout=10.0))
-    print_load(f"burst: {args.burst_factor:g} x capacity for 30 s (client timeout 10 s)", burst, rate=burst_rate,
-               target_ms=None)
-    print(f"  load generator {(cpu_seconds() - cpu0) / 30:.2f} cores; "
-          f"{burst['requests'] / 30:.0f} requests/s sent")
-    after = asyncio.run(steady_load(server.url, bodies, args.rate, 60.0, 0.0, headers))
-    print_load(f"right after the burst: {args.rate:g}/s for 60 s", after, rate=args.rate,
+    started = time.perf_counter()
+    burst = asyncio.run(steady_load(server.url, bodies, burst_rate, args.burst_seconds, 0.0, headers,
+                                    max_in_flight=512, timeout=10.0))
+    took = time.perf_counter() - started
+    print_load(f"burst: {args.burst_factor:g} x capacity for {args.burst_seconds:g} s (client timeout 10 s)", burst,
+               rate=burst_rate, target_ms=None)
+    print(f"  {burst['requests']} requests in {took:.1f} s; load generator {(cpu_seconds() - cpu0) / took:.2f} cores")
+    after = asyncio.run(steady_load(server.url, bodies, args.rate, args.after_seconds, 0.0, headers))
+    print_load(f"right after the burst: {args.rate:g}/s for {args.after_seconds:g} s", after, rate=args.rate,
                target_ms=SCORE_P99_TARGET_MS)
 
 
@@ -332,6 +402,8 @@ def main() -> None:
     ap.add_argument("--overload", action="store_true",
                     help="measure admission control: capacity, a 30 s burst above it, then 60 s at --rate")
     ap.add_argument("--burst-factor", type=float, default=4.0, help="burst rate / capacity (default 4)")
+    ap.add_argument("--burst-seconds", type=float, default=30.0, help="seconds of the burst (default 30)")
+    ap.add_argument("--after-seconds", type=float, default=60.0, help="seconds measured after it (default 60)")
     ap.add_argument("--capacity-clients", type=int, default=8,
                     help="back-to-back clients measuring the capacity (default 8)")
     ap.add_argument("--seeds", type=int, default=10_000, help="seed people for /lookalike (default 10,000)")
@@ -346,6 +418,7 @@ def main() -> None:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{data}/mlruns/mlflow.db"
         env.setdefault("SCRM_ARTIFACT_ROOT", str(data / "mlruns" / "artifacts"))
     env.setdefault("SCRM_PII_KEY", "bench-pii-key")
+    os.environ["SCRM_PII_KEY"] = env["SCRM_PII_KEY"]  # this process reads the snapshot (its key fingerprint) too
     env["BENTOML_DO_NOT_TRACK"] = "true"
     token = env.get("SCRM_API_TOKEN", "")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
