@@ -165,21 +165,29 @@ class RawHTTP:
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.head = (f"Host: {parts.netloc}\r\nContent-Type: application/json\r\n{extra}").encode()
         self.slots = asyncio.Semaphore(max_connections)
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], float]] = []
 
     async def post(self, path: str, body: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
         """``(status, headers, body)``; ``TimeoutError`` after ``timeout`` s, ``OSError``/``EOFError`` on a broken
         connection."""
         async with self.slots:
             for attempt in (0, 1):
-                reused = bool(self.idle)
-                conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+                conn = None
+                while self.idle and conn is None:  # idle for 2 s or more: the server may be closing it (5 s)
+                    conn, used = self.idle.pop()
+                    if time.perf_counter() - used > 2.0:
+                        conn[1].close()
+                        conn = None
+                reused = conn is not None
+                if conn is None:
+                    conn = await asyncio.open_connection(self.host, self.port)
                 try:
                     status, headers, content = await asyncio.wait_for(self._roundtrip(conn, path, body), timeout)
                 except (asyncio.IncompleteReadError, ConnectionError) as exc:
                     conn[1].close()
                     if reused and attempt == 0 and not getattr(exc, "partial", b""):
-                        continue  # the server closed an idle connection: once more on a new one
+                        self.close()  # the server closed an idle connection: once more on a new one
+                        continue
                     raise EOFError(str(exc)) from None
                 except BaseException:
                     conn[1].close()
@@ -187,7 +195,7 @@ class RawHTTP:
                 if headers.get("connection", "").lower() == "close":
                     conn[1].close()
                 else:
-                    self.idle.append(conn)
+                    self.idle.append((conn, time.perf_counter()))
                 return status, headers, content
         raise AssertionError("unreachable")
 
@@ -219,7 +227,7 @@ class RawHTTP:
         return status, headers, content
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for (_, writer), _ in self.idle:
             writer.close()
         self.idle.clear()
 
