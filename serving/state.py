@@ -30,7 +30,7 @@ from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
-from training.scoring import Models, ReasonLookup, reason_table, reasons_from_table, score
+from training.scoring import REASON_COLUMNS, Models, ReasonLookup, reason_table, reasons_from_table, score
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
@@ -169,8 +169,7 @@ class ServingState:
         self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules, with_reasons=reasons,
                             n_jobs=jobs)
         #: everyone's churn reasons from the batch pass (None: computed per request)
-        self.reason_lookup: ReasonLookup | None = ReasonLookup(
-            self.scores, churn_version=models.churn_version, as_of=self.as_of, model=models.churn) if reasons else None
+        self.reason_lookup: ReasonLookup | None = self._lookup_from_scores()
         self._stale_lookup_logged = False
         scored = time.perf_counter()
         eligible = self.scores["eligible"].to_numpy(dtype=bool)
@@ -217,8 +216,7 @@ class ServingState:
         """
         positions = np.asarray(positions, dtype=np.intp)
         lookup = self.reason_lookup
-        if lookup is not None and len(lookup) == len(self.features) and lookup.serves(
-                self.models.churn_version, self.as_of, self.models.churn):
+        if self.reasons_by_lookup():
             return lookup.reasons(positions)
         if lookup is not None and not self._stale_lookup_logged:
             self._stale_lookup_logged = True
@@ -227,6 +225,30 @@ class ServingState:
                         self.models.churn_version, self.as_of)
         table = reason_table(self.features.iloc[positions], self.models.churn, eligible=self._eligible[positions])
         return reasons_from_table(table)
+
+    def reasons_by_lookup(self) -> bool:
+        """Whether :meth:`reasons` is a lookup: :attr:`reason_lookup` holds the served churn model's reasons on
+        the served snapshot, row for row."""
+        lookup = self.reason_lookup
+        return lookup is not None and len(lookup) == len(self.features) and lookup.serves(
+            self.models.churn_version, self.as_of, self.models.churn)
+
+    def _lookup_from_scores(self) -> ReasonLookup | None:
+        """The reasons of :attr:`scores` as a lookup (None when they have no reason columns).
+
+        Scores computed here are the served model's on the served snapshot; scores written by ``scrm score``
+        say in their ``churn_model_version`` and ``feature_as_of`` columns what they were computed with.
+        """
+        s = self.scores
+        if not set(REASON_COLUMNS) <= set(s.columns):
+            return None
+        if {"churn_model_version", "feature_as_of"} <= set(s.columns):
+            try:
+                return ReasonLookup.from_scores(s, self.features["person_id"])
+            except ValueError as exc:
+                log.warning("the batch scores' reasons cannot be served (%s): computing them per request", exc)
+                return None
+        return ReasonLookup(s, churn_version=self.models.churn_version, as_of=self.as_of, model=self.models.churn)
 
     def _columns(self) -> None:
         """Column arrays of the scores (NaN/NA as None in text columns) so a lookup is a plain numpy take."""

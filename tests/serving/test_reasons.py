@@ -82,6 +82,7 @@ def test_a_lookup_of_another_model_or_snapshot_is_not_served(service, sample_ids
     version, as_of, model = state.models.churn_version, state.as_of, state.models.churn
 
     swap_lookup(ReasonLookup(shifted, churn_version=version, as_of=as_of, model=model))
+    assert state.reasons_by_lookup()
     assert served_reasons(service, ids) != expected  # the lookup is what answers when it fits
 
     other_version = str(int(version) + 1)
@@ -89,6 +90,31 @@ def test_a_lookup_of_another_model_or_snapshot_is_not_served(service, sample_ids
                   ReasonLookup(shifted, churn_version=version, as_of=as_of - timedelta(days=1), model=model),
                   ReasonLookup(shifted.iloc[:-1], churn_version=version, as_of=as_of, model=model)):
         swap_lookup(stale)
+        assert not state.reasons_by_lookup()
         assert served_reasons(service, ids) == expected  # computed on the fly instead
     swap_lookup(None)
     assert served_reasons(service, ids) == expected
+
+
+def test_published_scores_give_a_lookup_only_for_what_they_were_computed_with(service):
+    """Scores read from a `scrm score` file carry their churn version and as_of; the lookup follows them."""
+    from types import SimpleNamespace
+
+    from serving.state import ServingState
+
+    state = service.state
+    version = state.models.churn_version
+    published = state.scores.assign(feature_as_of=pd.Timestamp(state.as_of), churn_model_version=version)
+
+    def lookup_of(scores):
+        fake = SimpleNamespace(scores=scores, features=state.features, models=state.models, as_of=state.as_of)
+        return ServingState._lookup_from_scores(fake)
+
+    same = lookup_of(published)
+    assert same.serves(version, state.as_of, state.models.churn)
+    everyone = np.arange(len(state.features))
+    assert same.reasons(everyone) == state.reason_lookup.reasons(everyone)
+    other = lookup_of(published.assign(churn_model_version=str(int(version) + 1)))
+    assert not other.serves(version, state.as_of, state.models.churn)
+    assert lookup_of(published.drop(columns=list(REASON_COLUMNS))) is None  # scored with --no-reasons
+    assert lookup_of(published.iloc[1:]) is None  # not the snapshot's people
