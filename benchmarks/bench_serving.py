@@ -246,6 +246,7 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
     error_latencies: dict[str, list[float]] = {}
     retry_after: dict[str, int] = {}
     lags: list[float] = []
+    windows: dict[int, list[float]] = {}  # 10 s window of the measured part -> latencies (errors as NaN)
     start = time.perf_counter() + 0.2
     total = int((warmup + duration) * rate)
 
@@ -274,6 +275,8 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
                 errors[key] = errors.get(key, 0) + 1
                 error_latencies.setdefault(key, []).append(done - scheduled)
             lags.append(lag)
+            windows.setdefault(int((i / rate - warmup) // 10), []).append(
+                done - scheduled if key is None else float("nan"))
 
     measured_start = start + warmup
     await asyncio.gather(*(one(i) for i in range(total)))
@@ -294,6 +297,8 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
         "error_ms": {k: {"p50": float(np.percentile(v, 50) * 1000), "p99": float(np.percentile(v, 99) * 1000),
                          "max": float(max(v) * 1000)} for k, v in error_latencies.items()},
         "retry_after": retry_after,
+        "by_10s": [(float(np.nanpercentile(windows[w], 99) * 1000) if not np.isnan(windows[w]).all() else float("nan"),
+                    int(np.isnan(windows[w]).sum())) for w in sorted(windows)],
     }
 
 
@@ -391,6 +396,8 @@ def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> No
     after = asyncio.run(steady_load(server.url, bodies, args.rate, args.after_seconds, 0.0, headers))
     print_load(f"right after the burst: {args.rate:g}/s for {args.after_seconds:g} s", after, rate=args.rate,
                target_ms=SCORE_P99_TARGET_MS)
+    print("  by 10 s window, p99 ms of the answered (errors): "
+          + ", ".join(f"{p99:.0f} ({n})" for p99, n in after["by_10s"]))
 
 
 def main() -> None:
