@@ -4,9 +4,13 @@
 2. ``POST /score`` with 100 ids per request at a steady (open-loop) 50 requests/s for 60 s after a 5 s warm-up:
    p50 / p90 / p99 / max latency, throughput and errors (target: p99 < 50 ms, 0 errors on 2 cores). Requests
    leave on a fixed schedule whatever the server does, so a slow server shows up as latency, not as a lower
-   rate; latency is measured from the scheduled send time (client-side queueing included). The headline run
-   asks ``with_reasons: false``; a second, lower-rate run (``--reasons-rate``) measures the churn reasons,
-   whose TreeSHAP contributions cost milliseconds of CPU per person;
+   rate; latency is measured from the scheduled send time (client-side queueing included). The headline run is
+   the default call (``with_reasons: true``: the churn reasons come from the start-up batch pass by lookup); a
+   second run asks ``with_reasons: false`` (``--skip-plain`` skips it);
+2b. with ``--overload``: admission control. The capacity (``/score`` with reasons, ``--capacity-clients``
+   back-to-back clients for 10 s), then a 30 s open-loop burst at ``--burst-factor`` (4) × that capacity with a
+   10 s client timeout (target: the excess answered 503 with ``Retry-After`` quickly, no timeouts), then at once
+   60 s at 50 requests/s (target: p99 < 50 ms, 0 errors);
 3. ``POST /lookalike`` with 10,000 seeds (the biggest spenders, ``spend_365d`` excluded from the features) over
    the whole snapshot, audience = 10% of people (target: under 30 s at 1M people);
 4. ``POST /target`` over everyone: a retain campaign whose budget reaches 10% of people, 10% control, JSON and
@@ -149,53 +153,140 @@ class Server:
         self.log.close()
 
 
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client for the load runs: ``POST`` a JSON body, read the status, headers and
+    body (Content-Length or chunked). httpx costs about as much CPU per request as the server spends answering,
+    which on 2 shared cores starves the server and, in a burst, made the client itself the bottleneck.
+
+    At most ``max_connections`` requests are outstanding (one connection each); idle connections are reused, a
+    reused one the server has closed in the meantime is replaced once.
+    """
+
+    def __init__(self, url: str, headers: dict, max_connections: int) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head = (f"Host: {parts.netloc}\r\nContent-Type: application/json\r\n{extra}").encode()
+        self.slots = asyncio.Semaphore(max_connections)
+        self.idle: list[tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], float]] = []
+
+    async def post(self, path: str, body: bytes, timeout: float) -> tuple[int, dict[str, str], bytes]:
+        """``(status, headers, body)``; ``TimeoutError`` after ``timeout`` s, ``OSError``/``EOFError`` on a broken
+        connection."""
+        async with self.slots:
+            for attempt in (0, 1):
+                conn = None
+                while self.idle and conn is None:  # idle for 2 s or more: the server may be closing it (5 s)
+                    conn, used = self.idle.pop()
+                    if time.perf_counter() - used > 2.0:
+                        conn[1].close()
+                        conn = None
+                reused = conn is not None
+                if conn is None:
+                    conn = await asyncio.open_connection(self.host, self.port)
+                try:
+                    status, headers, content = await asyncio.wait_for(self._roundtrip(conn, path, body), timeout)
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    conn[1].close()
+                    if reused and attempt == 0 and not getattr(exc, "partial", b""):
+                        self.close()  # the server closed an idle connection: once more on a new one
+                        continue
+                    raise EOFError(str(exc)) from None
+                except BaseException:
+                    conn[1].close()
+                    raise
+                if headers.get("connection", "").lower() == "close":
+                    conn[1].close()
+                else:
+                    self.idle.append((conn, time.perf_counter()))
+                return status, headers, content
+        raise AssertionError("unreachable")
+
+    async def _roundtrip(self, conn, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        reader, writer = conn
+        writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.head
+                     + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            content = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                parts.append(await reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            content = b"".join(p[:-2] for p in parts)
+        else:
+            content = await reader.read()
+        return status, headers, content
+
+    def close(self) -> None:
+        for (_, writer), _ in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
 async def steady_load(url: str, bodies: list[bytes], rate: float, duration: float, warmup: float,
                       headers: dict, *, max_in_flight: int = 64, timeout: float = 30.0) -> dict:
     """Send ``bodies`` round-robin at ``rate``/s (open loop); latency from each request's scheduled time.
 
-    At most ``max_in_flight`` requests are outstanding (one connection each); a request that finds them all busy
-    waits for a slot, and that wait counts in its latency. A request not answered within ``timeout`` seconds is
-    an error.
+    At most ``max_in_flight`` requests are outstanding (one connection each, :class:`RawHTTP`); a request that
+    finds them all busy waits for a slot, and that wait counts in its latency. A request not answered within
+    ``timeout`` seconds is an error (``Timeout``).
     """
-    import httpx
-
-    # one keep-alive connection per in-flight slot: httpcore never queues (its pool gets slow with long queues);
-    # idle connections are dropped before uvicorn's 5 s keep-alive timeout can race a request
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight,
-                          keepalive_expiry=2.0)
-    slots = asyncio.Semaphore(max_in_flight)
+    client = RawHTTP(url, headers, max_in_flight)
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    error_latencies: dict[str, list[float]] = {}
+    retry_after: dict[str, int] = {}
     lags: list[float] = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, headers=headers) as client:
-        start = time.perf_counter() + 0.2
-        total = int((warmup + duration) * rate)
+    windows: dict[int, list[float]] = {}  # 10 s window of the measured part -> latencies (errors as NaN)
+    start = time.perf_counter() + 0.2
+    total = int((warmup + duration) * rate)
 
-        async def one(i: int) -> None:
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            async with slots:
-                lag = time.perf_counter() - scheduled
-                try:
-                    r = await client.post("/score", content=bodies[i % len(bodies)],
-                                          headers={"Content-Type": "application/json"})
-                    ok = r.status_code == 200 and r.content.startswith(b'{"model_versions"')
-                    key = None if ok else f"HTTP {r.status_code}"
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-            done = time.perf_counter()
-            if i >= warmup * rate:
-                if key is None:
-                    latencies.append(done - scheduled)
-                else:
-                    errors[key] = errors.get(key, 0) + 1
-                lags.append(lag)
+    async def one(i: int) -> None:
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag = time.perf_counter() - scheduled
+        try:
+            status, hdrs, content = await client.post("/score", bodies[i % len(bodies)], timeout)
+            ok = status == 200 and content.startswith(b'{"model_versions"')
+            key = None if ok else f"HTTP {status}"
+            if status == 503:
+                ra = f"Retry-After: {hdrs.get('retry-after')}"
+                retry_after[ra] = retry_after.get(ra, 0) + 1
+        except TimeoutError:
+            key = "Timeout"
+        except (OSError, EOFError) as exc:
+            key = type(exc).__name__
+        done = time.perf_counter()
+        if i >= warmup * rate:
+            if key is None:
+                latencies.append(done - scheduled)
+            else:
+                errors[key] = errors.get(key, 0) + 1
+                error_latencies.setdefault(key, []).append(done - scheduled)
+            lags.append(lag)
+            windows.setdefault(int((i / rate - warmup) // 10), []).append(
+                done - scheduled if key is None else float("nan"))
 
-        measured_start = start + warmup
-        await asyncio.gather(*(one(i) for i in range(total)))
-        elapsed = time.perf_counter() - measured_start
+    measured_start = start + warmup
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = time.perf_counter() - measured_start
+    client.close()
     lat = np.array(latencies) * 1000
     n_measured = len(latencies) + sum(errors.values())
     return {
@@ -208,7 +299,38 @@ async def steady_load(url: str, bodies: list[bytes], rate: float, duration: floa
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "max_ms": float(lat.max()) if lat.size else float("nan"),
         "max_send_lag_ms": float(max(lags) * 1000) if lags else float("nan"),
+        "error_ms": {k: {"p50": float(np.percentile(v, 50) * 1000), "p99": float(np.percentile(v, 99) * 1000),
+                         "max": float(max(v) * 1000)} for k, v in error_latencies.items()},
+        "retry_after": retry_after,
+        "by_10s": [(float(np.nanpercentile(windows[w], 99) * 1000) if not np.isnan(windows[w]).all() else float("nan"),
+                    int(np.isnan(windows[w]).sum())) for w in sorted(windows)],
     }
+
+
+async def closed_loop(url: str, bodies: list[bytes], clients: int, duration: float, headers: dict) -> dict:
+    """``clients`` connections each sending the next request as soon as the previous one is answered."""
+    client = RawHTTP(url, headers, clients)
+    counts: dict[str, int] = {}
+    end = time.perf_counter() + duration
+
+    async def worker(k: int) -> None:
+        i = k
+        while time.perf_counter() < end:
+            try:
+                status, _, _ = await client.post("/score", bodies[i % len(bodies)], 30.0)
+                key = f"HTTP {status}"
+            except TimeoutError:
+                key = "Timeout"
+            except (OSError, EOFError) as exc:
+                key = type(exc).__name__
+            counts[key] = counts.get(key, 0) + 1
+            i += clients
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    elapsed = time.perf_counter() - started
+    client.close()
+    return {"counts": counts, "ok_per_s": counts.get("HTTP 200", 0) / elapsed}
 
 
 def bodies_for(people: np.ndarray, n_ids: int, n_bodies: int, *, with_reasons: bool, seed: int) -> list[bytes]:
@@ -222,6 +344,10 @@ def print_load(label: str, res: dict, *, rate: float, target_ms: float | None) -
           f"errors {sum(res['errors'].values())} {res['errors'] or ''}")
     print(f"  latency ms: p50 {res['p50_ms']:.1f}  p90 {res['p90_ms']:.1f}  p99 {res['p99_ms']:.1f}  "
           f"max {res['max_ms']:.1f}  (max wait before sending {res['max_send_lag_ms']:.1f})")
+    for key, q in res.get("error_ms", {}).items():
+        print(f"  {key} answered in ms: p50 {q['p50']:.1f}  p99 {q['p99']:.1f}  max {q['max']:.1f}")
+    if res.get("retry_after"):
+        print(f"  503 headers: {res['retry_after']}")
     if target_ms is not None:
         print(f"  p99 / target {target_ms:.0f} ms = {res['p99_ms'] / target_ms:.2f}")
 
@@ -240,19 +366,43 @@ def timed_post(server: Server, path: str, body: dict, headers: dict) -> tuple[fl
 
 
 def score_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
-    """The steady /score load without reasons, then the lower-rate run with reasons."""
-    cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
-    res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=False, seed=0),
-                                  args.rate, args.duration, args.warmup, headers))
-    cpu1, srv1 = cpu_seconds(), server.server_cpu_seconds()
-    print_load(f"/score {args.ids} ids, no reasons", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
-    span = args.duration + args.warmup
-    print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores ({(srv1 - srv0) / (span * args.rate) * 1000:.1f} ms per "
-          f"request), load generator {(cpu1 - cpu0) / span:.2f} cores")
-    if args.reasons_rate > 0:
-        res_r = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 200, with_reasons=True, seed=1),
-                                        args.reasons_rate, args.reasons_duration, 2.0, headers))
-        print_load(f"/score {args.ids} ids, with reasons", res_r, rate=args.reasons_rate, target_ms=None)
+    """The steady /score load as documented (with reasons), then the same without reasons."""
+    runs = [("with reasons (the default call)", True, 1)]
+    if not args.skip_plain:
+        runs.append(("no reasons", False, 0))
+    for label, with_reasons, seed in runs:
+        cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
+        res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=with_reasons,
+                                                             seed=seed),
+                                      args.rate, args.duration, args.warmup, headers))
+        cpu1, srv1 = cpu_seconds(), server.server_cpu_seconds()
+        print_load(f"/score {args.ids} ids, {label}", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
+        span = args.duration + args.warmup
+        print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores ({(srv1 - srv0) / (span * args.rate) * 1000:.1f} ms "
+              f"per request), load generator {(cpu1 - cpu0) / span:.2f} cores")
+
+
+def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
+    """Capacity, a burst at ``burst_factor`` x capacity, then the normal rate at once (admission control)."""
+    bodies = bodies_for(people, args.ids, 500, with_reasons=True, seed=2)
+    cap = asyncio.run(closed_loop(server.url, bodies, args.capacity_clients, 10.0, headers))
+    capacity = cap["ok_per_s"]
+    print(f"capacity: /score {args.ids} ids with reasons, {args.capacity_clients} back-to-back clients for 10 s: "
+          f"{capacity:.1f} ok/s {cap['counts']}")
+    burst_rate = args.burst_factor * capacity
+    cpu0 = cpu_seconds()
+    started = time.perf_counter()
+    burst = asyncio.run(steady_load(server.url, bodies, burst_rate, args.burst_seconds, 0.0, headers,
+                                    max_in_flight=512, timeout=10.0))
+    took = time.perf_counter() - started
+    print_load(f"burst: {args.burst_factor:g} x capacity for {args.burst_seconds:g} s (client timeout 10 s)", burst,
+               rate=burst_rate, target_ms=None)
+    print(f"  {burst['requests']} requests in {took:.1f} s; load generator {(cpu_seconds() - cpu0) / took:.2f} cores")
+    after = asyncio.run(steady_load(server.url, bodies, args.rate, args.after_seconds, 0.0, headers))
+    print_load(f"right after the burst: {args.rate:g}/s for {args.after_seconds:g} s", after, rate=args.rate,
+               target_ms=SCORE_P99_TARGET_MS)
+    print("  by 10 s window, p99 ms of the answered (errors): "
+          + ", ".join(f"{p99:.0f} ({n})" for p99, n in after["by_10s"]))
 
 
 def main() -> None:
@@ -268,9 +418,14 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds measured (default 60)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up at the same rate (default 5)")
     ap.add_argument("--ids", type=int, default=100, help="ids per /score request (default 100)")
-    ap.add_argument("--reasons-rate", type=float, default=2.0,
-                    help="rate of the second /score run, with reasons (0 skips it; default 2/s)")
-    ap.add_argument("--reasons-duration", type=float, default=20.0, help="seconds of the reasons run")
+    ap.add_argument("--skip-plain", action="store_true", help="skip the /score run without reasons")
+    ap.add_argument("--overload", action="store_true",
+                    help="measure admission control: capacity, a 30 s burst above it, then 60 s at --rate")
+    ap.add_argument("--burst-factor", type=float, default=4.0, help="burst rate / capacity (default 4)")
+    ap.add_argument("--burst-seconds", type=float, default=30.0, help="seconds of the burst (default 30)")
+    ap.add_argument("--after-seconds", type=float, default=60.0, help="seconds measured after it (default 60)")
+    ap.add_argument("--capacity-clients", type=int, default=8,
+                    help="back-to-back clients measuring the capacity (default 8)")
     ap.add_argument("--seeds", type=int, default=10_000, help="seed people for /lookalike (default 10,000)")
     ap.add_argument("--skip-lookalike", action="store_true", help="skip /lookalike")
     ap.add_argument("--skip-target", action="store_true", help="skip /target and /target.csv")
@@ -283,6 +438,7 @@ def main() -> None:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{data}/mlruns/mlflow.db"
         env.setdefault("SCRM_ARTIFACT_ROOT", str(data / "mlruns" / "artifacts"))
     env.setdefault("SCRM_PII_KEY", "bench-pii-key")
+    os.environ["SCRM_PII_KEY"] = env["SCRM_PII_KEY"]  # this process reads the snapshot (its key fingerprint) too
     env["BENTOML_DO_NOT_TRACK"] = "true"
     token = env.get("SCRM_API_TOKEN", "")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -312,6 +468,8 @@ def main() -> None:
 
         if not args.skip_score:
             score_runs(server, people, args, headers)
+        if args.overload:
+            overload_runs(server, people, args, headers)
 
         if not args.skip_lookalike:
             elapsed, cpu, r = timed_post(server, "/lookalike",

@@ -3,9 +3,10 @@
 :class:`ServingState` knows nothing of HTTP. It scores the whole snapshot once through
 :func:`training.scoring.score` — the function ``scrm score`` and the backtest call — so a ``/score`` answer is a
 lookup of exactly the batch row, the population's high-value CLV cut is the batch one, and ``/tier`` and
-``/target`` work on the same frame. Only the churn reasons are computed per request, for the requested people,
-by the churn model's own :meth:`~training.churn.ChurnModel.reasons` (the call ``score(..., with_reasons=True)``
-makes).
+``/target`` work on the same frame. The churn reasons come from the same batch pass (``score(...,
+with_reasons=True)``, TreeSHAP once per person) and are served by lookup (:class:`training.scoring.ReasonLookup`);
+they are computed per request, by the same :func:`training.scoring.reason_table`, only when the lookup is not
+that of the served churn model and snapshot.
 
 Ids are resolved as ``person_id`` first, then as a channel ``customer_key`` through the snapshot's identity map.
 """
@@ -31,7 +32,7 @@ from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
 from training.decisions.tiers import TierRules, clv_value_cut, resolve_tier_rules
-from training.scoring import Models, score
+from training.scoring import REASON_COLUMNS, Models, ReasonLookup, reason_table, reasons_from_table, score
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
@@ -176,11 +177,20 @@ class ServingState:
     data_dir : Path, optional
         The data directory the snapshot came from (read by :meth:`evaluation_data`; its ``brand.yaml`` gives
         the consent policy :attr:`consent` that ``/target`` and ``/lookalike`` apply, default ``opt_out``).
+    scores : DataFrame, optional
+        Batch scores of this snapshot already made (a publication's ``scores.parquet``); scored at start if not.
+    publication : str, optional
+        The publication (``DATA/published/<name>``) the state is read from.
+    reasons : bool
+        Compute everyone's churn reasons in the start-up batch pass and serve them by lookup (default); without,
+        every ``/score`` with reasons computes them for its people.
+    reason_jobs : int, optional
+        Threads of that pass (default: the CPU count, at most 4).
     """
 
     def __init__(self, models: Models, snapshot: Snapshot, *, rules: TierRules | None = None,
                  data_dir: str | Path | None = None, scores: pd.DataFrame | None = None,
-                 publication: str | None = None) -> None:
+                 publication: str | None = None, reasons: bool = True, reason_jobs: int | None = None) -> None:
         started = time.perf_counter()
         self.models = models
         self.snapshot = snapshot
@@ -199,10 +209,15 @@ class ServingState:
         #: the publication (``DATA/published/<name>``) the state was read from, None when scored at start
         self.publication = publication
         #: batch scores of everyone, row i = features row i (the output of training.scoring.score)
+        jobs = reason_jobs if reason_jobs is not None else max(1, min(4, os.cpu_count() or 1))
         if scores is None:
-            self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules)
+            self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules,
+                                with_reasons=reasons, n_jobs=jobs)
         else:
             self.scores = _aligned(scores, self.features, snapshot.path)
+        #: everyone's churn reasons from the batch pass (None: computed per request)
+        self.reason_lookup: ReasonLookup | None = self._lookup_from_scores()
+        self._stale_lookup_logged = False
         scored = time.perf_counter()
         eligible = self.scores["eligible"].to_numpy(dtype=bool)
         self.clv_cut: float | None = clv_value_cut(self.scores, self.rules) if eligible.any() else None
@@ -242,14 +257,46 @@ class ServingState:
         )
 
     def reasons(self, positions: np.ndarray) -> list[list[dict]]:
-        """Top 3 churn reasons for the given rows (empty for people who are not scored)."""
-        out: list[list[dict]] = [[] for _ in range(len(positions))]
-        eligible = self._eligible[positions]
-        if eligible.any():
-            rows = self.features.iloc[positions[eligible]]
-            for i, r in zip(np.flatnonzero(eligible), self.models.churn.reasons(rows), strict=True):
-                out[i] = r
-        return out
+        """Top 3 churn reasons for the given rows (empty for people who are not scored).
+
+        Looked up in :attr:`reason_lookup` when it holds the served churn model's reasons on the served snapshot;
+        otherwise computed for these rows by the batch pass's own :func:`~training.scoring.reason_table`.
+        """
+        positions = np.asarray(positions, dtype=np.intp)
+        lookup = self.reason_lookup
+        if self.reasons_by_lookup():
+            return lookup.reasons(positions)
+        if lookup is not None and not self._stale_lookup_logged:
+            self._stale_lookup_logged = True
+            log.warning("the reason lookup (churn v%s, as of %s) is not that of the served churn v%s as of %s: "
+                        "computing reasons per request", lookup.churn_version, lookup.as_of,
+                        self.models.churn_version, self.as_of)
+        table = reason_table(self.features.iloc[positions], self.models.churn, eligible=self._eligible[positions])
+        return reasons_from_table(table)
+
+    def reasons_by_lookup(self) -> bool:
+        """Whether :meth:`reasons` is a lookup: :attr:`reason_lookup` holds the served churn model's reasons on
+        the served snapshot, row for row."""
+        lookup = self.reason_lookup
+        return lookup is not None and len(lookup) == len(self.features) and lookup.serves(
+            self.models.churn_version, self.as_of, self.models.churn)
+
+    def _lookup_from_scores(self) -> ReasonLookup | None:
+        """The reasons of :attr:`scores` as a lookup (None when they have no reason columns).
+
+        Scores computed here are the served model's on the served snapshot; scores written by ``scrm score``
+        say in their ``churn_model_version`` and ``feature_as_of`` columns what they were computed with.
+        """
+        s = self.scores
+        if not set(REASON_COLUMNS) <= set(s.columns):
+            return None
+        if {"churn_model_version", "feature_as_of"} <= set(s.columns):
+            try:
+                return ReasonLookup.from_scores(s, self.features["person_id"])
+            except ValueError as exc:
+                log.warning("the batch scores' reasons cannot be served (%s): computing them per request", exc)
+                return None
+        return ReasonLookup(s, churn_version=self.models.churn_version, as_of=self.as_of, model=self.models.churn)
 
     def _columns(self) -> None:
         """Column arrays of the scores (NaN/NA as None in text columns) so a lookup is a plain numpy take."""

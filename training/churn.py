@@ -10,6 +10,7 @@ the last activity never lowers the risk, and a higher BTYD probability of being 
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -33,6 +34,11 @@ FAMILIES = ("auto", "lgbm", "btyd")
 
 #: +1: the risk may only rise with the feature; -1: only fall. ``days_since_*`` columns count as recency.
 CHURN_MONOTONE = spec.churn_monotone()
+
+
+#: Reasons per person in :meth:`ChurnModel.reasons` and the batch scores.
+REASON_TOP = 3
+REASON_FIELDS = ("feature", "value", "contribution")
 
 
 def churn_monotone(columns: list[str]) -> list[int]:
@@ -227,58 +233,98 @@ class ChurnModel(BaseEstimator):
         """``churn_probability`` per row of a feature snapshot (buyers only; see ``training.scoring``)."""
         return pd.DataFrame({"churn_probability": self.predict_proba(features)[:, 1]}, index=features.index)
 
-    def reasons(self, features: pd.DataFrame, *, top: int = 3) -> list[list[dict]]:
+    def reasons(self, features: pd.DataFrame, *, top: int = REASON_TOP) -> list[list[dict]]:
         """The ``top`` features pushing each person's churn score up, from LightGBM's ``pred_contrib``.
 
         Each reason is ``{"feature", "description", "value", "contribution"}`` with the contribution in log-odds
         of the uncalibrated model; only features that raise the risk are listed, largest first. With the BTYD
         family the score has one input: the reason is a low BTYD purchase probability, its contribution the
-        log-odds above the training churn rate.
+        log-odds above the training churn rate. The same as ``reasons_from_table(self.reason_table(features))``.
+        """
+        return reasons_from_table(self.reason_table(features, top=top), top=top)
+
+    def reason_table(self, features: pd.DataFrame, *, top: int = REASON_TOP,
+                     num_threads: int | None = None) -> pd.DataFrame:
+        """:meth:`reasons` as flat columns (:func:`reason_columns`), one row per row of ``features``, same index.
+
+        ``reason_<k>_feature`` is the k-th feature raising the risk (None when fewer than k do),
+        ``reason_<k>_value`` its value (NaN when missing), ``reason_<k>_contribution`` its contribution in
+        log-odds rounded to 4 decimals (NaN when there is no k-th reason). ``num_threads``: LightGBM threads
+        for ``pred_contrib`` (default: the model's ``n_jobs``).
         """
         check_is_fitted(self, "booster_")
-        if getattr(self, "family_", "lgbm") == "btyd":
+        n = len(features)
+        names_out = np.full((n, top), None, dtype=object)
+        vals = np.full((n, top), np.nan)
+        cons = np.full((n, top), np.nan)
+        if n and getattr(self, "family_", "lgbm") == "btyd":
             X = self._prepare(features)
-            churn = _btyd_churn(X)
-            doc = feature_docs().get("btyd_p_purchase", DERIVED_DOCS.get("btyd_p_purchase", "btyd p purchase"))
-            out = []
-            for value, c in zip(X["btyd_p_purchase"].to_numpy(dtype=float), _logit(churn) - self.base_logit_,
-                                strict=True):
-                ok = np.isfinite(c) and c > 0
-                out.append([{"feature": "btyd_p_purchase", "description": doc, "value": float(value),
-                             "contribution": round(float(c), 4)}] if ok else [])
-            return out
-        X = self.model_frame(features)
-        contrib = np.asarray(self.booster_.predict(X, pred_contrib=True))[:, :-1]
-        k = min(top, contrib.shape[1])
-        idx = np.argpartition(-contrib, k - 1, axis=1)[:, :k] if k < contrib.shape[1] else np.tile(
-            np.arange(contrib.shape[1]), (len(X), 1))
-        part = np.take_along_axis(contrib, idx, axis=1)
-        order = np.argsort(-part, axis=1, kind="stable")
-        idx = np.take_along_axis(idx, order, axis=1)[:, :top]
-        vals = np.take_along_axis(X.to_numpy(dtype=float, na_value=np.nan), idx, axis=1)
-        cons = np.take_along_axis(contrib, idx, axis=1)
-        docs = feature_docs()
-        names = self.feature_names_
-        desc = [docs.get(n, DERIVED_DOCS.get(n, n.replace("_", " "))) for n in names]
-        out = []
-        for i in range(len(X)):
-            row = []
-            for j in range(idx.shape[1]):
-                c = cons[i, j]
-                if not c > 0:
-                    break
-                f = idx[i, j]
-                v = vals[i, j]
-                row.append({"feature": names[f], "description": desc[f], "value": None if np.isnan(v) else float(v),
-                            "contribution": round(float(c), 4)})
-            out.append(row)
-        return out
+            c = _logit(_btyd_churn(X)) - self.base_logit_
+            ok = np.isfinite(c) & (c > 0)
+            names_out[ok, 0] = "btyd_p_purchase"
+            vals[ok, 0] = X["btyd_p_purchase"].to_numpy(dtype=float)[ok]
+            cons[ok, 0] = np.round(c[ok], 4)
+        elif n:
+            X = self.model_frame(features)
+            kw = {} if num_threads is None else {"num_threads": num_threads}
+            contrib = np.asarray(self.booster_.predict(X, pred_contrib=True, **kw))[:, :-1]
+            k = min(top, contrib.shape[1])
+            idx = np.argpartition(-contrib, k - 1, axis=1)[:, :k] if k < contrib.shape[1] else np.tile(
+                np.arange(contrib.shape[1]), (n, 1))
+            part = np.take_along_axis(contrib, idx, axis=1)
+            order = np.argsort(-part, axis=1, kind="stable")
+            idx = np.take_along_axis(idx, order, axis=1)[:, :k]
+            c = np.take_along_axis(contrib, idx, axis=1)
+            v = np.take_along_axis(X.to_numpy(dtype=float, na_value=np.nan), idx, axis=1)
+            ok = c > 0  # sorted largest first, so the reasons are a prefix of each row
+            names = np.asarray(self.feature_names_, dtype=object)
+            names_out[:, :k] = np.where(ok, names[idx], None)
+            vals[:, :k] = np.where(ok, v, np.nan)
+            cons[:, :k] = np.where(ok, np.round(c, 4), np.nan)
+        cols = {}
+        for j in range(top):
+            cols[f"reason_{j + 1}_feature"] = names_out[:, j]
+            cols[f"reason_{j + 1}_value"] = vals[:, j]
+            cols[f"reason_{j + 1}_contribution"] = cons[:, j]
+        return pd.DataFrame(cols, index=features.index)
 
     def feature_importance(self) -> pd.Series:
         """Total split gain per feature, largest first."""
         check_is_fitted(self, "booster_")
         gains = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gains, index=self.feature_names_).sort_values(ascending=False)
+
+
+def reason_columns(top: int = REASON_TOP) -> list[str]:
+    """The flat reason columns of :meth:`ChurnModel.reason_table` (and of ``scrm score`` with reasons)."""
+    return [f"reason_{k}_{f}" for k in range(1, top + 1) for f in REASON_FIELDS]
+
+
+@functools.lru_cache(maxsize=1024)
+def reason_description(feature: str) -> str:
+    """The plain-words description a reason carries for a model input."""
+    return feature_docs().get(feature, DERIVED_DOCS.get(feature, feature.replace("_", " ")))
+
+
+def reasons_from_table(table, *, top: int = REASON_TOP) -> list[list[dict]]:
+    """Rows of a reason table (:func:`reason_columns`; a DataFrame or a dict of arrays) as
+    :meth:`ChurnModel.reasons` lists, in row order."""
+    out: list[list[dict]] | None = None
+    for k in range(1, top + 1):
+        names = np.asarray(table[f"reason_{k}_feature"], dtype=object)
+        if out is None:
+            out = [[] for _ in range(len(names))]
+        has = pd.notna(names)
+        if not has.any():
+            break
+        values = np.asarray(table[f"reason_{k}_value"], dtype=float)
+        contribs = np.asarray(table[f"reason_{k}_contribution"], dtype=float)
+        for i in np.flatnonzero(has).tolist():
+            name = str(names[i])
+            v = float(values[i])
+            out[i].append({"feature": name, "description": reason_description(name), "value": None if v != v else v,
+                           "contribution": float(contribs[i])})
+    return out if out is not None else []
 
 
 def _btyd_churn(X: pd.DataFrame) -> np.ndarray:

@@ -4,18 +4,26 @@ Given a feature snapshot and the churn and CLV models, it returns one row per pe
 CLV with its interval, expected orders, P(alive), RFM scores and segment, lifecycle stage, member tier and action
 segment, and (optionally) the top reasons behind the churn score. People who cannot be scored honestly (no paid
 order before ``as_of``, or a first order too recent) come back with ``eligible=False`` and a reason.
+
+The churn reasons are exact TreeSHAP contributions of the served model (LightGBM ``pred_contrib``), about half a
+millisecond of CPU per person with the default 300 trees: the batch pass computes them once per person
+(:func:`reason_table`, in chunks on parallel threads) into the flat :data:`REASON_COLUMNS`, and the service serves
+them by lookup (:class:`ReasonLookup`), computing them on the fly, with the same function, only for a model or
+snapshot the lookup was not computed for.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from features import spec
 from features.config import FeatureConfig, check_config
-from training.churn import ChurnModel
+from training.churn import REASON_TOP, ChurnModel, reason_columns, reasons_from_table
 from training.clv import CLVModel
 from training.decisions.tiers import assign_tiers, load_tier_rules
 
@@ -24,6 +32,13 @@ SCORE_COLUMNS = (
     "person_id", "eligible", "ineligible_reason", "churn_probability", "clv_mean", "clv_p10", "clv_p90",
     "expected_orders", "p_alive", "expected_next_order_date",
 )
+#: The reason columns of :func:`score` with ``with_reasons=True`` (and of ``scrm score``): for k = 1..3,
+#: ``reason_<k>_feature`` (the k-th model input raising the churn risk; null when fewer than k do, and for people
+#: not scored), ``reason_<k>_value`` (its value, NaN when missing) and ``reason_<k>_contribution`` (its TreeSHAP
+#: contribution in log-odds of the uncalibrated model, rounded to 4 decimals).
+REASON_COLUMNS = tuple(reason_columns(REASON_TOP))
+#: Rows per ``pred_contrib`` call of the batch reason pass (bounds its memory: rows x model inputs floats).
+REASON_CHUNK_ROWS = 50_000
 
 
 @dataclass
@@ -73,7 +88,8 @@ def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Serie
 
 
 def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, clv_cut: float | None = None,
-          with_reasons: bool = False, with_intervals: bool = True, min_tenure_days: int = 7) -> pd.DataFrame:
+          with_reasons: bool = False, with_intervals: bool = True, min_tenure_days: int = 7,
+          n_jobs: int = 1) -> pd.DataFrame:
     """Score every person of a feature snapshot (see the module docstring).
 
     Parameters
@@ -90,12 +106,15 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         The population's high-value CLV cut; pass it when ``features`` holds only a few people (the service
         does), otherwise it is computed over the rows scored here.
     with_reasons : bool
-        Add ``reasons``: the top three features raising each person's churn score.
+        Add :data:`REASON_COLUMNS`: the top three features raising each person's churn score
+        (:func:`reasons_from_table` turns rows of them into the service's reason lists).
     with_intervals : bool
         Compute ``clv_p10`` / ``clv_p90`` (NaN otherwise; the BTYD family's interval is a posterior simulation,
         the slowest part of scoring when that family is chosen).
     min_tenure_days : int
         People whose first order is more recent than this are not scored.
+    n_jobs : int
+        Threads of the reason pass (see :func:`reason_table`).
     """
     features = features.reset_index(drop=True)
     reason = eligibility(features, min_tenure_days=min_tenure_days)
@@ -123,11 +142,127 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules(), clv_cut=clv_cut)
     out = out.merge(tiers, on="person_id", how="left", validate="one_to_one")
     if with_reasons:
-        reasons = pd.Series([[] for _ in range(len(out))], dtype=object)
-        if ok.any():
-            reasons[ok] = pd.Series(models.churn.reasons(features.loc[ok]), index=np.flatnonzero(ok), dtype=object)
-        out["reasons"] = reasons.to_numpy()
+        table = reason_table(features, models.churn, eligible=ok, n_jobs=n_jobs)
+        for col in REASON_COLUMNS:
+            out[col] = table[col].to_numpy()
     return out
+
+
+def reason_table(features: pd.DataFrame, churn: ChurnModel, *, eligible: np.ndarray | None = None,
+                 n_jobs: int = 1, chunk_rows: int = REASON_CHUNK_ROWS) -> pd.DataFrame:
+    """:data:`REASON_COLUMNS` for every row of ``features`` (positional), empty for rows not ``eligible``.
+
+    The eligible rows go through :meth:`ChurnModel.reason_table` in chunks of ``chunk_rows``, ``n_jobs`` chunks
+    at a time on threads (each a one-thread LightGBM call: ``pred_contrib`` releases the GIL, and one-thread
+    calls never leave OpenMP threads spinning on a shared machine). The result does not depend on ``n_jobs``
+    or ``chunk_rows``.
+    """
+    features = features.reset_index(drop=True)
+    ok = np.ones(len(features), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    rows = np.flatnonzero(ok)
+    cols = {c: np.full(len(features), None, dtype=object) if c.endswith("_feature") else
+            np.full(len(features), np.nan) for c in REASON_COLUMNS}
+    chunks = [rows[i:i + chunk_rows] for i in range(0, len(rows), chunk_rows)]
+
+    def one(chunk: np.ndarray) -> pd.DataFrame:
+        return churn.reason_table(features.iloc[chunk], num_threads=1)
+
+    if n_jobs > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(min(n_jobs, len(chunks)), thread_name_prefix="scrm-reasons") as pool:
+            parts = list(pool.map(one, chunks))
+    else:
+        parts = [one(c) for c in chunks]
+    for chunk, part in zip(chunks, parts, strict=True):
+        for col in REASON_COLUMNS:
+            cols[col][chunk] = part[col].to_numpy()
+    return pd.DataFrame(cols)
+
+
+class ReasonLookup:
+    """The batch pass's reasons for the rows of a served snapshot, valid for one churn model and one snapshot.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :data:`REASON_COLUMNS`, row i = row i of the served snapshot (``score(..., with_reasons=True)`` output,
+        or the ``scrm score`` file aligned with :meth:`from_scores`).
+    churn_version : str or None
+        Registry version of the churn model the reasons were computed with.
+    as_of : date
+        ``as_of`` of the snapshot they were computed on.
+    model : ChurnModel, optional
+        The model object itself; required to serve for an unregistered model (version None).
+    """
+
+    def __init__(self, table: pd.DataFrame, *, churn_version: str | None, as_of: date,
+                 model: ChurnModel | None = None) -> None:
+        missing = [c for c in REASON_COLUMNS if c not in table.columns]
+        if missing:
+            raise ValueError(f"reason table lacks {', '.join(missing)}; score with reasons (scrm score --reasons)")
+        self.churn_version = None if churn_version is None else str(churn_version)
+        self.as_of = pd.Timestamp(as_of).date()
+        self._model = model
+        self._n = len(table)
+        feats = pd.concat([table[f"reason_{k}_feature"] for k in range(1, REASON_TOP + 1)], ignore_index=True)
+        cat = pd.Categorical(feats)
+        #: feature names by code, then None: code -1 (no reason) picks the last entry
+        self._names = np.append(np.asarray(cat.categories, dtype=object), None)
+        self._codes = cat.codes.reshape(REASON_TOP, self._n).T.astype(np.int16)
+        self._values = np.column_stack([table[f"reason_{k}_value"].to_numpy(dtype=float)
+                                        for k in range(1, REASON_TOP + 1)])
+        self._contribs = np.column_stack([table[f"reason_{k}_contribution"].to_numpy(dtype=float)
+                                          for k in range(1, REASON_TOP + 1)])
+
+    @classmethod
+    def from_scores(cls, scores: pd.DataFrame, person_ids, *, model: ChurnModel | None = None) -> ReasonLookup:
+        """A lookup from a ``scrm score`` output (its ``feature_as_of`` and ``churn_model_version`` columns), its
+        rows put in the order of ``person_ids`` (the served snapshot's). ``ValueError`` names what does not fit:
+        missing columns, several versions or dates in one file, or people of the snapshot it does not hold."""
+        need = ["person_id", "feature_as_of", "churn_model_version", *REASON_COLUMNS]
+        missing = [c for c in need if c not in scores.columns]
+        if missing:
+            raise ValueError(f"scores lack {', '.join(missing)}; write them with `scrm score --reasons`")
+        versions = scores["churn_model_version"].astype(object).where(scores["churn_model_version"].notna(), None)
+        dates = pd.to_datetime(scores["feature_as_of"]).dt.date
+        if versions.nunique(dropna=False) > 1 or dates.nunique(dropna=False) > 1:
+            raise ValueError("scores mix several churn_model_version or feature_as_of values")
+        pos = pd.Index(scores["person_id"].astype(str)).get_indexer(pd.Index(pd.Series(person_ids).astype(str)))
+        if (pos < 0).any():
+            raise ValueError(f"scores lack {int((pos < 0).sum()):,} people of the snapshot")
+        table = scores.iloc[pos][list(REASON_COLUMNS)].reset_index(drop=True)
+        version = versions.iloc[0] if len(versions) else None
+        return cls(table, churn_version=version, as_of=dates.iloc[0], model=model)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def serves(self, churn_version: str | None, as_of: date, model: ChurnModel | None = None) -> bool:
+        """Whether these reasons are those of churn model ``churn_version`` (or, unregistered, of ``model``)
+        on the snapshot of ``as_of``."""
+        if pd.Timestamp(as_of).date() != self.as_of:
+            return False
+        if churn_version is None or self.churn_version is None:
+            return churn_version is None and self.churn_version is None and model is not None \
+                and model is self._model
+        return str(churn_version) == self.churn_version
+
+    def _columns(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.intp)
+        codes = self._codes[positions]
+        cols = {}
+        for j in range(REASON_TOP):
+            cols[f"reason_{j + 1}_feature"] = self._names[codes[:, j]]
+            cols[f"reason_{j + 1}_value"] = self._values[positions, j]
+            cols[f"reason_{j + 1}_contribution"] = self._contribs[positions, j]
+        return cols
+
+    def table(self, positions: np.ndarray) -> pd.DataFrame:
+        """:data:`REASON_COLUMNS` of the given rows."""
+        return pd.DataFrame(self._columns(positions))
+
+    def reasons(self, positions: np.ndarray) -> list[list[dict]]:
+        """Reason lists (:meth:`ChurnModel.reasons`) of the given rows."""
+        return reasons_from_table(self._columns(positions))
 
 
 def load_champions(alias: str = "champion", *, brand: str, as_of=None, churn_horizon: int = 90,

@@ -141,14 +141,14 @@ def test_score_equals_scrm_score_on_every_person(service, serving_env, tmp_path)
 
 
 def test_reasons_are_those_of_the_shared_scoring_function(service, sample_ids):
-    from training.scoring import score
+    from training.scoring import reasons_from_table, score
 
     state = service.state
     ids = sample_ids(25, seed=4)
     features = state.features.set_index("person_id").loc[ids].reset_index()
     expected = score(features, state.models, as_of=state.as_of, clv_cut=state.clv_cut, with_reasons=True)
     got = run(service.score(customer_ids=ids)).results
-    assert [[x.model_dump() for x in r.reasons] for r in got] == expected["reasons"].tolist()
+    assert [[x.model_dump() for x in r.reasons] for r in got] == reasons_from_table(expected)
     assert [r.churn_probability for r in got] == pytest.approx(expected["churn_probability"].tolist(),
                                                                nan_ok=True)
     assert [r.tier.action_segment for r in got] == expected["action_segment"].tolist()

@@ -8,7 +8,18 @@ import pytest
 from model_data import AS_OF, fitted_churn, fitted_clv, small
 
 from training import pyfunc, registry, tracking
-from training.scoring import SCORE_COLUMNS, Models, eligibility, load_champions, score
+from training.churn import ChurnModel
+from training.scoring import (
+    REASON_COLUMNS,
+    SCORE_COLUMNS,
+    Models,
+    ReasonLookup,
+    eligibility,
+    load_champions,
+    reason_table,
+    reasons_from_table,
+    score,
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +74,77 @@ def test_a_few_people_score_like_the_whole_population(snapshot, scores, models):
     pd.testing.assert_frame_equal(few[cols], whole[cols], check_exact=False, rtol=1e-9)
 
 
-def test_reasons_only_for_scored_people(snapshot, models):
-    rows = snapshot.head(40)
+def test_reason_columns_only_for_scored_people_and_those_of_the_model(snapshot, models):
+    rows = snapshot.head(60)
     out = score(rows, models, as_of=AS_OF, with_reasons=True)
-    for ok, reasons in zip(out["eligible"], out["reasons"], strict=True):
-        assert isinstance(reasons, list) and len(reasons) <= 3
-        if not ok:
-            assert reasons == []
-    assert any(out["reasons"])
+    assert list(out.columns[-len(REASON_COLUMNS):]) == list(REASON_COLUMNS) == [
+        f"reason_{k}_{f}" for k in (1, 2, 3) for f in ("feature", "value", "contribution")]
+    lists = reasons_from_table(out)
+    ok = out["eligible"].to_numpy()
+    assert not any(r for r, e in zip(lists, ok, strict=True) if not e)
+    assert out.loc[~ok, list(REASON_COLUMNS)].isna().all().all()
+    direct = models.churn.reasons(rows.loc[ok])
+    assert [r for r, e in zip(lists, ok, strict=True) if e] == direct
+    assert any(direct) and all(len(r) <= 3 for r in direct)
+    for r in direct:  # positive contributions, largest first, each described
+        assert [x["contribution"] for x in r] == sorted((x["contribution"] for x in r), reverse=True)
+        assert all(x["contribution"] > 0 and x["description"] for x in r)
+
+
+def test_reason_table_does_not_depend_on_chunks_or_threads(snapshot, models):
+    ok = eligibility(snapshot).isna().to_numpy()
+    one = reason_table(snapshot, models.churn, eligible=ok)
+    chunked = reason_table(snapshot, models.churn, eligible=ok, n_jobs=2, chunk_rows=97)
+    pd.testing.assert_frame_equal(one, chunked)
+    assert one["reason_1_feature"].notna().sum() > 0.5 * ok.sum()
+
+
+@pytest.fixture(scope="module")
+def published(snapshot, models, tmp_path_factory) -> pd.DataFrame:
+    """Scores with reasons as `scrm score` writes them (version and as_of columns), through Parquet."""
+    out = score(snapshot, models, as_of=AS_OF, with_reasons=True)
+    out.insert(1, "feature_as_of", pd.Timestamp(AS_OF))
+    out["churn_model_version"] = "3"
+    path = tmp_path_factory.mktemp("published") / "scores.parquet"
+    out.to_parquet(path, index=False)
+    return pd.read_parquet(path)
+
+
+def test_lookup_reasons_equal_reasons_computed_directly(snapshot, models, published):
+    order = snapshot["person_id"].sample(frac=1.0, random_state=5).to_numpy()  # served rows in another order
+    lookup = ReasonLookup.from_scores(published, order, model=models.churn)
+    served = snapshot.set_index("person_id").loc[order].reset_index()
+    positions = np.random.default_rng(6).choice(len(order), 80, replace=False)
+    rows = served.iloc[positions]
+    ok = eligibility(rows).isna().to_numpy()
+    direct = iter(models.churn.reasons(rows.loc[ok]))
+    expected = [next(direct) if e else [] for e in ok]
+    assert ok.any() and any(expected)
+    assert lookup.reasons(positions) == expected
+    pd.testing.assert_frame_equal(lookup.table(positions).reset_index(drop=True),
+                                  reason_table(rows, models.churn, eligible=ok).reset_index(drop=True))
+
+
+def test_lookup_serves_only_its_model_version_and_snapshot(published, models):
+    lookup = ReasonLookup.from_scores(published, published["person_id"], model=models.churn)
+    assert lookup.serves("3", AS_OF)
+    assert not lookup.serves("4", AS_OF)  # a new champion
+    assert not lookup.serves("3", pd.Timestamp(AS_OF) + pd.Timedelta(days=1))  # a new snapshot
+    assert not lookup.serves(None, AS_OF, models.churn)  # an unregistered model: not what was published
+    unregistered = ReasonLookup(published, churn_version=None, as_of=AS_OF, model=models.churn)
+    assert unregistered.serves(None, AS_OF, models.churn)
+    assert not unregistered.serves(None, AS_OF, ChurnModel())  # another model object
+    assert not unregistered.serves("3", AS_OF, models.churn)
+
+
+def test_lookup_from_scores_that_do_not_fit_names_the_problem(published):
+    with pytest.raises(ValueError, match="reason_1_feature"):
+        ReasonLookup.from_scores(published.drop(columns=["reason_1_feature"]), published["person_id"])
+    with pytest.raises(ValueError, match="2 people of the snapshot"):
+        ReasonLookup.from_scores(published.iloc[2:], published["person_id"])
+    mixed = published.assign(churn_model_version=["3"] * (len(published) - 1) + ["4"])
+    with pytest.raises(ValueError, match="several churn_model_version"):
+        ReasonLookup.from_scores(mixed, published["person_id"])
 
 
 def test_without_intervals(snapshot, models, scores):
