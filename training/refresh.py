@@ -314,7 +314,7 @@ def step_publish(run: _Run) -> publish.Publication:
         "inputs_stat": run.inputs_stat,
         "people": len(run.scores),
         "eligible": int(eligible.sum()),
-        "with_reasons": "reasons" in run.scores.columns,
+        "with_reasons": "reason_1_feature" in run.scores.columns,
         "drift_status": run.report.status,
         "drift_mlflow_run": run.drift_run_id,
         "retrained": run.retrained,

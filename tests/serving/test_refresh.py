@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -32,6 +32,21 @@ def private_copy(trained_setup, root):
             shutil.copy2(item, data / item.name)
     shutil.copytree(trained_setup.data_dir / "features", data / "features")
     return replace(trained_setup.copy_store(root / "store"), data_dir=data)
+
+
+NEXT_DAY = date(2026, 2, 1)  # a month after the session setup's as_of (2026-01-01, the champions' date)
+
+
+def next_month(data) -> date:
+    """Append a month of orders (December's, shifted to end on 2026-01-31: new ids, same people) to the copy, as
+    the nightly export would; returns :data:`NEXT_DAY`, the new default as_of, which the champions may score."""
+    path = data / "orders.parquet"
+    orders = pd.read_parquet(path)
+    december = orders[orders["order_ts"] >= pd.Timestamp("2025-12-01")].copy()
+    december["order_id"] = december["order_id"].astype(str) + "-next"
+    december["order_ts"] += pd.Timestamp(NEXT_DAY) - pd.Timedelta(days=1) - december["order_ts"].max().normalize()
+    pd.concat([orders, december], ignore_index=True).to_parquet(path, index=False)
+    return NEXT_DAY
 
 
 @pytest.fixture
@@ -66,7 +81,7 @@ def test_refresh_publishes_snapshot_scores_and_drift(setup):
     assert scores["person_id"].tolist() == features["person_id"].tolist()
     assert (scores["feature_as_of"] == pd.Timestamp(setup.as_of)).all()
     assert set(scores["churn_model_version"]) == {pub.model_versions["churn"]}
-    assert "reasons" in scores.columns and pub.manifest["with_reasons"]
+    assert "reason_1_feature" in scores.columns and pub.manifest["with_reasons"]
     drift = json.loads((pub.path / "drift.json").read_text())
     assert drift["status"] == pub.drift_status == "ok"  # the champions were validated on this very snapshot
     assert (pub.path / "drift.html").exists()
@@ -182,8 +197,8 @@ def test_cli_exit_codes(setup, tmp_path, monkeypatch):
     again = runner.invoke(app, base)
     assert again.exit_code == 0 and "already published" in again.output
     strict = tmp_path / "strict.yaml"
-    strict.write_text("population_change_pct: {warn: 0, alert: 0}\n")
-    alert = runner.invoke(app, [*base, "--as-of", "2025-12-01", "--thresholds", str(strict)])
+    strict.write_text("psi: {warn: 0.01, alert: 0.02}\n")  # a month of ageing shifts recency past it
+    alert = runner.invoke(app, [*base, "--as-of", next_month(setup.data_dir).isoformat(), "--thresholds", str(strict)])
     assert alert.exit_code == 3, alert.output
     monkeypatch.setattr(refresh, "step_score", lambda run: (_ for _ in ()).throw(RuntimeError("disk full")))
     failed = runner.invoke(app, [*base, "--force"])

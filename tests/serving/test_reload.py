@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date
 
 import httpx
 import pandas as pd
 import pytest
 from test_http import TOKEN, Server
-from test_refresh import private_copy
+from test_refresh import NEXT_DAY, next_month, private_copy
 
 from training import publish, refresh
 
 ADMIN = "admin-token"
-NEW_DAY = date(2025, 12, 1)
+NEW_DAY = NEXT_DAY  # the day after a month of new orders (test_refresh.next_month)
 NO_TRAIN = {"retrain": "never", "log_mlflow": False}
 
 
@@ -50,7 +49,7 @@ def test_service_reads_the_publication_and_swaps_on_check(setup, monkeypatch):
     assert svc.reloader.check() == {"reloaded": False, "reason": "unchanged",
                                     "source": svc.reloader.served.describe()}
 
-    second = refresh.refresh(setup.data_dir, as_of=NEW_DAY, **NO_TRAIN)
+    second = refresh.refresh(setup.data_dir, as_of=next_month(setup.data_dir), **NO_TRAIN)
     assert second.status == "published", second.error
     assert svc.state is state  # nothing moves until the reloader looks
     outcome = svc.reloader.check()
@@ -80,7 +79,7 @@ def test_a_broken_publication_keeps_the_old_state(setup):
     assert refresh.refresh(setup.data_dir, **NO_TRAIN).status == "published"
     svc = ScrmService()
     state = svc.wait_until_ready(timeout=300)
-    second = refresh.refresh(setup.data_dir, as_of=NEW_DAY, **NO_TRAIN)
+    second = refresh.refresh(setup.data_dir, as_of=next_month(setup.data_dir), **NO_TRAIN)
     second.publication.scores_path.unlink()  # corrupted after publication
     with pytest.raises(Exception, match="incomplete"):
         svc.reloader.check()
@@ -115,7 +114,7 @@ def test_running_server_swaps_during_traffic_without_an_error(setup, tmp_path):
     try:
         worker.start()
         time.sleep(2)
-        second = refresh.refresh(setup.data_dir, as_of=NEW_DAY, **NO_TRAIN)
+        second = refresh.refresh(setup.data_dir, as_of=next_month(setup.data_dir), **NO_TRAIN)
         assert second.status == "published", second.error
         published_at = time.monotonic()
         deadline = published_at + 120
