@@ -1,6 +1,10 @@
-"""Pure fits (no MLflow): churn and CLV fitted for one ``as_of`` on stacked cutoffs and validated.
+"""Pure fits (no MLflow): churn and CLV fitted for one ``as_of`` on stacked cutoffs, validated, then refit.
 
-Shared by the tracked training runs (:mod:`training.train`) and the backtest (:mod:`training.backtest`).
+Shared by the tracked training runs (:mod:`training.train`) and the backtest (:mod:`training.backtest`). The time
+layout comes from :func:`training.frames.plan_cutoffs`: candidate models are fitted on training cutoffs whose
+label windows end before the validation window, the family and tree count are chosen there, and the chosen
+model is refit (same settings, no further choice) on the cutoffs ending at ``as_of - H`` — what is served has
+seen the newest complete window. The validation figures are the candidate's, on a window it never saw.
 """
 
 from __future__ import annotations
@@ -36,65 +40,115 @@ class Fitted:
     extra: dict = field(default_factory=dict)
 
 
+def plan(cache: FeatureCache, as_of, horizon_days: int, *, n_cutoffs: int, step_days: int,
+         max_train_rows: int | None, layout: str = "auto") -> CutoffPlan:
+    """The layout for ``as_of`` on this data (:func:`plan_cutoffs`), with as many cutoffs as the row budget allows."""
+    out = plan_cutoffs(as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days,
+                       data_start=cache.data.data_start, layout=layout)
+    for part in ("train", "refit"):
+        cutoffs = getattr(out, part)
+        n = scaled_cutoffs(cache.n_buyers(cutoffs[-1]), len(cutoffs), max_rows=max_train_rows)
+        if n < len(cutoffs):
+            log.info("%d buyers per cutoff: stacking %d of %d %s cutoffs", cache.n_buyers(cutoffs[-1]), n,
+                     len(cutoffs), part)
+            setattr(out, part, cutoffs[-n:])
+    log.info("%d-day horizon as of %s: %s layout (%s)", horizon_days, out.as_of, out.layout, out.reason)
+    return out
 
-def _plan(cache: FeatureCache, as_of, horizon_days: int, *, n_cutoffs: int, step_days: int, calibration: bool,
-          max_train_rows: int | None) -> CutoffPlan:
-    plan = plan_cutoffs(as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=calibration,
-                        data_start=cache.data.data_start)
-    n = scaled_cutoffs(cache.n_buyers(plan.train[-1]), len(plan.train), max_rows=max_train_rows)
-    if n < len(plan.train):
-        log.info("%d buyers per cutoff: stacking %d of %d training cutoffs", cache.n_buyers(plan.train[-1]), n,
-                 len(plan.train))
-        plan.train = plan.train[-n:]
-    return plan
+
+def _cutoffs_of(frame: pd.DataFrame) -> list[str]:
+    return sorted({pd.Timestamp(c).date().isoformat() for c in frame["cutoff"].unique()})
+
+
+def _needs_btyd(plan_: CutoffPlan, cache: FeatureCache) -> None:
+    if plan_.layout == "btyd":
+        for day in (plan_.as_of, plan_.validation):
+            if cache.btyd(day) is None:
+                raise ValueError(f"{plan_.reason}; but the BTYD fit at {day} failed ({cache.btyd_status(day)}): "
+                                 "use a shorter horizon or a later --as-of")
 
 
 def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: int = 8, step_days: int = 30,
               max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
-              progress: Callable[[], None] | None = None, **params) -> Fitted:
-    """Fit the churn model for ``as_of`` (trees on stacked cutoffs, calibrator on the next slice) and validate it.
+              progress: Callable[[], None] | None = None, refit: bool = True, layout: str = "auto",
+              **params) -> Fitted:
+    """Fit the churn model for ``as_of``: choose and validate on the layout's windows, then refit on the newest.
 
     ``params`` go to :class:`ChurnModel` (``calibration``, ``family``, LightGBM settings); the family is chosen
-    on the validation window, as CLV's is. The BTYD model fitted at
-    ``as_of`` computes the BTYD inputs at scoring time; validation uses the one fitted at the validation cutoff,
-    exactly as scoring on that day would have.
+    on the validation window, as CLV's is, and calibration is cross-fitted out of fold on the training rows. The
+    BTYD model fitted at ``as_of`` computes the BTYD inputs at scoring time; validation uses the one fitted at
+    the validation cutoff, exactly as scoring on that day would have. ``refit=False`` serves the candidate.
     """
-    plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=True,
-                 max_train_rows=max_train_rows)
-    train = cache.labelled(plan.train, horizon_days, progress=progress)
-    calib = cache.labelled([plan.calibration], horizon_days, progress=progress)
-    valid = cache.labelled([plan.validation], horizon_days, progress=progress)
-    btyd = cache.btyd(plan.as_of)
+    p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
+             layout=layout)
+    _needs_btyd(p, cache)
+    if p.layout == "btyd":
+        params = {**params, "family": "btyd"}
+    train = cache.labelled(p.train, horizon_days, progress=progress)
+    valid = cache.labelled([p.validation], horizon_days, progress=progress)
+    btyd = cache.btyd(p.as_of)
     model = ChurnModel(horizon_days, random_state=random_state, **params)
-    model.fit(train, train["churned"], X_calib=calib, y_calib=calib["churned"], btyd=btyd, X_valid=valid,
-              y_valid=valid["churned"])
+    model.fit(train, train["churned"], btyd=btyd, X_valid=valid, y_valid=valid["churned"])
     p_valid = model.predict_frame(valid)
-    return Fitted(kind="churn", model=model, plan=plan, valid=valid, valid_pred=p_valid,
-                  metrics=churn_metrics(valid["churned"], p_valid["churn_probability"]), n_train=len(train),
-                  extra={"n_calibration": len(calib), "btyd_status": cache.btyd_status(plan.as_of),
-                         "family": model.family_, "selection": model.selection_})
+    metrics = churn_metrics(valid["churned"], p_valid["churn_probability"])
+    candidate_cutoffs, n_train = _cutoffs_of(train), len(train)
+    if refit and p.layout == "trees" and p.refit != p.train:
+        rows = cache.labelled(p.refit, horizon_days, progress=progress)
+        chosen = model
+        model = ChurnModel(horizon_days, random_state=random_state,
+                           **{**params, "family": chosen.family_, "n_estimators": chosen.n_trees_,
+                              "early_stopping": False})
+        model.fit(rows, rows["churned"], btyd=btyd)
+        model.selection_ = chosen.selection_
+        train, n_train = rows, len(rows)
+    model.train_cutoffs_ = _cutoffs_of(train)
+    return Fitted(kind="churn", model=model, plan=p, valid=valid, valid_pred=p_valid, metrics=metrics,
+                  n_train=n_train,
+                  extra={"btyd_status": cache.btyd_status(p.as_of), "family": model.family_,
+                         "selection": model.selection_, "candidate_cutoffs": candidate_cutoffs,
+                         "refit": model.train_cutoffs_ != candidate_cutoffs})
 
 
 def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
             max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
-            progress: Callable[[], None] | None = None, **params) -> Fitted:
-    """Fit the CLV model for ``as_of`` on stacked cutoffs; choose the family and validate on the latest window.
+            progress: Callable[[], None] | None = None, refit: bool = True, layout: str = "auto",
+            **params) -> Fitted:
+    """Fit the CLV model for ``as_of``: choose the family and validate on the latest window, then refit.
 
     ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings).
     """
-    plan = _plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, calibration=False,
-                 max_train_rows=max_train_rows)
-    train = cache.labelled(plan.train, horizon_days, progress=progress)
-    valid = cache.labelled([plan.validation], horizon_days, progress=progress)
-    btyd, btyd_valid = cache.btyd(plan.as_of), cache.btyd(plan.validation)
+    p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
+             layout=layout)
+    _needs_btyd(p, cache)
+    if p.layout == "btyd":
+        params = {**params, "family": "btyd"}
+    train = cache.labelled(p.train, horizon_days, progress=progress)
+    valid = cache.labelled([p.validation], horizon_days, progress=progress)
+    btyd, btyd_valid = cache.btyd(p.as_of), cache.btyd(p.validation)
     model = CLVModel(horizon_days, random_state=random_state, **params)
-    model.fit(train, train["future_spend"], orders=train["future_orders"], X_valid=valid,
-              y_valid=valid["future_spend"], btyd=btyd, btyd_valid=btyd_valid,
-              btyd_status=cache.btyd_status(plan.as_of))
-    pred = model.predict_frame(valid, as_of=plan.validation, btyd=btyd_valid)
-    return Fitted(kind="clv", model=model, plan=plan, valid=valid, valid_pred=pred,
-                  metrics=clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"]),
-                  n_train=len(train),
+    # with the BTYD layout the only labelled rows are the validation window's: nothing is chosen on them
+    model.fit(train, train["future_spend"], orders=train["future_orders"],
+              X_valid=valid if p.layout == "trees" else None,
+              y_valid=valid["future_spend"] if p.layout == "trees" else None, btyd=btyd, btyd_valid=btyd_valid,
+              btyd_status=cache.btyd_status(p.as_of))
+    pred = model.predict_frame(valid, as_of=p.validation, btyd=btyd_valid)
+    metrics = clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"])
+    candidate_cutoffs, n_train = _cutoffs_of(train), len(train)
+    if refit and p.layout == "trees" and p.refit != p.train:
+        rows = cache.labelled(p.refit, horizon_days, progress=progress)
+        chosen = model
+        model = CLVModel(horizon_days, random_state=random_state,
+                         **{**params, "family": chosen.family_, "n_estimators": chosen.n_trees_,
+                            "early_stopping": False})
+        model.fit(rows, rows["future_spend"], orders=rows["future_orders"], btyd=btyd,
+                  btyd_status=cache.btyd_status(p.as_of))
+        model.selection_ = chosen.selection_
+        train, n_train = rows, len(rows)
+    model.train_cutoffs_ = _cutoffs_of(train)
+    return Fitted(kind="clv", model=model, plan=p, valid=valid, valid_pred=pred, metrics=metrics, n_train=n_train,
                   extra={"family": model.family_, "selection": model.selection_,
-                         "btyd_status": cache.btyd_status(plan.as_of)})
+                         "btyd_status": cache.btyd_status(p.as_of), "candidate_cutoffs": candidate_cutoffs,
+                         "refit": model.train_cutoffs_ != candidate_cutoffs})
 
+
+__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "Fitted", "fit_churn", "fit_clv", "plan"]
