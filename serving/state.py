@@ -247,6 +247,7 @@ class ServingState:
         def score_int(v: float | None) -> int | None:
             return None if v is None else int(v)
 
+        horizons = {k: int(getattr(self.models, k).horizon_days) for k in ("churn", "clv")}
         records = []
         for i in range(len(positions)):
             clv = None
@@ -257,7 +258,9 @@ class ServingState:
                 "eligible": eligible[i],
                 "ineligible_reason": text["ineligible_reason"][i],
                 "churn_probability": num["churn_probability"][i],
+                "churn_horizon_days": horizons["churn"],
                 "clv": clv,
+                "clv_horizon_days": horizons["clv"],
                 "expected_orders": num["expected_orders"][i],
                 "p_alive": num["p_alive"][i],
                 "expected_next_order_date": next_date[i],

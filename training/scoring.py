@@ -23,6 +23,8 @@ SCORE_COLUMNS = (
     "person_id", "eligible", "ineligible_reason", "churn_probability", "clv_mean", "clv_p10", "clv_p90",
     "expected_orders", "p_alive", "expected_next_order_date",
 )
+#: Columns naming each model's horizon in days (the same on every row).
+HORIZON_COLUMNS = ("churn_horizon_days", "clv_horizon_days")
 
 
 @dataclass
@@ -47,6 +49,21 @@ def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Serie
     too_new = (orders >= 1) & (features["tenure_days"].fillna(0) < min_tenure_days)
     reason[too_new] = f"first order less than {min_tenure_days} days before as_of"
     return reason
+
+
+def eligibility_table(reasons: pd.Series) -> pd.DataFrame:
+    """Who is scored and who is not, and why: one row per outcome (``status``, ``reason``, ``people``, ``share``).
+
+    ``reasons`` is :func:`eligibility`'s (or ``score``'s ``ineligible_reason``): ``None`` for people scored.
+    The scored row comes first, then the reasons, most people first.
+    """
+    n = len(reasons)
+    scored = int(reasons.isna().sum())
+    counts = reasons.dropna().value_counts()
+    rows = [("scored", "", scored)] + [("not scored", str(r), int(c)) for r, c in counts.items()]
+    table = pd.DataFrame(rows, columns=["status", "reason", "people"])
+    table["share"] = table["people"] / n if n else 0.0
+    return table
 
 
 def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, clv_cut: float | None = None,
@@ -88,6 +105,8 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         out.loc[ok, "churn_probability"] = churn["churn_probability"].to_numpy()
         for col in ("clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"):
             out.loc[ok, col] = clv[col].to_numpy()
+    out["churn_horizon_days"] = int(models.churn.horizon_days)
+    out["clv_horizon_days"] = int(models.clv.horizon_days)
     for col in PASSTHROUGH:
         if col in features.columns:
             out[col] = features[col].to_numpy()

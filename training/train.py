@@ -21,10 +21,11 @@ from features.dataset import Dataset
 from training import plots, pyfunc, registry, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, fit_churn, fit_clv
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted
 from training.frames import FeatureCache, widen
+from training.horizons import fit_for_horizon
 from training.report import attach_report
-from training.scoring import eligibility
+from training.scoring import eligibility, eligibility_table
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ class TrainResult:
     version: str | None
     decision: object | None
     metrics: dict[str, float]
+    #: the horizon choice and the time layout, in words (printed once by the CLI)
+    notes: tuple[str, ...] = ()
+    #: who is scored at ``as_of`` and who is not, and why (``training.scoring.eligibility_table``)
+    eligibility: pd.DataFrame | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- tracked runs
@@ -50,9 +55,12 @@ class TrainResult:
 
 def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
     model = fitted.model
-    params = {"as_of": fitted.plan.as_of.isoformat(), "horizon_days": fitted.plan.horizon_days,
+    choice = fitted.extra.get("horizon")
+    params = {"as_of": fitted.plan.as_of.isoformat(),
+              "horizon_days": choice.horizon if choice is not None else fitted.plan.horizon_days,
               "random_state": random_state, "n_customers": int(len(cache.features(fitted.plan.as_of))),
-              "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params()}
+              "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params(),
+              **(choice.to_params() if choice is not None else {})}
     for key, value in model.get_params().items():
         if key in ("horizon_days", "random_state"):
             continue
@@ -171,7 +179,9 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
               models: tuple[str, ...] = ("churn", "clv"), progress=None) -> dict[str, TrainResult]:
     """Train churn and CLV on shared feature snapshots (each cutoff computed once), then gate each.
 
-    Every model is fitted, logged and registered before any alias moves: a failure part-way leaves both
+    Each horizon is served as :func:`training.horizons.choose_horizon` decides from the history before ``as_of``
+    (fitted directly, CLV extrapolated from a shorter window, or the longest supported horizon), with the time
+    layout of :func:`training.frames.plan_cutoffs`. Every model is fitted, logged and registered before any alias moves: a failure part-way leaves both
     ``champion`` aliases untouched (already registered versions stay without an alias).
     """
     unknown = set(models) - set(GATE_METRIC)
@@ -182,19 +192,35 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
                   random_state=random_state, progress=progress)
     fitted: dict[str, Fitted] = {}
     if "churn" in models:
-        fitted["churn"] = fit_churn(cache, as_of, horizon_days=churn_horizon, **common, **(churn_params or {}))
+        fitted["churn"] = fit_for_horizon("churn", cache, as_of, churn_horizon, **common, **(churn_params or {}))
         if "clv" in models and clv_horizon != churn_horizon:  # the CLV cutoffs differ: free the churn ones
             cache.release(fitted["churn"].plan.all_cutoffs, keep=[as_of])
     if "clv" in models:
-        fitted["clv"] = fit_clv(cache, as_of, horizon_days=clv_horizon, **common, **(clv_params or {}))
+        fitted["clv"] = fit_for_horizon("clv", cache, as_of, clv_horizon, **common, **(clv_params or {}))
     logged = {name: _log_run(data, cache, f, random_state=random_state, register=register)
               for name, f in fitted.items()}
     results = {}
+    table = eligibility_table(eligibility(cache.features(as_of)))
     for name, f in fitted.items():
         run_id, version = logged[name]
         decision = _gate(name, version, f)
-        results[name] = TrainResult(name, f.model, run_id, version, decision, f.metrics)
+        results[name] = TrainResult(name, f.model, run_id, version, decision, f.metrics, notes=_notes(name, f),
+                                    eligibility=table)
     return results
+
+
+def _notes(name: str, fitted: Fitted) -> tuple[str, ...]:
+    choice = fitted.extra.get("horizon")
+    head = (f"{name}: {choice.horizon}-day horizon, {choice.mode}" if choice is not None
+            else f"{name}: {fitted.plan.horizon_days}-day horizon")
+    out = [f"{head} — {choice.reason}" if choice is not None and choice.mode != "direct" else head,
+           f"{name} layout {fitted.plan.layout}: {fitted.plan.reason}; days per part "
+           + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fitted.plan.parts().items())]
+    if fitted.extra.get("refit"):
+        cuts = fitted.model.train_cutoffs_
+        out.append(f"{name}: chosen on cutoffs up to {fitted.extra['candidate_cutoffs'][-1]}, then refit on "
+                   f"{len(cuts)} cutoffs {cuts[0]} … {cuts[-1]}")
+    return tuple(out)
 
 
 def default_as_of(data: Dataset) -> date:
