@@ -27,7 +27,7 @@ import pandas as pd
 
 from features.dataset import Dataset
 from training import plots, tracking
-from training.fitting import DEFAULT_MAX_TRAIN_ROWS
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, family_note
 from training.frames import FeatureCache, as_date
 from training.horizons import fit_for_horizon
 from training.metrics import churn_metrics, clv_metrics
@@ -135,6 +135,7 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
                  "params": getattr(btyd, "params_", None), "gg_params": getattr(btyd, "gg_params_", None)},
         "churn": {
             "family": churn.model.family_,
+            "note": family_note(churn),
             "model": churn_metrics(y, p),
             "validation": churn.metrics,
             "selection": churn.model.selection_,
@@ -146,6 +147,7 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
         },
         "clv": {
             "family": clv.model.family_,
+            "note": family_note(clv),
             "interval_level": round(hi - lo, 4),
             "model": clv_metrics(spend, ev["clv_mean"], ev["clv_p10"], ev["clv_p90"]),
             "validation": clv.metrics,

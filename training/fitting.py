@@ -151,4 +151,20 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
                          "refit": model.train_cutoffs_ != candidate_cutoffs})
 
 
-__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "Fitted", "fit_churn", "fit_clv", "plan"]
+def family_note(fitted: Fitted) -> str:
+    """Which family serves and why, in words (the layout's reason, or the validation figures that chose it)."""
+    family = fitted.model.family_
+    if fitted.plan.layout == "btyd":
+        return f"{family} family: {fitted.plan.reason}"
+    sel = fitted.extra.get("selection") or {}
+    metric = "auc" if fitted.kind == "churn" else "gini"
+    if not sel or family not in sel:
+        return f"{family} family (no comparison on the validation window)"
+    others = ", ".join(f"{k} {v[metric]:.4f}" + ("" if v.get("monotone_orders", True) else
+                                                 " (excluded: more past orders lowered its value)")
+                       for k, v in sel.items() if k != family)
+    return (f"{family} family chosen on the validation window from {fitted.plan.validation}: {metric} "
+            f"{sel[family][metric]:.4f} against {others}")
+
+
+__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "Fitted", "family_note", "fit_churn", "fit_clv", "plan"]

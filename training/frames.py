@@ -197,7 +197,7 @@ class CutoffPlan:
             "cutoffs": ",".join(c.isoformat() for c in self.train),
             "validation_cutoff": self.validation.isoformat(),
             "refit_cutoffs": ",".join(c.isoformat() for c in self.refit),
-            "calibration": "out-of-fold on the training cutoffs",
+            "calibration_rows": "out of fold on the training cutoffs",
             "layout": self.layout,
             "layout.reason": self.reason[:500],
             "layout.required_days": str(self.required_days),

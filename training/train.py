@@ -21,7 +21,7 @@ from features.dataset import Dataset
 from training import plots, pyfunc, registry, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, family_note
 from training.frames import FeatureCache, widen
 from training.horizons import fit_for_horizon
 from training.report import attach_report
@@ -216,6 +216,7 @@ def _notes(name: str, fitted: Fitted) -> tuple[str, ...]:
     out = [f"{head} — {choice.reason}" if choice is not None and choice.mode != "direct" else head,
            f"{name} layout {fitted.plan.layout}: {fitted.plan.reason}; days per part "
            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fitted.plan.parts().items())]
+    out.append(f"{name}: {family_note(fitted)}")
     if fitted.extra.get("refit"):
         cuts = fitted.model.train_cutoffs_
         out.append(f"{name}: chosen on cutoffs up to {fitted.extra['candidate_cutoffs'][-1]}, then refit on "
