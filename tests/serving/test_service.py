@@ -88,6 +88,9 @@ def test_score_fields_for_scored_and_unscored_people(service, sample_ids):
     assert any(r.reasons for r in eligible)
     unscored = run(service.score(customer_ids=sample_ids(10, seed=3, eligible=False))).results
     assert unscored
+    horizons = (service.state.models.churn.horizon_days, service.state.models.clv.horizon_days)
+    for r in [*eligible, *unscored]:  # every answer names the horizons its numbers cover
+        assert (r.churn_horizon_days, r.clv_horizon_days) == horizons
     for r in unscored:
         assert not r.eligible and r.ineligible_reason
         assert r.churn_probability is None and r.clv is None and r.reasons == []
