@@ -181,8 +181,9 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
 
     Each horizon is served as :func:`training.horizons.choose_horizon` decides from the history before ``as_of``
     (fitted directly, CLV extrapolated from a shorter window, or the longest supported horizon), with the time
-    layout of :func:`training.frames.plan_cutoffs`. Every model is fitted, logged and registered before any alias moves: a failure part-way leaves both
-    ``champion`` aliases untouched (already registered versions stay without an alias).
+    layout of :func:`training.frames.plan_cutoffs`. Every model is fitted, logged and registered before any
+    alias moves: a failure part-way leaves both ``champion`` aliases untouched (already registered versions stay
+    without an alias).
     """
     unknown = set(models) - set(GATE_METRIC)
     if unknown or not models:
