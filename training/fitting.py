@@ -60,12 +60,21 @@ def _cutoffs_of(frame: pd.DataFrame) -> list[str]:
     return sorted({pd.Timestamp(c).date().isoformat() for c in frame["cutoff"].unique()})
 
 
+class BTYDUnavailable(ValueError):
+    """The layout needs the BTYD family alone, and the BTYD fit at ``day`` failed."""
+
+    def __init__(self, message: str, *, day):
+        super().__init__(message)
+        self.day = day
+
+
 def _needs_btyd(plan_: CutoffPlan, cache: FeatureCache) -> None:
     if plan_.layout == "btyd":
         for day in (plan_.as_of, plan_.validation):
             if cache.btyd(day) is None:
-                raise ValueError(f"{plan_.reason}; but the BTYD fit at {day} failed ({cache.btyd_status(day)}): "
-                                 "use a shorter horizon or a later --as-of")
+                raise BTYDUnavailable(f"{plan_.reason}; but the BTYD fit at {day} failed "
+                                      f"({cache.btyd_status(day)}): use a shorter horizon or a later --as-of",
+                                      day=day)
 
 
 def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: int = 8, step_days: int = 30,
@@ -167,4 +176,4 @@ def family_note(fitted: Fitted) -> str:
             f"{sel[family][metric]:.4f} against {others}")
 
 
-__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "Fitted", "family_note", "fit_churn", "fit_clv", "plan"]
+__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "BTYDUnavailable", "Fitted", "family_note", "fit_churn", "fit_clv", "plan"]

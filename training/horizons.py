@@ -9,7 +9,9 @@ for what each layout needs, with ``m`` = 60 days of feature history):
   the trees support (``(history - m) / 2``, rounded down to whole months, at least 30 days) and its amounts are
   scaled to ``H`` per person by the BTYD model's ratio of expected orders (spend = orders × order value, so the
   same as its ratio of expected spend) over ``H`` and ``h``: :class:`ExtrapolatedCLV`;
-* ``shortened`` — too little history even for that: the longest horizon the history supports is used instead.
+* ``shortened`` — too little history even for that: the longest horizon the history supports is used instead;
+  also when the BTYD family alone would serve but the BTYD model does not fit (short histories often show no
+  dropout yet): then the longest horizon the trees support, ``(history - m) / 2``.
 
 The choice and its reason go into the run's params (``horizon.*``) and the backtest JSON, and are printed once.
 """
@@ -178,12 +180,26 @@ def fit_for_horizon(kind: str, cache, as_of, requested: int, **kwargs):
     ``kwargs`` go to :func:`training.fitting.fit_churn` / ``fit_clv``. The returned ``Fitted`` carries the
     choice in ``extra["horizon"]``; with an extrapolated CLV its validation figures are the fitted window's.
     """
-    from training.fitting import fit_churn, fit_clv
+    from training.fitting import BTYDUnavailable, fit_churn, fit_clv
 
-    choice = choose_horizon(kind, requested, history_days(cache.data, as_of))
+    fit = fit_churn if kind == "churn" else fit_clv
+    history = history_days(cache.data, as_of)
+    choice = choose_horizon(kind, requested, history)
     if choice.mode != "direct" or "BTYD" in choice.reason:
         log.warning("%s: %s", kind, choice.reason)
-    fitted = (fit_churn if kind == "churn" else fit_clv)(cache, as_of, horizon_days=choice.fit_horizon, **kwargs)
+    try:
+        fitted = fit(cache, as_of, horizon_days=choice.fit_horizon, **kwargs)
+    except BTYDUnavailable as exc:
+        short = _round_down((history - MIN_CUTOFF_HISTORY_DAYS) // 2)
+        if short < MIN_HORIZON_DAYS:
+            raise
+        choice = HorizonChoice(
+            kind, requested, short, short, "shortened",
+            f"{history} days of history: too short for the trees at {requested} days, and the BTYD fit at "
+            f"{exc.day} failed ({cache.btyd_status(exc.day)[:200]}), so the BTYD family alone cannot serve them; "
+            f"the longest horizon the trees support, {short} days, is used instead", history)
+        log.warning("%s: %s", kind, choice.reason)
+        fitted = fit(cache, as_of, horizon_days=short, **kwargs)
     if choice.mode == "extrapolated":
         fitted.model = ExtrapolatedCLV(fitted.model, choice.horizon)
     fitted.extra["horizon"] = choice

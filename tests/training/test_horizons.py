@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from model_data import AS_OF, FAST_CLV, HORIZON, fitted_churn, fitted_clv, small
+from model_data import AS_OF, FAST, FAST_CLV, HORIZON, fitted_churn, fitted_clv, small
 
 from training.frames import HistoryTooShort
 from training.horizons import ExtrapolatedCLV, choose_horizon, fit_for_horizon
@@ -101,3 +101,23 @@ def test_scores_carry_each_models_horizon():
     out = score(snap, models, as_of=AS_OF, with_intervals=False)
     assert (out["churn_horizon_days"] == HORIZON).all() and (out["clv_horizon_days"] == 180).all()
     assert eligibility_table(eligibility(snap))["people"].sum() == len(snap)
+
+
+@pytest.mark.slow
+def test_when_btyd_cannot_fit_the_longest_horizon_the_trees_support():
+    """200 days of a brand where nobody drops out: BTYD alone cannot serve 90 days, so churn falls back to 60."""
+    from features.dataset import Dataset
+    from training.frames import FeatureCache
+    from training.horizons import fit_for_horizon as fit
+
+    frozen = small(config="frozen", quick_btyd=True)
+    orders = frozen.dataset.orders
+    cut = Dataset(orders=orders[orders["order_ts"] >= pd.Timestamp(AS_OF - timedelta(days=200))]
+                  .reset_index(drop=True))
+    cache = FeatureCache(cut, btyd_params={"chain": [("bg_nbd", 0.0)]})
+    if cache.btyd(AS_OF - timedelta(days=90)) is not None:
+        pytest.skip("BTYD fitted on this brand")
+    fitted = fit("churn", cache, AS_OF, 90, n_cutoffs=2, **FAST)
+    choice = fitted.extra["horizon"]
+    assert (choice.mode, choice.horizon, fitted.plan.layout) == ("shortened", 60, "trees")
+    assert "BTYD fit at" in choice.reason and "60 days" in choice.reason
