@@ -108,3 +108,14 @@ def test_train_all_cli_on_a_short_history_extrapolates_and_says_why(tmp_path):
     assert "churn layout btyd" in out and "BTYD family alone" in out
     assert "who is scored" in out and "scored" in out
     assert registry.champion_version("churn") == 1 and registry.champion_version("clv") == 1
+    # scoring with those champions: the horizons are columns, and one table says who is scored and why
+    scored = CliRunner().invoke(app, ["score", "--data", str(tmp_path), "--as-of", "2025-07-01",
+                                      "--out", str(tmp_path / "scores.csv")])
+    assert scored.exit_code == 0, scored.output
+    text = " ".join(scored.output.split())
+    assert "who is scored" in text and "(90-day horizon)" in text and "(365-day horizon)" in text
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert (scores["churn_horizon_days"] == 90).all() and (scores["clv_horizon_days"] == 365).all()
+    not_scored = scores.loc[~scores["eligible"], "ineligible_reason"].value_counts()
+    for reason, people in not_scored.items():
+        assert f"{reason} │ {people:,}" in scored.output or reason in text
