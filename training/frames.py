@@ -296,11 +296,11 @@ def plan_cutoffs(
         return CutoffPlan(as_of, horizon_days, [validation], validation, [validation], "btyd", reason, history,
                           min_history_days)
     need = need_trees if layout == "trees" else need_btyd
+    needs = (f"the trees: {trees_text}" if layout == "trees" else
+             f"at least {horizon_days} + {min_history_days} with the BTYD family alone, {need_trees} for the trees")
     raise HistoryTooShort(
         f"not enough history for a {horizon_days}-day horizon as of {as_of}: {history} days of data since {start}, "
-        f"{need} needed ({'the trees: ' + trees_text if layout == 'trees' else f'at least {horizon_days} + '}"
-        f"{'' if layout == 'trees' else f'{min_history_days} with the BTYD family alone, {need_trees} for the trees'}"
-        "); use a shorter horizon or a later --as-of",
+        f"{need} needed ({needs}); use a shorter horizon or a later --as-of",
         horizon_days=horizon_days, history_days=history, required_days=need)
 
 
