@@ -32,7 +32,11 @@ def _models(args, work: Path):
     from training.scoring import Models, load_champions
 
     if args.from_registry:
-        return load_champions()
+        from features.brand import load_brand
+
+        if args.data is None:
+            raise SystemExit("--from-registry needs --data (the brand whose champions score)")
+        return load_champions(brand=load_brand(args.data).brand)
     from features.contract import load_dataset
     from features.simulate import simulate, write_dataset
     from training.fitting import fit_churn, fit_clv

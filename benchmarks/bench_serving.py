@@ -65,12 +65,17 @@ def prepare(data: Path, n: int, train_customers: int, env: dict) -> None:
     if not (data / "features" / f"as_of={AS_OF}" / "manifest.json").exists():
         scrm("simulate", "--customers", str(n), "--seed", "7", "--out", str(data), env=env)
         scrm("features", "build", "--data", str(data), "--as-of", AS_OF, env=env)
-    code = ("from training import registry; import sys; "
-            "sys.exit(0 if registry.champion_version('churn') and registry.champion_version('clv') else 1)")
-    if subprocess.run([sys.executable, "-c", code], env=env).returncode != 0:
+    # the champions are registered under the served directory's brand (models are per brand)
+    code = ("from training import registry; from features.brand import load_brand; import sys; "
+            f"b = load_brand({str(data)!r}).brand; print(b); "
+            "sys.exit(0 if all(registry.champion_version(registry.model_name(b, k)) for k in ('churn', 'clv')) "
+            "else 1)")
+    check = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if check.returncode != 0:
+        brand = check.stdout.strip().splitlines()[-1]
         train = data.parent / f"{data.name}-train"
         scrm("simulate", "--customers", str(train_customers), "--seed", "8", "--out", str(train), env=env)
-        scrm("train", "all", "--data", str(train), "--as-of", AS_OF, "--cutoffs", "1", env=env)
+        scrm("train", "all", "--data", str(train), "--as-of", AS_OF, "--cutoffs", "1", "--brand", brand, env=env)
 
 
 def free_port() -> int:

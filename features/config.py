@@ -12,28 +12,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.errors import InputError
+
 
 class FeatureConfigError(ValueError):
     """A feature config file cannot be read or holds unknown keys or invalid values (the message names both)."""
 
 
-class FeatureConfigMismatch(ValueError):
-    """A snapshot was built with another feature config than the model expects.
+class FeatureConfigMismatch(InputError):
+    """A snapshot was built with another feature config than the model expects (or two models disagree).
 
     Attributes
     ----------
     differences
-        ``{key: (snapshot value, model value)}`` for every differing key.
+        ``{key: (first value, second value)}`` for every differing key.
     """
 
-    def __init__(self, differences: dict[str, tuple[Any, Any]]) -> None:
+    def __init__(self, differences: dict[str, tuple[Any, Any]], *, labels: tuple[str, str] = ("snapshot", "model"),
+                 fix: str | None = None) -> None:
         self.differences = differences
-        parts = [f"{k}: snapshot {a!r} vs model {b!r}" for k, a, b in ((k, *v) for k, v in differences.items())]
-        super().__init__(
-            "the feature snapshot was built with another feature config than the model was trained on ("
-            + "; ".join(parts) + "); rebuild the snapshot with the model's config (`scrm features build --config "
-            "FILE`) or retrain the model on this snapshot"
+        first, second = labels
+        parts = [f"{k}: {first} {a!r} vs {second} {b!r}" for k, a, b in ((k, *v) for k, v in differences.items())]
+        fix = fix or (
+            "rebuild the snapshot with the model's config (`scrm features build --config FILE`, the model's run "
+            "holds it as tag scrm.feature_config) or retrain the model on this config (`scrm train --feature-config FILE`)"
         )
+        super().__init__(f"the {first} and the {second} use different feature configs (" + "; ".join(parts)
+                         + f"); {fix}", field="config")
 
 
 class FeatureConfig(BaseModel):
@@ -162,7 +167,8 @@ def describe_validation_error(error: ValidationError, *, known: list[str] | None
     return "; ".join(parts)
 
 
-def check_config(snapshot_config: FeatureConfig | dict | None, model_config: FeatureConfig | dict | None) -> None:
+def check_config(snapshot_config: FeatureConfig | dict | None, model_config: FeatureConfig | dict | None,
+                 **message) -> None:
     """Raise ``FeatureConfigMismatch`` when a snapshot's feature config differs from a model's.
 
     Parameters
@@ -170,12 +176,14 @@ def check_config(snapshot_config: FeatureConfig | dict | None, model_config: Fea
     snapshot_config, model_config
         A ``FeatureConfig`` or its ``model_dump(mode="json")`` mapping (as stored in a snapshot manifest);
         ``None`` means the defaults. Keys missing from a mapping take their default values.
+    **message
+        ``labels`` (what the two configs belong to) and ``fix`` for the error message.
     """
     a = _as_json(snapshot_config, "snapshot config")
     b = _as_json(model_config, "model config")
     differences = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
     if differences:
-        raise FeatureConfigMismatch(differences)
+        raise FeatureConfigMismatch(differences, **message)
 
 
 def _as_json(config: FeatureConfig | dict | None, source: str) -> dict:

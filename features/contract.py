@@ -14,6 +14,10 @@ Two kinds of problems are distinguished:
   :data:`RULE_ORDER`) into ``REJECTS_DIR/NAME.rejects.parquet``; the good rows are used. The accounting
   ``rows read = rows used + rows rejected`` always closes and is printed.
 
+The rules that look across values or tables (timestamps after the run's time or the plausible end of the data,
+the amount bound, the decimal-point / decimal-comma reading of numbers, keys unknown to orders and identities)
+and their settings (``DATA/contract.yaml``) live in :mod:`features.contract_rules`.
+
 Raw ``phone`` and ``unionid`` columns are hashed (:mod:`features.pii`) the moment a table is read and dropped,
 before validation, so neither the returned :class:`~features.dataset.Dataset` nor the rejects files hold them.
 """
@@ -27,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features import contract_rules
+from features.contract_rules import ContractSettings
 from features.dataset import TABLES, Dataset, TableFingerprint
 from features.errors import InputError
 from features.pii import PII_COLUMNS, hmac_hash, normalize_phone, pii_key
@@ -39,8 +45,11 @@ TS_DTYPE = "datetime64[us]"
 RULE_ORDER = (
     "empty_key",  # a key column (order_id, customer_key, campaign_id) is missing or blank
     "unparseable_timestamp",  # order_ts / event_ts / sent_ts missing or unparseable; join_ts / linked_ts present but unparseable
+    "future_timestamp",  # a timestamp after the run's time or the plausible end of the data (contract_rules)
+    "ambiguous_number",  # a number whose decimal-point and decimal-comma readings differ, unsettled by its column
     "missing_amount",  # amount missing, blank, not a number or infinite
     "negative_amount",  # amount < 0
+    "implausible_amount",  # amount above the brand's plausibility bound (contract_rules.amount_bound)
     "unknown_channel",  # channel not one of CHANNELS (blank → default "other")
     "unknown_status",  # status not one of STATUSES (blank → default "paid")
     "unknown_event_type",  # event_type missing or not one of EVENT_TYPES
@@ -180,6 +189,7 @@ class TableReport:
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rejects_file: str | None = None
+    unknown_keys: int = 0  # rows (events, campaign_touches) whose customer_key is in neither orders nor identities
 
     @property
     def accounting(self) -> str:
@@ -214,9 +224,27 @@ class ValidationReport:
                 "rows_used": t.rows_used,
                 "rows_rejected": t.rows_rejected,
                 "reasons": dict(t.reasons),
+                "unknown_keys": t.unknown_keys,
             }
             for name, t in self.tables.items()
         }
+
+
+@dataclass
+class _Checked:
+    """A table after the per-value rules, before the cross-table ones and the split into used and rejected."""
+
+    name: str
+    path: Path
+    sha256: str
+    raw: pd.DataFrame
+    frame: pd.DataFrame
+    failing: dict[str, np.ndarray]
+    notes: list[str]
+
+    def fail(self, rule: str, mask) -> None:
+        mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
+        self.failing[rule] = self.failing[rule] | mask if rule in self.failing else mask
 
 
 @dataclass
@@ -232,7 +260,8 @@ class _Validated:
 # --- public entry point -----------------------------------------------------------------------------------------
 
 
-def load_dataset(data_dir: str | Path, *, rejects_dir: str | Path | None = None, console=None) -> Dataset:
+def load_dataset(data_dir: str | Path, *, rejects_dir: str | Path | None = None, console=None,
+                 settings: ContractSettings | None = None) -> Dataset:
     """Read and validate a data directory into a :class:`~features.dataset.Dataset`.
 
     Parameters
@@ -245,6 +274,9 @@ def load_dataset(data_dir: str | Path, *, rejects_dir: str | Path | None = None,
         rejects file of a table that now has no rejects is removed.
     console : rich.console.Console, optional
         Where to print the per-table accounting and reject summaries; nothing is printed when ``None``.
+    settings : ContractSettings, optional
+        Tolerances of the cross-value rules (time limit, amount bound, number locale); default: read from
+        ``data_dir/contract.yaml`` (:func:`features.contract_rules.load_settings`), every default without one.
 
     Returns
     -------
@@ -268,10 +300,11 @@ def load_dataset(data_dir: str | Path, *, rejects_dir: str | Path | None = None,
         raise DataContractError(
             data_dir, None, "required table 'orders' is missing (expected orders.parquet or orders.csv)"
         )
-    validated: dict[str, _Validated] = {}
-    for name in TABLES:
-        if name in files:
-            validated[name] = _validate_table(name, files[name], console=console)
+    settings = settings if settings is not None else contract_rules.load_settings(data_dir)
+    checked = {name: _check_table(name, files[name], settings, console=console) for name in TABLES if name in files}
+    _check_time_limit(checked, settings)
+    validated = {name: _finish_table(c) for name, c in checked.items()}
+    _count_unknown_keys(validated)
 
     # Nothing was written until here: a fatal error above leaves the directory untouched.
     report = ValidationReport(data_dir=data_dir, rejects_dir=rejects_dir)
@@ -443,20 +476,62 @@ def _to_local(ts: pd.Series) -> pd.Series:
     return ts.astype(TS_DTYPE)
 
 
-def _parse_numbers(s: pd.Series, text: pd.Series | None) -> pd.Series:
-    """Parse numbers to float64; currency signs, thousands separators and spaces are ignored; bad → NaN."""
+def _parse_numbers(s: pd.Series, text: pd.Series | None, col: str, settings: ContractSettings,
+                   notes: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Parse numbers to float64 by the column's locale (:func:`features.contract_rules.parse_numbers`); bad →
+    NaN. Returns the values and the mask of ambiguous values; a comma-decimal reading is noted."""
+    no_flags = pd.Series(False, index=s.index)
     if pd.api.types.is_bool_dtype(s.dtype):
-        return pd.Series(np.nan, index=s.index, dtype="float64")
+        return pd.Series(np.nan, index=s.index, dtype="float64"), no_flags
     if text is None:
-        return s.astype("float64")
-    cleaned = text.str.replace(r"[¥￥,\s]", "", regex=True) if text.str.contains(r"[¥￥,\s]").any() else text
-    return pd.to_numeric(cleaned, errors="coerce").astype("float64")
+        return s.astype("float64"), no_flags
+    parsed = contract_rules.parse_numbers(text, settings.locale(col))
+    if parsed.locale in ("comma", "mixed") and parsed.example is not None:
+        kind = "a decimal comma" if parsed.locale == "comma" else "both decimal marks, each value by its own form"
+        notes.append(f"{col}: read with {kind} (e.g. {parsed.example!r}); set number_locale in "
+                     f"{contract_rules.CONTRACT_FILE} to fix it")
+    if parsed.ambiguous.any():
+        notes.append(f"{col}: {int(parsed.ambiguous.sum()):,} value(s) read differently with a decimal point and "
+                     f"a decimal comma (e.g. {text[parsed.ambiguous].iloc[0]!r}) quarantined as ambiguous_number; "
+                     f"set number_locale in {contract_rules.CONTRACT_FILE}")
+    return parsed.values, parsed.ambiguous
 
 
 # --- one table --------------------------------------------------------------------------------------------------
 
 
-def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
+def _check_time_limit(checked: dict[str, _Checked], settings: ContractSettings) -> None:
+    """Quarantine timestamps after the run's time or the plausible end of the orders and events (any table)."""
+    # every parsed activity timestamp counts, also of rows failing another rule: they still show the data's span
+    activity = [c.frame[col] for c in checked.values() for col in SCHEMAS[c.name].timestamps
+                if c.name in ("orders", "events") and col in c.frame.columns]
+    limit = contract_rules.time_limit(activity, settings)
+    for c in checked.values():
+        for col in (col for col in SCHEMAS[c.name].timestamps if col in c.frame.columns):
+            late = (c.frame[col] > limit.limit).to_numpy(dtype=bool)
+            if late.any():
+                c.fail("future_timestamp", late)
+                first = c.frame[col][late].min()
+                c.notes.append(f"{col}: {int(late.sum()):,} value(s) from {first:%Y-%m-%d} on are {limit.reason(first)}"
+                               f"; tolerances in {contract_rules.CONTRACT_FILE}")
+
+
+def _count_unknown_keys(validated: dict[str, _Validated]) -> None:
+    """Count the events and touches whose customer_key is in neither orders nor identities (kept, reported)."""
+    identities = validated["identities"].good if "identities" in validated else None
+    known = contract_rules.known_customer_keys(validated["orders"].good, identities)
+    where = "orders or identities" if identities is not None else "orders (no identities table)"
+    for name in ("events", "campaign_touches"):
+        if name in validated:
+            rows, keys = contract_rules.count_unknown_keys(validated[name].good, known)
+            validated[name].report.unknown_keys = rows
+            if rows:
+                left_out = "; campaign evaluation leaves them out" if name == "campaign_touches" else ""
+                validated[name].report.notes.append(
+                    f"{rows:,} row(s) of {keys:,} customer_key(s) not in {where}{left_out}")
+
+
+def _check_table(name: str, path: Path, settings: ContractSettings, *, console=None) -> _Checked:
     schema = SCHEMAS[name]
     sha = _sha256(path)
     raw = _read(path)
@@ -480,13 +555,9 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
         raw = _hash_pii(raw, key=pii_key(console=console), notes=notes)
     raw = raw[[c for c in schema.columns if c in raw.columns and c not in PII_COLUMNS]]
 
-    n = len(raw)
     typed: dict[str, pd.Series] = {}
-    failing: dict[str, np.ndarray] = {}
-
-    def fail(rule: str, mask) -> None:
-        mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
-        failing[rule] = failing[rule] | mask if rule in failing else mask
+    checked = _Checked(name=name, path=path, sha256=sha, raw=raw, frame=pd.DataFrame(), failing={}, notes=notes)
+    fail = checked.fail
 
     for col in schema.columns:
         if col not in raw.columns:
@@ -505,18 +576,26 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
             # a required timestamp must be there; an optional one (join_ts) may be empty but not garbage
             fail("unparseable_timestamp", parsed.isna() if required else parsed.isna() & present)
         elif col == "amount" and schema.amount:
-            parsed = _parse_numbers(s, text)
+            parsed, ambiguous = _parse_numbers(s, text, col, settings, notes)
             finite = np.isfinite(parsed)
-            if not finite.any():
+            if not finite.any() and not ambiguous.any():
                 raise DataContractError(
                     path, col, f"wrong type: no value parses as a number (e.g. {_sample(s, text)})"
                 )
+            fail("ambiguous_number", ambiguous)
             typed[col] = parsed.where(finite)
             fail("missing_amount", ~finite)
             fail("negative_amount", finite & (parsed < 0))
+            bound = contract_rules.amount_bound(parsed[finite & (parsed >= 0)], settings)
+            if bound is not None and (finite & (parsed > bound)).any():
+                fail("implausible_amount", finite & (parsed > bound))
+                notes.append(f"amount: {int((finite & (parsed > bound)).sum()):,} value(s) above the plausibility "
+                             f"bound {bound:,.2f} (max_amount_factor × median, max_amount in "
+                             f"{contract_rules.CONTRACT_FILE})")
         elif col in schema.numerics:
-            parsed = _parse_numbers(s, text)
-            bad = present & ~np.isfinite(parsed)
+            parsed, ambiguous = _parse_numbers(s, text, col, settings, notes)
+            fail("ambiguous_number", ambiguous)
+            bad = present & ~np.isfinite(parsed) & ~ambiguous
             if present.any() and not (present & ~bad).any():
                 raise DataContractError(
                     path, col, f"wrong type: no value parses as a number (e.g. {_sample(s, text)})"
@@ -546,9 +625,16 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
         if col not in typed and default is not None:
             typed[col] = pd.Series(default, index=raw.index, dtype="str")
     for col in schema.bools:
-        if col not in typed:
-            typed[col] = pd.Series(False, index=raw.index)
-    frame = pd.DataFrame(typed, index=raw.index)
+        if col not in typed:  # absent column: the value is unknown (consent policy: features.brand)
+            typed[col] = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+    checked.frame = pd.DataFrame(typed, index=raw.index)
+    return checked
+
+
+def _finish_table(checked: _Checked) -> _Validated:
+    """Assign each row its first failing rule, keep the first valid occurrence of an id, split, account."""
+    name, path, raw, frame, failing = checked.name, checked.path, checked.raw, checked.frame, checked.failing
+    schema, notes, n, rows_read = SCHEMAS[name], checked.notes, len(checked.frame), len(checked.raw)
 
     # reason code per row: 0 = used, i + 1 = RULE_ORDER[i]; assigning in reverse lets the first failing rule win
     code = np.zeros(n, dtype=np.int8)
@@ -584,8 +670,12 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
         ]
     if rows_used == 0:
         top = max(reasons, key=reasons.get)
+        hint = {
+            "ambiguous_number": f"; set number_locale (dot or comma) in {contract_rules.CONTRACT_FILE}",
+            "future_timestamp": f"; check the clock, or set now / now_tolerance_days in {contract_rules.CONTRACT_FILE}",
+        }.get(top, "")
         raise DataContractError(
-            path, _rule_column(schema, top), f"no usable rows: all {rows_read:,} rows rejected (mostly {top})"
+            path, _rule_column(schema, top), f"no usable rows: all {rows_read:,} rows rejected (mostly {top}){hint}"
         )
     report = TableReport(
         name=name,
@@ -597,7 +687,7 @@ def _validate_table(name: str, path: Path, *, console=None) -> _Validated:
         examples=examples,
         notes=notes,
     )
-    return _Validated(name=name, path=path, sha256=sha, good=good, rejects=rejects, report=report)
+    return _Validated(name=name, path=path, sha256=checked.sha256, good=good, rejects=rejects, report=report)
 
 
 def _is_textual(s: pd.Series) -> bool:
@@ -621,9 +711,9 @@ def _normalise_enum(s: pd.Series) -> pd.Series:
 def _rule_column(schema: TableSchema, rule: str) -> str | None:
     if rule == "empty_key":
         return schema.keys[0]
-    if rule == "unparseable_timestamp":
+    if rule in ("unparseable_timestamp", "future_timestamp"):
         return schema.timestamps[0] if schema.timestamps else None
-    if rule in ("missing_amount", "negative_amount"):
+    if rule in ("missing_amount", "negative_amount", "implausible_amount", "ambiguous_number"):
         return "amount"
     if rule == "duplicate_order_id":
         return "order_id"
@@ -634,12 +724,16 @@ def _rule_column(schema: TableSchema, rule: str) -> str | None:
 
 
 def _parse_bools(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Nullable booleans: a blank value is unknown (``<NA>``), never silently ``False``."""
     if pd.api.types.is_bool_dtype(s.dtype):
-        return s.fillna(False).astype(bool), pd.Series(False, index=s.index)
+        return s.astype("boolean"), pd.Series(False, index=s.index)
     text = _as_text(s).str.lower()
     is_true, is_false = text.isin(_TRUE), text.isin(_FALSE)
     bad = text.notna() & ~is_true & ~is_false
-    return is_true.astype(bool), bad.astype(bool)
+    value = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    value[is_true.to_numpy(dtype=bool)] = True
+    value[is_false.to_numpy(dtype=bool)] = False
+    return value, bad.astype(bool)
 
 
 def _hash_pii(df: pd.DataFrame, *, key: bytes, notes: list[str]) -> pd.DataFrame:

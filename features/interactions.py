@@ -179,7 +179,8 @@ def profile_aggregates(identities: ir.Table, key_map: ir.Table, as_of: date) -> 
     if "join_ts" in cols:
         aggs["_first_join_ts"] = t.join_ts.min(where=joined_before)
     if "marketing_opt_out" in cols:
-        aggs["marketing_opt_out"] = t.marketing_opt_out.fill_null(False).cast("boolean").any()
+        # any account opted out → True; else any recorded False → False; no recorded value → NULL (unknown)
+        aggs["marketing_opt_out"] = t.marketing_opt_out.cast("boolean").any()
     if "member_card" in cols:
         has_card = t.member_card.notnull() & (t.member_card.cast("string") != "")
         if joined_before is not None:

@@ -356,7 +356,7 @@ def build_features(
     missing = [name for name, ok in used.items() if not ok]
     if missing:
         what = {"events": "interaction features", "touches": "campaign features",
-                "identities": "profile features (opt-out taken as False)"}
+                "identities": "profile features (consent unknown: marketing_opt_out left empty)"}
         (console or Console(stderr=True)).print(
             f"[yellow]note:[/] no {', '.join(missing)} table(s): {', '.join(what[m] for m in missing)} left out"
         )
@@ -365,18 +365,19 @@ def build_features(
 
 def _finish(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """pandas step on the per-person table: scores, segments, lifecycle, dtypes, column order."""
-    fill = {"n_categories": 0, "marketing_opt_out": False, "is_member": False}
+    fill = {"n_categories": 0, "is_member": False}
     df = df.fillna({c: v for c, v in fill.items() if c in df})
     dtypes = column_dtypes(config)
     casts: dict[str, object] = {c: "int64" for c in df.columns if dtypes.get(c) == "int64"}
-    casts.update({"marketing_opt_out": bool, "is_member": "float64"})  # filled with False above
+    # marketing_opt_out stays nullable: <NA> = no recorded consent (the brand's consent policy decides)
+    casts.update({"marketing_opt_out": "boolean", "is_member": "float64"})
     df = df.astype({c: t for c, t in casts.items() if c in df})
     scores = rfm_scores(df, config).astype("float64")
     segment, segment_en = rfm_segments(scores, config)
     added = scores.assign(rfm_segment=segment, rfm_segment_en=segment_en,
                           lifecycle_stage=lifecycle_stage(df, config))
-    if "marketing_opt_out" not in df:
-        added["marketing_opt_out"] = False
+    if "marketing_opt_out" not in df:  # no identities: nobody's consent is recorded
+        added["marketing_opt_out"] = pd.array([pd.NA] * len(df), dtype="boolean")
     df = pd.concat([df.drop(columns=[c for c in added.columns if c in df]), added.set_index(df.index)], axis=1)
     return df[_column_order(list(df.columns), config)]
 
@@ -534,7 +535,9 @@ def summarize(features: pd.DataFrame, console: Console | None = None) -> None:
         if "spend_365d" in b:
             head.add_row("spend in last 365 days", f"{b['spend_365d'].sum():,.2f}")
     if "marketing_opt_out" in features:
-        head.add_row("marketing opt-outs", f"{int(features['marketing_opt_out'].sum()):,}")
+        opt = features["marketing_opt_out"]
+        head.add_row("marketing opt-outs", f"{int(opt.eq(True).sum()):,}")
+        head.add_row("consent unknown (no recorded choice)", f"{int(opt.isna().sum()):,}")
     console.print(head)
 
     seg = Table(title="RFM segments (buyers)")

@@ -88,7 +88,8 @@ def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...])
     as_of
         The cut-off date.
     windows
-        Trailing windows in days for ``orders_<w>d`` / ``spend_<w>d``.
+        Trailing windows in days for ``orders_<w>d`` / ``spend_<w>d``; those under a year also give
+        ``spend_ly_<w>d``, the spend in ``[as_of - 365 days, as_of - 365 days + w)``.
 
     Returns
     -------
@@ -111,6 +112,10 @@ def order_aggregates(orders: ir.Table, as_of: date, *, windows: tuple[int, ...])
         in_w = paid & (orders.order_ts >= since)
         aggs[f"orders_{w}d"] = orders.count(where=in_w)
         aggs[f"spend_{w}d"] = orders.amount.sum(where=in_w)
+    for w in (w for w in windows if w < 365):  # last year's spend in the calendar window of the next w days
+        ly_from = ibis.literal(cutoff - pd.Timedelta(days=365), type="timestamp")
+        ly_to = ibis.literal(cutoff - pd.Timedelta(days=365 - w), type="timestamp")
+        aggs[f"spend_ly_{w}d"] = orders.amount.sum(where=paid & (orders.order_ts >= ly_from) & (orders.order_ts < ly_to))
     for i, ch in enumerate(CHANNELS):
         aggs[f"_n_ch_{ch}"] = orders.count(where=paid & (orders.channel_code == i))
     if "discounted" in cols:

@@ -6,10 +6,14 @@ From ``SNAPSHOT_SPEC`` come the column order of a snapshot, the plain-words docs
 Templated names are expanded with the windows of a ``FeatureConfig`` and the vocabularies of ``features.vocab``:
 
 - ``{w}``: ``FeatureConfig.windows``; ``{ew}``: ``FeatureConfig.event_windows``;
+- ``{lyw}``: the windows of ``FeatureConfig.windows`` shorter than a year (last year's same calendar window);
 - ``{channel}``: ``vocab.CHANNELS``; ``{event}``: ``vocab.EVENT_TYPES`` (``{event_words}`` in docs: the type
-  with spaces); ``{bins}`` and ``{response_window_days}`` in docs: the config's values.
+  with spaces); ``{bins}`` and ``{response_window_days}`` in docs: the config's values;
+- ``{festival}``: the festivals of the packaged calendar (``features.calendar``; ``{festival_label}`` in docs).
 
-Regenerate the docs table with ``python -m features.spec --markdown``.
+``CALENDAR_SPEC`` describes the calendar features of a horizon window (``features.calendar.window_features``).
+
+Regenerate the docs tables with ``python -m features.spec --markdown`` and ``--calendar``.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from features.calendar import DEFAULT_CALENDAR, load_calendar
 from features.config import FeatureConfig, FeatureConfigMismatch, check_config
 from features.vocab import CHANNELS, EVENT_TYPES, LIFECYCLE_STAGES
 
 __all__ = ["FeatureConfigMismatch", "FeatureSpec", "SNAPSHOT_SPEC", "TRAINING_SPEC", "check_config"]
 
-Dtype = Literal["int64", "float64", "str", "bool"]
+Dtype = Literal["int64", "float64", "str", "bool", "boolean"]  # "boolean": pandas' nullable boolean
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,13 @@ class FeatureSpec:
     def expand(self, config: FeatureConfig | None = None) -> list[tuple[str, str]]:
         """``(column, doc)`` for every column of this entry under ``config`` (defaults when ``None``)."""
         config = config or FeatureConfig()
-        values = {"w": config.windows, "ew": config.event_windows, "channel": CHANNELS, "event": EVENT_TYPES}
+        values = {"w": config.windows, "ew": config.event_windows, "channel": CHANNELS, "event": EVENT_TYPES,
+                  "lyw": tuple(w for w in config.windows if w < 365)}
+        labels = {}
+        if "{festival}" in self.name:
+            calendar = load_calendar(DEFAULT_CALENDAR)
+            values["festival"] = calendar.names
+            labels = {f.name: f.label for f in calendar.festivals}
         keys = re.findall(r"\{(\w+)\}", self.name)
         unknown = [k for k in keys if k not in values]
         if unknown:
@@ -78,6 +89,7 @@ class FeatureSpec:
         for combo in itertools.product(*(values[k] for k in keys)):
             fill = dict(zip(keys, combo, strict=True))
             words = {"event_words": str(fill.get("event", "")).replace("_", " "), "bins": config.rfm_bins,
+                     "festival_label": labels.get(fill.get("festival"), ""),
                      "response_window_days": config.response_window_days}
             out.append((self.name.format(**fill), self.doc.format(**fill, **words)))
         return out
@@ -104,6 +116,9 @@ SNAPSHOT_SPEC: tuple[FeatureSpec, ...] = (
     FeatureSpec("avg_spend", "float64", "average amount per paid order"),
     FeatureSpec("orders_{w}d", "int64", "paid orders in the last {w} days", clv_monotone=1),
     FeatureSpec("spend_{w}d", "float64", "amount spent in the last {w} days", clv_monotone=1),
+    FeatureSpec("spend_ly_{lyw}d", "float64",
+                "amount spent in the {lyw} days starting 365 days before the snapshot date: last year's spend in the "
+                "same calendar window as the next {lyw} days", clv_monotone=1),
     FeatureSpec("ipi_mean", "float64", "average number of days between purchase days"),
     FeatureSpec("ipi_std", "float64", "how irregular the gaps between purchase days are (standard deviation, days)"),
     FeatureSpec("refund_rate", "float64", "share of orders that were refunded"),
@@ -131,7 +146,8 @@ SNAPSHOT_SPEC: tuple[FeatureSpec, ...] = (
     FeatureSpec("age", "float64", "age in years (from birth year)"),
     FeatureSpec("member_tenure_days", "float64", "days since the person joined the membership programme"),
     FeatureSpec("is_member", "float64", "1 when the person holds a membership card"),
-    FeatureSpec("marketing_opt_out", "bool", "the person opted out of marketing on any account", model_input=False),
+    FeatureSpec("marketing_opt_out", "boolean",
+                "the person opted out of marketing on any account (empty: consent unknown)", model_input=False),
 )
 
 #: Columns ``training.frames`` adds to a snapshot's before a model reads it.
@@ -148,6 +164,20 @@ TRAINING_SPEC: tuple[FeatureSpec, ...] = (
     FeatureSpec("btyd_expected_orders", "float64", "orders the BTYD model expects in the horizon", monotone=-1),
     FeatureSpec("btyd_expected_spend", "float64", "spend the BTYD and Gamma-Gamma models expect in the horizon",
                 monotone=-1),
+)
+
+#: Calendar features of the horizon window ``[as_of, as_of + H)`` a model predicts: one value per window, the same
+#: for every person (``features.calendar.window_features``). The CLV model's level calibration reads them (the
+#: trees do not: one value per training cutoff would let them memorise the cutoffs); backtests report them.
+CALENDAR_SPEC: tuple[FeatureSpec, ...] = (
+    FeatureSpec("cal_days_{festival}", "float64",
+                "days of the festival period {festival_label} inside the horizon window", model_input=False),
+    FeatureSpec("cal_festival_days", "float64", "days of any festival period inside the horizon window",
+                model_input=False),
+    FeatureSpec("cal_seasonal_index", "float64",
+                "the brand's seasonal index of the horizon window: the mean over its days of each day's festival "
+                "lift (revenue over a local baseline, learned from the brand's own history before as_of; 1 outside "
+                "festivals)", model_input=False),
 )
 
 #: Snapshot columns copied into the scores table (in this order) for tiers, targeting and the service.
@@ -206,7 +236,7 @@ def passthrough_columns(kind: Literal["numeric", "text", "all"] = "all") -> tupl
     missing = [c for c in SCORE_PASSTHROUGH if c not in dtypes]
     if missing:
         raise ValueError(f"SCORE_PASSTHROUGH names column(s) {missing} that are not in SNAPSHOT_SPEC")
-    keep = {"numeric": ("int64", "float64"), "text": ("str",), "all": ("int64", "float64", "str", "bool")}[kind]
+    keep = {"numeric": ("int64", "float64"), "text": ("str",), "all": ("int64", "float64", "str", "bool", "boolean")}[kind]
     return tuple(c for c in SCORE_PASSTHROUGH if dtypes[c] in keep)
 
 
@@ -221,16 +251,32 @@ def markdown_table(config: FeatureConfig | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+CALENDAR_MARKDOWN_HEADER = "| window feature | type | meaning |"
+
+
+def calendar_markdown_table() -> str:
+    """The calendar-features table of ``docs/features.md`` (``CALENDAR_SPEC`` under the packaged calendar)."""
+    lines = [CALENDAR_MARKDOWN_HEADER, "|---|---|---|"]
+    for entry, col, doc in expand(CALENDAR_SPEC):
+        lines.append(f"| `{col}` | {entry.dtype} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m features.spec --markdown [--config FILE]``: print the docs table."""
+    """``python -m features.spec --markdown [--config FILE]`` / ``--calendar``: print a docs table."""
     parser = argparse.ArgumentParser(prog="python -m features.spec", description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print the docs/features.md column table")
+    parser.add_argument("--calendar", action="store_true",
+                        help="print the docs/features.md table of the horizon window's calendar features")
     parser.add_argument("--config", help="a FeatureConfig YAML/JSON file (defaults when omitted)")
     args = parser.parse_args(argv)
-    if not args.markdown:
-        parser.error("nothing to do: pass --markdown")
-    config = FeatureConfig.from_file(args.config) if args.config else None
-    print(markdown_table(config), end="")
+    if not args.markdown and not args.calendar:
+        parser.error("nothing to do: pass --markdown or --calendar")
+    if args.markdown:
+        config = FeatureConfig.from_file(args.config) if args.config else None
+        print(markdown_table(config), end="")
+    if args.calendar:
+        print(calendar_markdown_table(), end="")
 
 
 if __name__ == "__main__":  # pragma: no cover

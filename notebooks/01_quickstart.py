@@ -92,8 +92,9 @@ for name, result in results.items():
 
 # %%
 from training.scoring import load_champions, score
+from training.train import dataset_brand
 
-models = load_champions()
+models = load_champions(brand=dataset_brand(data), as_of=AS_OF)  # this brand's champions (acme.churn_90d, ...)
 scores = score(features, models, as_of=AS_OF)
 scores[["person_id", "eligible", "churn_probability", "clv_mean", "clv_p10", "clv_p90", "tier",
         "action_segment"]].head()

@@ -41,8 +41,17 @@ class _Response(BaseModel):
 class ModelVersions(_Response):
     """Registered model versions behind a response."""
 
-    churn: str | None = Field(description="Version of the registered model `churn` (alias champion at start).")
-    clv: str | None = Field(description="Version of the registered model `clv` (alias champion at start).")
+    churn: str | None = Field(description="Version of the brand's churn model, e.g. `acme.churn_90d` (alias "
+                                          "champion at start).")
+    clv: str | None = Field(description="Version of the brand's CLV model, e.g. `acme.clv_365d` (alias champion "
+                                        "at start).")
+
+
+class HorizonDays(_Response):
+    """What the scores are about: the models' horizons in days."""
+
+    churn: int | None = Field(None, description="`churn_probability` = P(no paid order within this many days).")
+    clv: int | None = Field(None, description="`clv` = expected spend over this many days.")
 
 
 class Served(_Response):
@@ -50,6 +59,9 @@ class Served(_Response):
 
     model_versions: ModelVersions
     feature_as_of: date = Field(description="Snapshot date: features use only data strictly before it.")
+    brand: str | None = Field(None, description="Brand whose champion models answer (models are per brand).")
+    horizon_days: HorizonDays = Field(default_factory=HorizonDays,
+                                      description="Horizons of the churn and CLV models behind the answer.")
 
 
 # --- /score ----------------------------------------------------------------------------------------------------
@@ -122,7 +134,10 @@ class CustomerScore(_Response):
     reasons: list[Reason] = Field(
         description="Top 3 features raising the churn score; empty when not asked for or not scored."
     )
-    marketing_opt_out: bool = Field(description="The person opted out of marketing (never targeted).")
+    marketing_opt_out: bool | None = Field(
+        description="true: opted out of marketing (never targeted); false: a recorded choice not to opt out; "
+                    "null: consent unknown (targeted under the brand's consent: opt_out, not under opt_in)."
+    )
     orders: int = Field(description="Paid orders before feature_as_of.")
     total_spend: float = Field(description="Paid spend before feature_as_of (CNY).")
     spend_365d: float = Field(description="Paid spend in the 365 days before feature_as_of (CNY).")
@@ -232,9 +247,15 @@ class SeedReport(_Response):
 
 
 class LookalikeResponse(Served):
-    audience: list[AudienceMember] = Field(description="Best first; marketing opt-outs are never included.")
+    audience: list[AudienceMember] = Field(
+        description="Best first; marketing opt-outs are never included, unknown consent only under consent: opt_out.")
     holdout: HoldoutQuality
     seed_report: SeedReport
+    excluded: dict[str, int] = Field(
+        default_factory=dict, description="People left out before the audience was cut: seed, opt_out, consent_unknown.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Plain-words notes: unknown seeds, an audience shorter than size, a trivially separable seed.")
     mlflow_run_id: str | None = Field(description="The run in the MLflow experiment `lookalike`.")
 
 
@@ -295,6 +316,7 @@ class Exclusions(_Response):
     """People left out, each counted once under the first reason that applies."""
 
     opt_out: int
+    consent_unknown: int = Field(description="No recorded consent, under the brand's consent: opt_in.")
     ineligible: int
     filtered: int
     not_positive_value: int
@@ -317,6 +339,8 @@ class TargetSummary(_Response):
     expected_incremental_value: float
     expected_net_value: float
     expected_roi: float | None = Field(description="expected_net_value / spend; null when nothing is spent.")
+    consent: Literal["opt_out", "opt_in"] = Field(
+        description="The brand's consent policy applied (brand.yaml): opt_out = unknown consent allowed.")
     excluded: Exclusions
     assumptions: ValueAssumptions
 
@@ -374,4 +398,6 @@ class EvaluateResponse(Served):
     incremental_revenue: float | None
     mixed_group_persons: int = Field(description="People sent to both groups, left out.")
     censored_persons: int = Field(description="People whose window runs past the end of the data.")
+    unknown_key_touches: int = Field(0, description="Touches of customer_keys in neither orders nor identities, "
+                                                    "left out.")
     warnings: list[str]

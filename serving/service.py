@@ -55,7 +55,7 @@ from serving.schemas import (
     TierRequest,
     TierResponse,
 )
-from serving.state import ServingSetupError, ServingState, check_champions, find_snapshot
+from serving.state import ServingSetupError, ServingState, check_champions, find_snapshot, serving_brand
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
 
@@ -167,7 +167,8 @@ class ScrmService:
             )
         self.data_dir = Path(raw)
         snapshot = find_snapshot(self.data_dir)
-        check_champions(self.data_dir, snapshot.as_of)
+        self.brand = serving_brand(self.data_dir)
+        check_champions(self.data_dir, snapshot.as_of, brand=self.brand)
         self.state: ServingState | None = None
         self.load_error: str | None = None
         self._loaded = threading.Event()
@@ -180,12 +181,10 @@ class ScrmService:
         started = time.perf_counter()
         try:
             try:
-                models = load_champions("champion")
+                models = load_champions("champion", brand=self.brand, as_of=snapshot.as_of,
+                                        data_hint=str(self.data_dir))
             except LookupError as exc:
-                raise ServingSetupError(
-                    f"{exc}; create the champions with `scrm train all --data {self.data_dir} --as-of "
-                    f"{snapshot.as_of}`"
-                ) from None
+                raise ServingSetupError(str(exc)) from None
             state = ServingState(models, snapshot, data_dir=self.data_dir)
             gc.collect()
             gc.freeze()  # the snapshot's millions of objects live until shutdown: keep them out of GC passes
@@ -224,7 +223,8 @@ class ScrmService:
 
     @staticmethod
     def _served(state: ServingState) -> dict:
-        return {"model_versions": state.model_versions, "feature_as_of": state.as_of}
+        return {"model_versions": state.model_versions, "feature_as_of": state.as_of,
+                "brand": state.models.brand, "horizon_days": state.models.horizons}
 
     # --- endpoints -------------------------------------------------------------------------------------------
 
@@ -275,7 +275,7 @@ class ScrmService:
                   random_state: int = 0) -> LookalikeResponse:
         """Rank everyone by similarity to a seed list (PU-learning, logged to MLflow experiment ``lookalike``).
 
-        Returns the audience (opt-outs never included) and how well the model finds a held-out 20% of the seed
+        Returns the audience (opt-outs never included; unknown consent only under ``consent: opt_out``) and how well the model finds a held-out 20% of the seed
         (recall and lift at 1/5/10% of the population).
         """
         req = LookalikeRequest(seed_customer_ids=seed_customer_ids, size=size, fraction=fraction,
@@ -295,7 +295,8 @@ class ScrmService:
         }
         return respond(LookalikeResponse, **self._served(state),
                        audience=_records(result.audience, ["person_id", "score", "rank"]),
-                       holdout=_holdout(result.metrics), seed_report=seed_report, mlflow_run_id=result.run_id)
+                       holdout=_holdout(result.metrics), seed_report=seed_report, mlflow_run_id=result.run_id,
+                       excluded=result.excluded, notes=result.notes)
 
     def _fit_lookalike(self, state: ServingState, seeds: list[str], *, model: type[BaseModel], **kwargs):
         from training.audience import lookalike_audience
@@ -305,7 +306,9 @@ class ScrmService:
             raise request_error(model, ("exclude_columns",),
                                 f"exclude_columns: unknown feature column(s) {unknown[:10]}", unknown[:10])
         with self._heavy, bad_request(model, ("seed_customer_ids",)):
-            return lookalike_audience(state.features, seeds, identity=state.identity, as_of=state.as_of, **kwargs)
+            return lookalike_audience(state.features, seeds, identity=state.identity, as_of=state.as_of,
+                                      consent=state.consent, fingerprint=state.snapshot.manifest.get("inputs"),
+                                      **kwargs)
 
     def _select(self, campaign: dict):
         from training.decisions.targeting import select_audience
@@ -320,14 +323,15 @@ class ScrmService:
             quality = _holdout(fitted.metrics)
         with bad_request(TargetRequest, ()):
             result = select_audience(state.scores, None, req.spec(), lookalike_scores=lookalike_scores,
-                                     assumptions=req.assumptions, rules=state.rules)
+                                     assumptions=req.assumptions, rules=state.rules, consent=state.consent)
         return state, result, quality
 
     @bentoml.api(route="/target", input_spec=TargetRequest)
     def target(self, **campaign: Any) -> TargetResponse:
         """Budgeted campaign audience ranked by expected value per contact, with a deterministic control group.
 
-        The treated part never costs more than ``budget``; marketing opt-outs are never selected; the control
+        The treated part never costs more than ``budget``; marketing opt-outs are never selected, people with
+        unknown consent only under the brand's ``consent: opt_out`` (brand.yaml; the default); the control
         group is the lowest sha256(campaign_id, person_id) share of the audience, so every call splits the same
         way. Value formulas per objective: docs/decisions.md.
         """
@@ -363,7 +367,7 @@ class ScrmService:
         with bad_request(EvaluateRequest, ("campaign_id",)):
             result = campaigns.evaluate_campaign(data.touches, data.orders, data.key_to_person, req.campaign_id,
                                                  window_days=req.window_days, level=req.level,
-                                                 data_end=data.data_end)
+                                                 data_end=data.data_end, known_keys=data.known_keys)
         for lift in (result["conversion"], result["revenue_per_head"]):
             for key in ("absolute_ci", "relative_ci"):
                 if lift[key] is not None:

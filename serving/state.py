@@ -13,6 +13,7 @@ Ids are resolved as ``person_id`` first, then as a channel ``customer_key`` thro
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -24,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from features import spec
+from features.brand import load_brand
+from features.config import FeatureConfigMismatch
 from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
-from training.decisions.tiers import TierRules, clv_value_cut, load_tier_rules
+from training.decisions.tiers import TierRules, clv_value_cut, resolve_tier_rules
 from training.scoring import Models, score
 
 log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml serve` prints it
@@ -37,8 +40,10 @@ NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expec
                    *spec.passthrough_columns("numeric"))
 TEXT_COLUMNS = ("person_id", "ineligible_reason", *spec.passthrough_columns("text"), "tier", "tier_en",
                 "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
+#: Environment variable naming the brand served (``scrm serve --brand``); default: the data directory's brand.
+BRAND_ENV = "SCRM_BRAND"
 #: Tables ``/evaluate_campaign`` reads from the data directory.
-EVALUATION_TABLES = ("orders", "campaign_touches")
+EVALUATION_TABLES = ("orders", "campaign_touches", "identities")
 
 
 class ServingSetupError(RuntimeError):
@@ -62,6 +67,7 @@ class EvaluationData:
     touches: pd.DataFrame | None
     key_to_person: pd.DataFrame
     data_end: pd.Timestamp | None
+    known_keys: pd.Index | None = None  # customer keys of orders and identities: touches of others are left out
 
 
 def newest_valid_snapshot_dir(data_dir: str | Path) -> tuple[date, Path]:
@@ -110,18 +116,33 @@ def find_snapshot(data_dir: str | Path) -> Snapshot:
     return snapshot
 
 
-def check_champions(data_dir: str | Path, as_of: date | None = None) -> dict[str, int]:
-    """Versions holding alias ``champion`` of ``churn`` and ``clv``; :class:`ServingSetupError` naming the fix."""
+def serving_brand(data_dir: str | Path) -> str:
+    """The brand served: ``SCRM_BRAND`` (set by ``scrm serve --brand``), else the data directory's brand."""
+    from features.brand import BrandConfigError, check_brand_id, load_brand
+
+    raw = os.environ.get(BRAND_ENV, "").strip()
+    try:
+        return check_brand_id(raw, BRAND_ENV) if raw else load_brand(data_dir).brand
+    except BrandConfigError as exc:
+        raise ServingSetupError(str(exc)) from None
+
+
+def check_champions(data_dir: str | Path, as_of: date | None = None, *, brand: str | None = None,
+                    ) -> dict[str, int]:
+    """Versions holding alias ``champion`` of the brand's churn and CLV models; :class:`ServingSetupError` naming
+    the fix."""
     from training import registry, tracking
 
-    versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
-    missing = [name for name, v in versions.items() if v is None]
+    brand = brand or serving_brand(data_dir)
+    names = {kind: registry.model_name(brand, kind) for kind in ("churn", "clv")}
+    versions = {kind: registry.champion_version(name) for kind, name in names.items()}
+    missing = [names[kind] for kind, v in versions.items() if v is None]
     if missing:
         when = as_of.isoformat() if as_of is not None else "DATE"
         raise ServingSetupError(
-            f"no champion version of the registered model(s) {', '.join(missing)} in {tracking.tracking_uri()}; "
-            f"create them with `scrm train all --data {data_dir} --as-of {when}` (or set MLFLOW_TRACKING_URI to "
-            "the store that holds them)"
+            f"no champion version of brand {brand}'s registered model(s) {', '.join(missing)} in "
+            f"{tracking.tracking_uri()}; create them with `scrm train all --data {data_dir} --as-of {when}` (or "
+            "set MLFLOW_TRACKING_URI to the store that holds them)"
         )
     return versions
 
@@ -140,9 +161,11 @@ class ServingState:
     snapshot : Snapshot
         A feature snapshot (``features.pipeline.load_snapshot``).
     rules : TierRules, optional
-        Tier rules; the packaged ``training/tiers.yaml`` when omitted.
+        Tier rules; when omitted, those in force for ``data_dir`` (``SCRM_TIERS``, else ``tiers:`` in its
+        ``brand.yaml``, else the packaged ``training/tiers.yaml``).
     data_dir : Path, optional
-        The data directory the snapshot came from (read by :meth:`evaluation_data`).
+        The data directory the snapshot came from (read by :meth:`evaluation_data`; its ``brand.yaml`` gives
+        the consent policy :attr:`consent` that ``/target`` and ``/lookalike`` apply, default ``opt_out``).
     """
 
     def __init__(self, models: Models, snapshot: Snapshot, *, rules: TierRules | None = None,
@@ -150,8 +173,13 @@ class ServingState:
         started = time.perf_counter()
         self.models = models
         self.snapshot = snapshot
-        self.rules = rules or load_tier_rules()
+        try:
+            models.check_snapshot(snapshot.manifest)
+        except FeatureConfigMismatch as exc:
+            raise ServingSetupError(f"snapshot {snapshot.path}: {exc}") from None
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.rules = rules or resolve_tier_rules(data_dir=self.data_dir)
+        self.consent: str = load_brand(self.data_dir).consent if self.data_dir is not None else "opt_out"
         self.as_of: date = snapshot.as_of
         self.features = snapshot.features.reset_index(drop=True)
         if self.features["person_id"].duplicated().any():
@@ -219,8 +247,8 @@ class ServingState:
             self._text[c] = values
         self._eligible = s["eligible"].fillna(False).to_numpy(dtype=bool)
         opt = s["marketing_opt_out"].astype(object).to_numpy(dtype=object, copy=True)
-        opt[pd.isna(opt)] = True  # unknown consent counts as opted out, as in targeting
-        self._opt_out = opt.astype(bool)
+        opt[pd.isna(opt)] = None  # unknown consent stays unknown (null), never shown as opted out or in
+        self._opt_out = opt
         self._next_date = pd.to_datetime(s["expected_next_order_date"]).to_numpy(dtype="datetime64[D]")
 
     def _num_at(self, col: str, positions: np.ndarray) -> list[float | None]:
@@ -247,7 +275,7 @@ class ServingState:
         def score_int(v: float | None) -> int | None:
             return None if v is None else int(v)
 
-        horizons = {k: int(getattr(self.models, k).horizon_days) for k in ("churn", "clv")}
+        horizons = self.models.horizons  # the same numbers as the scores' *_horizon_days columns
         records = []
         for i in range(len(positions)):
             clv = None
@@ -311,7 +339,7 @@ class ServingState:
     def evaluation_data(self) -> EvaluationData:
         """Orders and campaign touches of the data directory, validated by the data contract, read once.
 
-        Only the two tables campaign evaluation needs are read (the contract validates them exactly as in
+        Only the tables campaign evaluation needs are read (identities only for the keys the brand knows) (the contract validates them exactly as in
         ``scrm validate``; quarantined rows go to a temporary directory, never into the data directory).
         """
         with self._evaluation_lock:
@@ -321,6 +349,7 @@ class ServingState:
 
     def _read_evaluation_data(self) -> EvaluationData:
         from features.contract import load_dataset
+        from features.contract_rules import known_customer_keys
         from features.pipeline import complete_key_map
 
         if self.data_dir is None:
@@ -336,4 +365,5 @@ class ServingState:
             dataset = load_dataset(view, rejects_dir=Path(tmp) / "rejects")
             key_map = complete_key_map(dataset, self.identity)
         return EvaluationData(orders=dataset.orders, touches=dataset.campaign_touches, key_to_person=key_map,
-                              data_end=dataset.data_end)
+                              data_end=dataset.data_end,
+                              known_keys=known_customer_keys(dataset.orders, dataset.identities))

@@ -10,6 +10,9 @@ otherwise), the snapshot at ``as_of`` is scored with :func:`training.scoring.sco
 * CLV ``btyd_gg``: BG/NBD-family expected orders × Gamma-Gamma expected order value;
 * CLV ``last_period``: each person's spend in the previous window ``[as_of − H, as_of)``.
 
+The CLV block's ``level`` holds the model's level calibration (the factor, the validation totals it came from,
+the brand's festival lifts) and the calendar features of the evaluated window (``features.spec.CALENDAR_SPEC``).
+
 When the data directory holds the simulator's ``truth.parquet`` the ``oracle`` block adds the figures of the
 true outcome distribution (``features.simulate.oracle`` per resolved ``person_id``, campaign effects included):
 the ceiling of what any model could reach on that data.
@@ -152,6 +155,8 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
             "model": clv_metrics(spend, ev["clv_mean"], ev["clv_p10"], ev["clv_p90"]),
             "validation": clv.metrics,
             "selection": clv.model.selection_,
+            "level": {**clv.model.level_info_, "factor_at_as_of": clv.model.level_factor(as_of),
+                      "calendar": clv.model.window_calendar(as_of)},
             "baselines": {
                 "btyd_gg": clv_metrics(spend, btyd_spend),
                 "last_period": clv_metrics(spend, last_period),
@@ -204,8 +209,11 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
                  clv_horizon: int | None = None, json_path: Path | None = None,
                  random_state: int = 0, n_cutoffs: int = 8, step_days: int = 30,
                  max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, churn_params: dict | None = None,
-                 clv_params: dict | None = None, cache: FeatureCache | None = None, progress=None) -> dict:
+                 clv_params: dict | None = None, cache: FeatureCache | None = None, progress=None,
+                 brand: str | None = None) -> dict:
     """Backtest and log everything to the ``backtest`` experiment; optionally write the JSON file.
+
+    The run is tagged ``scrm.brand`` (``brand``, else the data directory's brand id) and ``scrm.horizon_days``.
 
     The metrics logged are the JSON's ``churn``, ``clv``, ``oracle`` and ``oracle_gap`` blocks flattened with
     dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...); the JSON itself is the
@@ -230,8 +238,13 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
                        **{f"{kind}.layout.{k}_days": v for k, v in lay["days"].items()},
                        f"{kind}.horizon_days": hz["horizon_days"], f"{kind}.horizon.fit_days": hz["fit_days"],
                        f"{kind}.horizon.mode": hz["mode"], f"{kind}.horizon.reason": hz["reason"][:500]})
+    tags = {"scrm.kind": "backtest", "scrm.as_of": result["as_of"], "scrm.horizon_days": str(horizon_days)}
+    if brand is not None or data.source is not None:
+        from features.brand import check_brand_id, load_brand
+
+        tags["scrm.brand"] = check_brand_id(brand) if brand is not None else load_brand(data.source).brand
     with tracking.start_run("backtest", run_name=f"backtest {result['as_of']} h{horizon_days}", params=params,
-                            tags={"scrm.kind": "backtest", "scrm.as_of": result["as_of"]}) as run:
+                            tags=tags) as run:
         result["mlflow_run_id"] = run.info.run_id
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
         mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap") if k in result}))

@@ -22,6 +22,19 @@ highest normalised Gini on the validation window, among the families that pass t
 lower CLV" check on the validation rows (``monotone_orders=True``; the LightGBM family always passes). The
 blend's interval is the mean of the two families' bounds. A failed BTYD fit leaves the LightGBM family (logged).
 
+Level calibration (``level_calibration=True``): a budget is planned from the total, and a model that ranks well can
+still be 20% off in total (the training windows' season, trend or price level is not the scored window's). After
+the family is chosen, the ratio of the realised to the predicted total on the validation window (the newest
+complete window: labels in ``[as_of - H, as_of)``, all before ``as_of``) sets a factor, and a brand seasonal index
+(``features.calendar.SeasonalIndex``: festival lifts learned from the brand's daily revenue before ``as_of``) moves
+it from the validation window's season to the scored one's::
+
+    factor(as_of) = (realised / predicted total on the validation window)
+                    × seasonal_index([as_of, as_of + H)) / seasonal_index(validation window)
+
+so a window holding 618, 双11, Christmas or Chinese New Year is not scored like one that does not. The factor
+multiplies ``clv_mean`` and both interval bounds; ranking figures do not change.
+
 ``expected_orders``, ``p_alive`` and ``expected_next_order_date`` come from the BTYD model when it fitted;
 otherwise expected orders come from a LightGBM Poisson regression and ``p_alive`` / the next order date are empty.
 """
@@ -29,6 +42,7 @@ otherwise expected orders come from a LightGBM Poisson regression and ``p_alive`
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -38,8 +52,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
 from features import spec
+from features.calendar import SeasonalIndex, window_features
 from training.btyd import BTYDModel
-from training.frames import BTYD_COLUMNS, latest_cutoff
+from training.frames import BTYD_COLUMNS, as_date, latest_cutoff
 from training.lgbm import TIE_BREAK, feature_columns, lgbm_settings, prepare, subsample, trees_by_time
 from training.metrics import gini_normalized, spearman
 
@@ -107,6 +122,9 @@ class CLVModel(BaseEstimator):
         Fit the mean model / the quantile models on a seeded subsample of at most this many rows.
     interval_draws : int
         Posterior draws per distinct ``(frequency, T)`` of the BTYD interval simulation.
+    level_calibration : bool
+        Scale the predictions so the validation window's total is met, moved to the scored window's season (see
+        the module docstring); needs ``X_valid`` in :meth:`fit`.
     random_state : int
         Seed for LightGBM, the subsamples and the BTYD interval simulation.
     n_jobs : int
@@ -128,6 +146,12 @@ class CLVModel(BaseEstimator):
         BTYD model fitted at the training ``as_of`` (None when every BTYD option failed).
     btyd_status_ : str
         ``"ok"`` or why the BTYD family is unavailable.
+    level_ : float
+        Realised over predicted total on the validation window (1 without level calibration).
+    seasonal_ : SeasonalIndex or None
+        The brand's festival lifts the factor is moved by (None: no seasonal adjustment).
+    level_info_ : dict
+        The level calibration's figures: totals, factor, validation cutoff, the seasonal lifts.
     """
 
     def __init__(self, horizon_days: int = 365, *, family: str = "auto", quantiles: tuple[float, float] = (0.1, 0.9),
@@ -137,7 +161,7 @@ class CLVModel(BaseEstimator):
                  log_estimators: int = 100, early_stopping: bool = True,
                  interval_estimators: int = 150,
                  max_rows: int | None = None, interval_max_rows: int | None = 200_000, interval_draws: int = 300,
-                 btyd_features: bool = False, random_state: int = 0, n_jobs: int = 1):
+                 btyd_features: bool = False, level_calibration: bool = True, random_state: int = 0, n_jobs: int = 1):
         self.horizon_days = horizon_days
         self.family = family
         self.quantiles = quantiles
@@ -157,6 +181,7 @@ class CLVModel(BaseEstimator):
         self.interval_max_rows = interval_max_rows
         self.interval_draws = interval_draws
         self.btyd_features = btyd_features
+        self.level_calibration = level_calibration
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -166,7 +191,7 @@ class CLVModel(BaseEstimator):
     # ------------------------------------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y, *, orders=None, X_valid: pd.DataFrame | None = None, y_valid=None,
             btyd: BTYDModel | None = None, btyd_valid: BTYDModel | None = None,
-            btyd_status: str | None = None) -> CLVModel:
+            btyd_status: str | None = None, seasonal: SeasonalIndex | None = None) -> CLVModel:
         """Fit on stacked cutoffs ``X`` and future spend ``y``; choose the family on ``X_valid, y_valid``.
 
         Parameters
@@ -185,6 +210,9 @@ class CLVModel(BaseEstimator):
             BTYD model fitted at the validation cutoff (for the monotonicity check of the BTYD family).
         btyd_status : str, optional
             Why ``btyd`` is missing, for the logs.
+        seasonal : SeasonalIndex, optional
+            The brand's festival lifts learned before ``as_of`` (``features.calendar.fit_seasonal_index``); the
+            level factor is moved from the validation window's season to the scored window's with it.
         """
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
@@ -246,7 +274,89 @@ class CLVModel(BaseEstimator):
                 ok = {k: v for k, v in self.selection_.items()
                       if not self.monotone_orders or v.get("monotone_orders", True)}
                 self.family_ = max(ok, key=lambda k: ok[k]["gini"])
+        self._fit_level(X_valid, y_valid, btyd_valid, seasonal)
         return self
+
+    def _fit_level(self, X_valid: pd.DataFrame | None, y_valid, btyd_valid: BTYDModel | None,
+                   seasonal: SeasonalIndex | None) -> None:
+        """The level factor: realised over predicted total of the chosen family on the validation window."""
+        self.level_, self.seasonal_, self.valid_cutoff_ = 1.0, None, None
+        self.level_info_: dict = {"applied": False}
+        if not self.level_calibration:
+            self.level_info_["reason"] = "level_calibration=False"
+            return
+        if X_valid is None or not len(X_valid) or "cutoff" not in X_valid.columns:
+            self.level_info_["reason"] = "no validation window (with a cutoff column) to calibrate on"
+            log.warning("CLV: level calibration skipped (%s)", self.level_info_["reason"])
+            return
+        if self.family_ != "lgbm" and btyd_valid is None:
+            self.level_info_["reason"] = (f"no BTYD model at the validation cutoff to predict the {self.family_!r} "
+                                          "family's validation total")
+            log.warning("CLV: level calibration skipped (%s)", self.level_info_["reason"])
+            return
+        self.valid_cutoff_ = as_date(pd.Timestamp(X_valid["cutoff"].max()))
+        raw = self._raw_frame(X_valid, btyd=btyd_valid, with_intervals=False)["clv_mean"].to_numpy(dtype=float)
+        actual, predicted = float(np.sum(y_valid)), float(np.sum(raw))
+        info = {"validation_cutoff": self.valid_cutoff_.isoformat(), "validation_actual_total": actual,
+                "validation_predicted_total": predicted}
+        if not (actual > 0 and predicted > 0 and np.isfinite(actual) and np.isfinite(predicted)):
+            self.level_info_ = {**self.level_info_, **info, "reason": "a zero or missing validation total"}
+            log.warning("CLV: level calibration skipped (%s)", self.level_info_["reason"])
+            return
+        self.level_, self.seasonal_ = actual / predicted, seasonal
+        self.level_info_ = {**info, "applied": True, "factor": self.level_,
+                            "validation_total_error_pct_before": 100.0 * (predicted - actual) / actual,
+                            "validation_seasonal_index": self._seasonal_index(self.valid_cutoff_),
+                            "seasonal": seasonal.to_dict() if seasonal is not None else None}
+
+    def carry_level(self, chosen: CLVModel, features: pd.DataFrame, as_of) -> CLVModel:
+        """Take the level calibration of ``chosen``, the model selected before this one was refit on newer windows.
+
+        The refit model has seen the validation window, so its own factor could not be measured out of sample.
+        Instead it is set so that, at ``as_of``, this model's total over ``features`` (the buyers of the ``as_of``
+        snapshot) equals ``chosen``'s calibrated total there:
+        ``level_ = chosen.level_ × chosen's raw total ÷ this model's raw total`` (raw: before any factor), with
+        ``chosen``'s validation cutoff and seasonal index, so the factor still moves with the scored window's
+        season. The level stays out of sample; the refit only changes who gets how much. ``level_info_`` keeps
+        ``chosen``'s figures plus ``refit_total_ratio`` and the carried ``factor``.
+        """
+        check_is_fitted(self, "mean_model_")
+        self.level_, self.seasonal_, self.valid_cutoff_ = 1.0, chosen.seasonal_, chosen.valid_cutoff_
+        self.level_info_ = dict(chosen.level_info_)
+        if not chosen.level_info_.get("applied"):
+            return self
+        before = float(chosen._raw_frame(features, as_of=as_of, with_intervals=False)["clv_mean"].sum())
+        after = float(self._raw_frame(features, as_of=as_of, with_intervals=False)["clv_mean"].sum())
+        if not (before > 0 and after > 0 and np.isfinite(before) and np.isfinite(after)):
+            self.seasonal_ = None
+            self.level_info_ = {**self.level_info_, "applied": False,
+                                "reason": "a zero or missing total at as_of before or after the refit"}
+            log.warning("CLV: level calibration not carried to the refit model (%s)", self.level_info_["reason"])
+            return self
+        self.level_ = chosen.level_ * before / after
+        self.level_info_ = {**self.level_info_, "factor": self.level_, "chosen_factor": chosen.level_,
+                            "refit_total_ratio": before / after}
+        return self
+
+    def _seasonal_index(self, start) -> float:
+        return 1.0 if self.seasonal_ is None else self.seasonal_.window_index(start, self.horizon_days)
+
+    def level_factor(self, as_of=None) -> float:
+        """What :meth:`predict_frame` multiplies by for a window starting ``as_of`` (the training ``as_of``:
+        the validation cutoff + H, when ``None``)."""
+        check_is_fitted(self, "mean_model_")
+        if not getattr(self, "level_info_", {}).get("applied"):
+            return 1.0
+        start = as_date(as_of) if as_of is not None else self.valid_cutoff_ + timedelta(days=self.horizon_days)
+        return self.level_ * self._seasonal_index(start) / self._seasonal_index(self.valid_cutoff_)
+
+    def window_calendar(self, as_of=None) -> dict[str, float]:
+        """The calendar features (``features.spec.CALENDAR_SPEC``) of the window a prediction at ``as_of`` covers."""
+        check_is_fitted(self, "mean_model_")
+        if getattr(self, "seasonal_", None) is None:
+            return {}
+        start = as_date(as_of) if as_of is not None else self.valid_cutoff_ + timedelta(days=self.horizon_days)
+        return window_features(self.seasonal_.calendar, start, self.horizon_days, self.seasonal_)
 
     def _compare_families(self, X_valid: pd.DataFrame, y_valid: np.ndarray,
                           btyd_valid: BTYDModel | None) -> dict[str, dict]:
@@ -306,12 +416,23 @@ class CLVModel(BaseEstimator):
         features : DataFrame
             Buyers' rows of a feature snapshot.
         as_of : date-like, optional
-            The snapshot date (for ``expected_next_order_date``).
+            The snapshot date (for ``expected_next_order_date`` and the season of the level factor; the training
+            ``as_of`` when omitted).
         with_intervals : bool
             Compute ``clv_p10`` / ``clv_p90`` (NaN otherwise).
         btyd : BTYDModel or None, optional
             Use this BTYD model instead of ``btyd_`` (validation on an earlier cutoff; ``None``: LightGBM only).
         """
+        out = self._raw_frame(features, as_of=as_of, with_intervals=with_intervals, btyd=btyd)
+        factor = self.level_factor(as_of)
+        if factor != 1.0:
+            for col in ("clv_mean", "clv_p10", "clv_p90"):
+                out[col] = out[col] * factor
+        return out
+
+    def _raw_frame(self, features: pd.DataFrame, *, as_of=None, with_intervals: bool = True,
+                   btyd=_FITTED) -> pd.DataFrame:
+        """:meth:`predict_frame` before the level factor."""
         check_is_fitted(self, "mean_model_")
         btyd = self.btyd_ if btyd is _FITTED else btyd
         X = prepare(features, self.horizon_days, btyd, with_btyd=self.btyd_features)

@@ -479,23 +479,26 @@ def log_drift(report: DriftReport, *, html_path: Path | None = None, fingerprint
 # --- snapshots and champions ------------------------------------------------------------------------------------
 
 
-def champion_reference() -> tuple[date | None, str]:
-    """The default reference date, the champion churn model's ``scrm.as_of``, and how to describe it."""
+def champion_reference(brand: str, horizon_days: int = 90) -> tuple[date | None, str]:
+    """The default reference date, the brand's champion churn model's ``scrm.as_of``, and how to describe it."""
     from training import registry
 
-    as_of = champion_as_of("churn")
-    return as_of, f"champion churn v{registry.champion_version('churn')} validated as of"
+    name = registry.model_name(brand, "churn", horizon_days)
+    as_of = champion_as_of(name)
+    return as_of, f"champion {name} v{registry.champion_version(name)} validated as of"
 
 
-def champion_as_of(name: str = "churn") -> date | None:
-    """The date the ``champion`` of ``name`` was trained and validated as of (its run's ``scrm.as_of``)."""
-    from training import tracking
+def champion_as_of(name: str) -> date | None:
+    """The date the ``champion`` of registered model ``name`` was trained and validated as of (``scrm.as_of``)."""
+    from mlflow.exceptions import MlflowException
+
+    from training import registry, tracking
 
     c = tracking.client()
     try:
-        mv = c.get_model_version_by_alias(name, tracking.CHAMPION)
-        value = c.get_run(mv.run_id).data.tags.get(tracking.TAG_AS_OF)
-    except Exception:  # noqa: BLE001 - MlflowException: no such model, alias or run
+        mv = c.get_model_version_by_alias(name, registry.CHAMPION)
+        value = (mv.tags or {}).get(tracking.TAG_AS_OF) or c.get_run(mv.run_id).data.tags.get(tracking.TAG_AS_OF)
+    except MlflowException:  # no such model, alias or run
         return None
     return date.fromisoformat(value[:10]) if value else None
 

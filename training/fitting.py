@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
+from features.brand import load_brand
+from features.calendar import daily_paid_revenue, fit_seasonal_index, load_calendar
 from training.churn import ChurnModel
 from training.clv import CLVModel
 from training.frames import CutoffPlan, FeatureCache, plan_cutoffs, scaled_cutoffs
@@ -121,10 +124,19 @@ def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: 
 def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
             max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
             progress: Callable[[], None] | None = None, refit: bool = True, layout: str = "auto",
-            **params) -> Fitted:
+            calendar=None, **params) -> Fitted:
     """Fit the CLV model for ``as_of``: choose the family and validate on the latest window, then refit.
 
-    ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings).
+    ``params`` go to :class:`CLVModel` (``family``, ``quantiles``, LightGBM settings, ``level_calibration``).
+    The level factor's seasonal index is learned from the brand's daily paid revenue before ``as_of`` with the
+    festival calendar ``calendar`` (a path); when ``None``, the data directory's ``brand.yaml`` ``calendar``, else
+    ``features.calendar.load_calendar``'s default (``$SCRM_CALENDAR``, else the packaged one).
+
+    The level factor is measured out of sample by the chosen (pre-refit) model on the validation window. The
+    refit model has seen that window, so it does not measure its own: :meth:`CLVModel.carry_level` gives it
+    ``chosen factor × (chosen raw total ÷ refit raw total)`` over the buyers at ``as_of`` (the calibrated total
+    at ``as_of`` is the chosen model's; the refit only redistributes it), with the same seasonal index. With the
+    BTYD layout nothing is validated on labelled rows, so there is no level factor (``level_info_`` says why).
     """
     p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
              layout=layout)
@@ -134,16 +146,19 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
     train = cache.labelled(p.train, horizon_days, progress=progress)
     valid = cache.labelled([p.validation], horizon_days, progress=progress)
     btyd, btyd_valid = cache.btyd(p.as_of), cache.btyd(p.validation)
+    if calendar is None and cache.data.source is not None and Path(cache.data.source).is_dir():
+        calendar = load_brand(cache.data.source).calendar
+    seasonal = fit_seasonal_index(daily_paid_revenue(cache.data.orders, p.as_of), load_calendar(calendar))
     model = CLVModel(horizon_days, random_state=random_state, **params)
     # with the BTYD layout the only labelled rows are the validation window's: nothing is chosen on them
+    trees = p.layout == "trees"
     model.fit(train, train["future_spend"], orders=train["future_orders"],
-              X_valid=valid if p.layout == "trees" else None,
-              y_valid=valid["future_spend"] if p.layout == "trees" else None, btyd=btyd, btyd_valid=btyd_valid,
-              btyd_status=cache.btyd_status(p.as_of))
+              X_valid=valid if trees else None, y_valid=valid["future_spend"] if trees else None, btyd=btyd,
+              btyd_valid=btyd_valid, btyd_status=cache.btyd_status(p.as_of), seasonal=seasonal)
     pred = model.predict_frame(valid, as_of=p.validation, btyd=btyd_valid)
     metrics = clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"])
     candidate_cutoffs, n_train = _cutoffs_of(train), len(train)
-    if refit and p.layout == "trees" and p.refit != p.train:
+    if refit and trees and p.refit != p.train:
         rows = cache.labelled(p.refit, horizon_days, progress=progress)
         chosen = model
         model = CLVModel(horizon_days, random_state=random_state,
@@ -151,13 +166,15 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
                             "early_stopping": False})
         model.fit(rows, rows["future_spend"], orders=rows["future_orders"], btyd=btyd,
                   btyd_status=cache.btyd_status(p.as_of))
+        snapshot = cache.features(p.as_of)
+        model.carry_level(chosen, snapshot[snapshot["orders"] >= 1], p.as_of)
         model.selection_ = chosen.selection_
         train, n_train = rows, len(rows)
     model.train_cutoffs_ = _cutoffs_of(train)
     return Fitted(kind="clv", model=model, plan=p, valid=valid, valid_pred=pred, metrics=metrics, n_train=n_train,
                   extra={"family": model.family_, "selection": model.selection_,
                          "btyd_status": cache.btyd_status(p.as_of), "candidate_cutoffs": candidate_cutoffs,
-                         "refit": model.train_cutoffs_ != candidate_cutoffs})
+                         "refit": model.train_cutoffs_ != candidate_cutoffs, "level": model.level_info_})
 
 
 def family_note(fitted: Fitted) -> str:
@@ -176,4 +193,18 @@ def family_note(fitted: Fitted) -> str:
             f"{sel[family][metric]:.4f} against {others}")
 
 
-__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "BTYDUnavailable", "Fitted", "family_note", "fit_churn", "fit_clv", "plan"]
+def validate(model, fitted: Fitted, cache: FeatureCache) -> dict[str, float]:
+    """Validation figures of another fitted ``model`` of the same kind on ``fitted``'s validation rows.
+
+    Exactly as the fits above validate their own model (CLV with the BTYD model fitted at the validation
+    cutoff); the promotion gate uses it to re-score the champion on a challenger's window.
+    """
+    valid, validation = fitted.valid, fitted.plan.validation
+    if fitted.kind == "churn":
+        return churn_metrics(valid["churned"], model.predict_frame(valid)["churn_probability"])
+    pred = model.predict_frame(valid, as_of=validation, btyd=cache.btyd(validation))
+    return clv_metrics(valid["future_spend"], pred["clv_mean"], pred["clv_p10"], pred["clv_p90"])
+
+
+__all__ = ["DEFAULT_MAX_TRAIN_ROWS", "BTYDUnavailable", "Fitted", "family_note", "fit_churn", "fit_clv", "plan",
+           "validate"]

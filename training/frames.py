@@ -33,7 +33,9 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
+from features.config import FeatureConfig
 from features.dataset import Dataset
 from features.identity import resolve_identities
 from features.labels import build_labels
@@ -372,11 +374,15 @@ class FeatureCache:
         Seed of the BTYD fits' simulations.
     btyd_params : dict, optional
         Settings of every BTYD fit (``BTYDModel`` parameters, e.g. ``chain``); the defaults otherwise.
+    config : FeatureConfig, optional
+        Feature windows, RFM bins and lifecycle thresholds of every snapshot (the defaults when omitted); logged
+        with the models trained on them, and required of the snapshots they later score.
     """
 
     def __init__(self, data: Dataset, identity: pd.DataFrame | None = None, *, random_state: int = 0,
-                 btyd_params: dict | None = None):
+                 btyd_params: dict | None = None, config: FeatureConfig | None = None):
         self.data = data
+        self.config = config or FeatureConfig()
         self.identity = identity
         self.random_state = random_state
         self.btyd_params = dict(btyd_params or {})
@@ -384,6 +390,7 @@ class FeatureCache:
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
         self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
         self._identity: dict[date, pd.DataFrame] = {}
+        self._noted = False  # the note on absent optional tables is about the data: printed once, not per cutoff
 
     def identity_at(self, cutoff) -> pd.DataFrame:
         """The ``key_to_person`` frame used at ``cutoff``: the fixed one, or One-ID as known before ``cutoff``."""
@@ -398,7 +405,10 @@ class FeatureCache:
         """The snapshot of ``build_features`` at ``cutoff`` (computed once, kept compact: see :func:`compact`)."""
         cutoff = as_date(cutoff)
         if cutoff not in self._features:
-            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff)))
+            console = Console(quiet=True) if self._noted else None
+            self._noted = True
+            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff),
+                                                            console=console, config=self.config))
         return self._features[cutoff]
 
     def release(self, cutoffs: Sequence, *, keep: Sequence = ()) -> None:

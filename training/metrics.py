@@ -453,36 +453,59 @@ def gains_table(y: ArrayLike, p: ArrayLike, n: int = 10) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------------
 # Directions (used by `scrm runs compare`, the report and the promotion gate)
 # --------------------------------------------------------------------------------------------------------------
-_HIGHER = {"auc", "pr_auc", "gini", "spearman", "churn_auc", "clv_spearman", "r2", "accuracy", "precision",
-           "recall", "f1", "lift"}
+_HIGHER = {"auc", "pr_auc", "gini", "spearman", "churn_auc", "clv_spearman", "clv_gini", "r2", "accuracy",
+           "precision", "recall", "f1", "lift"}
 _LOWER = {"brier", "ece", "decile_mape", "logloss", "log_loss", "mae", "mse", "rmse", "mape"}
 _ABS_LOWER = {"total_error_pct"}
 _NOMINAL = {"interval_coverage"}
 _HIGHER_PREFIX = re.compile(r"^(recall_at_|lift_|gini_|auc_|spearman_)")
+#: Errors and losses of any kind (``mean_abs_error``, ``pinball_loss``, ``errors``): lower is better.
+_LOWER_PATTERN = re.compile(r"(^|_)(errors?|loss)($|_)")
+#: Namespaces whose figures are bookkeeping, not quality: gate inputs, row counts.
+_NO_DIRECTION_NAMESPACES = {"gate", "data"}
+_DRIFT_LOWER = {"psi", "js"}
+_DRIFT_ABS_LOWER = {"change_pct", "delta_pts"}
 
 
 def metric_direction(name: str) -> str | None:
-    """Which way a metric is better, from the last dotted segment of its key.
+    """Which way a metric is better, from its whole dotted key.
 
     Parameters
     ----------
     name : str
-        Metric key, e.g. ``"val.auc"``, ``"churn.baselines.btyd.auc"``, ``"clv.model.total_error_pct"``.
+        Metric key, e.g. ``"val.auc"``, ``"churn.baselines.btyd.auc"``, ``"oracle_gap.churn_auc"``,
+        ``"drift.recency_days.psi"``.
 
     Returns
     -------
     {"higher", "lower", "abs_lower", "closer_to_nominal"} or None
-        ``higher`` for auc, pr_auc, gini, spearman, churn_auc, clv_spearman, recall_at_*, lift_*;
-        ``lower`` for brier, ece, decile_mape, logloss; ``abs_lower`` for total_error_pct (|x| smaller is
-        better); ``closer_to_nominal`` for interval_coverage (nominal level: param ``interval_level``,
-        default 0.8); ``None`` when the measure has no known direction (row counts, gate figures, ...).
+        The namespace decides first: anything under a ``*gap`` segment (``oracle_gap.churn_auc`` = oracle −
+        model) is ``lower``; ``drift.*``: PSI / JS distance and alert/warn counts ``lower``, population and
+        eligibility changes ``abs_lower``; ``gate.*``, ``data.*`` and ``selection.*.monotone_orders`` have no
+        direction. Then the measure (last segment): ``higher`` for auc, pr_auc, gini, spearman, churn_auc,
+        clv_spearman, clv_gini, recall_at_*, lift_*; ``lower`` for brier, ece, decile_mape, log loss and any
+        error or loss (``*_error``, ``*_loss``); ``abs_lower`` for total_error_pct (|x| smaller is better);
+        ``closer_to_nominal`` for interval_coverage (nominal level: param ``interval_level``, default 0.8);
+        ``None`` when the measure has no known direction (row counts, coverage of the truth, gate figures, ...).
+        ``tests/training/test_metric_directions.py`` lists every key the project logs with its direction.
     """
-    measure = str(name).rsplit(".", 1)[-1].strip().lower()
-    if measure in _ABS_LOWER:
+    parts = [p.strip().lower() for p in str(name).split(".")]
+    measure = parts[-1]
+    if parts[0] in _NO_DIRECTION_NAMESPACES:
+        return None
+    if any(p == "gap" or p.endswith("_gap") or p.startswith("gap_") for p in parts):
+        return "lower"  # a gap to a ceiling (oracle − model): smaller is better whatever the measure
+    if parts[0] == "drift":
+        if measure in _DRIFT_LOWER or measure in ("n_alert", "n_warn"):
+            return "lower"
+        if measure in _DRIFT_ABS_LOWER:
+            return "abs_lower"
+        return None
+    if any(m in measure for m in _ABS_LOWER):  # also total_error_pct_before_level and the like: signed errors
         return "abs_lower"
     if measure in _NOMINAL:
         return "closer_to_nominal"
-    if measure in _LOWER:
+    if measure in _LOWER or _LOWER_PATTERN.search(measure):
         return "lower"
     if measure in _HIGHER or _HIGHER_PREFIX.match(measure):
         return "higher"

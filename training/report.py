@@ -276,6 +276,8 @@ def _prediction_section(run: RunData) -> dict:
         facts.append(("Cut-off date (history used up to, not including)", as_of))
     if horizon:
         facts.append(("Prediction horizon", f"{horizon} days"))
+    if run.tags.get("scrm.brand"):
+        facts.append(("Brand", run.tags["scrm.brand"]))
     if run.kind == "lookalike":
         for key in ("seed_file", "seeds", "exclude_seed_columns", "size"):
             if key in run.params:
@@ -466,7 +468,7 @@ def _quality(run: RunData) -> dict:
             scope = ".".join(p for p in parts[:idx] if p != "model")
             baselines.setdefault((scope, measure), {})[parts[idx + 1]] = value
             continue
-        if _direction(measure) is None:
+        if _direction(".".join(parts)) is None:
             continue
         scope = ".".join(p for p in parts[:-1] if p != "model")
         model.setdefault(scope, {})[measure] = value
@@ -479,7 +481,7 @@ def _quality(run: RunData) -> dict:
             label, meaning, phrase = _measure_info(measure, run.kind)
             if run.kind == "lookalike" and measure == "auc":
                 meaning = "chance that a held-out seed customer ranks above a random other customer: 0.5 is a coin toss"
-            direction = _direction(measure)
+            direction = _direction(f"{scope}.{measure}" if scope else measure)  # oracle_gap.*: lower is better
             comparisons = []
             found = dict(baselines.get((scope, measure), {}))
             if not found and not baselines:  # chance level only when the run logged no baselines at all
@@ -557,6 +559,15 @@ _MODEL_FEATURE_DOCS = {
 }
 
 
+def _feature_meanings() -> dict[str, str]:
+    """Plain words for every model input: snapshot columns and the training-time columns of ``features.spec``
+    (``TRAINING_SPEC``), the derived behaviour columns and BTYD outputs (``training.frames.feature_docs``)."""
+    from features.spec import TRAINING_SPEC, expand
+    from training.frames import feature_docs
+
+    return {**_MODEL_FEATURE_DOCS, **{col: doc for _, col, doc in expand(TRAINING_SPEC)}, **feature_docs()}
+
+
 def _feature_importance(run: RunData) -> list[dict]:
     """``[{"title", "rows": [{"feature", "importance", "share", "doc"}]}]`` from feature_importance.json."""
     raw = run.json_artifacts.get("feature_importance.json")
@@ -587,13 +598,7 @@ def _feature_importance(run: RunData) -> list[dict]:
             inner_pairs = as_pairs(inner)
             if inner_pairs:
                 tables.append((str(name), inner_pairs))
-    docs = dict(_MODEL_FEATURE_DOCS)
-    try:
-        from features.pipeline import FEATURE_DOCS
-
-        docs.update(FEATURE_DOCS)
-    except ImportError:
-        pass
+    docs = _feature_meanings()
     out = []
     for title, pairs in tables:
         pairs = sorted(((str(f), float(v)) for f, v in pairs), key=lambda p: -abs(p[1]))

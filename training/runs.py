@@ -22,7 +22,7 @@ import pandas as pd
 from features.errors import InputError
 from training import registry, tracking
 
-#: Experiments whose runs produce a registered model of the same name.
+#: Experiments whose runs produce registered models of that kind (one per brand and horizon, ``acme.churn_90d``).
 REGISTERED_MODEL_FOR_EXPERIMENT = {name: name for name in registry.REGISTERED_MODELS}
 ALIASES = (registry.CHAMPION, registry.CHALLENGER)
 
@@ -54,6 +54,8 @@ RUN_COLUMNS = (
     "data_fingerprint",
     "role",
     "gate_decision",
+    "brand",
+    "horizon_days",
 )
 
 Verdict = Literal["baseline", "better", "worse", "same", "n/a"]
@@ -80,33 +82,58 @@ def _experiment(client, name: str):
     return exp
 
 
+def _registered_models(client, experiment: str) -> list[str]:
+    """Registered models whose runs live in ``experiment``: every brand's and horizon's (``acme.churn_90d``)."""
+    if experiment not in REGISTERED_MODEL_FOR_EXPERIMENT:
+        return []
+    names = []
+    for rm in client.search_registered_models(max_results=1000):
+        identity = registry.parse_model_name(rm.name)
+        if (identity is not None and identity.kind == experiment) or rm.name == experiment:
+            names.append(rm.name)
+    return sorted(names)
+
+
 def _alias_runs(client, experiment: str) -> dict[str, str]:
-    """``{run_id: "champion" | "challenger" | "champion,challenger"}`` for the experiment's registered model."""
+    """``{run_id: "champion" | "challenger" | "champion,challenger"}`` over the experiment's registered models."""
     from mlflow.exceptions import MlflowException
 
-    model = REGISTERED_MODEL_FOR_EXPERIMENT.get(experiment)
-    if model is None:
-        return {}
     roles: dict[str, list[str]] = {}
-    for alias in ALIASES:
-        try:
-            version = client.get_model_version_by_alias(model, alias)
-        except MlflowException:
-            continue
-        if version.run_id:
-            roles.setdefault(version.run_id, []).append(alias)
+    for model in _registered_models(client, experiment):
+        for alias in ALIASES:
+            try:
+                version = client.get_model_version_by_alias(model, alias)
+            except MlflowException:
+                continue
+            if version.run_id:
+                roles.setdefault(version.run_id, []).append(alias)
     return {run_id: ",".join(names) for run_id, names in roles.items()}
 
 
-def _champion_run_id(client, experiment: str) -> str:
+def _champion_run_id(client, experiment: str, runs: list) -> str:
+    """The run behind the champion of the registered model the compared runs belong to (one brand, horizon)."""
     from mlflow.exceptions import MlflowException
 
-    model = REGISTERED_MODEL_FOR_EXPERIMENT.get(experiment)
-    if model is None:
+    if experiment not in REGISTERED_MODEL_FOR_EXPERIMENT:
         raise RunsError(
             f"experiment {experiment!r} has no registered model, so it has no champion; "
             f"--baseline champion works for {', '.join(REGISTERED_MODEL_FOR_EXPERIMENT)} (use --baseline first)"
         )
+    models = {
+        registry.model_name(t[registry.TAG_BRAND], experiment, t[registry.TAG_HORIZON])
+        for t in (r.data.tags for r in runs) if t.get(registry.TAG_BRAND) and t.get(registry.TAG_HORIZON)
+    }
+    if not models:
+        models = set(_registered_models(client, experiment))
+    if not models:
+        raise RunsError(f"no registered {experiment} model, so no 'champion' alias yet: train with `scrm train`, "
+                        "or use --baseline first")
+    if len(models) != 1:
+        raise RunsError(
+            f"--baseline champion needs runs of one brand and horizon; these belong to "
+            f"{', '.join(sorted(models)) or 'no registered model'}: pick runs with --runs, or use --baseline first"
+        )
+    model = models.pop()
     try:
         version = client.get_model_version_by_alias(model, "champion")
     except MlflowException:
@@ -131,6 +158,8 @@ def _run_row(run, roles: dict[str, str]) -> dict:
         "data_fingerprint": tags.get("scrm.data_fingerprint", ""),
         "role": roles.get(run.info.run_id, ""),
         "gate_decision": tags.get("scrm.gate_decision", ""),
+        "brand": tags.get(registry.TAG_BRAND, ""),
+        "horizon_days": tags.get(registry.TAG_HORIZON) or run.data.params.get("horizon_days", ""),
     }
 
 
@@ -369,7 +398,7 @@ def compare_runs(
         if not runs:
             raise RunsError(f"experiment {experiment!r} has no runs yet")
     if baseline == "champion":
-        champion_id = _champion_run_id(client, experiment)
+        champion_id = _champion_run_id(client, experiment, runs)
         by_id = {r.info.run_id: r for r in runs}
         champion = by_id.pop(champion_id, None) or client.get_run(champion_id)
         runs = [champion] + [r for r in runs if r.info.run_id != champion_id]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features import spec
+from features.config import FeatureConfig, check_config
 from training.churn import ChurnModel
 from training.clv import CLVModel
 from training.decisions.tiers import assign_tiers, load_tier_rules
@@ -23,8 +24,6 @@ SCORE_COLUMNS = (
     "person_id", "eligible", "ineligible_reason", "churn_probability", "clv_mean", "clv_p10", "clv_p90",
     "expected_orders", "p_alive", "expected_next_order_date",
 )
-#: Columns naming each model's horizon in days (the same on every row).
-HORIZON_COLUMNS = ("churn_horizon_days", "clv_horizon_days")
 
 
 @dataclass
@@ -35,10 +34,32 @@ class Models:
     clv: CLVModel
     churn_version: str | None = None
     clv_version: str | None = None
+    brand: str | None = None
+    churn_name: str | None = None  # registered model names, e.g. ``acme.churn_90d``
+    clv_name: str | None = None
+    feature_config: dict | None = None  # the FeatureConfig both were trained on (None: the defaults)
+
+    def check_snapshot(self, manifest: dict) -> None:
+        """Refuse (``FeatureConfigMismatch``) a snapshot built with another feature config than the models'."""
+        check_config(manifest.get("config"), self.feature_config)
+
+    def features_config(self) -> FeatureConfig:
+        """The config to build features with for these models."""
+        return FeatureConfig.from_dict(self.feature_config or {}, source="the models' feature config")
 
     @property
     def versions(self) -> dict[str, str | None]:
         return {"churn": self.churn_version, "clv": self.clv_version}
+
+    @property
+    def horizons(self) -> dict[str, int | None]:
+        """The models' horizons in days: churn over ``churn``, CLV value over ``clv``."""
+        return {kind: _horizon(getattr(self, kind)) for kind in ("churn", "clv")}
+
+
+def _horizon(model) -> int | None:
+    value = getattr(model, "horizon_days", None)
+    return int(value) if value is not None else None
 
 
 def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Series:
@@ -98,6 +119,8 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
                         "ineligible_reason": reason.to_numpy()})
     for col in SCORE_COLUMNS[3:]:
         out[col] = pd.NaT if col == "expected_next_order_date" else np.nan
+    for kind, days in models.horizons.items():  # what churn_probability and clv_* are about
+        out[f"{kind}_horizon_days"] = pd.array([days] * len(out), dtype="Int64")
     if ok.any():
         buyers = features.loc[ok]
         churn = models.churn.predict_frame(buyers)
@@ -105,13 +128,13 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         out.loc[ok, "churn_probability"] = churn["churn_probability"].to_numpy()
         for col in ("clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"):
             out.loc[ok, col] = clv[col].to_numpy()
-    out["churn_horizon_days"] = int(models.churn.horizon_days)
-    out["clv_horizon_days"] = int(models.clv.horizon_days)
     for col in PASSTHROUGH:
         if col in features.columns:
             out[col] = features[col].to_numpy()
-    if "marketing_opt_out" not in out.columns:
-        out["marketing_opt_out"] = False
+    # nullable: <NA> = no recorded consent (features.brand's consent policy decides what that allows)
+    out["marketing_opt_out"] = (pd.array(features["marketing_opt_out"].to_numpy(dtype=object), dtype="boolean")
+                                if "marketing_opt_out" in features.columns
+                                else pd.array([pd.NA] * len(out), dtype="boolean"))
     tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules(), clv_cut=clv_cut)
     out = out.merge(tiers, on="person_id", how="left", validate="one_to_one")
     if with_reasons:
@@ -122,10 +145,33 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     return out
 
 
-def load_champions(alias: str = "champion") -> Models:
-    """The registered ``churn`` and ``clv`` models behind ``alias`` (``LookupError`` names the fix)."""
+def load_champions(alias: str = "champion", *, brand: str, as_of=None, churn_horizon: int = 90,
+                   clv_horizon: int = 365, data_hint: str = "D") -> Models:
+    """Brand ``brand``'s churn and CLV models behind ``alias``, checked for scoring as of ``as_of``.
+
+    Raises
+    ------
+    LookupError
+        No such model, a version of another brand or horizon, one trained after ``as_of``, or artifacts changed
+        since registration (:func:`training.registry.load_for_scoring`); the message names the fix.
+    """
     from training import registry
 
-    churn = registry.load_model("churn", alias)
-    clv = registry.load_model("clv", alias)
-    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version))
+    as_of = pd.Timestamp(as_of).date() if as_of is not None else None
+    churn = registry.load_for_scoring(brand, "churn", churn_horizon, as_of=as_of, alias=alias, data_hint=data_hint)
+    clv = registry.load_for_scoring(brand, "clv", clv_horizon, as_of=as_of, alias=alias, data_hint=data_hint)
+    configs = [_feature_config(m.run_id) for m in (churn, clv)]
+    check_config(*configs, labels=(f"{churn.name} v{churn.version}", f"{clv.name} v{clv.version}"),
+                 fix="retrain both on one config (`scrm train all --feature-config FILE`)")
+    return Models(churn.estimator, clv.estimator, str(churn.version), str(clv.version), brand=brand,
+                  churn_name=churn.name, clv_name=clv.name, feature_config=configs[0])
+
+
+def _feature_config(run_id: str) -> dict | None:
+    """The ``scrm.feature_config`` tag of a model's run (None for models trained before it was logged)."""
+    import json
+
+    from training import tracking
+
+    value = tracking.client().get_run(run_id).data.tags.get(tracking.TAG_FEATURE_CONFIG)
+    return json.loads(value) if value else None

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -38,9 +39,12 @@ EXPERIMENTS = ("churn", "clv", "lookalike", "backtest")
 TAG_KIND = "scrm.kind"
 TAG_FINGERPRINT = "scrm.data_fingerprint"
 TAG_AS_OF = "scrm.as_of"
+TAG_FEATURE_CONFIG = "scrm.feature_config"  # the FeatureConfig (JSON) of the snapshots a model was trained on
 TAG_ERROR = "scrm.error"
 TAG_CODE_VERSION = "scrm.code_version"
 TAG_GIT_COMMIT = "scrm.git_commit"
+TAG_PROCESS = "scrm.process"  # "<pid>:<start time>" of the process running the run (see mark_dead_runs_failed)
+TAG_HOST = "scrm.host"
 
 PLOT_NAMES = ("roc", "calibration", "gains", "clv_deciles", "feature_importance", "expansion_curve")
 
@@ -116,7 +120,76 @@ def configure() -> str:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri not in _CHECKED_STORES:
+        _CHECKED_STORES.add(uri)
+        mark_dead_runs_failed()
     return uri
+
+
+_CHECKED_STORES: set[str] = set()
+
+
+def _process_token(pid: int) -> str | None:
+    """``"<pid>:<start time>"`` of a live process (None when it is gone or a zombie); PID reuse changes it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (macOS): the pid alone, alive or not
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return str(pid)
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+    if fields[0] in ("Z", "X"):
+        return None
+    return f"{pid}:{fields[19]}"  # field 22 of stat: start time in clock ticks since boot
+
+
+def mark_dead_runs_failed() -> list[str]:
+    """Mark ``FAILED`` the runs left ``RUNNING`` by a process of this machine that no longer exists.
+
+    A run killed mid-way (``kill -9``, an OOM kill, a closed laptop) cannot end itself; every run records its
+    process (tag ``scrm.process``) and host, and the first MLflow call of the next command on the same machine
+    (:func:`configure`) ends such runs with status ``FAILED`` and tag ``scrm.error`` saying why. Runs of other
+    machines, and runs without the tags, are left alone.
+
+    Returns
+    -------
+    list of str
+        The run ids marked failed.
+    """
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        experiments = [e.experiment_id for e in c.search_experiments()]
+        runs = c.search_runs(experiments, filter_string="attributes.status = 'RUNNING'",
+                             max_results=1000) if experiments else []
+    except Exception:  # noqa: BLE001 - a store that cannot be searched yet is checked on first real use
+        _CHECKED_STORES.discard(uri)
+        return []
+    host = socket.gethostname()
+    marked = []
+    for run in runs:
+        tags = run.data.tags
+        token, run_host = tags.get(TAG_PROCESS), tags.get(TAG_HOST)
+        if not token or run_host != host:
+            continue
+        pid = int(token.split(":", 1)[0])
+        if _process_token(pid) == token:
+            continue
+        c.set_tag(run.info.run_id, TAG_ERROR, f"killed: process {pid} on {host} ended without closing the run")
+        c.set_terminated(run.info.run_id, status="FAILED")
+        marked.append(run.info.run_id)
+    if marked:
+        logging.getLogger(__name__).warning(
+            "marked %d run(s) FAILED whose process was killed mid-way: %s", len(marked), ", ".join(marked))
+    return marked
 
 
 def client():
@@ -218,7 +291,8 @@ def start_run(
 
     Notes
     -----
-    An exception inside the block marks the run ``FAILED`` (``KILLED`` for ``KeyboardInterrupt``), records the
+    A process killed inside the block leaves the run ``RUNNING``; the next command marks it ``FAILED``
+    (:func:`mark_dead_runs_failed`). An exception inside the block marks the run ``FAILED`` (``KILLED`` for ``KeyboardInterrupt``), records the
     exception type in tag ``scrm.error`` and is re-raised. Registry aliases are only moved by explicit calls
     (:func:`promotion_gate`, :func:`promote`, :func:`rollback`), so a run that fails part-way never moves
     ``champion``.
@@ -231,6 +305,8 @@ def start_run(
     if experiment in EXPERIMENTS:
         all_tags[TAG_KIND] = experiment
     all_tags.update(code_tags())
+    all_tags[TAG_PROCESS] = _process_token(os.getpid()) or str(os.getpid())
+    all_tags[TAG_HOST] = socket.gethostname()
     all_tags.update({k: _param_value(v) for k, v in (tags or {}).items()})
     run = mlflow.start_run(
         experiment_id=experiment_id,

@@ -10,6 +10,7 @@ a command that fails part-way (bad data, a crash while fitting or logging) never
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -17,11 +18,13 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from features.brand import check_brand_id, load_brand
 from features.dataset import Dataset
+from features.pii import pii_key_fingerprint
 from training import plots, pyfunc, registry, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, family_note
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, family_note, validate
 from training.frames import FeatureCache, widen
 from training.horizons import fit_for_horizon
 from training.report import attach_report
@@ -44,6 +47,7 @@ class TrainResult:
     version: str | None
     decision: object | None
     metrics: dict[str, float]
+    registered_name: str | None = None  # e.g. ``acme.churn_90d`` (see ``registry.model_name``)
     #: the horizon choice and the time layout, in words (printed once by the CLI)
     notes: tuple[str, ...] = ()
     #: who is scored at ``as_of`` and who is not, and why (``training.scoring.eligibility_table``)
@@ -56,8 +60,7 @@ class TrainResult:
 def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
     model = fitted.model
     choice = fitted.extra.get("horizon")
-    params = {"as_of": fitted.plan.as_of.isoformat(),
-              "horizon_days": choice.horizon if choice is not None else fitted.plan.horizon_days,
+    params = {"as_of": fitted.plan.as_of.isoformat(), "horizon_days": served_horizon(fitted),
               "random_state": random_state, "n_customers": int(len(cache.features(fitted.plan.as_of))),
               "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params(),
               **(choice.to_params() if choice is not None else {})}
@@ -73,6 +76,7 @@ def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
         params["churn.family"] = model.family_
     else:
         params["clv.family"] = model.family_
+        params["clv.level_factor"] = round(float(model.level_factor()), 6)
         params["interval_level"] = round(model.quantiles[1] - model.quantiles[0], 4)
     btyd = getattr(model, "btyd_", None)
     params["btyd.status"] = "ok" if btyd is not None else "failed"
@@ -86,8 +90,10 @@ def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
     return params
 
 
-def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state: int, register: bool):
-    """One tracked run: params, metrics, plots, artifacts and the model (registered when ``register``).
+def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state: int, register: bool,
+             brand: str):
+    """One tracked run: params, metrics, plots, artifacts and the model (registered when ``register``, as
+    ``registry.model_name(brand, kind, horizon_days)``).
 
     Returns ``(run_id, version)``; the gate is left to the caller.
     """
@@ -97,7 +103,13 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
     as_of = fitted.plan.as_of
     features = cache.features(as_of)
     tags = {"scrm.kind": name, "scrm.as_of": as_of.isoformat(),
-            "scrm.btyd_status": "ok" if fitted.model.btyd_ is not None else "failed"}
+            "scrm.btyd_status": "ok" if fitted.model.btyd_ is not None else "failed",
+            registry.TAG_BRAND: brand, registry.TAG_HORIZON: str(served_horizon(fitted)),
+            registry.TAG_VALIDATION: fitted.plan.validation.isoformat(),
+            tracking.TAG_FEATURE_CONFIG: json.dumps(cache.config.model_dump(mode="json"), sort_keys=True)}
+    pii = pii_key_fingerprint(required=False)
+    if pii:
+        tags[registry.TAG_PII] = pii
     with tracking.start_run(name, run_name=f"{name} {as_of}", params=_params(fitted, cache, random_state),
                             tags=tags) as run:
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
@@ -121,6 +133,12 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
             mlflow.log_metrics({f"selection.{fam}.{k}": float(v) for k, v in figures.items()})
         if fitted.extra.get("selection"):
             tracking.log_json(fitted.extra["selection"], "family_selection.json")
+        if fitted.extra.get("level"):
+            if fitted.extra["level"].get("applied"):  # the validation total is met by construction after it
+                mlflow.log_metric("val.total_error_pct_before_level",
+                                  float(fitted.extra["level"]["validation_total_error_pct_before"]))
+            tracking.log_json({**fitted.extra["level"], "calendar": fitted.model.window_calendar()},
+                              "level_calibration.json")
         if name == "churn":
             y, p = fitted.valid["churned"].to_numpy(dtype=int), fitted.valid_pred["churn_probability"].to_numpy()
             tracking.log_figure(plots.roc_plot(y, p), "roc")
@@ -131,19 +149,27 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
                                                       fitted.valid_pred["clv_mean"].to_numpy()), "clv_deciles")
         example = widen(features[eligibility(features).isna()].head(5))  # the dtypes snapshots have
         info = pyfunc.log_model(fitted.model, input_example=example,
-                                registered_model_name=name if register else None)
+                                registered_model_name=registry.model_name(brand, name, served_horizon(fitted))
+                                if register else None)
         version = str(info.registered_model_version) if register else None
         run_id = run.info.run_id
     attach_report(run_id)
     return run_id, version
 
 
-def _gate(name: str, version: str | None, fitted: Fitted):
+def _gate(name: str, version: str | None, fitted: Fitted, cache: FeatureCache, brand: str):
     if version is None:
         return None
     metric = GATE_METRIC[name]
-    return registry.promotion_gate(name, version, metric=metric, value=fitted.metrics[metric.split(".", 1)[1]],
-                                   higher_is_better=True)
+    key = metric.split(".", 1)[1]
+    registered = registry.model_name(brand, name, served_horizon(fitted))
+
+    def rescore(champion_version: int) -> float:
+        champion = registry.load_model(registered, version=champion_version).estimator
+        return float(validate(champion, fitted, cache)[key])
+
+    return registry.promotion_gate(registered, version, metric=metric, value=fitted.metrics[key],
+                                   higher_is_better=True, rescore=rescore)
 
 
 def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> FeatureCache:
@@ -153,38 +179,42 @@ def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> Feat
 def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,
                 n_cutoffs: int = 8, step_days: int = 30, random_state: int = 0, register: bool = True,
                 max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, model_params: dict | None = None,
-                progress=None) -> TrainResult:
+                progress=None, brand: str | None = None) -> TrainResult:
     """Fit, validate, log and register a churn model; the gate then decides whether it becomes champion."""
     return train_all(data, as_of, cache=cache, churn_horizon=horizon_days, n_cutoffs=n_cutoffs,
                      step_days=step_days, random_state=random_state, register=register,
                      max_train_rows=max_train_rows, churn_params=model_params, models=("churn",),
-                     progress=progress)["churn"]
+                     progress=progress, brand=brand)["churn"]
 
 
 def train_clv(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 365,
               n_cutoffs: int = 8, step_days: int = 30, random_state: int = 0, family: str = "auto",
               register: bool = True, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
-              model_params: dict | None = None, progress=None) -> TrainResult:
+              model_params: dict | None = None, progress=None, brand: str | None = None) -> TrainResult:
     """Fit, validate, log and register a CLV model; the gate then decides whether it becomes champion."""
     return train_all(data, as_of, cache=cache, clv_horizon=horizon_days, n_cutoffs=n_cutoffs,
                      step_days=step_days, random_state=random_state, register=register,
                      max_train_rows=max_train_rows, clv_params={"family": family, **(model_params or {})},
-                     models=("clv",), progress=progress)["clv"]
+                     models=("clv",), progress=progress, brand=brand)["clv"]
 
 
 def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_horizon: int = 90,
               clv_horizon: int = 365, n_cutoffs: int = 8, step_days: int = 30, random_state: int = 0,
               register: bool = True, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
               churn_params: dict | None = None, clv_params: dict | None = None,
-              models: tuple[str, ...] = ("churn", "clv"), progress=None) -> dict[str, TrainResult]:
+              models: tuple[str, ...] = ("churn", "clv"), progress=None,
+              brand: str | None = None) -> dict[str, TrainResult]:
     """Train churn and CLV on shared feature snapshots (each cutoff computed once), then gate each.
 
     Each horizon is served as :func:`training.horizons.choose_horizon` decides from the history before ``as_of``
     (fitted directly, CLV extrapolated from a shorter window, or the longest supported horizon), with the time
-    layout of :func:`training.frames.plan_cutoffs`. Every model is fitted, logged and registered before any
-    alias moves: a failure part-way leaves both ``champion`` aliases untouched (already registered versions stay
-    without an alias).
+    layout of :func:`training.frames.plan_cutoffs`. Models are registered per brand and the horizon they answer
+    for (``registry.model_name``; an extrapolated CLV under the requested horizon, its fitted window in the
+    params): ``brand`` defaults to the data directory's (``features.brand.load_brand``). Every model is fitted,
+    logged and registered before any alias moves: a failure part-way leaves both ``champion`` aliases untouched
+    (already registered versions stay without an alias, tagged ``gate_decision=not_gated``).
     """
+    brand = dataset_brand(data, brand)
     unknown = set(models) - set(GATE_METRIC)
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {tuple(GATE_METRIC)}, got {models}")
@@ -198,16 +228,24 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
             cache.release(fitted["churn"].plan.all_cutoffs, keep=[as_of])
     if "clv" in models:
         fitted["clv"] = fit_for_horizon("clv", cache, as_of, clv_horizon, **common, **(clv_params or {}))
-    logged = {name: _log_run(data, cache, f, random_state=random_state, register=register)
+    logged = {name: _log_run(data, cache, f, random_state=random_state, register=register, brand=brand)
               for name, f in fitted.items()}
     results = {}
     table = eligibility_table(eligibility(cache.features(as_of)))
     for name, f in fitted.items():
         run_id, version = logged[name]
-        decision = _gate(name, version, f)
-        results[name] = TrainResult(name, f.model, run_id, version, decision, f.metrics, notes=_notes(name, f),
+        decision = _gate(name, version, f, cache, brand)
+        results[name] = TrainResult(name, f.model, run_id, version, decision, f.metrics,
+                                    registry.model_name(brand, name, served_horizon(f)), notes=_notes(name, f),
                                     eligibility=table)
     return results
+
+
+def served_horizon(fitted: Fitted) -> int:
+    """The horizon a fitted model answers for: the requested one when CLV is extrapolated from a shorter window
+    (``training.horizons``), else the window it was fitted on."""
+    choice = fitted.extra.get("horizon")
+    return int(choice.horizon) if choice is not None else int(fitted.plan.horizon_days)
 
 
 def _notes(name: str, fitted: Fitted) -> tuple[str, ...]:
@@ -225,9 +263,22 @@ def _notes(name: str, fitted: Fitted) -> tuple[str, ...]:
     return tuple(out)
 
 
+def dataset_brand(data: Dataset, brand: str | None = None) -> str:
+    """The brand id of a data set: ``brand`` (``--brand``), else its directory's ``brand.yaml`` or name."""
+    if brand is not None:
+        return check_brand_id(brand)
+    if data.source is None:
+        raise ValueError("the data set has no directory to take its brand from: pass brand=...")
+    return load_brand(data.source).brand
+
+
 def default_as_of(data: Dataset) -> date:
-    """The day after the last order or event: "today" for a daily scoring job."""
+    """The day after the last accepted order or event: "today" for a daily scoring job.
+
+    Accepted rows only: the contract quarantines timestamps after the run's time or the plausible end of the data
+    (``future_timestamp``), so a few orders dated 2030 cannot move it.
+    """
     return (data.data_end + pd.Timedelta(days=1)).date()
 
 
-__all__ = ["GATE_METRIC", "TrainResult", "default_as_of", "train_all", "train_churn", "train_clv"]
+__all__ = ["GATE_METRIC", "TrainResult", "dataset_brand", "default_as_of", "train_all", "train_churn", "train_clv"]

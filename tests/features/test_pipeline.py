@@ -151,6 +151,9 @@ def test_profile_features(feats):
     assert a["is_member"] == 1.0
     assert bool(a["marketing_opt_out"]) is True  # one of the keys opted out
     assert bool(feats.loc["p_bo", "marketing_opt_out"]) is False and feats.loc["p_bo", "is_member"] == 0.0
+    # no identity row: consent unknown (<NA>), never taken as "not opted out"
+    own = "p_" + hashlib.sha1(b"ev_only").hexdigest()[:12]
+    assert feats["marketing_opt_out"].dtype == "boolean" and pd.isna(feats.loc[own, "marketing_opt_out"])
 
 
 def test_every_column_is_documented_and_model_columns_are_numeric(feats):
@@ -172,7 +175,8 @@ def test_orders_only_degrades_and_says_so_once():
     text = console.export_text()
     assert text.count("note:") == 1 and "interaction features" in text
     assert not any(c.startswith(("ev_", "days_since_", "campaign_", "msg_")) for c in f.columns)
-    assert "age" not in f.columns and not f["marketing_opt_out"].any()
+    assert "age" not in f.columns and f["marketing_opt_out"].isna().all()  # orders only: consent unknown
+    assert f["marketing_opt_out"].dtype == "boolean" and "consent unknown" in text
     full = build_features(data, AS_OF, identity=identity, console=Console(quiet=True))
     # order features do not depend on the optional tables (first_seen_days also counts events)
     common = [c for c in f.columns if c not in ("person_id", "first_seen_days", "marketing_opt_out")]
@@ -256,3 +260,18 @@ def test_summarize_prints_segments_and_stages(feats):
     assert "people" in text and "buyers" in text
     assert any(seg in text for seg in ("重要价值客户", "一般挽留客户", "重要保持客户", "一般发展客户"))
     assert "lapsed" in text and "(no paid order)" in text
+
+
+def test_consent_of_a_person_opted_out_recorded_or_unknown():
+    """Any key opted out → True; else a recorded False → False; no recorded value on any key → <NA> (unknown)."""
+    orders = pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_key": ["a1", "b1", "c1", "c2"],
+                           "order_ts": [ts(50), ts(40), ts(30), ts(20)], "amount": [10.0, 20.0, 30.0, 40.0]})
+    identities = pd.DataFrame({"customer_key": ["a1", "b1", "c1", "c2"],
+                               "marketing_opt_out": pd.array([pd.NA, pd.NA, False, pd.NA], dtype="boolean")})
+    identity = pd.DataFrame({"customer_key": ["a1", "b1", "c1", "c2"], "person_id": ["p_a", "p_b", "p_c", "p_c"]})
+    identities.loc[0, "marketing_opt_out"] = True
+    f = build_features(Dataset(orders=orders, identities=identities), AS_OF, identity=identity,
+                       console=Console(quiet=True)).set_index("person_id")["marketing_opt_out"]
+    assert f.dtype == "boolean"
+    assert bool(f["p_a"]) is True
+    assert pd.isna(f["p_b"]) and bool(f["p_c"]) is False  # p_c: one recorded False, one unknown → False

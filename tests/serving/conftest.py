@@ -23,6 +23,8 @@ AS_OF = date(2026, 1, 1)
 N_CUSTOMERS = 3_000
 SMALL = {"n_cutoffs": 1, "n_estimators": 40, "n_jobs": 1}
 PII_KEY = "test-pii-key"
+BRAND = "data"  # the data directory's name: its brand id (no brand.yaml)
+CHURN, CLV = f"{BRAND}.churn_90d", f"{BRAND}.clv_365d"  # registry.model_name(BRAND, kind)
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,15 @@ def _register(name: str, fitted, features: pd.DataFrame) -> int:
     from training import pyfunc, registry, tracking
 
     metric = {"churn": "auc", "clv": "gini"}[name]
+    registered = registry.model_name(BRAND, name, fitted.plan.horizon_days)
     with tracking.start_run(name, run_name=f"{name} test", params={"as_of": AS_OF.isoformat()},
-                            tags={"scrm.kind": name, "scrm.as_of": AS_OF.isoformat()}):
+                            tags={"scrm.kind": name, "scrm.as_of": AS_OF.isoformat(), "scrm.brand": BRAND,
+                                  "scrm.horizon_days": str(fitted.plan.horizon_days)}):
         mlflow.log_metrics({f"val.{k}": v for k, v in fitted.metrics.items()})
         info = pyfunc.log_model(fitted.model, input_example=features[features["orders"] >= 1].head(5),
-                                  registered_model_name=name)
+                                  registered_model_name=registered)
     version = int(info.registered_model_version)
-    registry.promotion_gate(name, version, metric=f"val.{metric}", value=fitted.metrics[metric])
+    registry.promotion_gate(registered, version, metric=f"val.{metric}", value=fitted.metrics[metric])
     return version
 
 

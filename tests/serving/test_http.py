@@ -276,22 +276,24 @@ def test_champion_change_is_picked_up_after_restart(server, people, store_env):
     from training import registry
     from training.scoring import Models, score
 
-    before = registry.champion_version("churn")
+    CHURN, CLV = registry.model_name("data", "churn"), registry.model_name("data", "clv")
+    before = registry.champion_version(CHURN)
     other = next(v for v in store_env.churn_versions if v != before)
     ids = people["person_id"].head(50).tolist()
     with server.client() as c:
         old = c.score(customer_ids=ids, with_reasons=False)
     assert old["model_versions"]["churn"] == str(before)
+    assert (old["brand"], old["horizon_days"]) == ("data", {"churn": 90, "clv": 365})
 
-    registry.promote("churn", other)
+    registry.promote(CHURN, other)
     server.stop()
     server.start()
     with server.client() as c:
         new = c.score(customer_ids=ids, with_reasons=False)
     assert new["model_versions"] == {"churn": str(other), "clv": old["model_versions"]["clv"]}
 
-    churn = registry.load_model("churn", version=other).estimator
-    clv = registry.load_model("clv").estimator
+    churn = registry.load_model(CHURN, version=other).estimator
+    clv = registry.load_model(CLV).estimator
     features = pd.read_parquet(store_env.data_dir / "features" / "as_of=2026-01-01" / "features.parquet")
     expected = score(features, Models(churn, clv, str(other), old["model_versions"]["clv"]),
                      as_of=store_env.as_of).set_index("person_id").loc[ids, "churn_probability"]

@@ -40,7 +40,7 @@ def test_missing_champion_names_scrm_train_all(trained_setup, monkeypatch, via_e
         result = serve("--data", str(trained_setup.data_dir))
     text = " ".join(result.output.split())
     assert result.exit_code == 2
-    assert "no champion churn or clv" in text and "scrm train all --data" in text and "--as-of 2026-01-01" in text
+    assert "no champion data.churn_90d or data.clv_365d model of brand data" in text and "scrm train all --data" in text and "--as-of 2026-01-01" in text
 
 
 def test_example_id_is_a_person_the_service_scores(tmp_path):

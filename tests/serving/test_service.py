@@ -48,8 +48,8 @@ def test_ready_with_the_champions_and_the_snapshot(service, serving_env):
 
     assert service.__is_ready__() and service.__is_alive__()
     state = service.state
-    assert state.model_versions == {"churn": str(registry.champion_version("churn")),
-                                    "clv": str(registry.champion_version("clv"))}
+    assert state.model_versions == {"churn": str(registry.champion_version("data.churn_90d")),
+                                    "clv": str(registry.champion_version("data.clv_365d"))}
     assert str(state.as_of) == "2026-01-01"
     assert len(state.scores) == len(state.features) > 3_000
 
@@ -225,6 +225,44 @@ def test_lookalike_audience_excludes_seed_and_opt_outs_and_is_logged(service, pe
     run = tracking.client().get_run(response.mlflow_run_id)
     assert run.data.tags["scrm.kind"] == "lookalike"
     assert run.data.metrics["holdout.recall_at_10pct"] == pytest.approx(response.holdout.recall_at_10pct)
+    # the run says which data it was fitted on: the snapshot's input fingerprint, as training runs do
+    fingerprint = tracking.data_fingerprint(service.state.snapshot.manifest["inputs"])
+    assert run.data.tags[tracking.TAG_FINGERPRINT] == fingerprint
+    assert response.excluded["seed"] == 120 and response.excluded["opt_out"] > 0
+    assert any("1 of 121 seed id(s) match no person_id" in note for note in response.notes)
+
+
+def test_unknown_consent_is_null_in_score_and_the_brand_policy_decides_target(service, monkeypatch, tmp_path):
+    """A person without a recorded consent is shown as unknown (null), never as opted out; /target includes
+    them under the brand's consent: opt_out (the default) and leaves them out, counted, under opt_in."""
+    from features.pipeline import Snapshot
+    from serving.state import ServingState
+
+    base = service.state
+    features = base.features.copy()
+    eligible = base.scores["eligible"].to_numpy() & base.scores["marketing_opt_out"].eq(False).to_numpy()
+    unknown_rows = features.index[eligible][:40]
+    features["marketing_opt_out"] = features["marketing_opt_out"].astype("boolean")
+    features.loc[unknown_rows, "marketing_opt_out"] = pd.NA
+    unknown_ids = features.loc[unknown_rows, "person_id"].tolist()
+    snapshot = Snapshot(features=features, identity=base.identity, manifest=base.snapshot.manifest)
+    campaign = {"campaign_id": "all-in", "objective": "upsell", "budget": 1e9, "cost_per_contact": 0.001,
+                "control_fraction": 0.0}
+    chosen = {}
+    for policy in ("opt_out", "opt_in"):
+        data_dir = tmp_path / policy
+        data_dir.mkdir()
+        (data_dir / "brand.yaml").write_text(f"consent: {policy}\n", encoding="utf-8")
+        state = ServingState(base.models, snapshot, data_dir=data_dir)
+        assert state.consent == policy
+        monkeypatch.setattr(service, "state", state)
+        scored = run(service.score(customer_ids=unknown_ids[:5], with_reasons=False)).results
+        assert [r.marketing_opt_out for r in scored] == [None] * 5
+        response = service.target(**campaign)
+        assert response.summary.consent == policy
+        chosen[policy] = {a.person_id for a in response.audience}
+        assert response.summary.excluded.consent_unknown == (len(unknown_ids) if policy == "opt_in" else 0)
+    assert set(unknown_ids) <= chosen["opt_out"] and not set(unknown_ids) & chosen["opt_in"]
 
 
 def test_lookalike_bad_requests_name_the_field(service, people):
@@ -303,22 +341,43 @@ def test_target_bad_specs_name_the_field(service, change, loc):
 
 def test_evaluate_campaign_matches_the_shared_evaluation(service, serving_env):
     from features.contract import load_dataset
+    from features.contract_rules import known_customer_keys
     from features.pipeline import complete_key_map
     from training.decisions.campaigns import evaluate_campaign
 
     data = load_dataset(serving_env.data_dir, rejects_dir=serving_env.data_dir.parent / "rejects")
     campaign_id = str(data.campaign_touches["campaign_id"].iloc[0])
     expected = evaluate_campaign(data.campaign_touches, data.orders,
-                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21)
+                                 complete_key_map(data, service.state.identity), campaign_id, window_days=21,
+                                 known_keys=known_customer_keys(data.orders, data.identities))
     got = service.evaluate_campaign(campaign_id=campaign_id, window_days=21)
     for lift in (expected["conversion"], expected["revenue_per_head"]):  # intervals come as {low, high}
         for key in ("absolute_ci", "relative_ci"):
             lift[key] = None if lift[key] is None else dict(zip(("low", "high"), lift[key], strict=True))
-    assert json.loads(got.model_dump_json(exclude={"model_versions", "feature_as_of"})) == json.loads(
+    assert json.loads(got.model_dump_json(exclude={"model_versions", "feature_as_of", "brand", "horizon_days"})) == json.loads(
         json.dumps(expected))
     assert got.treatment.persons > 0 and got.control.persons > 0
     ci = got.conversion.absolute_ci
     assert ci.low <= got.conversion.absolute_lift <= ci.high
+
+
+def test_evaluate_campaign_leaves_out_touches_of_unknown_keys(service, monkeypatch):
+    """Touches of keys in neither orders nor identities were phantom non-converters; now left out and counted."""
+    import dataclasses
+
+    data = service.state.evaluation_data()
+    campaign_id = str(data.touches["campaign_id"].iloc[0])
+    before = service.evaluate_campaign(campaign_id=campaign_id)
+    sent = data.touches.loc[data.touches["campaign_id"] == campaign_id, "sent_ts"].min()
+    ghosts = pd.Series([f"ghost{i}" for i in range(50)], dtype="str")
+    phantoms = pd.DataFrame({"campaign_id": campaign_id, "customer_key": ghosts, "sent_ts": sent, "group": "control"})
+    key_map = pd.concat([data.key_to_person, pd.DataFrame({"customer_key": ghosts, "person_id": "p_" + ghosts})])
+    monkeypatch.setattr(service.state, "_evaluation", dataclasses.replace(
+        data, touches=pd.concat([data.touches, phantoms], ignore_index=True), key_to_person=key_map))
+    got = service.evaluate_campaign(campaign_id=campaign_id)
+    assert before.unknown_key_touches == 0 and got.unknown_key_touches == 50
+    assert got.control == before.control and got.conversion == before.conversion
+    assert any("50 touch(es) of customer_keys found in neither orders nor identities" in w for w in got.warnings)
 
 
 @pytest.mark.parametrize(

@@ -65,12 +65,14 @@ def test_the_promotion_gate_keeps_a_worse_model_out():
     s = small()
     common = dict(cache=s.cache, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS)
     good = train_churn(s.dataset, AS_OF, model_params=FAST, **common)
-    assert good.decision.decision == "first_champion" and registry.champion_version("churn") == 1
+    churn = good.registered_name
+    assert churn == f"{s.data_dir.name}.churn_{HORIZON}d"
+    assert good.decision.decision == "first_champion" and registry.champion_version(churn) == 1
     # one stump: a much worse model on the same validation window
     worse = train_churn(s.dataset, AS_OF, model_params={"n_estimators": 1, "num_leaves": 2, "n_jobs": 1}, **common)
     assert worse.metrics["auc"] < good.metrics["auc"]
     assert worse.decision.decision == "challenger"
-    assert registry.champion_version("churn") == 1 and registry.challenger_version("churn") == 2
+    assert registry.champion_version(churn) == 1 and registry.challenger_version(churn) == 2
     run = tracking.client().get_run(worse.run_id)
     assert run.data.tags["scrm.gate_decision"] == "challenger"
     assert run.data.metrics["gate.new_value"] < run.data.metrics["gate.champion_value"]
@@ -81,7 +83,8 @@ def test_a_run_failing_part_way_leaves_champion_untouched(monkeypatch):
     common = dict(cache=s.cache, churn_horizon=HORIZON, clv_horizon=HORIZON, n_cutoffs=N_CUTOFFS,
                   churn_params=FAST, clv_params=FAST_CLV)
     first = train_all(s.dataset, AS_OF, **common)
-    assert registry.champion_version("churn") == 1 and registry.champion_version("clv") == 1
+    churn, clv = first["churn"].registered_name, first["clv"].registered_name
+    assert registry.champion_version(churn) == 1 and registry.champion_version(clv) == 1
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while plotting")
@@ -92,10 +95,11 @@ def test_a_run_failing_part_way_leaves_champion_untouched(monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         train_all(s.dataset, AS_OF, **{**common, "churn_params": better})
     c = tracking.client()
-    assert registry.champion_version("churn") == 1 and registry.champion_version("clv") == 1
-    assert registry.challenger_version("churn") is None
-    new_churn = c.get_model_version("churn", "2")  # registered, but no alias moved
-    assert not new_churn.aliases
+    assert registry.champion_version(churn) == 1 and registry.champion_version(clv) == 1
+    assert registry.challenger_version(churn) is None
+    new_churn = c.get_model_version(churn, "2")  # registered, but no alias moved, and marked as never gated
+    assert not new_churn.aliases and new_churn.tags["gate_decision"] == "not_gated"
+    assert c.get_run(new_churn.run_id).data.tags["scrm.gate_decision"] == "not_gated"
     failed = c.search_runs([c.get_experiment_by_name("clv").experiment_id], order_by=["start_time DESC"])[0]
     assert failed.info.status == "FAILED" and failed.info.run_id != first["clv"].run_id
 
@@ -111,7 +115,7 @@ def _degenerate(s, caplog) -> None:
     assert "BTYD family unavailable" in caplog.text
     run = tracking.client().get_run(clv.run_id)
     assert run.data.params["btyd.status"] == "failed" and run.data.tags["scrm.btyd_status"] == "failed"
-    assert registry.champion_version("clv") == 1 and 0 < clv.metrics["gini"] <= 1
+    assert registry.champion_version(clv.registered_name) == 1 and 0 < clv.metrics["gini"] <= 1
     snap = s.cache.features(AS_OF)
     from training.scoring import Models, score
 

@@ -36,8 +36,10 @@ def buyers():
 
 
 def _fit(frames, **params) -> CLVModel:
+    """A CLV model on the shared frames; without the level factor (tested in test_clv_level.py), so amounts here
+    are the families' own."""
     train, valid, cache = frames
-    return CLVModel(HORIZON, **{**FAST_CLV, **params}).fit(
+    return CLVModel(HORIZON, **{**FAST_CLV, "level_calibration": False, **params}).fit(
         train, train["future_spend"], orders=train["future_orders"], X_valid=valid, y_valid=valid["future_spend"],
         btyd=cache.btyd(AS_OF), btyd_valid=cache.btyd(valid["cutoff"].iloc[0]))
 

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from metric_inventory import unlisted
 from model_data import AS_OF, fitted_churn, fitted_clv, small
 from typer.testing import CliRunner
 
@@ -197,6 +198,7 @@ def test_cli_drift_features_only_exit_codes_and_files(brand, tmp_path):
     assert alert_run.data.tags["scrm.kind"] == "monitoring" and alert_run.data.params["reference_as_of"] == "2023-06-01"
     top = report["features"][0]
     assert alert_run.data.metrics[f"drift.{top['name']}.psi"] == pytest.approx(top["psi"])
+    assert unlisted(alert_run.data.metrics) == []  # every drift metric has a direction (metric_inventory)
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("psi: {warn: 0.1, alert: 0.2}\nunknown: 1\n")
@@ -209,22 +211,25 @@ def test_cli_drift_features_only_exit_codes_and_files(brand, tmp_path):
 def test_cli_drift_scores_with_champions(brand, tmp_path):
     import mlflow
 
+    from features.brand import load_brand
     from training import pyfunc, registry, tracking
 
     snapshot = small().cache.features(AS_OF)
+    brand_id = load_brand(brand).brand  # drift scores with this brand's champions (default horizons)
     for name, fitted in (("churn", fitted_churn()), ("clv", fitted_clv())):
         metric = "val.auc" if name == "churn" else "val.gini"
+        registered = registry.model_name(brand_id, name)
         with tracking.start_run(name, run_name=f"{name} drift test", tags={"scrm.as_of": AS_OF.isoformat()}):
             mlflow.log_metric(metric, 0.5)
             info = pyfunc.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
-                                    registered_model_name=name)
-        registry.promotion_gate(name, info.registered_model_version, metric=metric, value=0.5)
-    assert drift.champion_as_of() == AS_OF
+                                    registered_model_name=registered)
+        registry.promotion_gate(registered, info.registered_model_version, metric=metric, value=0.5)
+    assert drift.champion_as_of(registry.model_name(brand_id, "churn")) == AS_OF
     result = CliRunner().invoke(app, ["drift", "--data", str(brand), "--to", "2025-08-01", "--no-mlflow",
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code in (0, 3), result.output
     report = json.loads((tmp_path / "out" / "drift.json").read_text())
-    assert report["reference"]["as_of"] == AS_OF.isoformat() and "champion churn v1" in report["reference"]["source"]
+    assert report["reference"]["as_of"] == AS_OF.isoformat() and f"champion {brand_id}.churn_90d v1" in report["reference"]["source"]
     assert report["models"] == {"churn": "1", "clv": "1"}
     names = {r["name"]: r for r in report["scores"]}
     assert set(names) >= {"churn_probability", "clv_mean"} and names["churn_probability"]["kind"] == "numeric"

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from metric_inventory import unlisted
 
 from training.lookalike import LookalikeModel, SeedQualityWarning, columns_with_prefixes
 
@@ -49,6 +50,7 @@ def planted(population, cluster_seed) -> LookalikeModel:
 
 def test_planted_cluster_is_found(planted):
     m = planted.evaluation_["metrics"]
+    assert unlisted(m) == []  # what a lookalike run logs: every metric has a direction (metric_inventory)
     assert m["holdout.n_seeds"] == 120 and m["holdout.n_train_seeds"] == 480
     assert m["holdout.n_candidates"] == N_PEOPLE - 480
     # 1,020 cluster members among 19,520 candidates: the top 5% (976 people) can hold nearly all of them.

@@ -256,3 +256,19 @@ def test_cli_report(churn_run, tmp_path):
     result = runner.invoke(app, ["report", "--run-id", "nope", "--out", str(tmp_path / "n.html")])
     assert result.exit_code == 2 and "unknown run id" in result.output
     assert not (tmp_path / "n.html").exists()
+
+
+def test_top_features_table_explains_derived_and_btyd_features():
+    """The churn model's top inputs are often derived ones (gap_ratio, days_since_activity, ...): each has words."""
+    from types import SimpleNamespace
+
+    from training.report import _feature_importance
+
+    names = ["gap_ratio", "days_since_activity", "recency_ratio", "order_rate", "btyd_p_alive", "browse_90d",
+             "events_30d", "days_since_browse", "btyd_expected_spend", "recency_days", "ev_view_30d"]
+    run = SimpleNamespace(json_artifacts={"feature_importance.json": {n: 100.0 - i for i, n in enumerate(names)}})
+    rows = _feature_importance(run)[0]["rows"]
+    assert [r["feature"] for r in rows] == names
+    blank = [r["feature"] for r in rows if not r["doc"]]
+    assert blank == []
+    assert "average gap between purchase days" in rows[0]["doc"]

@@ -312,3 +312,23 @@ def _render(cmp) -> str:
     console = Console(file=io.StringIO(), width=250, color_system=None)
     console.print(render_table(cmp))
     return console.file.getvalue()
+
+
+def test_backtests_compare_with_every_direction_right():
+    """The defect: a widening oracle gap (0.0267 → 0.0305) was marked better because its measure is churn_auc."""
+    common = {"oracle.churn_auc": 0.90, "clv.model.decile_mape": 0.3, "clv.model.total_error_pct": 4.0}
+    a = make_run("backtest", name="a", hour=0, metrics={**common, "oracle_gap.churn_auc": 0.0267,
+                                                         "churn.model.auc": 0.8733, "clv.model.gini": 0.60})
+    b = make_run("backtest", name="b", hour=1, metrics={**common, "oracle_gap.churn_auc": 0.0305,
+                                                         "churn.model.auc": 0.8695, "clv.model.gini": 0.62,
+                                                         "clv.model.decile_mape": 0.25,
+                                                         "clv.model.total_error_pct": -6.0})
+    cmp = compare_runs("backtest", run_ids=[a, b])
+    assert cmp.verdict("oracle_gap.churn_auc", b) == "worse"
+    assert cmp.verdict("churn.model.auc", b) == "worse"
+    assert cmp.verdict("clv.model.gini", b) == "better"
+    assert cmp.verdict("clv.model.decile_mape", b) == "better"
+    assert cmp.verdict("clv.model.total_error_pct", b) == "worse"
+    assert cmp.verdict("oracle.churn_auc", b) == "same"
+    directions = cmp.metrics.drop_duplicates("metric").set_index("metric")["direction"]
+    assert directions["oracle_gap.churn_auc"] == "lower"

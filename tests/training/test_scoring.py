@@ -81,17 +81,19 @@ def test_without_intervals(snapshot, models, scores):
 
 def test_load_champions_scores_like_the_fitted_models(snapshot, models, scores):
     with pytest.raises(LookupError, match="scrm train"):
-        load_champions()
+        load_champions(brand="acme", churn_horizon=90, clv_horizon=90)
     for name, fitted in (("churn", fitted_churn()), ("clv", fitted_clv())):
         with tracking.start_run(name, run_name=f"{name} scoring test"):
             import mlflow
 
             mlflow.log_metric(f"val.{'auc' if name == 'churn' else 'gini'}", 0.5)
             info = pyfunc.log_model(fitted.model, input_example=snapshot[snapshot["orders"] >= 1].head(5),
-                                      registered_model_name=name)
-        registry.promotion_gate(name, info.registered_model_version, metric="val.auc" if name == "churn"
+                                      registered_model_name=registry.model_name("acme", name, 90))
+        registry.promotion_gate(registry.model_name("acme", name, 90), info.registered_model_version, metric="val.auc" if name == "churn"
                                 else "val.gini", value=0.5)
-    loaded = load_champions()
+    loaded = load_champions(brand="acme", churn_horizon=90, clv_horizon=90)
     assert loaded.versions == {"churn": "1", "clv": "1"}
+    assert (loaded.churn_name, loaded.clv_name, loaded.horizons) == ("acme.churn_90d", "acme.clv_90d",
+                                                                     {"churn": 90, "clv": 90})
     again = score(snapshot, loaded, as_of=AS_OF)
     pd.testing.assert_frame_equal(again, scores)

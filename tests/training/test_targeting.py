@@ -101,10 +101,10 @@ def lookalike_for(scores: pd.DataFrame, seed: int) -> pd.Series:
     return pd.Series(rng.uniform(size=int(keep.sum())), index=ids[keep])
 
 
-def run(scores, spec, *, lookalike_seed=0, tiers=None):
+def run(scores, spec, *, lookalike_seed=0, tiers=None, consent="opt_out"):
     spec = CampaignSpec.model_validate(spec)
     look = lookalike_for(scores, lookalike_seed) if spec.objective == "lookalike" else None
-    return select_audience(scores, tiers, spec, lookalike_scores=look)
+    return select_audience(scores, tiers, spec, lookalike_scores=look, consent=consent)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +129,10 @@ def test_retain_value_formula_and_ranking(scores, tiers):
     assert (aud["expected_net_value"] > 0).all()
     assert aud["expected_net_value"].is_monotonic_decreasing
     assert aud["rank"].tolist() == list(range(1, len(aud) + 1))
-    # every eligible, opted-in person with positive net value is in the audience when money is no object
+    # every eligible, not opted-out person with positive net value is in the audience when money is no object
+    # (the default consent policy opt_out: unknown consent means allowed)
     s = scores
-    opted_in = s["marketing_opt_out"].astype(object).eq(False)
+    opted_in = s["marketing_opt_out"].astype(object).ne(True)
     positive = s["churn_probability"] * s["clv_mean"] * 0.15 - 5.0 > 0
     assert set(aud["person_id"]) == set(s.loc[s["eligible"] & opted_in & positive, "person_id"])
 
@@ -163,17 +164,45 @@ def test_objective_formulas(scores, tiers):
     assert set(lk.audience["person_id"]) <= set(look.index)
 
 
-def test_opt_outs_and_ineligible_never_selected_even_when_most_valuable(tiers):
+@pytest.mark.parametrize("consent", ["opt_out", "opt_in"])
+def test_opt_outs_and_ineligible_never_selected_even_when_most_valuable(tiers, consent):
     s = make_scores(300, seed=3)
     s.loc[:9, "marketing_opt_out"] = True
-    s.loc[10:14, "marketing_opt_out"] = None  # unknown consent counts as opted out
+    s.loc[10:14, "marketing_opt_out"] = None  # unknown consent: allowed under opt_out, excluded under opt_in
     s.loc[15:19, "eligible"] = False
     s.loc[:19, ["churn_probability", "clv_mean"]] = [0.99, 1e6]
-    result = select_audience(s, None, {"campaign_id": "c", "objective": "retain", "budget": 1e6, "cost_per_contact": 1})
-    assert not set(s.loc[:19, "person_id"]) & set(result.audience["person_id"])
+    spec = {"campaign_id": "c", "objective": "retain", "budget": 1e6, "cost_per_contact": 1}
+    result = select_audience(s, None, spec, consent=consent)
+    chosen = set(result.audience["person_id"])
+    assert not set(s.loc[:9, "person_id"]) & chosen and not set(s.loc[15:19, "person_id"]) & chosen
+    unknown = set(s.loc[10:14, "person_id"])
+    assert (unknown <= chosen) if consent == "opt_out" else not (unknown & chosen)
+    flag = s["marketing_opt_out"].astype(object)
     excluded = result.summary["excluded"]
-    assert excluded["opt_out"] == int((s["marketing_opt_out"].astype(object) != False).sum())  # noqa: E712
-    assert excluded["ineligible"] == int((~s["eligible"] & s["marketing_opt_out"].astype(object).eq(False)).sum())
+    assert result.summary["consent"] == consent
+    assert excluded["opt_out"] == int(flag.eq(True).sum())
+    assert excluded["consent_unknown"] == (int(flag.isna().sum()) if consent == "opt_in" else 0)
+    allowed = flag.eq(False) | (flag.isna() if consent == "opt_out" else False)
+    assert excluded["ineligible"] == int((~s["eligible"] & allowed).sum())
+
+
+def test_unknown_consent_everywhere_selects_nobody_under_opt_in_and_says_why(tiers):
+    from training.decisions.targeting import explain_summary
+
+    s = make_scores(200, seed=4)
+    s["marketing_opt_out"] = pd.array([pd.NA] * len(s), dtype="boolean")  # orders-only data: nothing recorded
+    spec = {"campaign_id": "u", "objective": "retain", "budget": 1e9, "cost_per_contact": 0.01,
+            "control_fraction": 0.0}
+    closed = select_audience(s, None, spec, consent="opt_in")
+    assert closed.summary["audience"] == 0
+    assert closed.summary["excluded"]["consent_unknown"] == len(s)
+    lines = explain_summary(closed.summary)
+    assert lines[0].startswith("nobody selected: 200 of 200 people consent unknown") and "brand.yaml" in lines[0]
+    opened = select_audience(s, None, spec, consent="opt_out")
+    positive = s["eligible"] & (s["churn_probability"] * s["clv_mean"] * 0.15 > 0.01)
+    assert opened.summary["audience"] == int(positive.sum()) == int(s["eligible"].sum())  # everyone eligible
+    with pytest.raises(ValueError, match="consent must be one of"):
+        select_audience(s, None, spec, consent="maybe")
 
 
 def test_budget_is_binding_and_maximal(scores, tiers):
@@ -211,7 +240,8 @@ def test_properties_over_random_campaigns():
         scores = make_scores(int(rng.integers(0, 400)), seed=k)
         tiers = assign_tiers(scores)
         spec = random_spec(rng, k)
-        result = run(scores, spec, lookalike_seed=k, tiers=tiers)
+        consent = ("opt_out", "opt_in")[k % 2]
+        result = run(scores, spec, lookalike_seed=k, tiers=tiers, consent=consent)
         aud, summ = result.audience, result.summary
         msg = f"campaign {k}: {spec}"
         treated = aud["group"] == "treatment"
@@ -231,7 +261,8 @@ def test_properties_over_random_campaigns():
             assert bigger * unit > Decimal(repr(spec["budget"])), msg
 
         row = scores.set_index("person_id").loc[aud["person_id"]]
-        assert row["marketing_opt_out"].astype(object).eq(False).all(), msg
+        flag = row["marketing_opt_out"].astype(object)
+        assert (flag.eq(False) if consent == "opt_in" else flag.ne(True)).all(), msg
         assert row["eligible"].all(), msg
         assert (aud["expected_net_value"] > 0).all(), msg
         f = spec["filters"]
@@ -251,10 +282,11 @@ def test_properties_over_random_campaigns():
             assert row["churn_probability"].between(lo, hi).all(), msg
 
         # same audience and split on every call and whatever the row order
-        again = run(scores, spec, lookalike_seed=k, tiers=tiers)
+        again = run(scores, spec, lookalike_seed=k, tiers=tiers, consent=consent)
         pd.testing.assert_frame_equal(again.audience, aud)
         shuffled = scores.sample(frac=1.0, random_state=k)
-        moved = run(shuffled, spec, lookalike_seed=k, tiers=tiers.sample(frac=1.0, random_state=k + 1))
+        moved = run(shuffled, spec, lookalike_seed=k, tiers=tiers.sample(frac=1.0, random_state=k + 1),
+                    consent=consent)
         pd.testing.assert_frame_equal(moved.audience, aud)
         assert moved.summary == summ, msg
 

@@ -175,6 +175,32 @@ def test_bad_rules_are_rejected_naming_the_key(tmp_path, text, expected):
     assert str(path) in str(info.value)
 
 
+def test_rules_in_force_come_from_flag_then_env_then_brand_yaml_then_package(tmp_path, monkeypatch):
+    from training.decisions.tiers import DEFAULT_RULES_PATH, TIERS_ENV, resolve_tier_rules, tier_rules_path
+
+    monkeypatch.delenv(TIERS_ENV, raising=False)
+    data = tmp_path / "brand"
+    data.mkdir()
+    assert tier_rules_path(data_dir=data) == (DEFAULT_RULES_PATH, "packaged default")
+    brand_rules = data / "brand_tiers.yaml"
+    brand_rules.write_text(RULES_YAML, encoding="utf-8")
+    (data / "brand.yaml").write_text("tiers: brand_tiers.yaml\n", encoding="utf-8")
+    assert tier_rules_path(data_dir=data)[0] == brand_rules
+    assert resolve_tier_rules(data_dir=data).member_tiers[1].min_spend == 500  # not the packaged rules
+    env_rules = tmp_path / "env.yaml"
+    env_rules.write_text(RULES_YAML.replace("min_spend: 500", "min_spend: 700"), encoding="utf-8")
+    monkeypatch.setenv(TIERS_ENV, str(env_rules))
+    assert tier_rules_path(data_dir=data) == (env_rules, "$SCRM_TIERS")
+    assert resolve_tier_rules(data_dir=data).member_tiers[1].min_spend == 700
+    flag = tmp_path / "flag.yaml"
+    assert tier_rules_path(flag, data_dir=data) == (flag, "--tiers")
+    with pytest.raises(TierRulesError, match=r"cannot read tier rules .*named by --tiers"):
+        resolve_tier_rules(flag, data_dir=data)
+    monkeypatch.setenv(TIERS_ENV, str(tmp_path / "gone.yaml"))
+    with pytest.raises(TierRulesError, match=r"gone.yaml.*named by \$SCRM_TIERS"):
+        resolve_tier_rules(data_dir=data)
+
+
 def test_missing_rules_file(tmp_path):
     with pytest.raises(TierRulesError, match="cannot read"):
         load_tier_rules(tmp_path / "nope.yaml")

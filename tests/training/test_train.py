@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from metric_inventory import unlisted
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, small
 
 from training import registry, tracking
@@ -48,8 +49,16 @@ def test_train_all_logs_registers_and_gates(trained):
         assert any("layout trees" in note for note in result.notes)
         assert result.eligibility["people"].sum() == len(small().cache.features(AS_OF))
         assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
+        assert unlisted(m) == []  # every training metric has a direction (metric_inventory)
         assert result.version == "1" and result.decision.promoted
-        assert registry.champion_version(name) == 1
+        assert result.registered_name == f"{small().data_dir.name}.{name}_{HORIZON}d"
+        assert registry.champion_version(result.registered_name) == 1
+        assert t["scrm.brand"] == small().data_dir.name and t["scrm.horizon_days"] == str(HORIZON)
+        from features.pii import pii_key_fingerprint
+
+        mv = c.get_model_version(result.registered_name, "1")
+        assert t["scrm.pii_key_fingerprint"] == mv.tags["scrm.pii_key_fingerprint"] == pii_key_fingerprint()
+        assert mv.tags["scrm.validation_cutoff"] == "2025-04-02" and len(mv.tags["scrm.artifact_sha256"]) == 64
         files = _artifacts(result.run_id)
         assert {"data_fingerprint.json", "features.json", "eligibility.json", "btyd.json",
                 "plots/feature_importance.png", "report.html"} <= files
@@ -62,6 +71,12 @@ def test_train_all_logs_registers_and_gates(trained):
     assert "plots/clv_deciles.png" in _artifacts(trained["clv"].run_id)
     assert clv_run.data.params["clv.family"] == trained["clv"].model.family_
     assert clv_run.data.params["interval_level"] == "0.8"
+    level = trained["clv"].model.level_info_  # the level calibration is logged with the run
+    assert float(clv_run.data.params["clv.level_factor"]) == pytest.approx(trained["clv"].model.level_factor(),
+                                                                           rel=1e-5)
+    assert clv_run.data.metrics["val.total_error_pct_before_level"] == pytest.approx(
+        level["validation_total_error_pct_before"])
+    assert "level_calibration.json" in _artifacts(trained["clv"].run_id)
     assert {"selection.lgbm.gini", "selection.btyd.gini", "val.interval_coverage"} <= set(clv_run.data.metrics)
     churn, clv = trained["churn"].metrics, trained["clv"].metrics
     assert 0.5 < churn["auc"] <= 1 and 0 <= churn["brier"] < 0.25 and 0 <= churn["ece"] < 0.2
@@ -71,8 +86,8 @@ def test_train_all_logs_registers_and_gates(trained):
     snap = small().cache.features(AS_OF)
     buyers = snap[(snap["orders"] >= 1) & (snap["tenure_days"] >= 7)].head(30)
     for name in ("churn", "clv"):
-        loaded = registry.load_model(name)
-        assert loaded.version == 1
+        loaded = registry.load_model(trained[name].registered_name)
+        assert loaded.version == 1 and loaded.horizon_days == HORIZON
         assert "2025-04-02" in loaded.estimator.train_cutoffs_  # the champion has seen the newest window
         assert loaded.pyfunc.metadata.signature is not None
         assert "recency_days" in loaded.pyfunc.metadata.signature.inputs.input_names()
@@ -107,7 +122,11 @@ def test_train_all_cli_on_a_short_history_extrapolates_and_says_why(tmp_path):
     assert "clv: 365-day horizon, extrapolated" in out and "CLV fitted on 60-day windows" in out
     assert "churn layout btyd" in out and "BTYD family alone" in out
     assert "who is scored" in out and "scored" in out
-    assert registry.champion_version("churn") == 1 and registry.champion_version("clv") == 1
+    from features.brand import load_brand
+
+    brand = load_brand(tmp_path).brand  # the extrapolated CLV is registered under the 365 days it answers for
+    assert registry.champion_version(registry.model_name(brand, "churn", 90)) == 1
+    assert registry.champion_version(registry.model_name(brand, "clv", 365)) == 1
     # scoring with those champions: the horizons are columns, and one table says who is scored and why
     scored = CliRunner().invoke(app, ["score", "--data", str(tmp_path), "--as-of", "2025-07-01",
                                       "--out", str(tmp_path / "scores.csv")])
@@ -119,3 +138,17 @@ def test_train_all_cli_on_a_short_history_extrapolates_and_says_why(tmp_path):
     not_scored = scores.loc[~scores["eligible"], "ineligible_reason"].value_counts()
     for reason, people in not_scored.items():
         assert f"{reason} │ {people:,}" in scored.output or reason in text
+
+
+def test_the_absent_tables_note_is_printed_once_per_dataset_not_per_cutoff(capsys):
+    """`scrm train` builds a snapshot per rolling cutoff: the note on absent optional tables appeared 11 times."""
+    from datetime import timedelta
+
+    from features.dataset import Dataset
+    from training.frames import FeatureCache
+
+    cache = FeatureCache(Dataset(orders=small().dataset.orders))
+    for k in range(3):
+        cache.features(AS_OF - timedelta(days=30 * k))
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "no events, touches, identities table(s)" in err

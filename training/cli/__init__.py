@@ -2,14 +2,14 @@
 
 ``base`` holds the app, the one error handler (:func:`exit_2_on`) and the shared options; each sibling module
 registers its commands on import: ``data`` (simulate, validate, features, data, drift), ``models`` (train,
-promote, rollback, score, backtest, lookalike), ``runs`` (runs, report) and ``serve``.
+promote, rollback, score, backtest, lookalike), ``decisions`` (target), ``runs`` (runs, report) and ``serve``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from training.cli import data, models, runs, serve  # noqa: F401  (register the commands)
+from training.cli import data, decisions, models, runs, serve  # noqa: F401  (register the commands)
 from training.cli.base import app, console, exit_2_on, parse_date
 from training.cli.serve import _example_person
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import InputError
 
@@ -33,7 +34,7 @@ def exit_2_on(*expected: type[Exception]) -> Iterator[None]:
     try:
         yield
     except (InputError, *expected) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # escaped: `.[realdata]` is text, not rich markup
         raise typer.Exit(2) from None
 
 
@@ -100,18 +101,48 @@ def load_or_exit(data_dir: Path, *, rejects_dir: Path | None = None):
 
 OptAsOf = Annotated[
     str | None,
-    typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last order or event)."),
+    typer.Option("--as-of", help="Training/scoring date YYYY-MM-DD (default: the day after the last accepted order or event, printed)."),
+]
+TiersOpt = Annotated[
+    Path | None,
+    typer.Option("--tiers", dir_okay=False, help="Member-tier rules YAML (default: $SCRM_TIERS, else `tiers:` in "
+                 "DATA/brand.yaml, else the packaged rules; docs/decisions.md)."),
+]
+FeatureConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--feature-config", dir_okay=False, help="FeatureConfig YAML/JSON (windows, RFM bins, lifecycle "
+                 "thresholds; as `scrm features build --config`). Logged with the models: scoring builds features "
+                 "with it and serving refuses a snapshot built with another."),
 ]
 Seed = Annotated[int, typer.Option("--random-state", help="Seed for LightGBM and simulations; logged with the run.")]
 Cutoffs = Annotated[int, typer.Option(
     "--cutoffs", min=1, help="How many rolling training cutoffs to stack (at most: big brands stack fewer, ~600k rows)."
 )]
 Step = Annotated[int, typer.Option("--step-days", min=1, help="Days between rolling training cutoffs.")]
+BrandOpt = Annotated[str | None, typer.Option(
+    "--brand", help="Brand id the models are registered under (default: brand.yaml in --data, else the "
+                    "directory's name). Models are kept apart per brand and horizon: <brand>.churn_90d, ...")]
+
+
+def brand_of(data: Path | None, brand: str | None) -> str | None:
+    """The brand id of a command: ``--brand``, else ``--data``'s brand.yaml or directory name (None: neither)."""
+    from features.brand import check_brand_id, load_brand
+
+    if brand is not None:
+        return check_brand_id(brand)
+    return load_brand(data).brand if data is not None else None
 
 
 def _resolve_as_of(as_of: str | None, dataset) -> date:
+    """``--as-of`` if given, else the day after the last accepted order or event, printed with where it came from."""
     if as_of is not None:
         return parse_date(as_of)
     from training.train import default_as_of
 
-    return default_as_of(dataset)
+    resolved = default_as_of(dataset)
+    late = sum(dataset.validation.count(t, "future_timestamp") for t in ("orders", "events")) \
+        if dataset.validation is not None else 0
+    console.print(f"--as-of {resolved.isoformat()} (default: the day after the last accepted order or event, "
+                  f"{dataset.data_end:%Y-%m-%d %H:%M:%S}"
+                  + (f"; {late:,} row(s) dated after the plausible end were quarantined" if late else "") + ")")
+    return resolved

@@ -9,12 +9,15 @@ import typer
 from rich.console import Console
 
 from training.cli.base import (
-    AsOf,
+    BrandOpt,
     DataDir,
+    OptAsOf,
     _resolve_as_of,
     _Typer,
     app,
+    brand_of,
     console,
+    exit_2_on,
     features_app,
     load_or_exit,
     parse_date,
@@ -73,9 +76,13 @@ def validate(
     with code 2 and name the file and column. Row problems are quarantined with a reason and counted; the
     accounting rows read = rows used + rows rejected is printed per table.
     """
+    from training.train import default_as_of
+
     dataset = load_or_exit(data, rejects_dir=rejects)
     total_rejected = sum(fp.rows_rejected for fp in dataset.fingerprint.values())
     console.print(f"[green]ok[/] {len(dataset.fingerprint)} table(s) valid; {total_rejected:,} row(s) quarantined")
+    console.print(f"accepted orders and events end {dataset.data_end:%Y-%m-%d %H:%M:%S}: default --as-of "
+                  f"{default_as_of(dataset).isoformat()}")
 
 
 # --- features --------------------------------------------------------------------------------------------------
@@ -84,7 +91,7 @@ def validate(
 @features_app.command("build")
 def features_build(
     data: DataDir,
-    as_of: AsOf,
+    as_of: OptAsOf = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Snapshot directory (default: DATA/features/as_of=DATE/)."),
@@ -97,7 +104,8 @@ def features_build(
         int, typer.Option(min=2, help="One-ID: a merged person of more keys than this is left unmerged.")
     ] = 20,
 ) -> None:
-    """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of.
+    """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of
+    (default, as in `train` and `score`: the day after the last order or event).
 
     Writes features.parquet, identity.parquet (customer_key → person_id) and manifest.json (as_of, input
     fingerprints, row counts, feature config) and prints a summary of RFM segments and lifecycle stages.
@@ -111,8 +119,8 @@ def features_build(
     except FeatureConfigError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    cutoff = parse_date(as_of)
     dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
     identity = resolve_identities(dataset, as_of=cutoff, max_keys_per_person=max_keys_per_person)
     print_stats(identity, console)
@@ -181,7 +189,8 @@ def data_completejourney(
     from features.sources import write_tables
     from features.sources.completejourney import completejourney_tables
 
-    tables = completejourney_tables(max_households=max_households)
+    with exit_2_on(ImportError):  # the optional package is missing: the message names the install command
+        tables = completejourney_tables(max_households=max_households)
     paths = write_tables(tables, out, fmt=fmt)
     for name, path in paths.items():
         console.print(f"wrote {path}  ({len(tables[name]):,} rows)")
@@ -205,6 +214,7 @@ def drift_cmd(
     log_mlflow: Annotated[bool, typer.Option(
         "--mlflow/--no-mlflow", help="Log the report to the MLflow experiment `monitoring`.")] = True,
     alias: Annotated[str, typer.Option(help="Registry alias whose models score both snapshots.")] = "champion",
+    brand: BrandOpt = None,
 ) -> None:
     """Has today's population moved away from the one the champion was validated on?
 
@@ -226,13 +236,14 @@ def drift_cmd(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     load = functools.cache(lambda: load_or_exit(data))
+    brand = brand_of(data, brand)
     try:
-        models = load_champions(alias)
+        models = load_champions(alias, brand=brand, data_hint=str(data))
     except LookupError:
         models = None
         console.print(f"[yellow]note:[/] no {alias} churn and CLV models in the registry: comparing features "
                       "and eligibility only (no score drift)")
-    reference, source = (parse_date(from_date, "--from"), "--from") if from_date else drift.champion_reference()
+    reference, source = (parse_date(from_date, "--from"), "--from") if from_date else drift.champion_reference(brand)
     if reference is None:
         console.print("[red]error:[/] no champion churn model to take the reference date from; give --from DATE")
         raise typer.Exit(2)

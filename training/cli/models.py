@@ -8,18 +8,23 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import InputError
 from training.cli.base import (
     AsOf,
+    BrandOpt,
     Cutoffs,
     DataDir,
+    FeatureConfigOpt,
     OptAsOf,
     Seed,
     Step,
+    TiersOpt,
     _resolve_as_of,
     _Typer,
     app,
+    brand_of,
     console,
     exit_2_on,
     load_or_exit,
@@ -50,7 +55,7 @@ def _steps(total: int, label: str):
 def _print_train(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.name} (run {result.run_id[:8]})")
+    table = Table(title=f"{result.registered_name or result.name} (run {result.run_id[:8]})")
     table.add_column("validation metric")
     table.add_column("value", justify="right")
     for k, v in result.metrics.items():
@@ -58,8 +63,9 @@ def _print_train(result) -> None:
     Console().print(table)
     d = result.decision
     if d is not None:
-        console.print(f"{result.name} v{result.version}: [bold]{d.decision}[/] "
-                      f"({d.metric} {d.value:.4f} vs champion {d.champion_value if d.champion_value is not None else '—'})")
+        champion = f"{d.champion_value:.4f}" if d.champion_value is not None else "—"
+        console.print(f"{result.registered_name or result.name} v{result.version}: [bold]{d.decision}[/] "
+                      f"({d.metric} {d.value:.4f} vs champion {champion}; {d.reason})")
 
 
 def print_eligibility(table) -> None:
@@ -79,16 +85,23 @@ ClvHorizon = Annotated[int, typer.Option(min=7, help="CLV value window in days."
 
 
 def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoffs: int, step_days: int,
-           random_state: int, register: bool, *, clv_horizon: int = 365) -> None:
+           random_state: int, register: bool, feature_config: Path | None = None,
+           brand: str | None = None, *, clv_horizon: int = 365) -> None:
+    from features.config import FeatureConfig
     from training import train as T
+    from training.frames import FeatureCache
 
+    with exit_2_on(ValueError):
+        config = FeatureConfig.from_file(feature_config) if feature_config is not None else None
+    brand = brand_of(data, brand)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     n_frames = {"churn": 2 * cutoffs + 1, "clv": 2 * cutoffs + 1, "all": 4 * cutoffs + 2}[kind]
     progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
     with exit_2_on(ValueError), progress:
         common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
-                      progress=advance)
+                      progress=advance, brand=brand,
+                      cache=FeatureCache(dataset, random_state=random_state, config=config))
         if kind == "all":
             results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=clv_horizon, **common)
         elif kind == "churn":
@@ -110,55 +123,77 @@ def train_all_cmd(data: DataDir, as_of: OptAsOf = None, churn_horizon: ChurnHori
                   clv_horizon: ClvHorizon = 365, cutoffs: Cutoffs = 8, step_days: Step = 30,
                   random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
-                  ) -> None:
+                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
     """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each.
 
-    With less history than a horizon needs (trees: 2 × horizon + 60 days; BTYD alone: horizon + 60), CLV is
-    fitted on a shorter window and extrapolated with the BTYD model, or the longest supported horizon is used;
-    the command says which.
+    Registered as <brand>.churn_<H>d and <brand>.clv_<H>d (90 and 365 by default); each gate compares only with
+    that model's champion. With less history than a horizon needs (trees: 2 × horizon + 60 days; BTYD alone:
+    horizon + 60), CLV is fitted on a shorter window and extrapolated with the BTYD model (registered under the
+    requested horizon), or the longest supported horizon is used; the command says which.
     """
-    _train("all", data, as_of, churn_horizon, cutoffs, step_days, random_state, register, clv_horizon=clv_horizon)
+    _train("all", data, as_of, churn_horizon, cutoffs, step_days, random_state, register, feature_config, brand,
+           clv_horizon=clv_horizon)
 
 
 @train_app.command("churn")
 def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
                     horizon: Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")] = 90,
                     cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
-                    register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
-    """Train the churn model only."""
-    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register)
+                    register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
+                    brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+    """Train the churn model only (registered as <brand>.churn_<horizon>d)."""
+    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand)
 
 
 @train_app.command("clv")
 def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
                   horizon: Annotated[int, typer.Option(min=7, help="Value window in days.")] = 365,
                   cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
-                  register: Annotated[bool, typer.Option(help="Register and gate.")] = True) -> None:
-    """Train the CLV model only."""
-    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register)
+                  register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
+                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+    """Train the CLV model only (registered as <brand>.clv_<horizon>d)."""
+    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand)
 
 
-ModelName = Annotated[str, typer.Argument(help="Registered model: churn or clv.")]
+ModelName = Annotated[str, typer.Argument(
+    help="Registered model: its full name (acme.churn_90d) or churn / clv with --brand or --data.")]
+OptData = Annotated[Path | None, typer.Option("--data", exists=True, file_okay=False,
+                                              help="Data directory whose brand the model must belong to.")]
+OptHorizon = Annotated[int | None, typer.Option(
+    "--horizon", min=1, help="Horizon in days the model must have (default with churn/clv: 90 / 365).")]
 
 
-@app.command()
-@exit_2_on(LookupError)
-def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
-    """Make a registered version the `champion` by hand (the previous champion is remembered for rollback)."""
+def _model_name(model: str, data: Path | None, brand: str | None, horizon: int | None) -> tuple[str, str | None]:
     from training import registry
 
-    change = registry.promote(model, version)
-    console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+    brand = brand_of(data, brand)
+    return registry.resolve_name(model, brand=brand, horizon_days=horizon), brand
 
 
 @app.command()
 @exit_2_on(LookupError)
-def rollback(model: ModelName) -> None:
+def promote(model: ModelName, version: Annotated[int, typer.Argument(help="Version to make champion.")],
+            data: OptData = None, brand: BrandOpt = None, horizon: OptHorizon = None) -> None:
+    """Make a registered version the `champion` by hand (the previous champion is remembered for rollback).
+
+    A model or version of another brand (--brand / --data) or horizon (--horizon) than asked is refused (exit 2).
+    """
+    from training import registry
+
+    name, brand = _model_name(model, data, brand, horizon)
+    change = registry.promote(name, version, brand=brand, horizon_days=horizon)
+    console.print(f"{name}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+
+
+@app.command()
+@exit_2_on(LookupError)
+def rollback(model: ModelName, data: OptData = None, brand: BrandOpt = None, horizon: OptHorizon = None) -> None:
     """Move `champion` back to the version that held it before."""
     from training import registry
 
-    change = registry.rollback(model)
-    console.print(f"{model}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
+    name, _ = _model_name(model, data, brand, horizon)
+    change = registry.rollback(name)
+    console.print(f"{name}: champion v{change.previous_version} → v{change.version} ({change.action} by {change.by})")
 
 
 @app.command("score")
@@ -168,24 +203,42 @@ def score_cmd(
     as_of: OptAsOf = None,
     reasons: Annotated[bool, typer.Option(help="Add the top 3 churn reasons per person (slower).")] = False,
     alias: Annotated[str, typer.Option(help="Registry alias to score with.")] = "champion",
+    tiers: TiersOpt = None,
+    brand: BrandOpt = None,
+    churn_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the churn model to use.")] = 90,
+    clv_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the CLV model to use.")] = 365,
 ) -> None:
-    """Score everyone with the champion models — the same function the HTTP service calls.
+    """Score everyone with the brand's champion models — the same function the HTTP service calls.
 
     One row per person: churn probability, CLV (mean, p10, p90), expected orders, P(alive), RFM scores and
-    segment, lifecycle stage, member tier and action segment; people who cannot be scored carry a reason.
+    segment, lifecycle stage, member tier and action segment, and the horizons they are about; people who
+    cannot be scored carry a reason. Models of another brand or trained after --as-of are refused (exit 2).
     """
+    from functools import partial
+
     from features.identity import resolve_identities
     from features.pipeline import build_features
+    from training.decisions.tiers import resolve_tier_rules
     from training.scoring import eligibility_table, load_champions, score
 
-    with exit_2_on(LookupError):
-        models = load_champions(alias)
+    rules = resolve_tier_rules(tiers, data_dir=data)
+    brand = brand_of(data, brand)
+    load = partial(load_champions, alias, brand=brand, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
+                   data_hint=str(data))
+    models = None
+    if as_of is not None:  # refuse before reading the data
+        with exit_2_on(LookupError):
+            models = load(as_of=parse_date(as_of))
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
+    if models is None:
+        with exit_2_on(LookupError):
+            models = load(as_of=cutoff)
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person)
+        feats = build_features(dataset, cutoff, identity=resolve_identities(dataset, as_of=cutoff).key_to_person,
+                               config=models.features_config())
     with console.status(f"scoring {len(feats):,} people"):
-        scores = score(feats, models, as_of=cutoff, with_reasons=reasons)
+        scores = score(feats, models, as_of=cutoff, with_reasons=reasons, tier_rules=rules)
     scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
     scores["churn_model_version"] = models.churn_version
     scores["clv_model_version"] = models.clv_version
@@ -196,9 +249,9 @@ def score_cmd(
         scores.to_parquet(out, index=False)
     eligible = scores[scores["eligible"]]
     console.print(
-        f"scored {len(eligible):,} of {len(scores):,} people with churn v{models.churn_version} "
-        f"({models.churn.horizon_days}-day horizon), clv v{models.clv_version} ({models.clv.horizon_days}-day "
-        f"horizon): mean churn probability {eligible['churn_probability'].mean():.3f}, "
+        f"scored {len(eligible):,} of {len(scores):,} people with {models.churn_name} v{models.churn_version} "
+        f"({models.churn.horizon_days}-day horizon), {models.clv_name} v{models.clv_version} "
+        f"({models.clv.horizon_days}-day horizon): mean churn probability {eligible['churn_probability'].mean():.3f}, "
         f"total expected value {eligible['clv_mean'].sum():,.0f}"
     )
     print_eligibility(eligibility_table(scores["ineligible_reason"].where(~scores["eligible"])))
@@ -223,6 +276,7 @@ def backtest(
     cutoffs: Cutoffs = 8,
     step_days: Step = 30,
     random_state: Seed = 0,
+    brand: BrandOpt = None,
 ) -> None:
     """Train churn and CLV with data before --as-of only, then judge them on what happened after it.
 
@@ -240,7 +294,7 @@ def backtest(
     with exit_2_on(ValueError), progress:
         result = run_backtest(dataset, cutoff, horizon, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
                               json_path=json_path, random_state=random_state, n_cutoffs=cutoffs,
-                              step_days=step_days, progress=advance)
+                              step_days=step_days, progress=advance, brand=brand_of(data, brand))
     for kind in ("churn", "clv"):
         hz, lay = result["horizons"][kind], result["layout"][kind]
         console.print(f"{kind}: {hz['horizon_days']}-day horizon, {hz['mode']}"
@@ -267,11 +321,14 @@ def lookalike(
                                                "define the seed and must not be learned from, e.g. 'spend_*'.")] = "",
     random_state: Seed = 0,
 ) -> None:
-    """Find the people who behave most like a seed list (e.g. your best members), excluding opt-outs.
+    """Find the people who behave most like a seed list (e.g. your best members), under the brand's consent policy.
 
     Positive-unlabeled learning (bagged LightGBM) on the feature snapshot; 20% of the seed is held out to report
-    recall@1/5/10% and lift over random. The run is logged to the MLflow experiment `lookalike`.
+    recall@1/5/10% and lift over random. Opted-out people are never in the audience; people with unknown consent
+    only under `consent: opt_out` (DATA/brand.yaml, the default). Unknown seed ids, an audience shorter than
+    --size and a trivially separable seed are named. The run is logged to the MLflow experiment `lookalike`.
     """
+    from features.brand import load_brand
     from features.identity import resolve_identities
     from features.pipeline import build_features
     from training.audience import lookalike_audience
@@ -280,11 +337,12 @@ def lookalike(
     if (size is None) == (fraction is None):
         raise InputError("give exactly one of --size and --fraction", field="--size")
     seed_ids = read_ids(seeds)
+    consent = load_brand(data).consent
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     identity = resolve_identities(dataset, as_of=cutoff).key_to_person
     with console.status(f"building features as of {cutoff}"):
-        feats = build_features(dataset, cutoff, identity=identity)
+        feats = build_features(dataset, cutoff, identity=identity, console=console)
     names = [c.strip() for c in exclude.split(",") if c.strip()]
     excluded = [c for c in names if not c.endswith("*")] + columns_with_prefixes(
         feats, [c[:-1] for c in names if c.endswith("*")]) if names else None
@@ -292,7 +350,7 @@ def lookalike(
     with exit_2_on(ValueError), status:
         result = lookalike_audience(feats, seed_ids, identity=identity, size=size, fraction=fraction,
                                     exclude_columns=excluded, random_state=random_state, as_of=cutoff,
-                                    fingerprint=dataset.fingerprint_dict())
+                                    fingerprint=dataset.fingerprint_dict(), consent=consent)
     out.parent.mkdir(parents=True, exist_ok=True)
     (result.audience.to_csv(out, index=False) if out.suffix == ".csv" else result.audience.to_parquet(out, index=False))
     m = result.metrics
@@ -301,6 +359,11 @@ def lookalike(
         f"@5% {m.get('holdout.recall_at_5pct', float('nan')):.3f}, @10% {m.get('holdout.recall_at_10pct', float('nan')):.3f}; "
         f"lift@5% {m.get('holdout.lift_at_5pct', float('nan')):.1f}; mlflow run {result.run_id}"
     )
+    ex = result.excluded
+    console.print(f"left out before ranking (consent: {consent}): {ex.get('seed', 0):,} seed people, "
+                  f"{ex.get('opt_out', 0):,} opted out, {ex.get('consent_unknown', 0):,} with unknown consent")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"wrote {out}")
 
 

@@ -10,7 +10,9 @@ import typer
 
 from features.errors import InputError
 from training.cli.base import (
+    BrandOpt,
     app,
+    brand_of,
     console,
     exit_2_on,
 )
@@ -24,6 +26,7 @@ def serve(
                                                    "(DATA/features/as_of=DATE/).")] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    brand: BrandOpt = None,
 ) -> None:
     """Serve scores, tiers, lookalike audiences and campaign targeting over HTTP (BentoML).
 
@@ -53,14 +56,17 @@ def serve(
                          field="--data") from None
     check_pii_fingerprint(json.loads((snapshot_dir / "manifest.json").read_text()))  # PIIKeyError: exit 2
     example_id = _example_person(snapshot_dir / "features.parquet")
-    versions = {name: registry.champion_version(name) for name in ("churn", "clv")}
-    missing = [name for name, v in versions.items() if v is None]
+    brand = brand_of(data, brand)
+    names = {kind: registry.model_name(brand, kind) for kind in ("churn", "clv")}
+    versions = {kind: registry.champion_version(name) for kind, name in names.items()}
+    missing = [names[kind] for kind, v in versions.items() if v is None]
     if missing:
-        raise LookupError(f"no champion {' or '.join(missing)} model in {tracking.tracking_uri()}; "
+        raise LookupError(f"no champion {' or '.join(missing)} model of brand {brand} in {tracking.tracking_uri()}; "
                           f"create them with `scrm train all --data {data} --as-of {as_of}`")
     spec = importlib.util.find_spec("serving")  # locates the package without importing it
     workdir = Path(spec.origin).parent.parent if spec is not None and spec.origin else Path.cwd()
-    env = {**os.environ, "SCRM_DATA_DIR": str(data.resolve()), "MLFLOW_TRACKING_URI": tracking.tracking_uri()}
+    env = {**os.environ, "SCRM_DATA_DIR": str(data.resolve()), "MLFLOW_TRACKING_URI": tracking.tracking_uri(),
+           "SCRM_BRAND": brand}
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:ScrmService", "--host", host,
            "--port", str(port), "--working-dir", str(workdir)]
     url = f"http://{host}:{port}"
@@ -68,7 +74,8 @@ def serve(
         console.print(f"[yellow]warning:[/] listening on {host} without SCRM_API_TOKEN: anyone who can reach "
                       "this port can call the service; set SCRM_API_TOKEN to require a bearer token")
     console.print(
-        f"serving {data} (snapshot as of {as_of}) with churn v{versions['churn']}, clv v{versions['clv']} on {url}\n"
+        f"serving {data} (snapshot as of {as_of}) with {names['churn']} v{versions['churn']}, "
+        f"{names['clv']} v{versions['clv']} on {url}\n"
         f"docs: {url}/   ready when {url}/readyz answers 200   example:\n"
         f"  curl -s -X POST {url}/score -H 'Content-Type: application/json' "
         f"-d '{{\"customer_ids\": [\"{example_id}\"]}}'",

@@ -1,7 +1,7 @@
 """Business decisions shared by batch scoring and the HTTP service.
 
 - :mod:`training.decisions.tiers` — member tiers by trailing-12-month spend and value × risk action segments,
-  rules in ``training/tiers.yaml``;
+  rules from ``--tiers`` / ``SCRM_TIERS`` / ``brand.yaml`` ``tiers:``, else ``training/tiers.yaml``;
 - :mod:`training.decisions.targeting` — budgeted campaign audiences ranked by expected value, with a
   deterministic hash-based control group;
 - :mod:`training.decisions.campaigns` — treatment vs control evaluation of past campaigns with lift intervals.
@@ -16,10 +16,18 @@ from training.decisions.targeting import (
     TargetingResult,
     ValueAssumptions,
     control_uniform,
+    explain_summary,
     select_audience,
     to_csv,
 )
-from training.decisions.tiers import TierRules, TierRulesError, assign_tiers, clv_value_cut, load_tier_rules
+from training.decisions.tiers import (
+    TierRules,
+    TierRulesError,
+    assign_tiers,
+    clv_value_cut,
+    load_tier_rules,
+    resolve_tier_rules,
+)
 
 __all__ = [
     "CampaignFilters",
@@ -32,7 +40,9 @@ __all__ = [
     "clv_value_cut",
     "control_uniform",
     "evaluate_campaign",
+    "explain_summary",
     "load_tier_rules",
+    "resolve_tier_rules",
     "select_audience",
     "to_csv",
 ]

@@ -3,7 +3,10 @@
 Unit of analysis is the person (One-ID ``person_id``): each person's first send of the campaign starts their
 window; a person conversion is any *paid* order in ``[first_sent, first_sent + window_days)`` on any of their
 customer keys, and revenue is the paid amount in that window (0 for non-converters). People whose keys were
-sent to both groups are dropped (their assignment is contaminated) and counted.
+sent to both groups are dropped (their assignment is contaminated) and counted. Touches whose ``customer_key``
+the brand does not know (``known_keys``: the keys of ``orders`` and ``identities``, see
+:func:`features.contract_rules.known_customer_keys`) are left out and counted: such phantom people would
+otherwise count as non-converters of their group.
 
 Intervals (two-sided, ``level`` default 0.95):
 
@@ -170,6 +173,7 @@ def evaluate_campaign(
     window_days: int = 30,
     level: float = 0.95,
     data_end: pd.Timestamp | str | None = None,
+    known_keys: pd.Index | list[str] | set[str] | None = None,
 ) -> dict:
     """Treatment vs control conversion and revenue per head of one campaign.
 
@@ -191,6 +195,10 @@ def evaluate_campaign(
     data_end : Timestamp or str, optional
         Last timestamp the data covers (``Dataset.data_end``); defaults to the last ``order_ts``. People whose
         window runs past it are counted in ``censored_persons`` and a warning is added.
+    known_keys : Index, list or set of str, optional
+        The customer keys the brand knows (``features.contract_rules.known_customer_keys(orders, identities)``).
+        Touches of other keys are left out, counted in ``unknown_key_touches`` and named in a warning with the
+        count per group. ``None`` (default): every touched key is used.
 
     Returns
     -------
@@ -199,7 +207,8 @@ def evaluate_campaign(
         and ``control`` (``persons``, ``converters``, ``conversion_rate``, ``revenue``, ``revenue_per_head``),
         ``conversion`` and ``revenue_per_head`` (``absolute_lift``, ``absolute_ci``, ``relative_lift``,
         ``relative_ci``, ``p_value``, ``method``), ``incremental_conversions`` and ``incremental_revenue``
-        (absolute lift × treated persons), ``mixed_group_persons``, ``censored_persons``, ``warnings``.
+        (absolute lift × treated persons), ``mixed_group_persons``, ``censored_persons``, ``unknown_key_touches``,
+        ``warnings``.
 
     Raises
     ------
@@ -222,6 +231,15 @@ def evaluate_campaign(
         raise InputError(f"campaign_id {campaign_id!r}: unknown campaign; known campaigns: {shown or 'none'}",
                          field="campaign_id")
     groups = camp["group"].astype(str).str.lower()
+    unknown_touches, unknown_note = 0, None
+    if known_keys is not None:
+        unknown = ~camp["customer_key"].astype(str).isin(pd.Index(known_keys, dtype="str"))
+        if unknown.any():
+            unknown_touches = int(unknown.sum())
+            per_group = groups[unknown].value_counts().sort_index()
+            unknown_note = (f"{unknown_touches} touch(es) of customer_keys found in neither orders nor identities "
+                            f"are left out ({', '.join(f'{g} {n}' for g, n in per_group.items())})")
+            camp, groups = camp.loc[~unknown], groups.loc[~unknown]
     bad = ~groups.isin(GROUPS)
     if bad.any():
         raise InputError(
@@ -232,8 +250,10 @@ def evaluate_campaign(
     for needed in GROUPS:
         if not (groups == needed).any():
             raise InputError(
-                f"campaign_id {campaign_id!r}: no {needed} group in campaign_touches, so there is nothing to "
-                "compare against; lift needs both a treatment and a randomised control group", field="campaign_id"
+                f"campaign_id {campaign_id!r}: no {needed} group in campaign_touches"
+                + (f" after leaving out {unknown_touches} touch(es) of unknown customer_keys" if unknown_touches else "")
+                + ", so there is nothing to compare against; lift needs both a treatment and a randomised control "
+                "group", field="campaign_id"
             )
 
     mapping = key_to_person.drop_duplicates("customer_key").set_index("customer_key")["person_id"]
@@ -286,7 +306,7 @@ def evaluate_campaign(
 
     end = pd.Timestamp(data_end) if data_end is not None else pd.to_datetime(orders["order_ts"]).max()
     censored = int((per_person["sent_ts"] + window > end).sum()) if pd.notna(end) else len(per_person)
-    warnings = []
+    warnings = [unknown_note] if unknown_note else []
     if censored:
         warnings.append(
             f"{censored} person(s) have a {window_days}-day window running past the data end ({end}); "
@@ -331,5 +351,6 @@ def evaluate_campaign(
         "incremental_revenue": _num(revenue_stats["absolute_lift"] * n_t),
         "mixed_group_persons": int(mixed.sum()),
         "censored_persons": censored,
+        "unknown_key_touches": unknown_touches,
         "warnings": warnings,
     }

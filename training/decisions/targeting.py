@@ -3,9 +3,10 @@
 :func:`select_audience` turns a scores frame (from :func:`training.scoring.score`), its tiers (from
 :func:`training.decisions.tiers.assign_tiers`) and a :class:`CampaignSpec` into a ranked audience:
 
-1. exclusions, each person counted once under the first that applies: marketing opt-out (always; a missing flag
-   counts as opted out), not eligible for scoring, outside the filters or the objective's scope, expected value
-   not positive, beyond ``max_contacts`` or the budget;
+1. exclusions, each person counted once under the first that applies: marketing opt-out (always), consent
+   unknown (a missing ``marketing_opt_out``; excluded only under the brand's ``consent: opt_in`` policy, allowed
+   under the default ``opt_out``, see :func:`features.brand.consent_masks`), not eligible for scoring, outside
+   the filters or the objective's scope, expected value not positive, beyond ``max_contacts`` or the budget;
 2. ranking by expected net value per contact (objective formulas below, assumptions in
    :class:`ValueAssumptions`), ties broken by ``person_id`` so row order never matters;
 3. the largest top-ranked audience whose *treated* members fit the budget and ``max_contacts``;
@@ -41,6 +42,7 @@ import pyarrow.csv as pa_csv
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features import vocab
+from features.brand import ConsentPolicy, check_consent_policy, consent_masks
 from features.errors import InputError
 from training.decisions.tiers import TierRules, assign_tiers, eligible_mask, load_tier_rules
 
@@ -64,7 +66,8 @@ TARGETING_INPUT_COLUMNS = (
 )
 
 #: Exclusion reasons in the order they are applied.
-EXCLUSION_REASONS = ("opt_out", "ineligible", "filtered", "not_positive_value", "max_contacts", "budget")
+EXCLUSION_REASONS = ("opt_out", "consent_unknown", "ineligible", "filtered", "not_positive_value", "max_contacts",
+                     "budget")
 
 #: Columns of :attr:`TargetingResult.audience` (and of the CSV export).
 AUDIENCE_COLUMNS = (
@@ -185,8 +188,8 @@ class TargetingResult:
         JSON-ready figures: ``campaign_id``, ``objective``, ``population``, ``audience``, ``contacts`` (=
         treated people, the ones messaged), ``treatment``, ``control``, ``spend``, ``budget``,
         ``unit_cost``, ``expected_incremental_value`` (gross value of the treated), ``expected_net_value``,
-        ``expected_roi`` (net value / spend, ``None`` when nothing is spent), ``excluded`` (counts per reason
-        in :data:`EXCLUSION_REASONS`), ``assumptions``.
+        ``expected_roi`` (net value / spend, ``None`` when nothing is spent), ``consent`` (the policy applied),
+        ``excluded`` (counts per reason in :data:`EXCLUSION_REASONS`), ``assumptions``.
     spec : CampaignSpec
     """
 
@@ -250,16 +253,6 @@ def _rank(idx: np.ndarray, key: np.ndarray, person_ids: pd.Series) -> np.ndarray
     pid = person_ids.take(sub).to_numpy().astype(str)
     order[pos] = sub[np.lexsort((pid, key[sub]))]
     return order
-
-
-def _opt_out_mask(column: pd.Series) -> np.ndarray:
-    """True where the person opted out of marketing or their consent is unknown (missing)."""
-    if pd.api.types.is_bool_dtype(column.dtype) and not column.hasnans:
-        return column.to_numpy(dtype=bool)
-    values = column.to_numpy(dtype=object, copy=True)
-    missing = pd.isna(values)
-    values[missing] = True
-    return values.astype(bool)
 
 
 def _float_col(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -405,6 +398,7 @@ def select_audience(
     lookalike_scores: pd.Series | None = None,
     assumptions: ValueAssumptions | None = None,
     rules: TierRules | None = None,
+    consent: ConsentPolicy = "opt_out",
 ) -> TargetingResult:
     """Rank, budget and split a campaign audience.
 
@@ -427,6 +421,10 @@ def select_audience(
     rules : TierRules, optional
         Tier rules used to compute ``tiers`` when it is ``None`` and to check ``filters.tiers`` names;
         the packaged rules when omitted.
+    consent : {"opt_out", "opt_in"}
+        The brand's consent policy (``features.brand.load_brand(data_dir).consent``): opted-out people are never
+        selected; people with unknown consent (missing ``marketing_opt_out``) are selected under ``opt_out``
+        (the default) and excluded as ``consent_unknown`` under ``opt_in``.
 
     Returns
     -------
@@ -443,6 +441,7 @@ def select_audience(
     if not isinstance(spec, CampaignSpec):
         spec = CampaignSpec.model_validate(spec)
     assumptions = assumptions or DEFAULT_ASSUMPTIONS
+    check_consent_policy(consent)
     if not isinstance(scores, pd.DataFrame):
         raise TypeError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
     missing = [c for c in TARGETING_INPUT_COLUMNS if c not in scores.columns]
@@ -477,7 +476,7 @@ def select_audience(
         tiers = _align_tiers(frame, tiers)
     n = len(frame)
     eligible = eligible_mask(frame)
-    opt_out = _opt_out_mask(frame["marketing_opt_out"])
+    opt_out, consent_unknown = consent_masks(frame["marketing_opt_out"], consent)
     lookalike = _lookalike_array(frame, lookalike_scores) if lookalike_scores is not None else None
 
     gross, in_scope = _gross_value(spec.objective, frame, eligible, lookalike, assumptions)
@@ -486,7 +485,7 @@ def select_audience(
     positive = np.isfinite(net) & (net > 0)
 
     reason = np.full(n, -1, dtype=np.int8)  # index into EXCLUSION_REASONS; -1 = candidate
-    for code, mask in enumerate((opt_out, ~eligible, ~passes_filters, ~positive)):
+    for code, mask in enumerate((opt_out, consent_unknown, ~eligible, ~passes_filters, ~positive)):
         reason[(reason < 0) & mask] = code
     cand = np.flatnonzero(reason < 0)
 
@@ -548,6 +547,7 @@ def select_audience(
         "expected_incremental_value": incremental,
         "expected_net_value": incremental - spend,
         "expected_roi": (incremental - spend) / spend if spend > 0 else None,
+        "consent": consent,
         "excluded": {name: int(c) for name, c in zip(EXCLUSION_REASONS, counts, strict=True)},
         "assumptions": assumptions.model_dump(),
     }
@@ -575,3 +575,35 @@ def to_csv(result: TargetingResult, path: str | Path | None = None) -> str:
     if path is not None:
         Path(path).write_text(text, encoding="utf-8")
     return text
+
+
+#: Plain words for each exclusion reason (``scrm target`` prints them).
+EXCLUSION_WORDS = {
+    "opt_out": "opted out of marketing",
+    "consent_unknown": "consent unknown (no recorded marketing consent; the brand's policy is consent: opt_in)",
+    "ineligible": "not eligible for scoring (history too short or no paid order)",
+    "filtered": "outside the campaign's filters or the objective's scope",
+    "not_positive_value": "expected value not above the contact cost",
+    "max_contacts": "beyond max_contacts",
+    "budget": "beyond the budget",
+}
+
+
+def explain_summary(summary: dict) -> list[str]:
+    """Plain-words lines on who was left out and why (one per non-zero reason, largest first), led, when nobody
+    was selected, by the main reason — e.g. orders-only data under ``consent: opt_in`` has no recorded consent.
+    """
+    excluded = {k: int(v) for k, v in summary.get("excluded", {}).items() if v}
+    ordered = sorted(excluded.items(), key=lambda kv: -kv[1])
+    lines = [f"excluded {n:,}: {EXCLUSION_WORDS.get(k, k)}" for k, n in ordered]
+    if summary.get("audience", 0) == 0 and summary.get("population", 0) > 0:
+        if ordered:
+            main, n = ordered[0]
+            why = f"{n:,} of {summary['population']:,} people {EXCLUSION_WORDS.get(main, main)}"
+            if main == "consent_unknown":
+                why += ("; record consent in identities.marketing_opt_out (false = not opted out) or set "
+                        "consent: opt_out in brand.yaml")
+        else:
+            why = "nobody passed the exclusions"
+        lines.insert(0, f"nobody selected: {why}")
+    return lines

@@ -1,11 +1,14 @@
 """Member tiers and value × risk action segments.
 
-Rules live in ``training/tiers.yaml`` (see ``docs/decisions.md``) and are loaded into pydantic models that reject
+The packaged rules live in ``training/tiers.yaml`` (see ``docs/decisions.md``); a brand uses its own without
+editing the installed file: ``--tiers FILE``, else the ``SCRM_TIERS`` environment variable, else ``tiers:`` in the
+data directory's ``brand.yaml`` (:func:`resolve_tier_rules`). Rules are loaded into pydantic models that reject
 unknown keys. :func:`assign_tiers` is the one tiering function used by batch scoring and the HTTP service.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from features.config import describe_validation_error
 from features.errors import InputError
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "tiers.yaml"
+#: Environment variable naming a tier rules YAML file (below ``--tiers``, above ``brand.yaml``'s ``tiers:``).
+TIERS_ENV = "SCRM_TIERS"
 
 #: Columns of the scores frame that :func:`assign_tiers` reads.
 TIER_INPUT_COLUMNS = ("person_id", "eligible", "ineligible_reason", "spend_365d", "clv_mean", "churn_probability")
@@ -146,6 +151,38 @@ def load_tier_rules(path: str | Path | None = None) -> TierRules:
     if path is None:
         return _default_rules()
     return _load(Path(path))
+
+
+def tier_rules_path(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> tuple[Path, str]:
+    """Which tier rules file applies, and why: ``(path, source)``.
+
+    In order: ``path`` (``--tiers FILE``), the ``SCRM_TIERS`` environment variable, ``tiers:`` in
+    ``<data_dir>/brand.yaml``, the packaged ``training/tiers.yaml``. ``source`` says which in words.
+    """
+    if path is not None:
+        return Path(path), "--tiers"
+    env = os.environ.get(TIERS_ENV, "").strip()
+    if env:
+        return Path(env), f"${TIERS_ENV}"
+    if data_dir is not None:
+        from features.brand import BRAND_FILE, load_brand
+
+        brand_tiers = load_brand(data_dir).tiers
+        if brand_tiers is not None:
+            return Path(brand_tiers), f"{Path(data_dir) / BRAND_FILE} tiers:"
+    return DEFAULT_RULES_PATH, "packaged default"
+
+
+def resolve_tier_rules(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> TierRules:
+    """The tier rules in force (see :func:`tier_rules_path` for the order); :class:`TierRulesError` naming the
+    file (and where it was named) when it is missing or invalid."""
+    rules_path, source = tier_rules_path(path, data_dir=data_dir)
+    if rules_path == DEFAULT_RULES_PATH:
+        return _default_rules()
+    try:
+        return _load(rules_path)
+    except TierRulesError as exc:
+        raise TierRulesError(f"{exc} (tier rules named by {source})", file=rules_path, field=exc.field) from None
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,128 @@
+"""CLV level calibration: the total of the newest complete window, moved to the scored window's season."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from model_data import AS_OF, FAST_CLV, HORIZON, N_CUTOFFS, fitted_clv, small
+
+from features.calendar import SeasonalIndex, load_calendar
+from features.dataset import Dataset
+from training.fitting import fit_clv
+from training.frames import FeatureCache
+from training.metrics import total_error_pct
+
+
+@pytest.fixture(scope="module")
+def clv():
+    return fitted_clv()
+
+
+def _buyers(cache: FeatureCache, as_of) -> pd.DataFrame:
+    snap = cache.features(as_of)
+    return snap[(snap["orders"] >= 1) & (snap["tenure_days"] >= 7)]
+
+
+def test_the_total_is_within_ten_percent_on_a_seeded_simulated_brand(clv):
+    cache = small().cache
+    buyers = _buyers(cache, AS_OF)
+    pred = clv.model.predict_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"].to_numpy()
+    actual = buyers[["person_id"]].merge(cache.labels(AS_OF, HORIZON), on="person_id", how="left")
+    assert abs(total_error_pct(actual["future_spend"].to_numpy(), pred)) <= 10.0
+    info = clv.model.level_info_
+    assert info["applied"] and info["validation_cutoff"] == (AS_OF - timedelta(days=HORIZON)).isoformat()
+    assert clv.model.level_ == pytest.approx(info["validation_actual_total"] / info["validation_predicted_total"])
+
+
+def test_the_factor_meets_the_validation_total_and_scales_the_interval(clv):
+    model, valid = clv.model, clv.valid
+    cutoff = model.valid_cutoff_
+    out = model.predict_frame(valid, as_of=cutoff, btyd=small().cache.btyd(cutoff))
+    raw = model._raw_frame(valid, as_of=cutoff, btyd=small().cache.btyd(cutoff))
+    assert out["clv_mean"].sum() == pytest.approx(valid["future_spend"].sum(), rel=1e-6)
+    for col in ("clv_mean", "clv_p10", "clv_p90"):
+        np.testing.assert_allclose(out[col], raw[col] * model.level_, rtol=1e-9)
+    assert clv.metrics["total_error_pct"] == pytest.approx(0.0, abs=1e-6)  # in-sample by construction
+
+
+def test_a_festival_window_is_not_scored_like_a_quiet_one(clv):
+    model = clv.model
+    si = model.seasonal_
+    assert si is not None and si.occurrences["d618"] >= 1 and si.lifts["d618"] > 1.2  # the simulator's 618
+    june, july = date(2025, 6, 1), date(2025, 7, 1)
+    ratio = model.level_factor(june) / model.level_factor(july)
+    assert ratio == pytest.approx(si.window_index(june, HORIZON) / si.window_index(july, HORIZON))
+    assert ratio > 1.05
+    buyers = _buyers(small().cache, AS_OF)
+    a = model.predict_frame(buyers, as_of=june, with_intervals=False)["clv_mean"].to_numpy()
+    b = model.predict_frame(buyers, as_of=july, with_intervals=False)["clv_mean"].to_numpy()
+    np.testing.assert_allclose(a / b, ratio, rtol=1e-9)
+    assert model.window_calendar(june)["cal_days_d618"] == 18 and model.window_calendar(july)["cal_days_d618"] == 0
+
+
+def test_seasonal_lifts_move_the_factor_by_the_ratio_of_window_indices(clv):
+    model = clv.model
+    calendar = load_calendar()
+    keep = model.seasonal_
+    try:
+        model.seasonal_ = SeasonalIndex(calendar, {"d1111": 3.0}, {"d1111": 2})
+        nov = date(2025, 10, 20)  # a 90-day window holding the whole 双11 period (12 days)
+        expected = model.level_ * (1 + 12 * 2.0 / HORIZON) / model.seasonal_.window_index(model.valid_cutoff_,
+                                                                                           HORIZON)
+        assert model.level_factor(nov) == pytest.approx(expected)
+    finally:
+        model.seasonal_ = keep
+
+
+def test_without_level_calibration_predictions_are_the_raw_ones():
+    cache = small().cache
+    fitted = fit_clv(cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, level_calibration=False, **FAST_CLV)
+    buyers = _buyers(cache, AS_OF)
+    assert fitted.model.level_factor(AS_OF) == 1.0 and not fitted.model.level_info_["applied"]
+    np.testing.assert_allclose(fitted.model.predict(buyers), fitted.model._raw_frame(buyers)["clv_mean"])
+
+
+def test_the_calibration_reads_no_order_on_or_after_as_of(clv):
+    """Orders from ``as_of`` on multiplied by 10 (and new ones added): same factor, same seasonal lifts."""
+    data = small().dataset
+    orders = data.orders.copy()
+    late = orders["order_ts"] >= pd.Timestamp(AS_OF)
+    assert late.any()
+    orders.loc[late, "amount"] = orders.loc[late, "amount"] * 10
+    extra = orders[late].head(50).assign(order_id=lambda d: d["order_id"].astype(str) + "_x")
+    changed = Dataset(orders=pd.concat([orders, extra], ignore_index=True), events=data.events,
+                      identities=data.identities, campaign_touches=data.campaign_touches)
+    refit = fit_clv(FeatureCache(changed), AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST_CLV)
+    assert refit.model.level_ == pytest.approx(clv.model.level_, rel=1e-9)
+    assert refit.model.seasonal_.lifts == pytest.approx(clv.model.seasonal_.lifts, rel=1e-12)
+    assert refit.model.level_factor(AS_OF) == pytest.approx(clv.model.level_factor(AS_OF), rel=1e-9)
+
+
+def test_a_family_that_cannot_be_predicted_on_the_validation_window_is_left_uncalibrated():
+    from training.clv import CLVModel
+
+    cache = small().cache
+    fitted = fitted_clv()
+    train = cache.labelled(fitted.plan.train, HORIZON)
+    valid = fitted.valid
+    model = CLVModel(HORIZON, family="btyd", **FAST_CLV).fit(
+        train, train["future_spend"], X_valid=valid, y_valid=valid["future_spend"], btyd=cache.btyd(AS_OF),
+        btyd_valid=None)
+    assert model.family_ == "btyd" and model.level_factor(AS_OF) == 1.0
+    assert "no BTYD model at the validation cutoff" in model.level_info_["reason"]
+
+
+def test_the_brand_calendar_of_the_data_directory_is_used(tmp_path):
+    (tmp_path / "festivals.yaml").write_text('festivals:\n  - {name: brand_day, date: "06-10", days: [-3, 0]}\n')
+    (tmp_path / "brand.yaml").write_text("calendar: festivals.yaml\n")
+    data = small().dataset
+    mine = Dataset(orders=data.orders, events=data.events, identities=data.identities,
+                   campaign_touches=data.campaign_touches, source=tmp_path)
+    fitted = fit_clv(FeatureCache(mine), AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST_CLV)
+    assert fitted.model.seasonal_.calendar.names == ("brand_day",)
+    assert fitted.model.seasonal_.occurrences["brand_day"] >= 1
+    assert set(fitted.model.window_calendar(AS_OF)) == {"cal_days_brand_day", "cal_festival_days",
+                                                       "cal_seasonal_index"}
