@@ -80,6 +80,12 @@ def test_short_history_clv_is_extrapolated_end_to_end():
     choice = fitted.extra["horizon"]
     assert choice.mode == "extrapolated" and choice.fit_horizon == 60 and fitted.plan.layout == "trees"
     assert isinstance(fitted.model, ExtrapolatedCLV) and fitted.model.horizon_days == 365
+    from training.registry import model_name
+    from training.train import served_horizon
+
+    # registered under the horizon it answers for (<brand>.clv_365d), its fitted window in the params
+    assert served_horizon(fitted) == 365 and fitted.plan.horizon_days == 60
+    assert model_name("acme", "clv", served_horizon(fitted)) == "acme.clv_365d"
     snap = FeatureCache(cut).features(AS_OF)
     pred = fitted.model.predict_frame(snap[snap["orders"] >= 1], with_intervals=False)
     assert (pred["clv_mean"] >= fitted.model.base.predict(snap[snap["orders"] >= 1]) - 1e-9).all()

@@ -84,6 +84,30 @@ def test_refit_on_latest_the_served_model_has_seen_as_of_minus_h():
     assert newest in clv.model.train_cutoffs_ and clv.extra["candidate_cutoffs"][-1] < newest
 
 
+def test_refit_clv_carries_the_out_of_sample_level_of_the_chosen_model():
+    """The level factor is measured by the chosen model on the validation window (which the refit has seen);
+    the refit model is scaled to the chosen model's calibrated total at as_of, with its seasonal index."""
+    cache = small().cache
+    clv = fit_clv(cache, AS_OF, horizon_days=HORIZON, n_cutoffs=2, **FAST_CLV)
+    chosen = fit_clv(cache, AS_OF, horizon_days=HORIZON, n_cutoffs=2, refit=False, **FAST_CLV)
+    assert clv.extra["refit"] and chosen.model.level_info_["applied"]
+    info = clv.model.level_info_
+    assert info["applied"] and info["chosen_factor"] == pytest.approx(chosen.model.level_)
+    assert info["validation_cutoff"] == chosen.model.level_info_["validation_cutoff"]
+    assert clv.model.valid_cutoff_ == chosen.model.valid_cutoff_
+    assert clv.model.seasonal_.to_dict() == chosen.model.seasonal_.to_dict()
+    assert clv.model.level_ == pytest.approx(chosen.model.level_ * info["refit_total_ratio"])
+    assert clv.extra["level"] is info and clv.metrics == chosen.metrics  # validation figures: the chosen model's
+    snap = cache.features(AS_OF)
+    buyers = snap[snap["orders"] >= 1]
+    total = clv.model.predict_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"].sum()
+    assert total == pytest.approx(chosen.model.predict_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"]
+                                  .sum(), rel=1e-6)
+    # the ranking is the refit model's own
+    raw = clv.model._raw_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"]
+    assert total == pytest.approx(raw.sum() * clv.model.level_factor(AS_OF), rel=1e-6)
+
+
 def test_btyd_layout_fits_on_short_history():
     """A brand whose data starts 200 days before as_of: the 90-day models use the BTYD family alone."""
     from features.dataset import Dataset
