@@ -241,7 +241,9 @@ def test_unknown_consent_is_null_in_score_and_the_brand_policy_decides_target(se
     base = service.state
     features = base.features.copy()
     eligible = base.scores["eligible"].to_numpy() & base.scores["marketing_opt_out"].eq(False).to_numpy()
-    unknown_rows = features.index[eligible][:40]
+    # people worth an upsell contact at any consent (value = clv × 5% × (1 − churn) well above the cost below)
+    worth = (base.scores["clv_mean"] * 0.05 * (1 - base.scores["churn_probability"])).gt(0.01).to_numpy()
+    unknown_rows = features.index[eligible & worth][:40]
     features["marketing_opt_out"] = features["marketing_opt_out"].astype("boolean")
     features.loc[unknown_rows, "marketing_opt_out"] = pd.NA
     unknown_ids = features.loc[unknown_rows, "person_id"].tolist()
