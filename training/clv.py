@@ -321,6 +321,7 @@ class CLVModel(BaseEstimator):
         ``chosen``'s figures plus ``refit_total_ratio`` and the carried ``factor``.
         """
         check_is_fitted(self, "mean_model_")
+        self.level_calibration = chosen.level_calibration  # the refit is fitted with it off (nothing to measure on)
         self.level_, self.seasonal_, self.valid_cutoff_ = 1.0, chosen.seasonal_, chosen.valid_cutoff_
         self.level_info_ = dict(chosen.level_info_)
         if not chosen.level_info_.get("applied"):

@@ -163,7 +163,7 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
         chosen = model
         model = CLVModel(horizon_days, random_state=random_state,
                          **{**params, "family": chosen.family_, "n_estimators": chosen.n_trees_,
-                            "early_stopping": False})
+                            "early_stopping": False, "level_calibration": False})  # carried, not measured
         model.fit(rows, rows["future_spend"], orders=rows["future_orders"], btyd=btyd,
                   btyd_status=cache.btyd_status(p.as_of))
         snapshot = cache.features(p.as_of)

@@ -93,6 +93,7 @@ def test_refit_clv_carries_the_out_of_sample_level_of_the_chosen_model():
     assert clv.extra["refit"] and chosen.model.level_info_["applied"]
     info = clv.model.level_info_
     assert info["applied"] and info["chosen_factor"] == pytest.approx(chosen.model.level_)
+    assert clv.model.level_calibration  # fitted with it off (nothing out of sample to measure), then carried
     assert info["validation_cutoff"] == chosen.model.level_info_["validation_cutoff"]
     assert clv.model.valid_cutoff_ == chosen.model.valid_cutoff_
     assert clv.model.seasonal_.to_dict() == chosen.model.seasonal_.to_dict()
