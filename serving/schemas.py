@@ -141,7 +141,9 @@ class CustomerScore(_Response):
     eligible: bool = Field(description="False when the history is too short to score honestly.")
     ineligible_reason: str | None = Field(description="Why the person is not scored (null when eligible).")
     churn_probability: float | None = Field(description="P(no paid order within the churn horizon).")
+    churn_horizon_days: int = Field(description="The churn horizon: days after feature_as_of the probability covers.")
     clv: ClvEstimate | None
+    clv_horizon_days: int = Field(description="The CLV horizon: days after feature_as_of the CLV and orders cover.")
     expected_orders: float | None = Field(description="Expected paid orders over the CLV horizon.")
     p_alive: float | None = Field(description="P(still an active customer) from the BTYD model.")
     expected_next_order_date: date | None

@@ -339,6 +339,7 @@ class ServingState:
         def score_int(v: float | None) -> int | None:
             return None if v is None else int(v)
 
+        horizons = self.models.horizons  # the same numbers as the scores' *_horizon_days columns
         records = []
         for i in range(len(positions)):
             clv = None
@@ -349,7 +350,9 @@ class ServingState:
                 "eligible": eligible[i],
                 "ineligible_reason": text["ineligible_reason"][i],
                 "churn_probability": num["churn_probability"][i],
+                "churn_horizon_days": horizons["churn"],
                 "clv": clv,
+                "clv_horizon_days": horizons["clv"],
                 "expected_orders": num["expected_orders"][i],
                 "p_alive": num["p_alive"][i],
                 "expected_next_order_date": next_date[i],

@@ -1,9 +1,9 @@
 """Honest backtests: train with data before ``as_of`` only, score through the shared path, evaluate after it.
 
-Both models are trained exactly as ``scrm train`` would train them on that day (same rolling cutoffs, same
-calibration slice, both with horizon ``H``), the snapshot at ``as_of`` is scored with
-:func:`training.scoring.score`, and the outcomes in ``[as_of, as_of + H)`` judge the scores next to simple
-baselines:
+Both models are trained exactly as ``scrm train`` would train them on that day (same time layout, same horizon
+choice: see :mod:`training.horizons`; horizon ``H`` for both unless ``churn_horizon`` / ``clv_horizon`` say
+otherwise), the snapshot at ``as_of`` is scored with :func:`training.scoring.score`, and the outcomes in
+``[as_of, as_of + H)`` (each model's own ``H``) judge the scores next to simple baselines:
 
 * churn ``btyd``: 1 − the BTYD model's P(at least one order in H) (fitted on the buyers at ``as_of``);
 * churn ``recency``: days since the last paid order (a ranking, so only ranking figures are reported);
@@ -30,8 +30,9 @@ import pandas as pd
 
 from features.dataset import Dataset
 from training import plots, tracking
-from training.fitting import DEFAULT_MAX_TRAIN_ROWS, fit_churn, fit_clv
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, family_note
 from training.frames import FeatureCache, as_date
+from training.horizons import fit_for_horizon
 from training.metrics import churn_metrics, clv_metrics
 from training.report import attach_report
 from training.scoring import Models, score
@@ -59,11 +60,15 @@ def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: i
                   truth_keys=pd.read_parquet(keys_path), key_to_person=identity)
 
 
-def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8, step_days: int = 30,
+def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int | None = None,
+             clv_horizon: int | None = None, n_cutoffs: int = 8, step_days: int = 30,
              random_state: int = 0, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
              churn_params: dict | None = None, clv_params: dict | None = None,
              cache: FeatureCache | None = None, progress=None) -> tuple[dict, dict]:
     """Run the backtest; returns the JSON-ready result and the arrays behind its plots.
+
+    ``churn_horizon`` / ``clv_horizon`` (default ``horizon_days``) are the horizons asked of each model; each is
+    served as :func:`training.horizons.choose_horizon` decides and judged on its own window.
 
     Raises
     ------
@@ -71,36 +76,41 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
         When the data does not reach the end of the evaluation window, or is too short to train.
     """
     as_of = as_date(as_of)
-    end = as_of + timedelta(days=horizon_days)
+    asked = {"churn": churn_horizon or horizon_days, "clv": clv_horizon or horizon_days}
+    end = as_of + timedelta(days=max(asked.values()))
     if data.data_end < pd.Timestamp(end - timedelta(days=1)):
         raise ValueError(f"the data ends {data.data_end.date()}, before the end of the evaluation window "
                          f"[{as_of}, {end}); choose an earlier --as-of or a shorter --horizon")
     if cache is None:
         cache = FeatureCache(data, random_state=random_state)
     identity = cache.identity_at(as_of)
-    common = dict(horizon_days=horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, random_state=random_state,
+    common = dict(n_cutoffs=n_cutoffs, step_days=step_days, random_state=random_state,
                   max_train_rows=max_train_rows, progress=progress)
-    churn = fit_churn(cache, as_of, **common, **(churn_params or {}))
-    clv = fit_clv(cache, as_of, **common, **(clv_params or {}))
+    churn = fit_for_horizon("churn", cache, as_of, asked["churn"], **common, **(churn_params or {}))
+    clv = fit_for_horizon("clv", cache, as_of, asked["clv"], **common, **(clv_params or {}))
+    hc, hv = churn.extra["horizon"].horizon, clv.extra["horizon"].horizon
     features = cache.features(as_of)
     scores = score(features, Models(churn.model, clv.model), as_of=as_of)
-    labels = cache.labels(as_of, horizon_days)
-    ev = scores[scores["eligible"]].merge(labels, on="person_id", how="inner", validate="one_to_one")
+    ev = (scores[scores["eligible"]]
+          .merge(cache.labels(as_of, hc)[["person_id", "churned"]], on="person_id", how="inner",
+                 validate="one_to_one")
+          .merge(cache.labels(as_of, hv)[["person_id", "future_spend"]], on="person_id", how="inner",
+                 validate="one_to_one"))
     if ev.empty or ev["churned"].nunique() < 2:
         raise ValueError(f"nothing to evaluate as of {as_of}: {len(ev)} scored buyers, "
                          f"{ev['churned'].nunique() if len(ev) else 0} outcome class(es)")
     buyers = features.set_index("person_id").loc[ev["person_id"]].reset_index()
     btyd = cache.btyd(as_of)
     if btyd is not None:
-        bp = btyd.predict_frame(buyers, horizon_days, with_intervals=False)
-        btyd_churn = 1.0 - bp["p_purchase"].to_numpy()
+        btyd_churn = 1.0 - btyd.predict_frame(buyers, hc, with_intervals=False)["p_purchase"].to_numpy()
+        bp = btyd.predict_frame(buyers, hv, with_intervals=False)
         btyd_spend = bp["expected_spend"].to_numpy() if "expected_spend" in bp else np.zeros(len(ev))
     else:  # a failed BTYD fit is reported, and the baseline is uninformative
         log.warning("backtest: BTYD failed at %s (%s); its baselines are constant", as_of, cache.btyd_status(as_of))
         btyd_churn, btyd_spend = np.full(len(ev), 0.5), np.zeros(len(ev))
-    prev_start = as_of - timedelta(days=horizon_days)
+    prev_start = as_of - timedelta(days=hv)
     if pd.Timestamp(prev_start) > data.data_start:
-        prev = cache.labels(prev_start, horizon_days)
+        prev = cache.labels(prev_start, hv)
         last_period = (ev[["person_id"]].merge(prev[["person_id", "future_spend"]], on="person_id", how="left")
                        ["future_spend"].fillna(0.0).to_numpy())
     else:
@@ -114,6 +124,8 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
     result = {
         "as_of": as_of.isoformat(),
         "horizon_days": horizon_days,
+        "horizons": {"churn": churn.extra["horizon"].describe(), "clv": clv.extra["horizon"].describe()},
+        "layout": {"churn": churn.plan.describe(), "clv": clv.plan.describe()},
         "n_customers": int(len(features)),
         "n_scored": int(len(ev)),
         "n_not_eligible": int((~scores["eligible"]).sum()),
@@ -126,6 +138,7 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
                  "params": getattr(btyd, "params_", None), "gg_params": getattr(btyd, "gg_params_", None)},
         "churn": {
             "family": churn.model.family_,
+            "note": family_note(churn),
             "model": churn_metrics(y, p),
             "validation": churn.metrics,
             "selection": churn.model.selection_,
@@ -137,6 +150,7 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
         },
         "clv": {
             "family": clv.model.family_,
+            "note": family_note(clv),
             "interval_level": round(hi - lo, 4),
             "model": clv_metrics(spend, ev["clv_mean"], ev["clv_p10"], ev["clv_p90"]),
             "validation": clv.metrics,
@@ -150,10 +164,14 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, n_cutoffs: int = 8
         },
     }
     if data.source is not None:
-        orc = oracle_frame(Path(data.source), identity, as_of, horizon_days)
+        orc = oracle_frame(Path(data.source), identity, as_of, hc)
         if orc is not None:
             o = ev[["person_id"]].merge(orc, on="person_id", how="left")
-            ok = o["p_purchase"].notna().to_numpy()
+            if hv != hc:
+                o = o.drop(columns="expected_spend").merge(
+                    oracle_frame(Path(data.source), identity, as_of, hv)[["person_id", "expected_spend"]],
+                    on="person_id", how="left")
+            ok = (o["p_purchase"].notna() & o["expected_spend"].notna()).to_numpy()
             o_spend = o["expected_spend"].to_numpy(dtype=float)
             result["oracle"] = {
                 "churn_auc": churn_metrics(y[ok], 1.0 - o["p_purchase"].to_numpy()[ok])["auc"],
@@ -187,7 +205,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Path | None = None,
+def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int | None = None,
+                 clv_horizon: int | None = None, json_path: Path | None = None,
                  random_state: int = 0, n_cutoffs: int = 8, step_days: int = 30,
                  max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, churn_params: dict | None = None,
                  clv_params: dict | None = None, cache: FeatureCache | None = None, progress=None,
@@ -203,7 +222,8 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Pat
     """
     import mlflow
 
-    result, arrays = backtest(data, as_of, horizon_days, random_state=random_state, n_cutoffs=n_cutoffs,
+    result, arrays = backtest(data, as_of, horizon_days, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
+                              random_state=random_state, n_cutoffs=n_cutoffs,
                               step_days=step_days, max_train_rows=max_train_rows, churn_params=churn_params,
                               clv_params=clv_params, cache=cache, progress=progress)
     params = {"as_of": result["as_of"], "horizon_days": horizon_days, "random_state": random_state,
@@ -211,6 +231,13 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, json_path: Pat
               "churn.family": result["churn"]["family"],
               "interval_level": result["clv"]["interval_level"], "cutoffs": result["cutoffs"]["churn"]["cutoffs"],
               "clv_cutoffs": result["cutoffs"]["clv"]["cutoffs"], "btyd.status": result["btyd"]["status"][:200]}
+    for kind in ("churn", "clv"):
+        lay, hz = result["layout"][kind], result["horizons"][kind]
+        params.update({f"{kind}.layout": lay["layout"], f"{kind}.layout.reason": lay["reason"][:500],
+                       f"{kind}.refit_cutoffs": ",".join(lay["refit_cutoffs"]),
+                       **{f"{kind}.layout.{k}_days": v for k, v in lay["days"].items()},
+                       f"{kind}.horizon_days": hz["horizon_days"], f"{kind}.horizon.fit_days": hz["fit_days"],
+                       f"{kind}.horizon.mode": hz["mode"], f"{kind}.horizon.reason": hz["reason"][:500]})
     tags = {"scrm.kind": "backtest", "scrm.as_of": result["as_of"], "scrm.horizon_days": str(horizon_days)}
     if brand is not None or data.source is not None:
         from features.brand import check_brand_id, load_brand

@@ -2,7 +2,8 @@
 
 A LightGBM classifier on the point-in-time features, the derived activity columns of
 :func:`training.frames.derive_features` and the BTYD outputs (P(alive), expected orders, P(purchase), expected
-spend), calibrated (isotonic or sigmoid) on a held-out time slice. When the BTYD P(no order) alone ranks the latest
+spend), calibrated (isotonic or sigmoid) out of fold on the training rows (trees refitted on the other folds, people
+kept within one fold) or on a held-out time slice when one is given. When the BTYD P(no order) alone ranks the latest
 complete window better than the trees (small brands), it is what gets calibrated and served (``family``).
 Monotone constraints encode what marketers rightly expect: all else equal, a longer time since the last order or
 the last activity never lowers the risk, and a higher BTYD probability of being alive or of buying never raises it.
@@ -55,6 +56,10 @@ class ChurnModel(BaseEstimator):
         Churn means no paid order in ``[as_of, as_of + horizon_days)``.
     calibration : {"isotonic", "sigmoid"}
         How raw scores are mapped to probabilities on the calibration slice.
+    calibration_folds : int
+        Without a calibration slice, fit the calibrator on out-of-fold scores of the training rows: the trees are
+        refitted ``calibration_folds`` times, each time without one fold of people (a person's rows at every
+        cutoff stay in one fold). Below 2: no calibration without a slice.
     n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree : LightGBM settings.
     early_stopping : bool
         Choose the number of trees (at most ``n_estimators``) on the latest training cutoff, see
@@ -91,7 +96,8 @@ class ChurnModel(BaseEstimator):
         False when no BTYD model was available: the model then runs without BTYD inputs.
     """
 
-    def __init__(self, horizon_days: int = 90, *, calibration: str = "isotonic", n_estimators: int = 300,
+    def __init__(self, horizon_days: int = 90, *, calibration: str = "isotonic", calibration_folds: int = 3,
+                 n_estimators: int = 300,
                  learning_rate: float = 0.05, num_leaves: int = 15, min_child_samples: int = 100,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, early_stopping: bool = True,
                  family: str = "auto", max_rows: int | None = None, random_state: int = 0, n_jobs: int = 1):
@@ -99,6 +105,7 @@ class ChurnModel(BaseEstimator):
         self.early_stopping = early_stopping
         self.family = family
         self.calibration = calibration
+        self.calibration_folds = calibration_folds
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -122,7 +129,8 @@ class ChurnModel(BaseEstimator):
         y : array-like
             1 (or True) when the person placed no paid order in the horizon after the row's cutoff.
         X_calib, y_calib : DataFrame and array-like, optional
-            A later time slice held out from the trees, for calibration.
+            A later time slice held out from the trees, for calibration (default: out of fold on ``X``, see
+            ``calibration_folds``).
         btyd : BTYDModel, optional
             The BTYD model fitted at the training ``as_of``, used to compute the BTYD inputs at scoring time.
             Without it the model is fitted without BTYD inputs.
@@ -160,16 +168,42 @@ class ChurnModel(BaseEstimator):
         self._choose_family(X_valid, y_valid)
         self.calibrator_ = None
         if X_calib is not None and len(X_calib):
-            yc = np.asarray(y_calib, dtype=int)
+            raw, yc = self._raw_proba(self._prepare(X_calib)), np.asarray(y_calib, dtype=int)
+        elif self.calibration_folds >= 2:
+            raw, yc = self._out_of_fold(Xf, yf, make), yf
+        else:
+            raw = yc = None
+        if raw is not None:
             if len(np.unique(yc)) < 2:
-                log.warning("calibration slice holds a single class; churn scores are left uncalibrated")
+                log.warning("calibration rows hold a single class; churn scores are left uncalibrated")
+            elif self.calibration == "isotonic":
+                self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, yc)
             else:
-                raw = self._raw_proba(self._prepare(X_calib))
-                if self.calibration == "isotonic":
-                    self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, yc)
-                else:
-                    self.calibrator_ = LogisticRegression().fit(_logit(raw).reshape(-1, 1), yc)
+                self.calibrator_ = LogisticRegression().fit(_logit(raw).reshape(-1, 1), yc)
         return self
+
+    def _out_of_fold(self, X: pd.DataFrame, y: np.ndarray, make) -> np.ndarray:
+        """Raw scores of the training rows, each from trees fitted without its fold of people.
+
+        The BTYD score learns nothing from labels, so with that family the rows' own scores are used.
+        """
+        if self.family_ == "btyd":
+            return self._raw_proba(X)
+        groups = X["person_id"].to_numpy() if "person_id" in X.columns else np.arange(len(X))
+        _, inverse = np.unique(groups, return_inverse=True)
+        fold = np.random.default_rng(self.random_state).integers(0, self.calibration_folds, inverse.max() + 1)[inverse]
+        oof = np.empty(len(X), dtype=float)
+        for f in range(self.calibration_folds):
+            held = fold == f
+            if not held.any():
+                continue
+            rest = np.flatnonzero(~held)
+            if len(np.unique(y[rest])) < 2:  # a degenerate fold: the full model's own scores
+                oof[held] = self._tree_proba(X.iloc[np.flatnonzero(held)])
+                continue
+            trees = make(self.n_trees_).fit(X.iloc[rest][self.feature_names_], y[rest])
+            oof[held] = trees.predict_proba(X.iloc[np.flatnonzero(held)][self.feature_names_])[:, 1]
+        return oof
 
     def _choose_family(self, X_valid: pd.DataFrame | None, y_valid) -> None:
         self.selection_: dict[str, dict] = {}

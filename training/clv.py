@@ -309,6 +309,36 @@ class CLVModel(BaseEstimator):
                             "validation_seasonal_index": self._seasonal_index(self.valid_cutoff_),
                             "seasonal": seasonal.to_dict() if seasonal is not None else None}
 
+    def carry_level(self, chosen: CLVModel, features: pd.DataFrame, as_of) -> CLVModel:
+        """Take the level calibration of ``chosen``, the model selected before this one was refit on newer windows.
+
+        The refit model has seen the validation window, so its own factor could not be measured out of sample.
+        Instead it is set so that, at ``as_of``, this model's total over ``features`` (the buyers of the ``as_of``
+        snapshot) equals ``chosen``'s calibrated total there:
+        ``level_ = chosen.level_ × chosen's raw total ÷ this model's raw total`` (raw: before any factor), with
+        ``chosen``'s validation cutoff and seasonal index, so the factor still moves with the scored window's
+        season. The level stays out of sample; the refit only changes who gets how much. ``level_info_`` keeps
+        ``chosen``'s figures plus ``refit_total_ratio`` and the carried ``factor``.
+        """
+        check_is_fitted(self, "mean_model_")
+        self.level_calibration = chosen.level_calibration  # the refit is fitted with it off (nothing to measure on)
+        self.level_, self.seasonal_, self.valid_cutoff_ = 1.0, chosen.seasonal_, chosen.valid_cutoff_
+        self.level_info_ = dict(chosen.level_info_)
+        if not chosen.level_info_.get("applied"):
+            return self
+        before = float(chosen._raw_frame(features, as_of=as_of, with_intervals=False)["clv_mean"].sum())
+        after = float(self._raw_frame(features, as_of=as_of, with_intervals=False)["clv_mean"].sum())
+        if not (before > 0 and after > 0 and np.isfinite(before) and np.isfinite(after)):
+            self.seasonal_ = None
+            self.level_info_ = {**self.level_info_, "applied": False,
+                                "reason": "a zero or missing total at as_of before or after the refit"}
+            log.warning("CLV: level calibration not carried to the refit model (%s)", self.level_info_["reason"])
+            return self
+        self.level_ = chosen.level_ * before / after
+        self.level_info_ = {**self.level_info_, "factor": self.level_, "chosen_factor": chosen.level_,
+                            "refit_total_ratio": before / after}
+        return self
+
     def _seasonal_index(self, start) -> float:
         return 1.0 if self.seasonal_ is None else self.seasonal_.window_index(start, self.horizon_days)
 

@@ -1,19 +1,23 @@
 """Training frames: features at several rolling cutoffs, each with a complete label window after it.
 
-The time layout for a model trained "as of" ``A`` with horizon ``H``::
+The time layout for a model trained "as of" ``A`` with horizon ``H`` (:func:`plan_cutoffs`, the layout planner)::
 
-    ... train cutoffs ...   calibration cutoff      validation cutoff        as_of
-    c_k = c_cal - (k+1)*step  c_cal = c_val - H     c_val = A - H            A
+    ... train cutoffs ...            validation cutoff        as_of
+    c_k = A - 2H - k*step            c_val = A - H            A
     |-- features < c --|-- labels [c, c+H) --|
+                         ... refit cutoffs: c_val - k*step ... c_val
 
 * validation is always the latest complete window: features before ``A - H``, labels in ``[A - H, A)``;
-* the calibration slice (churn only) is the window before it, held out from tree fitting;
-* training rows stack several earlier cutoffs so small brands still have enough rows; large brands need fewer
+* the candidate models (family, tree count) are fitted on training cutoffs whose label windows end on or before
+  ``A - H``; churn calibration is cross-fitted out of fold on those rows (no reserved window), so the trees need
+  ``2H + 60`` days of history (60: the least history a cutoff's features need);
+* with ``H + 60`` to ``2H + 60`` days the BTYD family is used alone (it learns nothing from labels);
+* once chosen, the model is refit on the cutoffs ending at ``A - H`` (``refit``), so it has seen the newest
+  complete window;
+* training rows stack several cutoffs so small brands still have enough rows; large brands need fewer
   (:func:`scaled_cutoffs` keeps the stacked rows near a budget).
 
-No label window used for fitting reaches into the validation window, and nothing after ``A`` is read. (The
-newest training window may overlap the calibration window; the calibrator only maps scores to probabilities.)
-Without a calibration slice (CLV) the newest training cutoff is ``c_val - H``.
+No label window used for selection reaches into the validation window, and nothing after ``A`` is read.
 Rows of every cutoff carry the BTYD model outputs fitted at that cutoff (unsupervised, so no leakage) and the
 derived columns of :func:`derive_features`, which both models recompute from a plain feature snapshot at scoring
 time, so training and scoring see identical inputs.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
@@ -115,32 +119,96 @@ def feature_docs() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------------- cutoffs
 
+#: Days of history a cutoff needs before it (its features look back this far at least).
+MIN_CUTOFF_HISTORY_DAYS = 60
+LAYOUTS = ("auto", "trees", "btyd")
+
+
+class HistoryTooShort(ValueError):
+    """Not enough history before ``as_of`` for a horizon (``required_days`` / ``history_days`` say how much)."""
+
+    def __init__(self, message: str, *, horizon_days: int, history_days: int, required_days: int):
+        super().__init__(message)
+        self.horizon_days = horizon_days
+        self.history_days = history_days
+        self.required_days = required_days
+
+
+def required_history(horizon_days: int, layout: str = "trees", *,
+                     min_history_days: int = MIN_CUTOFF_HISTORY_DAYS) -> int:
+    """Days of history before ``as_of`` a layout needs: ``2H + 60`` for the trees, ``H + 60`` for BTYD alone."""
+    if layout not in ("trees", "btyd"):
+        raise ValueError(f"layout must be 'trees' or 'btyd', got {layout!r}")
+    return (2 if layout == "trees" else 1) * int(horizon_days) + int(min_history_days)
+
 
 @dataclass
 class CutoffPlan:
-    """Which cutoffs feed training, calibration and validation for one ``as_of``."""
+    """Which cutoffs feed selection, validation and the final refit for one ``as_of`` (see the module docstring).
+
+    ``train`` are the cutoffs the candidate models are fitted on (their label windows end on or before the
+    validation cutoff); ``refit`` the cutoffs the chosen model is fitted on again, the newest being
+    ``validation`` (= ``as_of - H``), so the served model has seen the newest complete window. Calibration is
+    cross-fitted out of fold on the training rows (no reserved window). ``layout`` is ``"trees"`` or ``"btyd"``
+    (too little history for a training window before the validation window: the BTYD family alone) and
+    ``reason`` says why, once.
+    """
 
     as_of: date
     horizon_days: int
     train: list[date]
     validation: date
-    calibration: date | None = None
+    refit: list[date] = field(default_factory=list)
+    layout: str = "trees"
+    reason: str = ""
+    history_days: int | None = None
+    min_history_days: int = MIN_CUTOFF_HISTORY_DAYS
+
+    @property
+    def required_days(self) -> int:
+        """History the layout needs before ``as_of``."""
+        return required_history(self.horizon_days, self.layout, min_history_days=self.min_history_days)
+
+    def parts(self) -> dict[str, int]:
+        """Days each part of the history takes, oldest first (they add up to the history used).
+
+        ``feature_history``: before the oldest cutoff read (features only); ``training_windows``: from the oldest
+        training cutoff to the validation cutoff (label windows of the candidate models; 0 with the BTYD layout);
+        ``validation_window``: ``[as_of - H, as_of)``.
+        """
+        oldest = min([*self.train, *self.refit, self.validation])
+        start = (self.as_of - timedelta(days=self.history_days)) if self.history_days is not None else oldest
+        return {"feature_history": max(0, (oldest - start).days),
+                "training_windows": (self.validation - min(self.train)).days if self.layout == "trees" else 0,
+                "validation_window": self.horizon_days}
 
     def to_params(self) -> dict[str, str]:
-        """MLflow params: ``cutoffs`` (comma-separated), ``validation_cutoff``, ``calibration_cutoff``."""
+        """MLflow params: cutoffs, the validation and refit cutoffs, the layout, the days per part and why."""
         out = {
             "cutoffs": ",".join(c.isoformat() for c in self.train),
             "validation_cutoff": self.validation.isoformat(),
+            "refit_cutoffs": ",".join(c.isoformat() for c in self.refit),
+            "calibration_rows": "out of fold on the training cutoffs",
+            "layout": self.layout,
+            "layout.reason": self.reason[:500],
+            "layout.required_days": str(self.required_days),
         }
-        if self.calibration is not None:
-            out["calibration_cutoff"] = self.calibration.isoformat()
+        if self.history_days is not None:
+            out["layout.history_days"] = str(self.history_days)
+        out.update({f"layout.{k}_days": str(v) for k, v in self.parts().items()})
         return out
+
+    def describe(self) -> dict:
+        """The layout for a JSON report: cutoffs, days per part and the reason."""
+        return {"layout": self.layout, "reason": self.reason, "history_days": self.history_days,
+                "required_days": self.required_days, "days": self.parts(),
+                "train_cutoffs": [c.isoformat() for c in self.train], "validation_cutoff": self.validation.isoformat(),
+                "refit_cutoffs": [c.isoformat() for c in self.refit]}
 
     @property
     def all_cutoffs(self) -> list[date]:
         """Every cutoff the plan reads, oldest first."""
-        extra = [self.calibration] if self.calibration is not None else []
-        return sorted({*self.train, *extra, self.validation})
+        return sorted({*self.train, *self.refit, self.validation})
 
 
 def plan_cutoffs(
@@ -149,11 +217,20 @@ def plan_cutoffs(
     *,
     n_cutoffs: int = 4,
     step_days: int = 30,
-    calibration: bool = True,
     data_start=None,
-    min_history_days: int = 90,
+    min_history_days: int = MIN_CUTOFF_HISTORY_DAYS,
+    layout: str = "auto",
 ) -> CutoffPlan:
-    """Lay out rolling cutoffs before ``as_of`` (see the module docstring).
+    """Lay out the cutoffs before ``as_of`` (see the module docstring): the layout planner.
+
+    With ``H = horizon_days`` and ``m = min_history_days``:
+
+    * history ``>= 2H + m``: ``"trees"`` — validation window ``[as_of - H, as_of)``, training cutoffs from
+      ``as_of - 2H`` back in ``step_days`` steps (each with ``m`` days of history), refit cutoffs from
+      ``as_of - H`` back;
+    * ``H + m <=`` history ``< 2H + m``: ``"btyd"`` — no room for a training window before the validation
+      window: the BTYD family alone (it learns nothing from labels), validated and calibrated on the last window;
+    * shorter: :class:`HistoryTooShort` naming the days needed.
 
     Parameters
     ----------
@@ -162,51 +239,60 @@ def plan_cutoffs(
     horizon_days : int
         Label window length.
     n_cutoffs : int
-        Training cutoffs to stack, ``step_days`` apart.
+        Training cutoffs to stack, ``step_days`` apart (the refit stacks as many, ending at ``as_of - H``).
     step_days : int
-        Days between training cutoffs.
-    calibration : bool
-        Reserve the window before the validation window as a calibration slice (churn).
+        Days between cutoffs.
     data_start : date-like, optional
-        First day of data: cutoffs with less than ``min_history_days`` of history are dropped.
+        First day of data; cutoffs with less than ``min_history_days`` of history are dropped.
     min_history_days : int
         History a cutoff needs.
-
-    Raises
-    ------
-    ValueError
-        When no training cutoff (or no calibration cutoff) has enough history; the message names the dates.
+    layout : {"auto", "trees", "btyd"}
+        Force a layout ("auto": the trees when the history allows).
     """
     if horizon_days < 1 or n_cutoffs < 1 or step_days < 1:
         raise ValueError(f"horizon_days, n_cutoffs and step_days must be positive, got {horizon_days}, {n_cutoffs}, "
                          f"{step_days}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     as_of = as_date(as_of)
-    h = timedelta(days=horizon_days)
+    h, step = timedelta(days=horizon_days), timedelta(days=step_days)
     validation = as_of - h
-    if calibration:
-        calib = validation - h
-        newest_train = calib - timedelta(days=step_days)
-    else:
-        calib = None
-        newest_train = validation - h
-    train = [newest_train - timedelta(days=step_days * k) for k in range(n_cutoffs)]
-    if data_start is not None:
-        earliest = as_date(data_start) + timedelta(days=min_history_days)
-        if calib is not None and calib < earliest:
-            raise ValueError(
-                f"not enough history for a {horizon_days}-day horizon as of {as_of}: the calibration cutoff {calib} "
-                f"is earlier than {earliest} (data starts {as_date(data_start)}, {min_history_days} days of history "
-                "needed); use a shorter --horizon or a later --as-of"
-            )
-        train = [c for c in train if c >= earliest]
-        if not train:
-            raise ValueError(
-                f"not enough history for a {horizon_days}-day horizon as of {as_of}: the newest training cutoff "
-                f"{newest_train} is earlier than {earliest} (data starts {as_date(data_start)}, {min_history_days} "
-                "days of history needed); use a shorter --horizon or a later --as-of"
-            )
-    return CutoffPlan(as_of=as_of, horizon_days=horizon_days, train=sorted(train), validation=validation,
-                      calibration=calib)
+    train = [validation - h - step * k for k in range(n_cutoffs)]
+    refit = [validation - step * k for k in range(n_cutoffs)]
+    need_trees = required_history(horizon_days, "trees", min_history_days=min_history_days)
+    need_btyd = required_history(horizon_days, "btyd", min_history_days=min_history_days)
+    if data_start is None:
+        chosen = "btyd" if layout == "btyd" else "trees"
+        plan = CutoffPlan(as_of, horizon_days, sorted(train), validation, sorted(refit), chosen,
+                          "data start not given: history assumed long enough", None, min_history_days)
+        if chosen == "btyd":
+            plan.train, plan.refit = [validation], [validation]
+        return plan
+    start = as_date(data_start)
+    history = (as_of - start).days
+    earliest = start + timedelta(days=min_history_days)
+    trees_text = f"2 × {horizon_days} + {min_history_days} = {need_trees}"
+    if layout in ("auto", "trees") and history >= need_trees:
+        train = sorted(c for c in train if c >= earliest)
+        refit = sorted(c for c in refit if c >= earliest)
+        reason = (f"{history} days of history before {as_of} (trees need {trees_text}): training windows before "
+                  f"the {horizon_days}-day validation window, calibration out of fold, refit up to {validation}")
+        return CutoffPlan(as_of, horizon_days, train, validation, refit, "trees", reason, history, min_history_days)
+    if layout in ("auto", "btyd") and history >= need_btyd:
+        why = ("asked for" if layout == "btyd" else
+               f"{history} days of history before {as_of}: fewer than the trees need ({trees_text}), at least the "
+               f"{horizon_days} + {min_history_days} = {need_btyd}")
+        reason = (f"BTYD family alone ({why}); it learns nothing from labels, so the last window "
+                  f"[{validation}, {as_of}) validates and calibrates it")
+        return CutoffPlan(as_of, horizon_days, [validation], validation, [validation], "btyd", reason, history,
+                          min_history_days)
+    need = need_trees if layout == "trees" else need_btyd
+    needs = (f"the trees: {trees_text}" if layout == "trees" else
+             f"at least {horizon_days} + {min_history_days} with the BTYD family alone, {need_trees} for the trees")
+    raise HistoryTooShort(
+        f"not enough history for a {horizon_days}-day horizon as of {as_of}: {history} days of data since {start}, "
+        f"{need} needed ({needs}); use a shorter horizon or a later --as-of",
+        horizon_days=horizon_days, history_days=history, required_days=need)
 
 
 def scaled_cutoffs(n_buyers: int, n_cutoffs: int, *, max_rows: int | None) -> int:

@@ -90,10 +90,16 @@ def _schema(frame: pd.DataFrame):
 
     Built directly rather than with ``infer_signature`` so MLflow does not warn about integer columns: the
     pipeline's integer columns never carry NaN. Unusual dtypes fall back to MLflow's inference.
+
+    Nullable boolean columns (``marketing_opt_out``: empty when consent is unknown, e.g. an orders-only brand)
+    are left out: MLflow cannot enforce a boolean column holding NA ("cannot convert float NaN to bool"), and they
+    are never model inputs (``features.spec``: ``model_input=False``); enforcement ignores columns outside the
+    signature.
     """
     from mlflow.models import infer_signature
     from mlflow.types import ColSpec, DataType, Schema
 
+    frame = frame[[c for c in frame.columns if not isinstance(frame[c].dtype, pd.BooleanDtype)]]
     specs = []
     for col in frame.columns:
         dtype = frame[col].dtype

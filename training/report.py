@@ -300,7 +300,11 @@ def _period_rows(run: RunData) -> list[tuple[str, str]]:
         rows.append(("Training cut-off dates", cutoffs.replace(",", ", ")))
     for key, label in (
         ("calibration_cutoff", "Probabilities calibrated on the window from"),
+        ("calibration_rows", "Probabilities calibrated"),
         ("validation_cutoff", "Validated on the latest complete window, from"),
+        ("refit_cutoffs", "Refit after the choice on the cut-off dates"),
+        ("layout.reason", "Time layout"),
+        ("horizon.reason", "Horizon"),
     ):
         if run.params.get(key):
             rows.append((label, run.params[key]))

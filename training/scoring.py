@@ -87,6 +87,21 @@ def eligibility(features: pd.DataFrame, *, min_tenure_days: int = 7) -> pd.Serie
     return reason
 
 
+def eligibility_table(reasons: pd.Series) -> pd.DataFrame:
+    """Who is scored and who is not, and why: one row per outcome (``status``, ``reason``, ``people``, ``share``).
+
+    ``reasons`` is :func:`eligibility`'s (or ``score``'s ``ineligible_reason``): ``None`` for people scored.
+    The scored row comes first, then the reasons, most people first.
+    """
+    n = len(reasons)
+    scored = int(reasons.isna().sum())
+    counts = reasons.dropna().value_counts()
+    rows = [("scored", "", scored)] + [("not scored", str(r), int(c)) for r, c in counts.items()]
+    table = pd.DataFrame(rows, columns=["status", "reason", "people"])
+    table["share"] = table["people"] / n if n else 0.0
+    return table
+
+
 def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None, clv_cut: float | None = None,
           with_reasons: bool = False, with_intervals: bool = True, min_tenure_days: int = 7,
           n_jobs: int = 1) -> pd.DataFrame:

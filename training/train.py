@@ -24,10 +24,11 @@ from features.pii import pii_key_fingerprint
 from training import plots, pyfunc, registry, tracking
 from training.churn import ChurnModel
 from training.clv import CLVModel
-from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, fit_churn, fit_clv, validate
+from training.fitting import DEFAULT_MAX_TRAIN_ROWS, Fitted, family_note, validate
 from training.frames import FeatureCache, widen
+from training.horizons import fit_for_horizon
 from training.report import attach_report
-from training.scoring import eligibility
+from training.scoring import eligibility, eligibility_table
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class TrainResult:
     decision: object | None
     metrics: dict[str, float]
     registered_name: str | None = None  # e.g. ``acme.churn_90d`` (see ``registry.model_name``)
+    #: the horizon choice and the time layout, in words (printed once by the CLI)
+    notes: tuple[str, ...] = ()
+    #: who is scored at ``as_of`` and who is not, and why (``training.scoring.eligibility_table``)
+    eligibility: pd.DataFrame | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- tracked runs
@@ -54,9 +59,11 @@ class TrainResult:
 
 def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
     model = fitted.model
-    params = {"as_of": fitted.plan.as_of.isoformat(), "horizon_days": fitted.plan.horizon_days,
+    choice = fitted.extra.get("horizon")
+    params = {"as_of": fitted.plan.as_of.isoformat(), "horizon_days": served_horizon(fitted),
               "random_state": random_state, "n_customers": int(len(cache.features(fitted.plan.as_of))),
-              "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params()}
+              "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params(),
+              **(choice.to_params() if choice is not None else {})}
     for key, value in model.get_params().items():
         if key in ("horizon_days", "random_state"):
             continue
@@ -97,7 +104,7 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
     features = cache.features(as_of)
     tags = {"scrm.kind": name, "scrm.as_of": as_of.isoformat(),
             "scrm.btyd_status": "ok" if fitted.model.btyd_ is not None else "failed",
-            registry.TAG_BRAND: brand, registry.TAG_HORIZON: str(fitted.plan.horizon_days),
+            registry.TAG_BRAND: brand, registry.TAG_HORIZON: str(served_horizon(fitted)),
             registry.TAG_VALIDATION: fitted.plan.validation.isoformat(),
             tracking.TAG_FEATURE_CONFIG: json.dumps(cache.config.model_dump(mode="json"), sort_keys=True)}
     pii = pii_key_fingerprint(required=False)
@@ -142,7 +149,7 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
                                                       fitted.valid_pred["clv_mean"].to_numpy()), "clv_deciles")
         example = widen(features[eligibility(features).isna()].head(5))  # the dtypes snapshots have
         info = pyfunc.log_model(fitted.model, input_example=example,
-                                registered_model_name=registry.model_name(brand, name, fitted.plan.horizon_days)
+                                registered_model_name=registry.model_name(brand, name, served_horizon(fitted))
                                 if register else None)
         version = str(info.registered_model_version) if register else None
         run_id = run.info.run_id
@@ -155,7 +162,7 @@ def _gate(name: str, version: str | None, fitted: Fitted, cache: FeatureCache, b
         return None
     metric = GATE_METRIC[name]
     key = metric.split(".", 1)[1]
-    registered = registry.model_name(brand, name, fitted.plan.horizon_days)
+    registered = registry.model_name(brand, name, served_horizon(fitted))
 
     def rescore(champion_version: int) -> float:
         champion = registry.load_model(registered, version=champion_version).estimator
@@ -199,10 +206,13 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
               brand: str | None = None) -> dict[str, TrainResult]:
     """Train churn and CLV on shared feature snapshots (each cutoff computed once), then gate each.
 
-    Models are registered per brand and horizon (``registry.model_name``): ``brand`` defaults to the data
-    directory's (``features.brand.load_brand``). Every model is fitted, logged and registered before any alias
-    moves: a failure part-way leaves both ``champion`` aliases untouched (already registered versions stay
-    without an alias, tagged ``gate_decision=not_gated``).
+    Each horizon is served as :func:`training.horizons.choose_horizon` decides from the history before ``as_of``
+    (fitted directly, CLV extrapolated from a shorter window, or the longest supported horizon), with the time
+    layout of :func:`training.frames.plan_cutoffs`. Models are registered per brand and the horizon they answer
+    for (``registry.model_name``; an extrapolated CLV under the requested horizon, its fitted window in the
+    params): ``brand`` defaults to the data directory's (``features.brand.load_brand``). Every model is fitted,
+    logged and registered before any alias moves: a failure part-way leaves both ``champion`` aliases untouched
+    (already registered versions stay without an alias, tagged ``gate_decision=not_gated``).
     """
     brand = dataset_brand(data, brand)
     unknown = set(models) - set(GATE_METRIC)
@@ -213,20 +223,44 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
                   random_state=random_state, progress=progress)
     fitted: dict[str, Fitted] = {}
     if "churn" in models:
-        fitted["churn"] = fit_churn(cache, as_of, horizon_days=churn_horizon, **common, **(churn_params or {}))
+        fitted["churn"] = fit_for_horizon("churn", cache, as_of, churn_horizon, **common, **(churn_params or {}))
         if "clv" in models and clv_horizon != churn_horizon:  # the CLV cutoffs differ: free the churn ones
             cache.release(fitted["churn"].plan.all_cutoffs, keep=[as_of])
     if "clv" in models:
-        fitted["clv"] = fit_clv(cache, as_of, horizon_days=clv_horizon, **common, **(clv_params or {}))
+        fitted["clv"] = fit_for_horizon("clv", cache, as_of, clv_horizon, **common, **(clv_params or {}))
     logged = {name: _log_run(data, cache, f, random_state=random_state, register=register, brand=brand)
               for name, f in fitted.items()}
     results = {}
+    table = eligibility_table(eligibility(cache.features(as_of)))
     for name, f in fitted.items():
         run_id, version = logged[name]
         decision = _gate(name, version, f, cache, brand)
         results[name] = TrainResult(name, f.model, run_id, version, decision, f.metrics,
-                                    registry.model_name(brand, name, f.plan.horizon_days))
+                                    registry.model_name(brand, name, served_horizon(f)), notes=_notes(name, f),
+                                    eligibility=table)
     return results
+
+
+def served_horizon(fitted: Fitted) -> int:
+    """The horizon a fitted model answers for: the requested one when CLV is extrapolated from a shorter window
+    (``training.horizons``), else the window it was fitted on."""
+    choice = fitted.extra.get("horizon")
+    return int(choice.horizon) if choice is not None else int(fitted.plan.horizon_days)
+
+
+def _notes(name: str, fitted: Fitted) -> tuple[str, ...]:
+    choice = fitted.extra.get("horizon")
+    head = (f"{name}: {choice.horizon}-day horizon, {choice.mode}" if choice is not None
+            else f"{name}: {fitted.plan.horizon_days}-day horizon")
+    out = [f"{head} — {choice.reason}" if choice is not None and choice.mode != "direct" else head,
+           f"{name} layout {fitted.plan.layout}: {fitted.plan.reason}; days per part "
+           + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fitted.plan.parts().items())]
+    out.append(f"{name}: {family_note(fitted)}")
+    if fitted.extra.get("refit"):
+        cuts = fitted.model.train_cutoffs_
+        out.append(f"{name}: chosen on cutoffs up to {fitted.extra['candidate_cutoffs'][-1]}, then refit on "
+                   f"{len(cuts)} cutoffs {cuts[0]} … {cuts[-1]}")
+    return tuple(out)
 
 
 def dataset_brand(data: Dataset, brand: str | None = None) -> str:

@@ -88,6 +88,9 @@ def test_score_fields_for_scored_and_unscored_people(service, sample_ids):
     assert any(r.reasons for r in eligible)
     unscored = run(service.score(customer_ids=sample_ids(10, seed=3, eligible=False))).results
     assert unscored
+    horizons = (service.state.models.churn.horizon_days, service.state.models.clv.horizon_days)
+    for r in [*eligible, *unscored]:  # every answer names the horizons its numbers cover
+        assert (r.churn_horizon_days, r.clv_horizon_days) == horizons
     for r in unscored:
         assert not r.eligible and r.ineligible_reason
         assert r.churn_probability is None and r.clv is None and r.reasons == []
@@ -252,7 +255,9 @@ def test_unknown_consent_is_null_in_score_and_the_brand_policy_decides_target(se
     base = service.state
     features = base.features.copy()
     eligible = base.scores["eligible"].to_numpy() & base.scores["marketing_opt_out"].eq(False).to_numpy()
-    unknown_rows = features.index[eligible][:40]
+    # people worth an upsell contact at any consent (value = clv × 5% × (1 − churn) well above the cost below)
+    worth = (base.scores["clv_mean"] * 0.05 * (1 - base.scores["churn_probability"])).gt(0.01).to_numpy()
+    unknown_rows = features.index[eligible & worth][:40]
     features["marketing_opt_out"] = features["marketing_opt_out"].astype("boolean")
     features.loc[unknown_rows, "marketing_opt_out"] = pd.NA
     unknown_ids = features.loc[unknown_rows, "person_id"].tolist()

@@ -40,6 +40,9 @@ METRICS: dict[str, str | None] = {
     # the CLV level calibration (training/clv.py): its factor, the validation totals and the calendar it used
     "clv.level.factor": None,
     "clv.level.factor_at_as_of": None,
+    # after the refit (training/fitting.py): the chosen model's factor, times its total over the refit's at as_of
+    "clv.level.chosen_factor": None,
+    "clv.level.refit_total_ratio": None,
     "clv.level.calendar.*": None,
     "clv.level.seasonal.lifts.*": None,
     "clv.level.seasonal.occurrences.*": None,

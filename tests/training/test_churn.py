@@ -14,6 +14,7 @@ from sklearn.isotonic import IsotonicRegression
 from training.churn import ChurnModel, churn_monotone
 from training.frames import BTYD_COLUMNS, DERIVED_DOCS, derive_features, plan_cutoffs, scaled_cutoffs
 from training.lgbm import feature_columns
+from training.metrics import auc
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +29,21 @@ def snapshot():
 
 # ---------------------------------------------------------------------------------------------- time layout
 def test_plan_validation_is_the_latest_complete_window():
-    plan = plan_cutoffs("2025-07-01", 90, n_cutoffs=3, step_days=30, calibration=True)
+    plan = plan_cutoffs("2025-07-01", 90, n_cutoffs=3, step_days=30)
     assert plan.validation == date(2025, 4, 2)  # labels [2025-04-02, 2025-07-01): the last full window
-    assert plan.calibration == plan.validation - timedelta(days=90)
-    assert plan.train == [plan.calibration - timedelta(days=d) for d in (90, 60, 30)]
-    # no training label window reaches the validation window
+    assert plan.train == [plan.validation - timedelta(days=d) for d in (150, 120, 90)]
+    # no training label window reaches the validation window; the refit ends at as_of - H
     assert all(c + timedelta(days=90) <= plan.validation for c in plan.train)
-    clv = plan_cutoffs("2025-07-01", 90, n_cutoffs=2, calibration=False)
-    assert clv.calibration is None and clv.train[-1] == clv.validation - timedelta(days=90)
-    assert plan.to_params()["cutoffs"] == "2024-10-04,2024-11-03,2024-12-03"
+    assert plan.refit[-1] == plan.validation and len(plan.refit) == 3
+    assert plan.to_params()["cutoffs"] == "2024-11-03,2024-12-03,2025-01-02"
 
 
 def test_plan_rejects_short_history_with_the_dates():
-    with pytest.raises(ValueError, match="not enough history.*calibration cutoff 2025-01-02"):
-        plan_cutoffs("2025-07-01", 90, data_start="2024-11-01")
-    # cutoffs with less than 90 days of history are dropped, the rest kept
+    with pytest.raises(ValueError, match="not enough history.*120 days of data since 2025-03-03, 150 needed"):
+        plan_cutoffs("2025-07-01", 90, data_start="2025-03-03")
+    # cutoffs with less than 60 days of history are dropped, the rest kept
     plan = plan_cutoffs("2025-07-01", 90, n_cutoffs=6, data_start="2024-06-01")
-    assert plan.train and min(plan.train) >= date(2024, 8, 30)
+    assert plan.train and min(plan.train) >= date(2024, 7, 31)
 
 
 def test_scaled_cutoffs_keep_rows_near_the_budget():
@@ -98,22 +97,26 @@ def test_scoring_a_snapshot_sees_exactly_the_training_inputs(churn, snapshot):
                                   from_snapshot["churn_probability"].to_numpy())
 
 
-def test_isotonic_calibration_is_fitted_on_the_held_out_slice(churn):
+def test_isotonic_calibration_is_cross_fitted_out_of_fold(churn):
     model = churn.model
     assert isinstance(model.calibrator_, IsotonicRegression)
-    calib = small().cache.labelled([churn.plan.calibration], HORIZON)
-    p = model.predict_proba(calib)[:, 1]
-    # isotonic regression preserves the mean of what it was fitted on: the calibration slice
-    assert p.mean() == pytest.approx(calib["churned"].mean(), abs=1e-6)
-    assert not set(calib["cutoff"]) & set(small().cache.labelled(churn.plan.train, HORIZON)["cutoff"])
+    train = small().cache.labelled(model.train_cutoffs_, HORIZON)
+    y = train["churned"].to_numpy(dtype=int)
+    X = model._prepare(train)
+    oof = model._out_of_fold(X, y, lambda n: clone(model.booster_).set_params(n_estimators=n))
+    # out-of-fold scores rank the training rows worse than the in-sample ones: they are honest
+    assert auc(y, oof) < auc(y, model._tree_proba(X))
+    # isotonic regression preserves the mean of what it was fitted on: the training rows' churn rate
+    assert model.calibrator_.predict(oof).mean() == pytest.approx(y.mean(), abs=1e-6)
+    # without folds and without a slice nothing is calibrated
+    bare = ChurnModel(HORIZON, calibration_folds=0, **FAST).fit(train, y, btyd=small().cache.btyd(AS_OF))
+    assert bare.calibrator_ is None
 
 
 def test_sigmoid_calibration(churn):
     cache = small().cache
     train = cache.labelled(churn.plan.train, HORIZON)
-    calib = cache.labelled([churn.plan.calibration], HORIZON)
-    m = ChurnModel(HORIZON, calibration="sigmoid", **FAST).fit(train, train["churned"], X_calib=calib,
-                                                               y_calib=calib["churned"], btyd=cache.btyd(AS_OF))
+    m = ChurnModel(HORIZON, calibration="sigmoid", **FAST).fit(train, train["churned"], btyd=cache.btyd(AS_OF))
     p = m.predict_proba(churn.valid)[:, 1]
     assert p.min() > 0 and p.max() < 1
     assert abs(p.mean() - churn.valid["churned"].mean()) < 0.1
@@ -140,7 +143,7 @@ def test_without_btyd_the_model_uses_no_btyd_inputs(churn, snapshot):
     cache = small().cache
     train = cache.labelled(churn.plan.train, HORIZON)
     m = ChurnModel(HORIZON, **FAST).fit(train, train["churned"])
-    assert not m.uses_btyd_ and not set(BTYD_COLUMNS) & set(m.feature_names_) and m.calibrator_ is None
+    assert not m.uses_btyd_ and not set(BTYD_COLUMNS) & set(m.feature_names_) and m.calibrator_ is not None
     p = m.predict_frame(snapshot[snapshot["orders"] >= 1])["churn_probability"]
     assert p.between(0, 1).all()
 

@@ -34,11 +34,16 @@ def test_the_total_is_within_ten_percent_on_a_seeded_simulated_brand(clv):
     assert abs(total_error_pct(actual["future_spend"].to_numpy(), pred)) <= 10.0
     info = clv.model.level_info_
     assert info["applied"] and info["validation_cutoff"] == (AS_OF - timedelta(days=HORIZON)).isoformat()
-    assert clv.model.level_ == pytest.approx(info["validation_actual_total"] / info["validation_predicted_total"])
+    # measured by the chosen (pre-refit) model on the validation window, carried to the refit model served
+    assert info["chosen_factor"] == pytest.approx(info["validation_actual_total"] / info["validation_predicted_total"])
+    assert clv.model.level_ == pytest.approx(info["chosen_factor"] * info["refit_total_ratio"])
 
 
 def test_the_factor_meets_the_validation_total_and_scales_the_interval(clv):
-    model, valid = clv.model, clv.valid
+    """The chosen model (before the refit, which has seen the validation window) meets its total there."""
+    chosen = fit_clv(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, refit=False, **FAST_CLV)
+    model, valid = chosen.model, chosen.valid
+    assert model.level_ == pytest.approx(clv.model.level_info_["chosen_factor"])
     cutoff = model.valid_cutoff_
     out = model.predict_frame(valid, as_of=cutoff, btyd=small().cache.btyd(cutoff))
     raw = model._raw_frame(valid, as_of=cutoff, btyd=small().cache.btyd(cutoff))

@@ -262,6 +262,19 @@ def test_predict_frame_model_round_trip_and_signature(store, training_frame):
     assert mv.run_id == loaded.run_id
 
 
+def test_unknown_consent_in_the_input_example_does_not_break_logging_or_predict(store, training_frame):
+    """An orders-only brand: ``marketing_opt_out`` is all empty (nullable boolean), which MLflow cannot enforce."""
+    X, _ = training_frame
+    model = FrameModel(2.0).fit(X)
+    snap = X.assign(marketing_opt_out=pd.array([pd.NA] * len(X), dtype="boolean"))
+    with tracking.start_run("clv"):
+        info = pyfunc.log_model(model, input_example=snap, registered_model_name="clv")
+    assert info.signature.inputs.input_names() == list(X.columns)  # a passthrough, not a model input
+    loaded = registry.load_model("clv", version=info.registered_model_version)
+    pd.testing.assert_frame_equal(loaded.pyfunc.predict(snap).reset_index(drop=True),
+                                  model.predict_frame(X).reset_index(drop=True))
+
+
 def test_pyfunc_wrapper_is_pickled_by_reference_from_training_pyfunc():
     cls = pyfunc.EstimatorPyfunc
     assert (cls.__module__, cls.__qualname__) == ("training.pyfunc", "EstimatorPyfunc")

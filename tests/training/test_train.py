@@ -42,6 +42,12 @@ def test_train_all_logs_registers_and_gates(trained):
         assert p["lgbm.n_estimators"] == "40" and p["btyd.model"] == "bg_nbd" and p["btyd.status"] == "ok"
         assert t["scrm.kind"] == name and t["scrm.as_of"] == "2025-07-01" and len(t["scrm.data_fingerprint"]) == 16
         assert t["scrm.gate_decision"] == "first_champion"
+        # the time layout, the days per part and why; the refit ends at as_of - H; the horizon choice
+        assert p["layout"] == "trees" and p["layout.reason"] and p["refit_cutoffs"].split(",")[-1] == "2025-04-02"
+        assert p["layout.validation_window_days"] == str(HORIZON) and p["layout.required_days"] == "240"
+        assert p["horizon.mode"] == "direct" and p["horizon.fit_days"] == str(HORIZON)
+        assert any("layout trees" in note for note in result.notes)
+        assert result.eligibility["people"].sum() == len(small().cache.features(AS_OF))
         assert m[metric] == pytest.approx(result.metrics[metric.split(".")[1]])
         assert unlisted(m) == []  # every training metric has a direction (metric_inventory)
         assert result.version == "1" and result.decision.promoted
@@ -82,6 +88,7 @@ def test_train_all_logs_registers_and_gates(trained):
     for name in ("churn", "clv"):
         loaded = registry.load_model(trained[name].registered_name)
         assert loaded.version == 1 and loaded.horizon_days == HORIZON
+        assert "2025-04-02" in loaded.estimator.train_cutoffs_  # the champion has seen the newest window
         assert loaded.pyfunc.metadata.signature is not None
         assert "recency_days" in loaded.pyfunc.metadata.signature.inputs.input_names()
         got = loaded.pyfunc.predict(buyers.reset_index(drop=True))
@@ -96,6 +103,41 @@ def test_default_as_of_and_defaults():
     assert DEFAULT_MAX_TRAIN_ROWS >= 100_000
     with pytest.raises(ValueError, match="subset"):
         train_all(data, AS_OF, cache=small().cache, models=("lookalike",))
+
+
+@pytest.mark.slow
+def test_train_all_cli_on_a_short_history_extrapolates_and_says_why(tmp_path):
+    """`scrm train all` with its defaults (90 / 365 days) on 200 days of orders exits 0 and says what it did."""
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    orders = small().dataset.orders
+    cut = orders[orders["order_ts"] >= pd.Timestamp("2024-12-13")]
+    cut.to_parquet(tmp_path / "orders.parquet", index=False)
+    result = CliRunner().invoke(app, ["train", "all", "--data", str(tmp_path), "--as-of", "2025-07-01",
+                                      "--cutoffs", "2"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "clv: 365-day horizon, extrapolated" in out and "CLV fitted on 60-day windows" in out
+    assert "churn layout btyd" in out and "BTYD family alone" in out
+    assert "who is scored" in out and "scored" in out
+    from features.brand import load_brand
+
+    brand = load_brand(tmp_path).brand  # the extrapolated CLV is registered under the 365 days it answers for
+    assert registry.champion_version(registry.model_name(brand, "churn", 90)) == 1
+    assert registry.champion_version(registry.model_name(brand, "clv", 365)) == 1
+    # scoring with those champions: the horizons are columns, and one table says who is scored and why
+    scored = CliRunner().invoke(app, ["score", "--data", str(tmp_path), "--as-of", "2025-07-01",
+                                      "--out", str(tmp_path / "scores.csv")])
+    assert scored.exit_code == 0, scored.output
+    text = " ".join(scored.output.split())
+    assert "who is scored" in text and "(90-day horizon)" in text and "(365-day horizon)" in text
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert (scores["churn_horizon_days"] == 90).all() and (scores["clv_horizon_days"] == 365).all()
+    not_scored = scores.loc[~scores["eligible"], "ineligible_reason"].value_counts()
+    for reason, people in not_scored.items():
+        assert f"{reason} │ {people:,}" in scored.output or reason in text
 
 
 def test_the_absent_tables_note_is_printed_once_per_dataset_not_per_cutoff(capsys):

@@ -68,9 +68,25 @@ def _print_train(result) -> None:
                       f"({d.metric} {d.value:.4f} vs champion {champion}; {d.reason})")
 
 
+def print_eligibility(table) -> None:
+    """The one-table breakdown of who is scored and who is not, and why."""
+    from rich.table import Table
+
+    out = Table(title="who is scored")
+    for col, justify in (("status", "left"), ("reason", "left"), ("people", "right"), ("share", "right")):
+        out.add_column(col, justify=justify)
+    for row in table.itertuples(index=False):
+        out.add_row(row.status, row.reason or "—", f"{row.people:,}", f"{row.share:.1%}")
+    Console().print(out)
+
+
+ChurnHorizon = Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")]
+ClvHorizon = Annotated[int, typer.Option(min=7, help="CLV value window in days.")]
+
+
 def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoffs: int, step_days: int,
            random_state: int, register: bool, feature_config: Path | None = None,
-           brand: str | None = None) -> None:
+           brand: str | None = None, *, clv_horizon: int = 365) -> None:
     from features.config import FeatureConfig
     from training import train as T
     from training.frames import FeatureCache
@@ -80,32 +96,43 @@ def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoff
     brand = brand_of(data, brand)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
-    n_frames = {"churn": cutoffs + 2, "clv": cutoffs + 1, "all": 2 * cutoffs + 3}[kind]
+    n_frames = {"churn": 2 * cutoffs + 1, "clv": 2 * cutoffs + 1, "all": 4 * cutoffs + 2}[kind]
     progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
     with exit_2_on(ValueError), progress:
         common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
                       progress=advance, brand=brand,
                       cache=FeatureCache(dataset, random_state=random_state, config=config))
         if kind == "all":
-            results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=365, **common)
+            results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=clv_horizon, **common)
         elif kind == "churn":
             results = {"churn": T.train_churn(dataset, cutoff, horizon_days=horizon or 90, **common)}
         else:
             results = {"clv": T.train_clv(dataset, cutoff, horizon_days=horizon or 365, **common)}
     for result in results.values():
+        for note in result.notes:
+            console.print(note)
+    for result in results.values():
         _print_train(result)
+    first = next(iter(results.values()))
+    if first.eligibility is not None:
+        print_eligibility(first.eligibility)
 
 
 @train_app.command("all")
-def train_all_cmd(data: DataDir, as_of: OptAsOf = None, cutoffs: Cutoffs = 8, step_days: Step = 30,
+def train_all_cmd(data: DataDir, as_of: OptAsOf = None, churn_horizon: ChurnHorizon = 90,
+                  clv_horizon: ClvHorizon = 365, cutoffs: Cutoffs = 8, step_days: Step = 30,
                   random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
                   brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
     """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each.
 
-    Registered as <brand>.churn_90d and <brand>.clv_365d; each gate compares only with that model's champion.
+    Registered as <brand>.churn_<H>d and <brand>.clv_<H>d (90 and 365 by default); each gate compares only with
+    that model's champion. With less history than a horizon needs (trees: 2 × horizon + 60 days; BTYD alone:
+    horizon + 60), CLV is fitted on a shorter window and extrapolated with the BTYD model (registered under the
+    requested horizon), or the longest supported horizon is used; the command says which.
     """
-    _train("all", data, as_of, None, cutoffs, step_days, random_state, register, feature_config, brand)
+    _train("all", data, as_of, churn_horizon, cutoffs, step_days, random_state, register, feature_config, brand,
+           clv_horizon=clv_horizon)
 
 
 @train_app.command("churn")
@@ -197,7 +224,7 @@ def score_cmd(
     from features.pipeline import build_features
     from training.decisions.tiers import resolve_tier_rules
     from training.exports import write_csv
-    from training.scoring import load_champions, score
+    from training.scoring import eligibility_table, load_champions, score
 
     rules = resolve_tier_rules(tiers, data_dir=data)
     brand = brand_of(data, brand)
@@ -228,10 +255,11 @@ def score_cmd(
     eligible = scores[scores["eligible"]]
     console.print(
         f"scored {len(eligible):,} of {len(scores):,} people with {models.churn_name} v{models.churn_version} "
-        f"({churn_horizon}-day churn), {models.clv_name} v{models.clv_version} ({clv_horizon}-day value): "
-        f"mean churn probability {eligible['churn_probability'].mean():.3f}, "
+        f"({models.churn.horizon_days}-day horizon), {models.clv_name} v{models.clv_version} "
+        f"({models.clv.horizon_days}-day horizon): mean churn probability {eligible['churn_probability'].mean():.3f}, "
         f"total expected value {eligible['clv_mean'].sum():,.0f}"
     )
+    print_eligibility(eligibility_table(scores["ineligible_reason"].where(~scores["eligible"])))
     Console().print(scores["tier"].value_counts().rename("people").to_frame().to_string())
     console.print(f"wrote {out}")
 
@@ -248,6 +276,8 @@ def backtest(
     as_of: AsOf,
     horizon: Annotated[int, typer.Option(min=7, help="Evaluation window [as_of, as_of + horizon) in days.")] = 90,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
+    churn_horizon: Annotated[int | None, typer.Option(min=7, help="Churn horizon (default: --horizon).")] = None,
+    clv_horizon: Annotated[int | None, typer.Option(min=7, help="CLV horizon (default: --horizon).")] = None,
     cutoffs: Cutoffs = 8,
     step_days: Step = 30,
     random_state: Seed = 0,
@@ -265,10 +295,16 @@ def backtest(
 
     dataset = load_or_exit(data)
     cutoff = parse_date(as_of)
-    progress, advance = _steps(2 * cutoffs + 3, f"backtest as of {cutoff}")
+    progress, advance = _steps(4 * cutoffs + 2, f"backtest as of {cutoff}")
     with exit_2_on(ValueError), progress:
-        result = run_backtest(dataset, cutoff, horizon, json_path=json_path, random_state=random_state,
-                              n_cutoffs=cutoffs, step_days=step_days, progress=advance, brand=brand_of(data, brand))
+        result = run_backtest(dataset, cutoff, horizon, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
+                              json_path=json_path, random_state=random_state, n_cutoffs=cutoffs,
+                              step_days=step_days, progress=advance, brand=brand_of(data, brand))
+    for kind in ("churn", "clv"):
+        hz, lay = result["horizons"][kind], result["layout"][kind]
+        console.print(f"{kind}: {hz['horizon_days']}-day horizon, {hz['mode']}"
+                      + (f" — {hz['reason']}" if hz["mode"] != "direct" else "")
+                      + f"; layout {lay['layout']}: {lay['reason']}")
     Console().print_json(json.dumps({k: result[k] for k in ("churn", "clv", "oracle") if k in result}, default=str))
     console.print(f"mlflow run {result['mlflow_run_id']}" + (f"; wrote {json_path}" if json_path else ""))
 
