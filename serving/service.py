@@ -39,7 +39,7 @@ import anyio
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import InternalServerError, ServiceUnavailable
+from bentoml.exceptions import ServiceUnavailable
 from bentoml.validators import ContentType
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -288,13 +288,14 @@ class ScrmService:
         """Check for a new publication or champion now and swap to it (``force``: rebuild even if unchanged).
 
         Needs ``Authorization: Bearer <SCRM_ADMIN_TOKEN>``. Answers when the new state is served, with what is
-        served; a state that cannot be built leaves the old one serving and answers 500 with the reason.
+        served; a state that cannot be built leaves the old one serving and answers 503 with the reason (the
+        service is fine, the new publication or champion is not: fix it and call again).
         """
         self._ready()
         try:
             outcome = await anyio.to_thread.run_sync(lambda: self.reloader.check(force=force))
         except Exception as exc:  # noqa: BLE001 - the old state is still served; say why the new one is not
-            raise InternalServerError(f"reload failed, still serving the previous state: "
+            raise ServiceUnavailable(f"reload failed, still serving the previous state: "
                                       f"{type(exc).__name__}: {exc}") from None
         state = self._ready()
         return {**outcome, "publication": state.publication, "reloads": self.reloader.reloads,
