@@ -405,6 +405,24 @@ def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> No
           + ", ".join(f"{p99:.0f} ({n})" for p99, n in after["by_10s"]))
 
 
+def server_env(data: Path) -> dict[str, str]:
+    """The environment of the benchmark's `scrm` processes: the data directory's own MLflow store (unless
+    ``MLFLOW_TRACKING_URI`` is set), a PII key (also set in this process, which reads the snapshot), no tracking."""
+    env = dict(os.environ)
+    if "MLFLOW_TRACKING_URI" not in env:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{data}/mlruns/mlflow.db"
+        env.setdefault("SCRM_ARTIFACT_ROOT", str(data / "mlruns" / "artifacts"))
+    env.setdefault("SCRM_PII_KEY", "bench-pii-key")
+    os.environ["SCRM_PII_KEY"] = env["SCRM_PII_KEY"]
+    env["BENTOML_DO_NOT_TRACK"] = "true"
+    return env
+
+
+def auth_headers(env: dict[str, str]) -> dict[str, str]:
+    token = env.get("SCRM_API_TOKEN", "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -432,16 +450,9 @@ def main() -> None:
     ap.add_argument("--skip-score", action="store_true", help="skip the /score load runs")
     args = ap.parse_args()
 
-    env = dict(os.environ)
     data = args.data.resolve()
-    if "MLFLOW_TRACKING_URI" not in env:
-        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{data}/mlruns/mlflow.db"
-        env.setdefault("SCRM_ARTIFACT_ROOT", str(data / "mlruns" / "artifacts"))
-    env.setdefault("SCRM_PII_KEY", "bench-pii-key")
-    os.environ["SCRM_PII_KEY"] = env["SCRM_PII_KEY"]  # this process reads the snapshot (its key fingerprint) too
-    env["BENTOML_DO_NOT_TRACK"] = "true"
-    token = env.get("SCRM_API_TOKEN", "")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    env = server_env(data)
+    headers = auth_headers(env)
     if args.prepare:
         prepare(data, args.prepare, args.train_customers, env)
 

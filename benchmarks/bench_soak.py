@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_serving import Server, bodies_for, free_port, prepare
+from bench_serving import Server, auth_headers, bodies_for, free_port, prepare, server_env
 
 SCORE_P99_TARGET_MS = 50.0
 RSS_GROWTH_TARGET = 0.10
@@ -144,16 +143,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
-    env = dict(os.environ)
     data = args.data.resolve()
-    if "MLFLOW_TRACKING_URI" not in env:
-        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{data}/mlruns/mlflow.db"
-        env.setdefault("SCRM_ARTIFACT_ROOT", str(data / "mlruns" / "artifacts"))
-    env.setdefault("SCRM_PII_KEY", "bench-pii-key")
-    env["BENTOML_DO_NOT_TRACK"] = "true"
+    env = server_env(data)
     env["SCRM_RELOAD_SECONDS"] = str(args.reload_seconds)
-    token = env.get("SCRM_API_TOKEN", "")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = auth_headers(env)
     if args.prepare:
         prepare(data, args.prepare, args.train_customers, env)
 
