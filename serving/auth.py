@@ -57,17 +57,23 @@ JSON_TYPES = ("application/json",)
 SINGLE_HEADERS = (b"content-type", b"content-length", b"authorization")
 
 
-def positive_env(name: str, default: float, kind: type = int) -> Any:
-    """Environment variable ``name`` as a positive ``kind`` (``default`` when unset or empty)."""
+def positive_env(name: str, default: float, kind: type = int, *, zero: str | None = None) -> Any:
+    """Environment variable ``name`` as a positive ``kind`` (``default`` when unset or empty).
+
+    ``zero``: what 0 means when it is allowed too (e.g. "turns polling off"); refused otherwise.
+    """
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
+    wanted = f"a {'non-negative' if zero else 'positive'} {'integer' if kind is int else 'number'}"
+    if zero:
+        wanted += f" (0 {zero})"
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a positive {'integer' if kind is int else 'number'}, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive {'integer' if kind is int else 'number'}, got {raw!r}")
+        raise ValueError(f"{name} must be {wanted}, got {raw!r}") from None
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be {wanted}, got {raw!r}")
     return value
 
 

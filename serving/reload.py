@@ -22,7 +22,6 @@ if the refresh fails, the alias is moved back).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.auth import positive_env
 from serving.state import ServingSetupError, ServingState, find_snapshot, serving_brand
 
 log = logging.getLogger("bentoml.scrm")
@@ -64,16 +64,7 @@ def release_memory() -> None:
 
 def reload_seconds_from_env() -> float:
     """``SCRM_RELOAD_SECONDS``: seconds between checks (default 30; 0 = no polling, only ``/admin/reload``)."""
-    raw = os.environ.get(RELOAD_ENV, "").strip()
-    if not raw:
-        return DEFAULT_RELOAD_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{RELOAD_ENV} must be a number of seconds (0 turns polling off), got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{RELOAD_ENV} must not be negative, got {raw!r}")
-    return value
+    return positive_env(RELOAD_ENV, DEFAULT_RELOAD_SECONDS, float, zero="turns polling off")
 
 
 @dataclass(frozen=True)

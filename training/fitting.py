@@ -80,6 +80,20 @@ def _needs_btyd(plan_: CutoffPlan, cache: FeatureCache) -> None:
                                       day=day)
 
 
+def _layout_rows(cache: FeatureCache, as_of, horizon_days: int, params: dict, *, n_cutoffs: int, step_days: int,
+                 max_train_rows: int | None, layout: str, progress):
+    """The layout's plan, the model parameters it implies (the BTYD layout serves the BTYD family) and the
+    labelled training and validation rows: what :func:`fit_churn` and :func:`fit_clv` both start from."""
+    p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
+             layout=layout)
+    _needs_btyd(p, cache)
+    if p.layout == "btyd":
+        params = {**params, "family": "btyd"}
+    train = cache.labelled(p.train, horizon_days, progress=progress)
+    valid = cache.labelled([p.validation], horizon_days, progress=progress)
+    return p, params, train, valid
+
+
 def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: int = 8, step_days: int = 30,
               max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS, random_state: int = 0,
               progress: Callable[[], None] | None = None, refit: bool = True, layout: str = "auto",
@@ -91,13 +105,9 @@ def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: 
     BTYD model fitted at ``as_of`` computes the BTYD inputs at scoring time; validation uses the one fitted at
     the validation cutoff, exactly as scoring on that day would have. ``refit=False`` serves the candidate.
     """
-    p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
-             layout=layout)
-    _needs_btyd(p, cache)
-    if p.layout == "btyd":
-        params = {**params, "family": "btyd"}
-    train = cache.labelled(p.train, horizon_days, progress=progress)
-    valid = cache.labelled([p.validation], horizon_days, progress=progress)
+    p, params, train, valid = _layout_rows(cache, as_of, horizon_days, params, n_cutoffs=n_cutoffs,
+                                           step_days=step_days, max_train_rows=max_train_rows, layout=layout,
+                                           progress=progress)
     btyd = cache.btyd(p.as_of)
     model = ChurnModel(horizon_days, random_state=random_state, **params)
     model.fit(train, train["churned"], btyd=btyd, X_valid=valid, y_valid=valid["churned"])
@@ -138,13 +148,9 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
     at ``as_of`` is the chosen model's; the refit only redistributes it), with the same seasonal index. With the
     BTYD layout nothing is validated on labelled rows, so there is no level factor (``level_info_`` says why).
     """
-    p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
-             layout=layout)
-    _needs_btyd(p, cache)
-    if p.layout == "btyd":
-        params = {**params, "family": "btyd"}
-    train = cache.labelled(p.train, horizon_days, progress=progress)
-    valid = cache.labelled([p.validation], horizon_days, progress=progress)
+    p, params, train, valid = _layout_rows(cache, as_of, horizon_days, params, n_cutoffs=n_cutoffs,
+                                           step_days=step_days, max_train_rows=max_train_rows, layout=layout,
+                                           progress=progress)
     btyd, btyd_valid = cache.btyd(p.as_of), cache.btyd(p.validation)
     if calendar is None and cache.data.source is not None and Path(cache.data.source).is_dir():
         calendar = load_brand(cache.data.source).calendar

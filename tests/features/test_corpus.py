@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_contract import write as write_tables
 from typer.testing import CliRunner
 
 from features.contract import DataContractError, load_dataset
@@ -36,12 +37,7 @@ def orders(n: int = 400, seed: int = 3, *, start: str = "2024-01-01", days: int 
 
 
 def write(out: Path, config: str | None = None, fmt: str = "csv", **tables: pd.DataFrame) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
-        if fmt == "csv":
-            df.to_csv(out / f"{name}.csv", index=False)
-        else:
-            df.to_parquet(out / f"{name}.parquet", index=False)
+    write_tables(tables, out, fmt)
     if config is not None:
         (out / "contract.yaml").write_text(config, encoding="utf-8")
     return out
