@@ -28,7 +28,7 @@ venv: $(STAMP)
 
 ## lock: re-resolve requirements/lock.txt from pyproject.toml (Python 3.11, x86_64 Linux, PyPI only, hashes)
 lock: $(STAMP)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra realdata --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra realdata --extra spark --python-version 3.11 \
 		--python-platform x86_64-unknown-linux-gnu --generate-hashes --no-config --upgrade -o $(LOCK)
 
 ## audit: check the lock for advisories (pip-audit --strict where reachable, .ci/advisories.yaml always)
