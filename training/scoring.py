@@ -2,8 +2,10 @@
 
 Given a feature snapshot and the churn and CLV models, it returns one row per person with the churn probability,
 CLV with its interval, expected orders, P(alive), RFM scores and segment, lifecycle stage, member tier and action
-segment, and (optionally) the top reasons behind the churn score. People who cannot be scored honestly (no paid
-order before ``as_of``, or a first order too recent) come back with ``eligible=False`` and a reason.
+segment, the predicted tier at the end of the CLV horizon with the move and its probabilities
+(:mod:`training.decisions.tier_forecast`), and (optionally) the top reasons behind the churn score. People who
+cannot be scored honestly (no paid order before ``as_of``, or a first order too recent) come back with
+``eligible=False`` and a reason.
 
 The churn reasons are exact TreeSHAP contributions of the served model (LightGBM ``pred_contrib``), about half a
 millisecond of CPU per person with the default 300 trees: the batch pass computes them once per person
@@ -25,6 +27,7 @@ from features import spec
 from features.config import FeatureConfig, check_config
 from training.churn import REASON_TOP, ChurnModel, reason_columns, reasons_from_table
 from training.clv import CLVModel
+from training.decisions.tier_forecast import with_predicted_tiers
 from training.decisions.tiers import assign_tiers, load_tier_rules
 
 PASSTHROUGH = spec.passthrough_columns()
@@ -154,8 +157,12 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     out["marketing_opt_out"] = (pd.array(features["marketing_opt_out"].to_numpy(dtype=object), dtype="boolean")
                                 if "marketing_opt_out" in features.columns
                                 else pd.array([pd.NA] * len(out), dtype="boolean"))
-    tiers = assign_tiers(out, tier_rules if tier_rules is not None else load_tier_rules(), clv_cut=clv_cut)
+    rules = tier_rules if tier_rules is not None else load_tier_rules()
+    tiers = assign_tiers(out, rules, clv_cut=clv_cut)
     out = out.merge(tiers, on="person_id", how="left", validate="one_to_one")
+    clv_days = models.horizons["clv"]
+    if clv_days is not None:  # tier at the end of the CLV horizon, the move and its probabilities
+        out = with_predicted_tiers(out, features, rules, horizon_days=clv_days)
     if with_reasons:
         table = reason_table(features, models.churn, eligible=ok, n_jobs=n_jobs)
         for col in REASON_COLUMNS:

@@ -2,7 +2,7 @@
 
 ``base`` holds the app, the one error handler (:func:`exit_2_on`) and the shared options; each sibling module
 registers its commands on import: ``data`` (simulate, validate, features, data, drift), ``models`` (train,
-promote, rollback, score, backtest, lookalike), ``refresh``, ``decisions`` (target), ``runs`` (runs, report), ``uplift``
+promote, rollback, score, backtest, lookalike), ``refresh``, ``decisions`` (target, tiers suggest), ``runs`` (runs, report), ``uplift``
 (uplift backtest) and ``serve``.
 """
 

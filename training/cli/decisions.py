@@ -1,4 +1,5 @@
-"""`scrm target`: a budgeted campaign audience from the command line, the same selection as ``POST /target``."""
+"""`scrm target`: a budgeted campaign audience from the command line, the same selection as ``POST /target``;
+`scrm tiers suggest`: member-tier thresholds that give target shares at the end of the CLV horizon."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from training.cli.base import (
     Seed,
     TiersOpt,
     _resolve_as_of,
+    _Typer,
     app,
     console,
     exit_2_on,
@@ -112,15 +114,7 @@ def target(
     if scores is not None:
         frame = read_scores(scores)
     else:
-        from training.scoring import load_champions, score
-
-        dataset = load_or_exit(data)
-        cutoff = _resolve_as_of(as_of, dataset)
-        with exit_2_on(LookupError):
-            models = load_champions(alias, brand=brand.brand, as_of=cutoff, data_hint=str(data))
-        feats, identity, cutoff = _features(dataset, cutoff.isoformat(), models.features_config())
-        with console.status(f"scoring {len(feats):,} people"):
-            frame = score(feats, models, as_of=cutoff, tier_rules=rules)
+        frame, dataset, feats, identity, cutoff = _score_now(data, as_of, alias, rules, brand.brand)
     tier_frame = assign_tiers(frame, rules) if set(TIER_INPUT_COLUMNS) <= set(frame.columns) else None
     lookalike_scores = None
     if seeds is not None:
@@ -147,6 +141,20 @@ def target(
     for line in explain_summary(result.summary):
         console.print(f"[yellow]{escape(line)}[/]" if line.startswith("nobody") else f"  {escape(line)}")
     console.print(f"wrote {out}" + (f" and {json_path}" if json_path else ""))
+
+
+def _score_now(data: Path, as_of: str | None, alias: str, rules, brand: str):
+    """Score DATA as of ``as_of`` with the ``alias`` models: ``(scores, dataset, features, identity, as_of)``."""
+    from training.scoring import load_champions, score
+
+    dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
+    with exit_2_on(LookupError):
+        models = load_champions(alias, brand=brand, as_of=cutoff, data_hint=str(data))
+    feats, identity, cutoff = _features(dataset, cutoff.isoformat(), models.features_config())
+    with console.status(f"scoring {len(feats):,} people"):
+        frame = score(feats, models, as_of=cutoff, tier_rules=rules)
+    return frame, dataset, feats, identity, cutoff
 
 
 def _features(dataset, as_of: str | None, config=None):
@@ -181,3 +189,91 @@ def _print_summary(summary: dict, brand: str, table_cls) -> None:
     ):
         table.add_row(label, str(value))
     Console().print(table)
+
+
+tiers_app = _Typer(help="Member tiers from predicted value (docs/decisions.md).", no_args_is_help=True)
+app.add_typer(tiers_app, name="tiers")
+
+
+@tiers_app.command("suggest")
+@exit_2_on(LookupError)
+def tiers_suggest(
+    data: DataDir,
+    scores: Annotated[Path | None, typer.Option(
+        "--scores", exists=True, dir_okay=False,
+        help="Scores written by `scrm score` (.parquet/.csv); default: score DATA now with the champions.")] = None,
+    shares: Annotated[str | None, typer.Option(
+        "--shares", help="Target share per tier at the end of the CLV horizon: `钻石=1%,铂金=4%,金卡=15%,银卡=30%` "
+                         "(names Chinese or English; fractions or percentages; the base tier gets the rest) or a "
+                         "YAML/JSON file mapping names to shares. Default: those four.")] = None,
+    round_to: Annotated[float, typer.Option(
+        "--round-to", help="Suggested thresholds are multiples of this amount (CNY).")] = 1.0,
+    as_of: OptAsOf = None,
+    tiers: TiersOpt = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the summary JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", dir_okay=False,
+        help="Write the suggested rules here as a tier rules YAML (for --tiers / SCRM_TIERS / brand.yaml).")] = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to score with (without --scores).")] = "champion",
+) -> None:
+    """Suggest member-tier thresholds that give target tier shares at the end of the CLV horizon.
+
+    Each scored member's trailing-12-month spend at as_of + H is the spend of the last 12 months still inside
+    that window plus the predicted CLV over H; a threshold is set where the expected share of members at or above
+    it (from each member's CLV predictive distribution) is the target. The table shows, under the current and the
+    suggested thresholds, the members per tier now and at as_of + H, and how many move up, down or stay.
+    """
+    import json
+
+    from rich.table import Table
+
+    from features.brand import load_brand
+    from training.decisions.tier_forecast import read_shares, rules_yaml, suggest_tiers
+    from training.decisions.tiers import resolve_tier_rules
+
+    brand = load_brand(data)
+    rules = resolve_tier_rules(tiers, data_dir=data)
+    wanted = read_shares(shares) if shares is not None else None
+    frame = read_scores(scores) if scores is not None else _score_now(data, as_of, alias, rules, brand.brand)[0]
+    result = suggest_tiers(frame, rules, wanted, round_to=round_to)
+    summary = {"brand": brand.brand, **result.summary}
+    _print_tiers(summary, Table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(rules_yaml(result.rules), encoding="utf-8")
+    written = [str(p) for p in (json_path, out) if p is not None]
+    if written:
+        console.print("wrote " + " and ".join(written))
+
+
+def _print_tiers(summary: dict, table_cls) -> None:
+    from rich.console import Console
+
+    h = summary["horizon_days"]
+    table = table_cls(title=f"member tiers of brand {summary['brand']}: now and at as_of + {h} days "
+                            f"({summary['members']:,} scored members, {summary['not_scored']:,} not scored)")
+    for col in ("tier", "target share", "min spend now", "suggested", "now", f"+{h}d", f"+{h}d expected",
+                "now (suggested)", f"+{h}d (suggested)", f"+{h}d expected (suggested)"):
+        table.add_column(col, justify="left" if col == "tier" else "right")
+    for t in reversed(summary["tiers"]):
+        cur, sug = t["current"], t["suggested"]
+        table.add_row(f"{t['name']} {t['name_en']}", f"{t['target_share']:.1%}", f"{cur['min_spend']:,.0f}",
+                      f"{sug['min_spend']:,.0f}", f"{cur['now']:,}", f"{cur['predicted']:,}",
+                      f"{cur['expected']:,.0f} ({cur['expected_share']:.1%})", f"{sug['now']:,}",
+                      f"{sug['predicted']:,}", f"{sug['expected']:,.0f} ({sug['expected_share']:.1%})")
+    moves = table_cls(title=f"tier moves from now to as_of + {h} days (counted on expected spend; expected = sum of "
+                            "the members' probabilities)")
+    for col in ("thresholds", "up", "down", "stay", "expected up", "expected down", "expected stay"):
+        moves.add_column(col, justify="left" if col == "thresholds" else "right")
+    for name, m in summary["moves"].items():
+        moves.add_row(name, f"{m['up']:,}", f"{m['down']:,}", f"{m['stay']:,}", f"{m['expected_up']:,.0f}",
+                      f"{m['expected_down']:,.0f}", f"{m['expected_stay']:,.0f}")
+    r = summary["retiered_now"]
+    out = Console()
+    out.print(table)
+    out.print(moves)
+    out.print(f"switching to the suggested thresholds today: {r['up']:,} members up, {r['down']:,} down, "
+              f"{r['stay']:,} stay")
