@@ -178,6 +178,14 @@ class TierRequest(_Request):
     )
 
 
+class TierMoveProbability(_Response):
+    """P(the tier at predicted_at is above / below / the same as today's), from the CLV predictive distribution."""
+
+    up: float = Field(ge=0, le=1)
+    down: float = Field(ge=0, le=1)
+    stay: float = Field(ge=0, le=1)
+
+
 class CustomerTier(Tier):
     id: str = Field(description="The id as given in the request.")
     person_id: str
@@ -185,6 +193,21 @@ class CustomerTier(Tier):
     clv_mean: float | None
     churn_probability: float | None
     not_scored_reason: str | None = Field(description="Why there is no value × risk segment (null when scored).")
+    predicted_spend_365d: float | None = Field(
+        description="Expected trailing-12-month paid spend (CNY) at predicted_at: the spend of the last 12 months "
+                    "still inside that window plus the CLV over the horizon (docs/decisions.md); null if not scored.")
+    predicted_tier: str | None = Field(description="Member tier of predicted_spend_365d, Chinese name; null if not "
+                                                   "scored.")
+    predicted_tier_en: str | None = Field(description="The same, English name.")
+    tier_move: Literal["up", "down", "stay"] | None = Field(
+        description="predicted_tier against today's tier; null if not scored.")
+    tier_move_probability: TierMoveProbability | None = Field(
+        description="Probabilities of each move by predicted_at; null if not scored (or scored without the CLV "
+                    "interval).")
+    tier_horizon_days: int | None = Field(description="Days after feature_as_of the prediction is for (the CLV "
+                                                      "horizon).")
+    predicted_at: date | None = Field(description="feature_as_of + tier_horizon_days: when the predicted tier "
+                                                  "applies.")
 
 
 class MemberTierRule(_Response):

@@ -7,7 +7,8 @@ creates them — then loads both in a background thread: ``/readyz`` answers 503
 scored, ``/healthz`` answers 200 throughout (503 if loading failed). Every answer is computed by shared code:
 
 - ``POST /score``: rows of :func:`training.scoring.score` over the snapshot (scored once at start) + reasons;
-- ``POST /tier``: :func:`training.decisions.tiers.assign_tiers` (applied by ``score``) and the rules in force;
+- ``POST /tier``: :func:`training.decisions.tiers.assign_tiers` and
+  :func:`training.decisions.tier_forecast.predict_tiers` (both applied by ``score``) and the rules in force;
 - ``POST /lookalike``: :func:`training.audience.lookalike_audience` (fits, logs to the MLflow ``lookalike``);
 - ``POST /target``: :func:`training.decisions.targeting.select_audience` (``/target.csv``: ``to_csv``);
 - ``POST /evaluate_campaign``: :func:`training.decisions.campaigns.evaluate_campaign`.
@@ -267,7 +268,8 @@ class ScrmService:
 
     @bentoml.api(route="/tier", input_spec=TierRequest)
     async def tier(self, customer_ids: list[str]) -> TierResponse:
-        """Member tier (trailing-12-month spend) and value × risk action segment, with the rules in force."""
+        """Member tier (trailing-12-month spend), value × risk action segment and the tier predicted at the end of the
+        CLV horizon (``predicted_at``) with the move and its probabilities, with the rules in force."""
         req = TierRequest(customer_ids=customer_ids)
         state = self._ready()
         found = state.resolve(req.customer_ids)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from features.config import FeatureConfigMismatch
 from features.pii import PIIKeyError, check_pii_fingerprint
 from features.pipeline import Snapshot, load_snapshot, newest_snapshot_dir
 from features.snapshot_check import SnapshotError, validate_snapshot
+from training.decisions.tier_forecast import with_predicted_tiers
 from training.decisions.tiers import TierRules, clv_value_cut, resolve_tier_rules
 from training.scoring import REASON_COLUMNS, Models, ReasonLookup, reason_table, reasons_from_table, score
 
@@ -38,9 +39,11 @@ log = logging.getLogger("bentoml.scrm")  # under BentoML's logger, so `bentoml s
 
 #: Numeric and text columns of the scores frame the responses read.
 NUMERIC_COLUMNS = ("churn_probability", "clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive",
-                   *spec.passthrough_columns("numeric"))
+                   *spec.passthrough_columns("numeric"), "predicted_spend_365d", "p_tier_up", "p_tier_down",
+                   "p_tier_stay")
 TEXT_COLUMNS = ("person_id", "ineligible_reason", *spec.passthrough_columns("text"), "tier", "tier_en",
-                "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason")
+                "action_segment", "action_segment_zh", "value_band", "risk_band", "not_scored_reason",
+                "predicted_tier", "predicted_tier_en", "tier_move")
 #: Environment variable naming the brand served (``scrm serve --brand``); default: the data directory's brand.
 BRAND_ENV = "SCRM_BRAND"
 #: Tables ``/evaluate_campaign`` reads from the data directory.
@@ -215,6 +218,10 @@ class ServingState:
                                 with_reasons=reasons, n_jobs=jobs)
         else:
             self.scores = _aligned(scores, self.features, snapshot.path)
+            if "predicted_tier" not in self.scores.columns and models.horizons["clv"] is not None:
+                # published before the tier forecast: the same columns batch scoring adds now
+                self.scores = with_predicted_tiers(self.scores, self.features, self.rules,
+                                                   horizon_days=models.horizons["clv"])
         #: everyone's churn reasons from the batch pass (None: computed per request)
         self.reason_lookup: ReasonLookup | None = self._lookup_from_scores()
         self._stale_lookup_logged = False
@@ -379,13 +386,25 @@ class ServingState:
     def tier_records(self, positions: np.ndarray) -> list[dict]:
         """Tier records (see :class:`serving.schemas.CustomerTier`, without ``id``) for the given rows."""
         positions = np.asarray(positions, dtype=np.intp)
-        num = {c: self._num_at(c, positions) for c in ("spend_365d", "clv_mean", "churn_probability")}
+        num = {c: self._num_at(c, positions) for c in ("spend_365d", "clv_mean", "churn_probability",
+                                                         "predicted_spend_365d", "p_tier_up", "p_tier_down",
+                                                         "p_tier_stay")}
         text = {c: self._text_at(c, positions) for c in ("person_id", "tier", "tier_en", "action_segment",
                                                            "action_segment_zh", "value_band", "risk_band",
-                                                           "not_scored_reason")}
+                                                           "not_scored_reason", "predicted_tier",
+                                                           "predicted_tier_en", "tier_move")}
+        horizon = self.models.horizons["clv"]
+        at = self.as_of + timedelta(days=horizon) if horizon is not None else None
+
+        def probability(i: int) -> dict | None:
+            p = {k: num[f"p_tier_{k}"][i] for k in ("up", "down", "stay")}
+            return None if any(v is None for v in p.values()) else p
+
         return [
             {**{c: text[c][i] for c in text}, "spend_365d": num["spend_365d"][i] or 0.0,
-             "clv_mean": num["clv_mean"][i], "churn_probability": num["churn_probability"][i]}
+             "clv_mean": num["clv_mean"][i], "churn_probability": num["churn_probability"][i],
+             "predicted_spend_365d": num["predicted_spend_365d"][i], "tier_move_probability": probability(i),
+             "tier_horizon_days": horizon, "predicted_at": at}
             for i in range(len(positions))
         ]
 

@@ -354,10 +354,10 @@ def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None) -> pd.Da
                        ("predicted_tier_en", [t.name_en for t in rules.member_tiers])):
         values = np.full(n, None, dtype=object)
         values[rows] = np.asarray(names, dtype=object)[moves["predicted"]]
-        out[col] = values
+        out[col] = pd.Series(values, dtype=object, index=scores.index)
     move = np.full(n, None, dtype=object)
     move[rows] = np.array(["down", "stay", "up"], dtype=object)[moves["move"] + 1]
-    out["tier_move"] = move
+    out["tier_move"] = pd.Series(move, dtype=object, index=scores.index)
     for key in ("up", "down", "stay"):
         p = np.full(n, np.nan)
         p[rows] = moves[f"p_{key}"]
@@ -379,7 +379,7 @@ def with_predicted_tiers(scores: pd.DataFrame, features: pd.DataFrame, rules: Ti
     out["spend_carryover"] = spend_carryover(features.reset_index(drop=True), horizon_days)
     predicted = predict_tiers(out, rules)
     for col in PREDICTED_TIER_COLUMNS:
-        out[col] = predicted[col].to_numpy()
+        out[col] = predicted[col].set_axis(out.index)
     return out
 
 
