@@ -216,6 +216,44 @@ def test_tier_uses_the_rules_and_the_population_cut(service, people, sample_ids)
             assert (t.risk_band == "at_risk") == (t.churn_probability >= response.rules.churn_threshold)
 
 
+def test_tier_answers_the_predicted_tier_move_and_probabilities_of_batch_scoring(service, sample_ids):
+    from datetime import timedelta
+
+    from training.decisions.tier_forecast import predict_tiers
+
+    state = service.state
+    ids = [*sample_ids(40, seed=8, eligible=True), *sample_ids(5, seed=9, eligible=False)]
+    response = run(service.tier(customer_ids=ids))
+    horizon = state.models.clv.horizon_days
+    expected = predict_tiers(state.scores, state.rules).set_axis(state.scores["person_id"]).loc[ids]
+    assert response.horizon_days.clv == horizon
+    for t in response.tiers:
+        row = expected.loc[t.person_id]
+        assert t.tier_horizon_days == horizon and t.predicted_at == state.as_of + timedelta(days=horizon)
+        if t.not_scored_reason is not None:  # not scored: nothing predicted
+            assert t.predicted_tier is None and t.tier_move is None and t.tier_move_probability is None
+            continue
+        assert (t.predicted_tier, t.predicted_tier_en, t.tier_move) == (
+            row["predicted_tier"], row["predicted_tier_en"], row["tier_move"])
+        assert t.predicted_spend_365d == pytest.approx(row["predicted_spend_365d"])
+        p = t.tier_move_probability
+        assert (p.up, p.down, p.stay) == pytest.approx((row["p_tier_up"], row["p_tier_down"], row["p_tier_stay"]))
+        assert p.up + p.down + p.stay == pytest.approx(1.0)
+    assert any(t.tier_move_probability is None for t in response.tiers)
+
+
+def test_published_scores_without_the_tier_forecast_get_it_from_the_shared_function(service, sample_ids):
+    from serving.state import ServingState
+    from training.decisions.tier_forecast import PREDICTED_TIER_COLUMNS
+
+    state = service.state
+    old = state.scores.drop(columns=["spend_carryover", *PREDICTED_TIER_COLUMNS])
+    rebuilt = ServingState(state.models, state.snapshot, rules=state.rules, data_dir=state.data_dir, scores=old)
+    ids = sample_ids(30, seed=10)
+    positions = state.resolve(ids).positions
+    assert rebuilt.tier_records(positions) == state.tier_records(positions)
+
+
 # --- /lookalike ----------------------------------------------------------------------------------------------
 
 
