@@ -148,6 +148,9 @@ def test_every_endpoint_over_http(server, api, people, service):
 
     tiers = api.tier(customer_ids=ids)
     assert [t["person_id"] for t in tiers["tiers"]] == ids and tiers["rules"]["member_tiers"]
+    assert tiers == json.loads(asyncio.run(service.tier(customer_ids=ids)).model_dump_json())
+    assert all({"predicted_tier", "tier_move", "tier_move_probability", "predicted_at"} <= set(t)
+               for t in tiers["tiers"])
 
     seeds = people[people["eligible"]].sort_values("spend_365d", ascending=False)["person_id"].head(80).tolist()
     look = api.lookalike(seed_customer_ids=seeds, fraction=0.05)
@@ -176,7 +179,7 @@ def test_openapi_schema_documents_every_endpoint(server):
         assert "post" in spec["paths"][path], path
     text = json.dumps(spec)
     for name in ("customer_ids", "seed_customer_ids", "control_fraction", "model_versions", "feature_as_of",
-                 "not_found", "expected_roi", "absolute_ci"):
+                 "not_found", "expected_roi", "absolute_ci", "predicted_tier", "tier_move_probability"):
         assert name in text
 
 
