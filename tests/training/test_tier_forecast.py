@@ -225,11 +225,12 @@ def known_trailing_spend(values, horizon: int = 90) -> pd.DataFrame:
     return frame(values, values, zero, zero, zero, horizon=horizon)
 
 
-def test_thresholds_meet_the_shares_on_a_known_distribution():
+@pytest.mark.parametrize("basis", ["point", "distribution"])
+def test_thresholds_meet_the_shares_on_a_known_distribution(basis):
     values = np.arange(1, 10_001, dtype=float)  # 1 ... 10,000 CNY, one member each
     forecast = tier_forecast(known_trailing_spend(values))
     target = tier_shares(RULES)
-    thresholds = suggest_tier_thresholds(forecast, target, round_to=1.0)
+    thresholds = suggest_tier_thresholds(forecast, target, basis=basis, round_to=1.0)
     assert thresholds.tolist() == [0.0, 5001.0, 8001.0, 9501.0, 9901.0]
     at_or_above = np.array([(values >= t).mean() for t in [*thresholds, np.inf]])
     assert -np.diff(at_or_above) == pytest.approx(target, abs=1e-4)  # each tier's share
@@ -245,20 +246,28 @@ def test_thresholds_meet_expected_shares_under_uncertain_spend_and_are_monotone(
     scores = frame(carry * 1.5, carry, mean, p10, p90)
     forecast = tier_forecast(scores)
     target = np.array([0.55, 0.25, 0.12, 0.06, 0.02])
-    thresholds = suggest_tier_thresholds(forecast, target, round_to=0.01)
+    at_or_above = np.cumsum(target[::-1])[::-1]
+    thresholds = suggest_tier_thresholds(forecast, target, basis="distribution", round_to=0.01)
     assert (np.diff(thresholds) > 0).all() and thresholds[0] == 0
     reach = forecast.prob_reach(thresholds).mean(axis=0)  # expected share at or above each threshold
-    assert reach == pytest.approx(np.cumsum(target[::-1])[::-1], abs=2e-4)
+    assert reach == pytest.approx(at_or_above, abs=2e-4)
+    point = suggest_tier_thresholds(forecast, target, basis="point", round_to=0.01)
+    assert (np.diff(point) > 0).all()
+    assert [(forecast.expected >= t).mean() for t in point] == pytest.approx(at_or_above, abs=1 / n)
+    assert not np.allclose(point, thresholds)  # the two bases differ on uncertain spend
     coarse = suggest_tier_thresholds(forecast, target, round_to=500.0)
     assert (coarse % 500 == 0).all() and (np.diff(coarse) > 0).all()
+    with pytest.raises(InputError, match="--basis"):
+        suggest_tier_thresholds(forecast, target, basis="median")
 
 
-def test_ties_cannot_be_split_so_the_nearer_side_is_taken_and_thresholds_stay_increasing():
+@pytest.mark.parametrize("basis", ["point", "distribution"])
+def test_ties_cannot_be_split_so_the_nearer_side_is_taken_and_thresholds_stay_increasing(basis):
     # 60% spend exactly 100, 30% spend 2,000, 10% spend 9,000
     values = np.repeat([100.0, 2000.0, 9000.0], [600, 300, 100])
     forecast = tier_forecast(known_trailing_spend(values))
     target = np.array([0.5, 0.3, 0.15, 0.04, 0.01])
-    thresholds = suggest_tier_thresholds(forecast, target, round_to=1.0)
+    thresholds = suggest_tier_thresholds(forecast, target, basis=basis, round_to=1.0)
     assert (np.diff(thresholds) > 0).all()
     # silver wants 50% at or above: 100 gives 100%, 101 gives 40% (nearer); gold wants 20%: 2,000 gives 40%,
     # 2,001 gives 10% (nearer); platinum wants 5%: 9,000 gives 10%, 9,001 gives 0% (as near: the higher)
@@ -292,6 +301,9 @@ def test_suggestion_summary_counts_and_rules_round_trip(tmp_path):
         (np.searchsorted([1000, 3000, 8000, 20000], values, side="right")
          < np.searchsorted([1000, 3000, 8000, 20000], values * 1.1, side="right")).sum())
     assert sum(summary["retiered_now"].values()) == 2000
+    assert summary["basis"] == "point" and summary["notes"] == []  # the shares are met: nothing to explain
+    coarse = suggest_tiers(scores, RULES, round_to=5000.0).summary  # too coarse to meet them: said why
+    assert coarse["notes"] and "--round-to 5000" in coarse["notes"][0]
     path = tmp_path / "tiers.yaml"
     path.write_text(rules_yaml(result.rules), encoding="utf-8")
     assert load_tier_rules(path) == result.rules

@@ -54,19 +54,33 @@ def test_tiers_suggest_writes_the_summary_and_usable_rules(scored, tmp_path):
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     assert summary["members"] == int(scores["eligible"].sum()) and summary["horizon_days"] == HORIZON
     assert [t["target_share"] for t in summary["tiers"]] == pytest.approx([0.48, 0.30, 0.15, 0.05, 0.02])
-    for tier in summary["tiers"]:
-        assert tier["suggested"]["expected_share"] == pytest.approx(tier["target_share"], abs=0.01)
+    assert summary["basis"] == "point"
+    for tier in summary["tiers"]:  # the share of members whose expected spend reaches the tier
+        assert tier["suggested"]["predicted"] / summary["members"] == pytest.approx(tier["target_share"], abs=0.01)
     suggested = [t["suggested"]["min_spend"] for t in summary["tiers"]]
     assert suggested[0] == 0 and (np.diff(suggested) > 0).all() and all(v % 10 == 0 for v in suggested)
     rules = load_tier_rules(rules_path)
     assert [t.min_spend for t in rules.member_tiers] == suggested
     moves = summary["moves"]["suggested"]
     assert moves["up"] + moves["down"] + moves["stay"] == summary["members"]
-    for word in ("钻石", "tier moves", "switching to the suggested thresholds today"):
+    for word in ("钻石", "suggested thresholds", "moves from now", "switching to the suggested thresholds today"):
         assert word in result.output
 
 
+def test_tiers_suggest_on_the_distribution_basis_meets_expected_shares(scored, tmp_path):
+    _, _, path = scored
+    summary_path = tmp_path / "summary.json"
+    result = runner.invoke(app, ["tiers", "suggest", "--data", str(small().data_dir), "--scores", str(path),
+                                 "--basis", "distribution", "--json", str(summary_path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["basis"] == "distribution"
+    for tier in summary["tiers"][1:]:  # the base tier holds whoever is expected to spend nothing
+        assert tier["suggested"]["expected_share"] == pytest.approx(tier["target_share"], abs=0.01)
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["--basis", "median"], "--basis must be one of"),
     (["--shares", "钻石=1%,bronze=4%"], "unknown tier 'bronze'"),
     (["--shares", "钻石=1%"], "no share for tier(s)"),
     (["--round-to", "0"], "--round-to must be a positive amount"),

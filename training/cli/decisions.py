@@ -206,6 +206,9 @@ def tiers_suggest(
         "--shares", help="Target share per tier at the end of the CLV horizon: `钻石=1%,铂金=4%,金卡=15%,银卡=30%` "
                          "(names Chinese or English; fractions or percentages; the base tier gets the rest) or a "
                          "YAML/JSON file mapping names to shares. Default: those four.")] = None,
+    basis: Annotated[str, typer.Option(
+        "--basis", help="Count the shares on each member's expected trailing spend (point) or as expected shares "
+                        "over the members' CLV predictive distributions (distribution); docs/decisions.md.")] = "point",
     round_to: Annotated[float, typer.Option(
         "--round-to", help="Suggested thresholds are multiples of this amount (CNY).")] = 1.0,
     as_of: OptAsOf = None,
@@ -235,7 +238,7 @@ def tiers_suggest(
     rules = resolve_tier_rules(tiers, data_dir=data)
     wanted = read_shares(shares) if shares is not None else None
     frame = read_scores(scores) if scores is not None else _score_now(data, as_of, alias, rules, brand.brand)[0]
-    result = suggest_tiers(frame, rules, wanted, round_to=round_to)
+    result = suggest_tiers(frame, rules, wanted, basis=basis, round_to=round_to)
     summary = {"brand": brand.brand, **result.summary}
     _print_tiers(summary, Table)
     if json_path is not None:
@@ -252,28 +255,28 @@ def tiers_suggest(
 def _print_tiers(summary: dict, table_cls) -> None:
     from rich.console import Console
 
-    h = summary["horizon_days"]
-    table = table_cls(title=f"member tiers of brand {summary['brand']}: now and at as_of + {h} days "
-                            f"({summary['members']:,} scored members, {summary['not_scored']:,} not scored)")
-    for col in ("tier", "target share", "min spend now", "suggested", "now", f"+{h}d", f"+{h}d expected",
-                "now (suggested)", f"+{h}d (suggested)", f"+{h}d expected (suggested)"):
-        table.add_column(col, justify="left" if col == "tier" else "right")
-    for t in reversed(summary["tiers"]):
-        cur, sug = t["current"], t["suggested"]
-        table.add_row(f"{t['name']} {t['name_en']}", f"{t['target_share']:.1%}", f"{cur['min_spend']:,.0f}",
-                      f"{sug['min_spend']:,.0f}", f"{cur['now']:,}", f"{cur['predicted']:,}",
-                      f"{cur['expected']:,.0f} ({cur['expected_share']:.1%})", f"{sug['now']:,}",
-                      f"{sug['predicted']:,}", f"{sug['expected']:,.0f} ({sug['expected_share']:.1%})")
-    moves = table_cls(title=f"tier moves from now to as_of + {h} days (counted on expected spend; expected = sum of "
-                            "the members' probabilities)")
-    for col in ("thresholds", "up", "down", "stay", "expected up", "expected down", "expected stay"):
+    h, out = summary["horizon_days"], Console()
+    out.print(f"member tiers of brand {summary['brand']}: {summary['members']:,} scored members "
+              f"({summary['not_scored']:,} not scored), now and at as_of + {h} days; shares on the "
+              f"{summary['basis']} basis")
+    for side in ("current", "suggested"):
+        table = table_cls(title=f"{side} thresholds")
+        for col in ("tier", "target", "min spend", "now", f"+{h}d", f"+{h}d expected"):
+            table.add_column(col, justify="left" if col == "tier" else "right")
+        for t in reversed(summary["tiers"]):
+            s = t[side]
+            table.add_row(f"{t['name']} {t['name_en']}", f"{t['target_share']:.1%}", f"{s['min_spend']:,.0f}",
+                          f"{s['now']:,}", f"{s['predicted']:,}", f"{s['expected']:,.0f} ({s['expected_share']:.1%})")
+        out.print(table)
+    moves = table_cls(title=f"moves from now to +{h}d (counted on expected spend; expected: sum of probabilities)")
+    for col in ("thresholds", "up", "down", "stay", "exp. up", "exp. down", "exp. stay"):
         moves.add_column(col, justify="left" if col == "thresholds" else "right")
     for name, m in summary["moves"].items():
         moves.add_row(name, f"{m['up']:,}", f"{m['down']:,}", f"{m['stay']:,}", f"{m['expected_up']:,.0f}",
                       f"{m['expected_down']:,.0f}", f"{m['expected_stay']:,.0f}")
-    r = summary["retiered_now"]
-    out = Console()
-    out.print(table)
     out.print(moves)
+    r = summary["retiered_now"]
     out.print(f"switching to the suggested thresholds today: {r['up']:,} members up, {r['down']:,} down, "
               f"{r['stay']:,} stay")
+    for note in summary["notes"]:
+        out.print(f"[yellow]note:[/] {escape(note)}")
