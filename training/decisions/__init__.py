@@ -2,6 +2,8 @@
 
 - :mod:`training.decisions.tiers` — member tiers by trailing-12-month spend and value × risk action segments,
   rules from ``--tiers`` / ``SCRM_TIERS`` / ``brand.yaml`` ``tiers:``, else ``training/tiers.yaml``;
+- :mod:`training.decisions.tier_forecast` — the tier at the end of the CLV horizon, the move and its probabilities,
+  and thresholds that give target tier shares (``scrm tiers suggest``);
 - :mod:`training.decisions.targeting` — budgeted campaign audiences ranked by expected value, with a
   deterministic hash-based control group;
 - :mod:`training.decisions.campaigns` — treatment vs control evaluation of past campaigns with lift intervals.
