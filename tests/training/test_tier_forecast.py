@@ -148,6 +148,7 @@ def test_probabilities_match_draws_of_the_predicted_trailing_spend():
 def test_a_horizon_beyond_a_year_counts_its_last_365_days():
     scores = frame([0.0], [999.0], [2920.0], [730.0], [7300.0], horizon=730)  # carry ignored: nothing is kept
     out = predict_tiers(scores, RULES)
+    pd.testing.assert_frame_equal(predict_tiers(scores.drop(columns="spend_carryover"), RULES), out)
     assert out["predicted_spend_365d"][0] == pytest.approx(1460.0)
     dist = SpendDistribution.from_interval([2920.0], [730.0], [7300.0])
     assert out["p_tier_up"][0] == pytest.approx(dist.prob_at_least(2000.0)[0])  # 1,000 / (365 / 730)

@@ -41,7 +41,7 @@ from training.decisions.tiers import MemberTier, TierRules, eligible_mask, load_
 YEAR_DAYS = 365
 #: Quantile levels of the CLV interval (``clv_p10``, ``clv_p90``; ``training.clv.CLVModel.quantiles``).
 INTERVAL_LEVELS = (0.1, 0.9)
-#: Columns of the scores frame :func:`predict_tiers` reads.
+#: Columns of the scores frame :func:`predict_tiers` reads (``spend_carryover`` only for a CLV horizon under a year).
 PREDICTED_TIER_INPUT_COLUMNS = ("person_id", "eligible", "spend_365d", "spend_carryover", "clv_mean", "clv_p10",
                                 "clv_p90", "clv_horizon_days")
 #: Columns :func:`predict_tiers` returns (null / NaN for people who are not scored).
@@ -295,10 +295,14 @@ def tier_forecast(scores: pd.DataFrame) -> TierForecast:
     """
     if not isinstance(scores, pd.DataFrame):
         raise TypeError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
-    missing = [c for c in PREDICTED_TIER_INPUT_COLUMNS if c not in scores.columns]
-    if missing:
-        raise InputError(f"scores: missing column(s) {missing} for the predicted tier; scores written by `scrm score` "
-                         "before the tier forecast lack spend_carryover: score again", field=("scores", missing[0]))
+    def require(columns) -> None:
+        missing = [c for c in columns if c not in scores.columns]
+        if missing:
+            raise InputError(f"scores: missing column(s) {missing} for the predicted tier; scores written by "
+                             "`scrm score` before the tier forecast lack spend_carryover: score again",
+                             field=("scores", missing[0]))
+
+    require([c for c in PREDICTED_TIER_INPUT_COLUMNS if c != "spend_carryover"])
     rows = np.flatnonzero(eligible_mask(scores))
     horizons = pd.to_numeric(scores["clv_horizon_days"].iloc[rows], errors="coerce").dropna().unique()
     if len(rows) and len(horizons) != 1:
@@ -307,6 +311,8 @@ def tier_forecast(scores: pd.DataFrame) -> TierForecast:
     horizon = int(horizons[0]) if len(horizons) else YEAR_DAYS
     if horizon < 1:
         raise InputError(f"scores: clv_horizon_days must be positive, got {horizon}", field=("scores", "clv_horizon_days"))
+    if horizon < YEAR_DAYS:  # part of today's trailing year is still inside the year ending at as_of + H
+        require(["spend_carryover"])
     values = {c: _numbers(scores, c)[rows] for c in ("clv_mean", "clv_p10", "clv_p90")}
     # scored without intervals (score(..., with_intervals=False)): no distribution, so no move probabilities
     with_interval = bool(np.isfinite(values["clv_p10"]).any() or np.isfinite(values["clv_p90"]).any()) \
