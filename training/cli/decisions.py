@@ -222,9 +222,10 @@ def tiers_suggest(
     """Suggest member-tier thresholds that give target tier shares at the end of the CLV horizon.
 
     Each scored member's trailing-12-month spend at as_of + H is the spend of the last 12 months still inside
-    that window plus the predicted CLV over H; a threshold is set where the expected share of members at or above
-    it (from each member's CLV predictive distribution) is the target. The table shows, under the current and the
-    suggested thresholds, the members per tier now and at as_of + H, and how many move up, down or stay.
+    that window plus the predicted CLV over H; a threshold is set where the share of members at or above it is the
+    target: members whose expected spend reaches it (--basis point), or the expected share from each member's CLV
+    predictive distribution (--basis distribution). The tables show, under the current and the suggested
+    thresholds, the members per tier now and at as_of + H, and how many move up, down or stay.
     """
     import json
 
