@@ -329,11 +329,14 @@ class CLVModel(BaseEstimator):
         That assumes ``chosen``'s error stays what it was on the validation window for one more horizon. It can
         be checked on ``windows``: ``chosen``'s raw predicted and realised totals (columns ``cutoff``,
         ``predicted``, ``actual``) on the labelled windows after its own training cutoffs, up to the validation
-        one (all labels before ``as_of``). Their log errors, moved to the validation window's season, are fitted
-        by a line; its slope over the days from the validation cutoff to ``as_of`` is the ``drift``. A model fitted
-        on few, young windows whose error grows as the people it scores age past what it was trained on drifts;
-        then its calibrated total at ``as_of`` is no better than this model's own, and the carried factor is
-        shrunk towards 1 (in log)::
+        one (all labels before ``as_of``). Their log errors are fitted by a line against the cutoff day, once as
+        they are and once moved to the validation window's season; the smaller slope, times the days from the
+        validation cutoff to ``as_of``, is the ``drift`` (a trend counts only if it shows with and without the
+        seasonal index, whose lifts are learned from one or two occurrences on the short histories this is
+        for and can make or hide a slope). A model fitted on few, young windows whose error grows as the people
+        it scores age past what it was trained on drifts; then its calibrated total at ``as_of`` is no better
+        than this model's own, and the carried factor is shrunk towards 1 (in log; the seasonal index still
+        applies)::
 
             level_ = carried ** weight,   weight = 1 / (1 + (drift / level_drift_tolerance) ** 2)
 
@@ -375,15 +378,18 @@ class CLVModel(BaseEstimator):
             return out
         w = windows[(windows["predicted"] > 0) & (windows["actual"] > 0)].sort_values("cutoff")
         cutoffs = [as_date(c) for c in w["cutoff"]]
-        season = np.array([self._seasonal_index(c) / self._seasonal_index(self.valid_cutoff_) for c in cutoffs])
-        errors = np.log(w["predicted"].to_numpy(dtype=float) * season / w["actual"].to_numpy(dtype=float))
-        out["windows"] = [{"cutoff": c.isoformat(), "log_error": float(e)} for c, e in zip(cutoffs, errors, strict=True)]
+        raw = np.log(w["predicted"].to_numpy(dtype=float) / w["actual"].to_numpy(dtype=float))
+        season = np.log([self._seasonal_index(c) / self._seasonal_index(self.valid_cutoff_) for c in cutoffs])
+        out["windows"] = [{"cutoff": c.isoformat(), "log_error": float(e), "log_error_seasonal": float(e + s)}
+                          for c, e, s in zip(cutoffs, raw, season, strict=True)]
         if len(cutoffs) < 2:
             out["reason"] = "fewer than two labelled windows after the chosen model's training cutoffs"
             return out
         days = np.array([(c - cutoffs[-1]).days for c in cutoffs], dtype=float)
-        slope = float(np.polyfit(days, errors, 1)[0])
-        drift = abs(slope) * (as_date(as_of) - self.valid_cutoff_).days
+        gap = (as_date(as_of) - self.valid_cutoff_).days
+        out["drift_raw"], out["drift_seasonal"] = (abs(float(np.polyfit(days, e, 1)[0])) * gap
+                                                   for e in (raw, raw + season))
+        drift = min(out["drift_raw"], out["drift_seasonal"])
         out.update(drift=drift, weight=1.0 / (1.0 + (drift / tol) ** 2))
         return out
 

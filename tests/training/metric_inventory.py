@@ -43,6 +43,13 @@ METRICS: dict[str, str | None] = {
     # after the refit (training/fitting.py): the chosen model's factor, times its total over the refit's at as_of
     "clv.level.chosen_factor": None,
     "clv.level.refit_total_ratio": None,
+    # ... shrunk towards 1 by the drift of the chosen model's error over the windows it had not seen
+    "clv.level.carried_factor": None,
+    "clv.level.drift.drift": None,
+    "clv.level.drift.drift_raw": None,
+    "clv.level.drift.drift_seasonal": None,
+    "clv.level.drift.weight": None,
+    "clv.level.drift.tolerance": None,
     "clv.level.calendar.*": None,
     "clv.level.seasonal.lifts.*": None,
     "clv.level.seasonal.occurrences.*": None,

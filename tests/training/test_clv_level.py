@@ -107,7 +107,12 @@ def test_the_drift_is_measured_in_the_validation_window_season(clv, chosen):
         assert index.std() > 0.05  # 618 moves through the windows
         windows["predicted"] = 1000.0 * index[-1] / index  # under-predicts exactly the festival windows
         model = _carry(clv, chosen, windows)
-        assert model.level_info_["drift"]["drift"] == pytest.approx(0.0, abs=1e-9)
+        drift = model.level_info_["drift"]
+        assert drift["drift"] == pytest.approx(0.0, abs=1e-9) and drift["drift_raw"] > 0.05
+        assert model.level_ == pytest.approx(chosen.level_ * model.level_info_["refit_total_ratio"])
+        # nor is a flat error that a (mis-learned) seasonal index would bend into a slope
+        flat = _carry(clv, chosen, _windows(chosen, [0.0, 0.0, 0.0])).level_info_["drift"]
+        assert flat["drift"] == pytest.approx(0.0, abs=1e-9) and flat["drift_seasonal"] > 0.05
     finally:
         chosen.seasonal_ = keep
 
