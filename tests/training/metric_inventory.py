@@ -57,6 +57,11 @@ METRICS: dict[str, str | None] = {
     "clv.level.validation_predicted_total": None,
     "clv.level.validation_seasonal_index": None,
     "clv.level.validation_total_error_pct_before": "abs_lower",
+    # how each CLV score ranks a window where most spend nothing (training/backtest.py clv_ranking)
+    "clv.ranking.*.auc_spends": "higher",
+    "clv.ranking.*.spearman_spenders": "higher",
+    "clv.ranking.*.tied_share": None,
+    "clv.ranking.last_period_ties_broken.spearman": "higher",
     "clv.selection.*.gini": "higher",
     "clv.selection.*.spearman": "higher",
     "clv.selection.*.monotone_orders": None,
