@@ -33,7 +33,9 @@ it from the validation window's season to the scored one's::
                     × seasonal_index([as_of, as_of + H)) / seasonal_index(validation window)
 
 so a window holding 618, 双11, Christmas or Chinese New Year is not scored like one that does not. The factor
-multiplies ``clv_mean`` and both interval bounds; ranking figures do not change.
+multiplies ``clv_mean`` and both interval bounds; ranking figures do not change. A model refit on newer windows
+takes the chosen model's calibrated total at ``as_of`` (:meth:`CLVModel.carry_level`), trusted less when the
+chosen model's error drifted over the windows it had not seen.
 
 ``expected_orders``, ``p_alive`` and ``expected_next_order_date`` come from the BTYD model when it fitted;
 otherwise expected orders come from a LightGBM Poisson regression and ``p_alive`` / the next order date are empty.
