@@ -193,15 +193,15 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
 
 
 def clv_ranking(spend: np.ndarray, model: np.ndarray, btyd_spend: np.ndarray, last_period: np.ndarray) -> dict:
-    """The ``clv.ranking`` block: :func:`spend_ranking` of each score, ``last_period``'s Spearman with its ties
-    broken by the model, and a note when ``last_period``'s Spearman is above the model's although the model is
-    better at both parts (who spends at all, how the spenders rank): then its tie is what puts it there."""
-    out = {name: spend_ranking(spend, s) for name, s in
-           (("model", model), ("btyd_gg", btyd_spend), ("last_period", last_period))}
+    """The ``clv.ranking`` block: :func:`spend_ranking` of the model and of each baseline, ``last_period``'s
+    Spearman with its ties broken by the model (``spearman_ties_broken``), and a note when ``last_period``'s
+    Spearman is above the model's although the model is better at both parts (who spends at all, how the
+    spenders rank): then its tie is what puts it there."""
+    m, lp = spend_ranking(spend, model), spend_ranking(spend, last_period)
     broken = spearman(spend, ties_broken(last_period, model))
-    out["last_period_ties_broken"] = {"spearman": broken}
+    out = {"model": m, "baselines": {"btyd_gg": spend_ranking(spend, btyd_spend),
+                                     "last_period": {**lp, "spearman_ties_broken": broken}}}
     sp_model, sp_last = spearman(spend, model), spearman(spend, last_period)
-    m, lp = out["model"], out["last_period"]
     if sp_last > sp_model and m["auc_spends"] > lp["auc_spends"] and m["spearman_spenders"] > lp["spearman_spenders"]:
         out["note"] = (
             f"last_period's Spearman {sp_last:.4f} is above the model's {sp_model:.4f} although the model tells "

@@ -58,10 +58,9 @@ METRICS: dict[str, str | None] = {
     "clv.level.validation_seasonal_index": None,
     "clv.level.validation_total_error_pct_before": "abs_lower",
     # how each CLV score ranks a window where most spend nothing (training/backtest.py clv_ranking)
-    "clv.ranking.*.auc_spends": "higher",
-    "clv.ranking.*.spearman_spenders": "higher",
-    "clv.ranking.*.tied_share": None,
-    "clv.ranking.last_period_ties_broken.spearman": "higher",
+    **{f"clv.ranking.{scope}.{k}": d for scope in ("model", "baselines.btyd_gg", "baselines.last_period")
+       for k, d in {"auc_spends": "higher", "spearman_spenders": "higher", "tied_share": None}.items()},
+    "clv.ranking.baselines.last_period.spearman_ties_broken": "higher",
     "clv.selection.*.gini": "higher",
     "clv.selection.*.spearman": "higher",
     "clv.selection.*.monotone_orders": None,

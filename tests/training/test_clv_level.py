@@ -40,13 +40,9 @@ def test_the_total_is_within_ten_percent_on_a_seeded_simulated_brand(clv):
     assert info["carried_factor"] == pytest.approx(info["chosen_factor"] * info["refit_total_ratio"])
     assert clv.model.level_ == pytest.approx(info["carried_factor"] ** info["drift"]["weight"])
     # the drift is measured on the refit windows the chosen model had not seen, up to the validation one
-    train, refit = fit_clv_plan().train, fit_clv_plan().refit
+    train, refit = clv.plan.train, clv.plan.refit
     unseen = [c.isoformat() for c in refit if c > max(train)]
     assert [w["cutoff"] for w in info["drift"]["windows"]] == unseen and unseen[-1] == info["validation_cutoff"]
-
-
-def fit_clv_plan():
-    return fitted_clv().plan
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,12 @@ def test_a_better_continuous_score_loses_spearman_to_a_tied_one_and_the_note_say
     rng, p_buy, spend, last = _window()
     model = p_buy * np.exp(rng.normal(0.0, 3.0, len(p_buy)))  # a noisy, tie-free view of the buying probability
     out = clv_ranking(spend, model, model, last)
-    m, lp = out["model"], out["last_period"]
+    m, lp = out["model"], out["baselines"]["last_period"]
     assert m["auc_spends"] > lp["auc_spends"] and m["spearman_spenders"] > lp["spearman_spenders"]
     assert spearman(spend, last) > spearman(spend, model) + 0.05  # yet the tied score wins on Spearman
     assert lp["tied_share"] == pytest.approx(np.mean(last == 0)) and lp["tied_share"] > 0.8 and m["tied_share"] < 0.01
-    assert out["last_period_ties_broken"]["spearman"] == pytest.approx(spearman(spend, ties_broken(last, model)))
+    assert lp["spearman_ties_broken"] == pytest.approx(spearman(spend, ties_broken(last, model)))
+    assert set(out["baselines"]) == {"btyd_gg", "last_period"}
     note = out["note"]
     assert f"{spearman(spend, last):.4f}" in note and f"{m['auc_spends']:.4f}" in note and "tied" in note
 
