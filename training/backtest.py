@@ -10,7 +10,10 @@ otherwise), the snapshot at ``as_of`` is scored with :func:`training.scoring.sco
 * CLV ``btyd_gg``: BG/NBD-family expected orders × Gamma-Gamma expected order value;
 * CLV ``last_period``: each person's spend in the previous window ``[as_of − H, as_of)``.
 
-The CLV block's ``level`` holds the model's level calibration (the factor, the validation totals it came from,
+The CLV block's ``ranking`` tells how each score ranks a window where most people spend nothing (who spends at
+all, and how the spenders are ordered), with ``last_period``'s Spearman once its ties are broken by the model: last
+period's spend is 0 for about as many people as spend nothing, and Spearman's average ranks reward that tie
+(its ``note`` says so when that is what puts ``last_period`` above the model). The CLV block's ``level`` holds the model's level calibration (the factor, the validation totals it came from,
 the brand's festival lifts) and the calendar features of the evaluated window (``features.spec.CALENDAR_SPEC``).
 
 When the data directory holds the simulator's ``truth.parquet`` the ``oracle`` block adds the figures of the
@@ -33,7 +36,7 @@ from training import plots, tracking
 from training.fitting import DEFAULT_MAX_TRAIN_ROWS, family_note
 from training.frames import FeatureCache, as_date
 from training.horizons import fit_for_horizon
-from training.metrics import churn_metrics, clv_metrics
+from training.metrics import churn_metrics, clv_metrics, spearman, spend_ranking, ties_broken
 from training.report import attach_report
 from training.scoring import Models, score
 
@@ -161,6 +164,7 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
                 "btyd_gg": clv_metrics(spend, btyd_spend),
                 "last_period": clv_metrics(spend, last_period),
             },
+            "ranking": clv_ranking(spend, ev["clv_mean"].to_numpy(dtype=float), btyd_spend, last_period),
         },
     }
     if data.source is not None:
@@ -186,6 +190,27 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
     arrays = {"y": y, "p": p, "spend": spend, "clv": ev["clv_mean"].to_numpy(dtype=float),
               "importance": churn.model.feature_importance()}
     return result, arrays
+
+
+def clv_ranking(spend: np.ndarray, model: np.ndarray, btyd_spend: np.ndarray, last_period: np.ndarray) -> dict:
+    """The ``clv.ranking`` block: :func:`spend_ranking` of the model and of each baseline, ``last_period``'s
+    Spearman with its ties broken by the model (``spearman_ties_broken``), and a note when ``last_period``'s
+    Spearman is above the model's although the model is better at both parts (who spends at all, how the
+    spenders rank): then its tie is what puts it there."""
+    m, lp = spend_ranking(spend, model), spend_ranking(spend, last_period)
+    broken = spearman(spend, ties_broken(last_period, model))
+    out = {"model": m, "baselines": {"btyd_gg": spend_ranking(spend, btyd_spend),
+                                     "last_period": {**lp, "spearman_ties_broken": broken}}}
+    sp_model, sp_last = spearman(spend, model), spearman(spend, last_period)
+    if sp_last > sp_model and m["auc_spends"] > lp["auc_spends"] and m["spearman_spenders"] > lp["spearman_spenders"]:
+        out["note"] = (
+            f"last_period's Spearman {sp_last:.4f} is above the model's {sp_model:.4f} although the model tells "
+            f"better who spends at all (AUC {m['auc_spends']:.4f} vs {lp['auc_spends']:.4f}) and ranks the spenders "
+            f"better (Spearman {m['spearman_spenders']:.4f} vs {lp['spearman_spenders']:.4f}): {lp['tied_share']:.1%} "
+            f"of people share one last_period value while {np.mean(spend <= 0):.1%} spend nothing in the window, and "
+            f"Spearman gives tied values one average rank, which rewards a score tied where the outcome is; with its "
+            f"ties broken by the model, last_period's Spearman is {broken:.4f}.")
+    return out
 
 
 def _rank01(x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,9 @@ it from the validation window's season to the scored one's::
                     × seasonal_index([as_of, as_of + H)) / seasonal_index(validation window)
 
 so a window holding 618, 双11, Christmas or Chinese New Year is not scored like one that does not. The factor
-multiplies ``clv_mean`` and both interval bounds; ranking figures do not change.
+multiplies ``clv_mean`` and both interval bounds; ranking figures do not change. A model refit on newer windows
+takes the chosen model's calibrated total at ``as_of`` (:meth:`CLVModel.carry_level`), trusted less when the
+chosen model's error drifted over the windows it had not seen.
 
 ``expected_orders``, ``p_alive`` and ``expected_next_order_date`` come from the BTYD model when it fitted;
 otherwise expected orders come from a LightGBM Poisson regression and ``p_alive`` / the next order date are empty.
@@ -125,6 +127,10 @@ class CLVModel(BaseEstimator):
     level_calibration : bool
         Scale the predictions so the validation window's total is met, moved to the scored window's season (see
         the module docstring); needs ``X_valid`` in :meth:`fit`.
+    level_drift_tolerance : float
+        How far (log of the total, over one horizon) the chosen model's error may drift before the level it
+        carries to the refit model is shrunk (see :meth:`carry_level`): a drift of this size halves the carried
+        factor's logarithm; 0.2 is about the width of the ±10% band a total is held to.
     random_state : int
         Seed for LightGBM, the subsamples and the BTYD interval simulation.
     n_jobs : int
@@ -161,7 +167,8 @@ class CLVModel(BaseEstimator):
                  log_estimators: int = 100, early_stopping: bool = True,
                  interval_estimators: int = 150,
                  max_rows: int | None = None, interval_max_rows: int | None = 200_000, interval_draws: int = 300,
-                 btyd_features: bool = False, level_calibration: bool = True, random_state: int = 0, n_jobs: int = 1):
+                 btyd_features: bool = False, level_calibration: bool = True, level_drift_tolerance: float = 0.2,
+                 random_state: int = 0, n_jobs: int = 1):
         self.horizon_days = horizon_days
         self.family = family
         self.quantiles = quantiles
@@ -182,6 +189,7 @@ class CLVModel(BaseEstimator):
         self.interval_draws = interval_draws
         self.btyd_features = btyd_features
         self.level_calibration = level_calibration
+        self.level_drift_tolerance = level_drift_tolerance
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -309,16 +317,33 @@ class CLVModel(BaseEstimator):
                             "validation_seasonal_index": self._seasonal_index(self.valid_cutoff_),
                             "seasonal": seasonal.to_dict() if seasonal is not None else None}
 
-    def carry_level(self, chosen: CLVModel, features: pd.DataFrame, as_of) -> CLVModel:
+    def carry_level(self, chosen: CLVModel, features: pd.DataFrame, as_of,
+                    windows: pd.DataFrame | None = None) -> CLVModel:
         """Take the level calibration of ``chosen``, the model selected before this one was refit on newer windows.
 
         The refit model has seen the validation window, so its own factor could not be measured out of sample.
         Instead it is set so that, at ``as_of``, this model's total over ``features`` (the buyers of the ``as_of``
         snapshot) equals ``chosen``'s calibrated total there:
-        ``level_ = chosen.level_ × chosen's raw total ÷ this model's raw total`` (raw: before any factor), with
+        ``carried = chosen.level_ × chosen's raw total ÷ this model's raw total`` (raw: before any factor), with
         ``chosen``'s validation cutoff and seasonal index, so the factor still moves with the scored window's
-        season. The level stays out of sample; the refit only changes who gets how much. ``level_info_`` keeps
-        ``chosen``'s figures plus ``refit_total_ratio`` and the carried ``factor``.
+        season. The level stays out of sample; the refit only changes who gets how much.
+
+        That assumes ``chosen``'s error stays what it was on the validation window for one more horizon. It can
+        be checked on ``windows``: ``chosen``'s raw predicted and realised totals (columns ``cutoff``,
+        ``predicted``, ``actual``) on the labelled windows after its own training cutoffs, up to the validation
+        one (all labels before ``as_of``). Their log errors are fitted by a line against the cutoff day, once as
+        they are and once moved to the validation window's season; the smaller slope, times the days from the
+        validation cutoff to ``as_of``, is the ``drift`` (a trend counts only if it shows with and without the
+        seasonal index, whose lifts are learned from one or two occurrences on the short histories this is
+        for and can make or hide a slope). A model fitted on few, young windows whose error grows as the people
+        it scores age past what it was trained on drifts; then its calibrated total at ``as_of`` is no better
+        than this model's own, and the carried factor is shrunk towards 1 (in log; the seasonal index still
+        applies)::
+
+            level_ = carried ** weight,   weight = 1 / (1 + (drift / level_drift_tolerance) ** 2)
+
+        (no shrinkage with fewer than two windows: nothing to measure a drift on). ``level_info_`` keeps
+        ``chosen``'s figures plus ``refit_total_ratio``, ``carried_factor``, the ``drift`` block and the ``factor``.
         """
         check_is_fitted(self, "mean_model_")
         self.level_calibration = chosen.level_calibration  # the refit is fitted with it off (nothing to measure on)
@@ -334,10 +359,41 @@ class CLVModel(BaseEstimator):
                                 "reason": "a zero or missing total at as_of before or after the refit"}
             log.warning("CLV: level calibration not carried to the refit model (%s)", self.level_info_["reason"])
             return self
-        self.level_ = chosen.level_ * before / after
+        carried = chosen.level_ * before / after
+        drift = self._level_drift(windows, as_of)
+        self.level_ = carried ** drift["weight"]
         self.level_info_ = {**self.level_info_, "factor": self.level_, "chosen_factor": chosen.level_,
-                            "refit_total_ratio": before / after}
+                            "refit_total_ratio": before / after, "carried_factor": carried, "drift": drift}
+        if drift["weight"] < 1.0:
+            log.info("CLV: the chosen model's error drifted by %.3f (log) over the windows after its training; "
+                     "carried level factor %.3f shrunk to %.3f", drift["drift"], carried, self.level_)
         return self
+
+    def _level_drift(self, windows: pd.DataFrame | None, as_of) -> dict:
+        """The drift of the chosen model's error and the weight of the carried factor (see :meth:`carry_level`)."""
+        tol = float(self.level_drift_tolerance)
+        if not tol > 0:
+            raise ValueError(f"level_drift_tolerance must be positive, got {self.level_drift_tolerance}")
+        out: dict = {"tolerance": tol, "weight": 1.0, "drift": None, "windows": []}
+        if windows is None or not len(windows):
+            out["reason"] = "no labelled window after the chosen model's training cutoffs"
+            return out
+        w = windows[(windows["predicted"] > 0) & (windows["actual"] > 0)].sort_values("cutoff")
+        cutoffs = [as_date(c) for c in w["cutoff"]]
+        raw = np.log(w["predicted"].to_numpy(dtype=float) / w["actual"].to_numpy(dtype=float))
+        season = np.log([self._seasonal_index(c) / self._seasonal_index(self.valid_cutoff_) for c in cutoffs])
+        out["windows"] = [{"cutoff": c.isoformat(), "log_error": float(e), "log_error_seasonal": float(e + s)}
+                          for c, e, s in zip(cutoffs, raw, season, strict=True)]
+        if len(cutoffs) < 2:
+            out["reason"] = "fewer than two labelled windows after the chosen model's training cutoffs"
+            return out
+        days = np.array([(c - cutoffs[-1]).days for c in cutoffs], dtype=float)
+        gap = (as_date(as_of) - self.valid_cutoff_).days
+        out["drift_raw"], out["drift_seasonal"] = (abs(float(np.polyfit(days, e, 1)[0])) * gap
+                                                   for e in (raw, raw + season))
+        drift = min(out["drift_raw"], out["drift_seasonal"])
+        out.update(drift=drift, weight=1.0 / (1.0 + (drift / tol) ** 2))
+        return out
 
     def _seasonal_index(self, start) -> float:
         return 1.0 if self.seasonal_ is None else self.seasonal_.window_index(start, self.horizon_days)

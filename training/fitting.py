@@ -145,7 +145,8 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
     The level factor is measured out of sample by the chosen (pre-refit) model on the validation window. The
     refit model has seen that window, so it does not measure its own: :meth:`CLVModel.carry_level` gives it
     ``chosen factor × (chosen raw total ÷ refit raw total)`` over the buyers at ``as_of`` (the calibrated total
-    at ``as_of`` is the chosen model's; the refit only redistributes it), with the same seasonal index. With the
+    at ``as_of`` is the chosen model's; the refit only redistributes it), with the same seasonal index, shrunk
+    towards 1 when the chosen model's error drifted over the refit windows it had not seen. With the
     BTYD layout nothing is validated on labelled rows, so there is no level factor (``level_info_`` says why).
     """
     p, params, train, valid = _layout_rows(cache, as_of, horizon_days, params, n_cutoffs=n_cutoffs,
@@ -173,7 +174,8 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
         model.fit(rows, rows["future_spend"], orders=rows["future_orders"], btyd=btyd,
                   btyd_status=cache.btyd_status(p.as_of))
         snapshot = cache.features(p.as_of)
-        model.carry_level(chosen, snapshot[snapshot["orders"] >= 1], p.as_of)
+        model.carry_level(chosen, snapshot[snapshot["orders"] >= 1], p.as_of,
+                          windows=_unseen_windows(chosen, rows, max(p.train), cache))
         model.selection_ = chosen.selection_
         train, n_train = rows, len(rows)
     model.train_cutoffs_ = _cutoffs_of(train)
@@ -181,6 +183,18 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
                   extra={"family": model.family_, "selection": model.selection_,
                          "btyd_status": cache.btyd_status(p.as_of), "candidate_cutoffs": candidate_cutoffs,
                          "refit": model.train_cutoffs_ != candidate_cutoffs, "level": model.level_info_})
+
+
+def _unseen_windows(chosen: CLVModel, rows: pd.DataFrame, last_train, cache: FeatureCache) -> pd.DataFrame:
+    """``chosen``'s raw predicted and the realised totals on the labelled windows of ``rows`` after its newest
+    training cutoff ``last_train`` (out of its sample; every label is before ``as_of``), one row per cutoff."""
+    out = []
+    for cutoff in sorted(c for c in rows["cutoff"].unique() if pd.Timestamp(c) > pd.Timestamp(last_train)):
+        part = rows[rows["cutoff"] == cutoff]
+        day = pd.Timestamp(cutoff).date()
+        pred = chosen._raw_frame(part, as_of=day, btyd=cache.btyd(day), with_intervals=False)["clv_mean"]
+        out.append({"cutoff": day, "predicted": float(pred.sum()), "actual": float(part["future_spend"].sum())})
+    return pd.DataFrame(out, columns=["cutoff", "predicted", "actual"])
 
 
 def family_note(fitted: Fitted) -> str:

@@ -249,6 +249,30 @@ def spearman(actual: ArrayLike, pred: ArrayLike) -> float:
     return float(np.corrcoef(ra, rp)[0, 1])
 
 
+def spend_ranking(actual: ArrayLike, pred: ArrayLike) -> dict[str, float]:
+    """How a CLV score ranks a window in which most people spend nothing.
+
+    ``auc_spends``: AUC of the score for spending anything in the window; ``spearman_spenders``: Spearman among
+    the people who spent; ``tied_share``: share of people in the score's largest group of equal values.
+    Spearman over everyone uses average ranks for ties, so a score that is 0 for about as many people as spend
+    nothing (last period's spend) gains from its tie alone; these figures tell that apart from ranking better.
+    """
+    a, p = _clean(actual, pred)
+    spent = a > 0
+    _, counts = np.unique(p, return_counts=True)
+    return {"auc_spends": auc(spent.astype(int), p) if 0 < spent.sum() < len(a) else math.nan,
+            "spearman_spenders": spearman(a[spent], p[spent]),
+            "tied_share": float(counts.max() / len(p)) if len(p) else math.nan}
+
+
+def ties_broken(score: ArrayLike, by: ArrayLike) -> np.ndarray:
+    """Ranks ``0 … n-1`` ordering by ``score``, its ties ordered by ``by`` (a tie-free version of ``score``)."""
+    order = np.lexsort((np.asarray(by, dtype=float), np.asarray(score, dtype=float)))
+    out = np.empty(len(order), dtype=float)
+    out[order] = np.arange(len(order), dtype=float)
+    return out
+
+
 def total_error_pct(actual: ArrayLike, pred: ArrayLike) -> float:
     """Error of the predicted total in percent: ``(sum(pred) - sum(actual)) / sum(actual) * 100``.
 

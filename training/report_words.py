@@ -58,6 +58,16 @@ MEASURES = {
         "how well the order by predicted value matches the order by actual spend, relative to a perfect order (1.0)",
         "ranks customers by value",
     ),
+    "auc_spends": (
+        "AUC of spending at all",
+        "chance that a customer who spends in the window is ranked above one who spends nothing: 0.5 is a coin toss",
+        "tells who will spend at all",
+    ),
+    "spearman_spenders": (
+        "Spearman among spenders",
+        "rank agreement between predicted and actual spend among the customers who spent in the window",
+        "orders the customers who spend by how much",
+    ),
     "spearman": (
         "Spearman correlation",
         "rank agreement between predicted and actual spend: 1.0 means the same order",

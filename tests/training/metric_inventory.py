@@ -43,6 +43,13 @@ METRICS: dict[str, str | None] = {
     # after the refit (training/fitting.py): the chosen model's factor, times its total over the refit's at as_of
     "clv.level.chosen_factor": None,
     "clv.level.refit_total_ratio": None,
+    # ... shrunk towards 1 by the drift of the chosen model's error over the windows it had not seen
+    "clv.level.carried_factor": None,
+    "clv.level.drift.drift": None,
+    "clv.level.drift.drift_raw": None,
+    "clv.level.drift.drift_seasonal": None,
+    "clv.level.drift.weight": None,
+    "clv.level.drift.tolerance": None,
     "clv.level.calendar.*": None,
     "clv.level.seasonal.lifts.*": None,
     "clv.level.seasonal.occurrences.*": None,
@@ -50,6 +57,10 @@ METRICS: dict[str, str | None] = {
     "clv.level.validation_predicted_total": None,
     "clv.level.validation_seasonal_index": None,
     "clv.level.validation_total_error_pct_before": "abs_lower",
+    # how each CLV score ranks a window where most spend nothing (training/backtest.py clv_ranking)
+    **{f"clv.ranking.{scope}.{k}": d for scope in ("model", "baselines.btyd_gg", "baselines.last_period")
+       for k, d in {"auc_spends": "higher", "spearman_spenders": "higher", "tied_share": None}.items()},
+    "clv.ranking.baselines.last_period.spearman_ties_broken": "higher",
     "clv.selection.*.gini": "higher",
     "clv.selection.*.spearman": "higher",
     "clv.selection.*.monotone_orders": None,

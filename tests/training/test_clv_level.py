@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 
 import numpy as np
@@ -36,7 +37,80 @@ def test_the_total_is_within_ten_percent_on_a_seeded_simulated_brand(clv):
     assert info["applied"] and info["validation_cutoff"] == (AS_OF - timedelta(days=HORIZON)).isoformat()
     # measured by the chosen (pre-refit) model on the validation window, carried to the refit model served
     assert info["chosen_factor"] == pytest.approx(info["validation_actual_total"] / info["validation_predicted_total"])
-    assert clv.model.level_ == pytest.approx(info["chosen_factor"] * info["refit_total_ratio"])
+    assert info["carried_factor"] == pytest.approx(info["chosen_factor"] * info["refit_total_ratio"])
+    assert clv.model.level_ == pytest.approx(info["carried_factor"] ** info["drift"]["weight"])
+    # the drift is measured on the refit windows the chosen model had not seen, up to the validation one
+    train, refit = clv.plan.train, clv.plan.refit
+    unseen = [c.isoformat() for c in refit if c > max(train)]
+    assert [w["cutoff"] for w in info["drift"]["windows"]] == unseen and unseen[-1] == info["validation_cutoff"]
+
+
+@pytest.fixture(scope="module")
+def chosen():
+    """The chosen (pre-refit) model, without a seasonal index: the drift tests below see raw log errors."""
+    model = fit_clv(small().cache, AS_OF, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, refit=False, **FAST_CLV).model
+    model.seasonal_ = None
+    return model
+
+
+def _windows(chosen, log_errors) -> pd.DataFrame:
+    """Labelled windows 30 days apart ending at the validation cutoff, where ``chosen`` was off by ``log_errors``."""
+    days = [chosen.valid_cutoff_ - timedelta(days=30 * i) for i in reversed(range(len(log_errors)))]
+    return pd.DataFrame({"cutoff": days, "predicted": 1000.0 * np.exp(log_errors), "actual": 1000.0})
+
+
+def _carry(clv, chosen, windows):
+    model = copy.deepcopy(clv.model)
+    return model.carry_level(chosen, _buyers(small().cache, AS_OF), AS_OF, windows=windows)
+
+
+def test_a_drifting_chosen_model_error_shrinks_the_carried_factor(clv, chosen):
+    """Few, young training windows: the chosen model's error grows with every window it had not seen (0.15 in
+    log per 30 days, 0.45 over the 90 days to as_of), so its calibrated total at as_of is not trusted."""
+    model = _carry(clv, chosen, _windows(chosen, [0.1, 0.25, 0.4]))
+    info = model.level_info_
+    drift = info["drift"]
+    assert drift["drift"] == pytest.approx(0.45)
+    assert drift["weight"] == pytest.approx(1 / (1 + (0.45 / 0.2) ** 2))
+    carried = chosen.level_ * info["refit_total_ratio"]
+    assert info["carried_factor"] == pytest.approx(carried) and carried != pytest.approx(1.0, abs=0.01)
+    assert model.level_ == pytest.approx(carried ** drift["weight"])
+    assert abs(np.log(model.level_)) < 0.2 * abs(np.log(carried))  # most of the way back to the refit's own level
+    assert model.level_factor(AS_OF) == pytest.approx(model.level_)  # no seasonal index here
+
+
+def test_a_steady_chosen_model_error_is_carried_unchanged(clv, chosen):
+    """A biased but steady error (the level factor's own assumption) is carried as it is."""
+    model = _carry(clv, chosen, _windows(chosen, [-0.3, -0.3, -0.3]))
+    assert model.level_info_["drift"]["drift"] == pytest.approx(0.0, abs=1e-9)
+    assert model.level_ == pytest.approx(chosen.level_ * model.level_info_["refit_total_ratio"])
+    one = _carry(clv, chosen, _windows(chosen, [0.4]))  # nothing to measure a drift on
+    assert one.level_info_["drift"]["weight"] == 1.0 and "fewer than two" in one.level_info_["drift"]["reason"]
+    assert one.level_ == pytest.approx(model.level_)
+    with pytest.raises(ValueError, match="level_drift_tolerance"):
+        copy.deepcopy(clv.model).set_params(level_drift_tolerance=0.0).carry_level(
+            chosen, _buyers(small().cache, AS_OF), AS_OF, windows=_windows(chosen, [0.1, 0.2]))
+
+
+def test_the_drift_is_measured_in_the_validation_window_season(clv, chosen):
+    """Errors that only follow the brand's festival index are not a drift."""
+    seasonal = SeasonalIndex(load_calendar(), {"d618": 3.0}, {"d618": 2})
+    keep = chosen.seasonal_
+    try:
+        chosen.seasonal_ = seasonal
+        windows = _windows(chosen, [0.0, 0.0, 0.0])
+        index = np.array([seasonal.window_index(c, HORIZON) for c in windows["cutoff"]])
+        assert index.std() > 0.05  # 618 moves through the windows
+        windows["predicted"] = 1000.0 * index[-1] / index  # under-predicts exactly the festival windows
+        model = _carry(clv, chosen, windows)
+        drift = model.level_info_["drift"]
+        assert drift["drift"] == pytest.approx(0.0, abs=1e-9) and drift["drift_raw"] > 0.05
+        assert model.level_ == pytest.approx(chosen.level_ * model.level_info_["refit_total_ratio"])
+        # nor is a flat error that a (mis-learned) seasonal index would bend into a slope
+        flat = _carry(clv, chosen, _windows(chosen, [0.0, 0.0, 0.0])).level_info_["drift"]
+        assert flat["drift"] == pytest.approx(0.0, abs=1e-9) and flat["drift_seasonal"] > 0.05
+    finally:
+        chosen.seasonal_ = keep
 
 
 def test_the_factor_meets_the_validation_total_and_scales_the_interval(clv):

@@ -97,13 +97,17 @@ def test_refit_clv_carries_the_out_of_sample_level_of_the_chosen_model():
     assert info["validation_cutoff"] == chosen.model.level_info_["validation_cutoff"]
     assert clv.model.valid_cutoff_ == chosen.model.valid_cutoff_
     assert clv.model.seasonal_.to_dict() == chosen.model.seasonal_.to_dict()
-    assert clv.model.level_ == pytest.approx(chosen.model.level_ * info["refit_total_ratio"])
+    carried = chosen.model.level_ * info["refit_total_ratio"]
+    assert info["carried_factor"] == pytest.approx(carried)
+    # shrunk towards 1 by the drift of the chosen model's error over the refit windows it had not seen
+    assert clv.model.level_ == pytest.approx(carried ** info["drift"]["weight"])
     assert clv.extra["level"] is info and clv.metrics == chosen.metrics  # validation figures: the chosen model's
     snap = cache.features(AS_OF)
     buyers = snap[snap["orders"] >= 1]
     total = clv.model.predict_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"].sum()
+    # the chosen model's calibrated total at as_of, moved by the shrinkage only
     assert total == pytest.approx(chosen.model.predict_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"]
-                                  .sum(), rel=1e-6)
+                                  .sum() * clv.model.level_ / carried, rel=1e-6)
     # the ranking is the refit model's own
     raw = clv.model._raw_frame(buyers, as_of=AS_OF, with_intervals=False)["clv_mean"]
     assert total == pytest.approx(raw.sum() * clv.model.level_factor(AS_OF), rel=1e-6)
