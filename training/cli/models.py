@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -210,13 +209,24 @@ def score_cmd(
     brand: BrandOpt = None,
     churn_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the churn model to use.")] = 90,
     clv_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the CLV model to use.")] = 365,
+    engine: Annotated[str, typer.Option(
+        help="duckdb: build the features and score in this process. spark: read a feature snapshot with Spark "
+             "and score it on the executors (same scoring function), writing --out as a Parquet directory.")
+    ] = "duckdb",
+    snapshot: Annotated[Path | None, typer.Option(
+        help="--engine spark: the snapshot to score (default: DATA/features/as_of=DATE/, the newest one "
+             "without --as-of).")] = None,
+    spark_master: Annotated[str | None, typer.Option(
+        "--spark-master", help="--engine spark: Spark master URL (default: local[*]; SPARK_REMOTE for Spark "
+                               "Connect; none under spark-submit).")] = None,
 ) -> None:
     """Score everyone with the brand's champion models — the same function the HTTP service calls.
 
     One row per person: churn probability, CLV (mean, p10, p90), expected orders, P(alive), RFM scores and
     segment, lifecycle stage, member tier and action segment, and the horizons they are about; people who
     cannot be scored carry a reason; the top 3 churn reasons (the ones the service serves by lookup), unless
-    --no-reasons. Models of another brand or trained after --as-of are refused (exit 2).
+    --no-reasons. Models of another brand or trained after --as-of are refused (exit 2). With --engine spark
+    the snapshot is scored by Spark into a Parquet directory with the same columns and values.
     """
     from functools import partial
 
@@ -224,12 +234,19 @@ def score_cmd(
     from features.pipeline import build_features
     from training.decisions.tiers import resolve_tier_rules
     from training.exports import write_csv
-    from training.scoring import eligibility_table, load_champions, score
+    from training.scoring import eligibility_table, label_scores, load_champions, score
 
+    if engine not in ("duckdb", "spark"):
+        raise InputError(f"--engine must be duckdb or spark, got {engine!r}", field="--engine")
     rules = resolve_tier_rules(tiers, data_dir=data)
     brand = brand_of(data, brand)
     load = partial(load_champions, alias, brand=brand, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
                    data_hint=str(data))
+    if engine == "spark":
+        _score_spark(data, out, as_of, snapshot, load, rules, reasons=reasons, master=spark_master)
+        return
+    if snapshot is not None or spark_master is not None:
+        raise InputError("--snapshot and --spark-master go with --engine spark", field="--engine")
     models = None
     if as_of is not None:  # refuse before reading the data
         with exit_2_on(LookupError):
@@ -244,9 +261,7 @@ def score_cmd(
                                config=models.features_config())
     with console.status(f"scoring {len(feats):,} people"):
         scores = score(feats, models, as_of=cutoff, with_reasons=reasons, n_jobs=jobs, tier_rules=rules)
-    scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
-    scores["churn_model_version"] = models.churn_version
-    scores["clv_model_version"] = models.clv_version
+    scores = label_scores(scores, cutoff, models)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         write_csv(scores, out)
@@ -264,10 +279,46 @@ def score_cmd(
     console.print(f"wrote {out}")
 
 
-def pd_timestamp(d: date):
-    import pandas as pd
+def _score_spark(data: Path, out: Path, as_of: str | None, snapshot: Path | None, load, rules, *, reasons: bool,
+                 master: str | None) -> None:
+    """``scrm score --engine spark``: the snapshot's as_of (from its manifest; --as-of must agree), the champions
+    checked against it, then :func:`training.spark_scoring.score_snapshot`."""
+    import json
 
-    return pd.Timestamp(d)
+    from features.pii import check_pii_fingerprint
+    from features.pipeline import newest_snapshot_dir
+    from training import spark_scoring
+
+    if out.suffix == ".csv":
+        raise InputError(f"{out}: --engine spark writes a Parquet directory, not CSV", field="--out")
+    wanted = parse_date(as_of) if as_of is not None else None
+    if snapshot is None:
+        if wanted is not None:
+            snapshot = data / "features" / f"as_of={wanted.isoformat()}"
+        else:
+            with exit_2_on(FileNotFoundError):
+                snapshot = newest_snapshot_dir(data)[1]
+    manifest_file = Path(snapshot) / "manifest.json"
+    if not manifest_file.is_file():
+        raise InputError(f"{snapshot}: no feature snapshot (no manifest.json); build it with "
+                         f"`scrm features build --data {data} --as-of DATE`", file=snapshot, field="--snapshot")
+    manifest = json.loads(manifest_file.read_text())
+    cutoff = parse_date(manifest["as_of"])
+    if wanted is not None and wanted != cutoff:
+        raise InputError(f"{snapshot}: snapshot as of {cutoff}, not --as-of {wanted}", file=snapshot,
+                         field="--as-of")
+    check_pii_fingerprint(manifest)
+    with exit_2_on(LookupError):
+        models = load(as_of=cutoff)
+    models.check_snapshot(manifest)
+    spark = spark_scoring.spark_session(master)
+    with console.status(f"scoring {snapshot} on Spark ({spark.version})"):
+        result = spark_scoring.score_snapshot(spark, Path(snapshot), models, out, as_of=cutoff, tier_rules=rules,
+                                              with_reasons=reasons)
+    console.print(f"scored {result.scored:,} of {result.people:,} people as of {cutoff} with {models.churn_name} "
+                  f"v{models.churn_version}, {models.clv_name} v{models.clv_version} on Spark "
+                  f"(high-value CLV cut {result.clv_cut:,.2f})")
+    console.print(f"wrote {out}")
 
 
 @app.command()

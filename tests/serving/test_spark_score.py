@@ -1,0 +1,99 @@
+"""`scrm score --engine spark`: the same scores as `scrm score`, computed by Spark executors (issue 13).
+
+The session setup of ``conftest.py`` (3,000 simulated customers, a snapshot written by the DuckDB builder, churn and
+CLV champions in a session MLflow store) is scored by both engines and compared; the population-level step (the
+high-value CLV cut) is checked on its own against numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from training.cli import app
+from training.spark_scoring import exact_quantile, numpy_linear_quantile, order_statistics
+
+pyspark = pytest.importorskip("pyspark")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("scrm-tests")
+               .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    yield session
+    session.stop()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 11, 101, 1000, 4321])
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.5, 0.8, 0.95, 1.0])
+def test_numpy_linear_quantile_is_numpy_bit_for_bit(n, q):
+    values = np.sort(np.random.default_rng(n).lognormal(3, 2, n))
+    assert numpy_linear_quantile(n, q, values.__getitem__) == np.quantile(values, q)
+    assert numpy_linear_quantile(0, q, values.__getitem__) == float("inf")
+
+
+def test_exact_quantile_on_spark_equals_numpy(spark):
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.lognormal(4, 1.5, 5_000), np.zeros(700), np.full(300, 123.25)])
+    df = spark.createDataFrame(pd.DataFrame({"v": rng.permutation(values)}))
+    for q in (0.8, 0.5, 0.999, 0.0):
+        assert exact_quantile(df, "v", q) == np.quantile(values, q)
+    assert exact_quantile(df.filter("v < 0"), "v", 0.8) == float("inf")
+
+
+def test_order_statistics_exact_even_when_the_bracket_misses(spark):
+    """A bracket from a far too coarse approximation is widened until it holds the ranks: still exact."""
+    values = np.arange(2_000, dtype=float)[::-1].copy()
+    df = spark.createDataFrame(pd.DataFrame({"v": values}))
+    ranks = [0, 1, 1_599, 1_600, 1_999]
+    got = order_statistics(df, "v", ranks, len(values), rel_error=0.5)
+    assert got == {r: float(r) for r in ranks}
+
+
+@pytest.mark.slow
+def test_score_engine_spark_equals_duckdb(serving_env, spark, tmp_path):
+    setup = serving_env
+    common = ["score", "--data", str(setup.data_dir), "--as-of", setup.as_of.isoformat()]
+    batch = runner.invoke(app, [*common, "--out", str(tmp_path / "scores.parquet")])
+    assert batch.exit_code == 0, batch.output
+    on_spark = runner.invoke(app, [*common, "--out", str(tmp_path / "spark_scores"), "--engine", "spark"])
+    assert on_spark.exit_code == 0, on_spark.output
+    assert "on Spark" in on_spark.output
+    a = pd.read_parquet(tmp_path / "scores.parquet").sort_values("person_id").reset_index(drop=True)
+    files = sorted((tmp_path / "spark_scores").glob("*.parquet"))
+    assert len(files) >= 1
+    b = pd.read_parquet(tmp_path / "spark_scores").sort_values("person_id").reset_index(drop=True)
+    assert list(b.columns) == list(a.columns)
+    assert b["person_id"].tolist() == a["person_id"].tolist()
+    assert a["eligible"].any() and (~a["eligible"]).any()
+    assert (a["action_segment"] == "retain").any() or (a["action_segment"] == "maintain").any()
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if pd.api.types.is_datetime64_any_dtype(x):
+            assert (pd.to_datetime(x).fillna(pd.Timestamp(0)) == pd.to_datetime(y).fillna(pd.Timestamp(0))).all(), col
+        elif pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+            xv, yv = x.to_numpy(dtype=float, na_value=np.nan), y.to_numpy(dtype=float, na_value=np.nan)
+            np.testing.assert_allclose(yv, xv, rtol=1e-9, atol=0, equal_nan=True, err_msg=col)
+        else:
+            xs = x.astype(object).where(x.notna(), None).tolist()
+            ys = y.astype(object).where(y.notna(), None).tolist()
+            assert xs == ys, col
+
+
+def test_engine_spark_refuses_a_missing_snapshot_and_csv(serving_env, tmp_path):
+    setup = serving_env
+    common = ["score", "--data", str(setup.data_dir), "--engine", "spark"]
+    missing = runner.invoke(app, [*common, "--as-of", "2025-12-01", "--out", str(tmp_path / "s")])
+    assert missing.exit_code == 2
+    assert "no feature snapshot" in missing.output and "scrm features build" in missing.output
+    csv = runner.invoke(app, [*common, "--out", str(tmp_path / "s.csv")])
+    assert csv.exit_code == 2 and "not CSV" in csv.output
+    engine = runner.invoke(app, ["score", "--data", str(setup.data_dir), "--engine", "polars",
+                                 "--out", str(tmp_path / "s")])
+    assert engine.exit_code == 2 and "--engine must be duckdb or spark" in engine.output
