@@ -27,6 +27,7 @@ import math
 import os
 import pickle
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,12 +50,17 @@ SCHEMA_SAMPLE_ROWS = 200
 _MODELS: dict[str, Any] = {}  # per Python worker: unpickled models by token
 
 
-def spark_session(master: str | None = None, *, app_name: str = "scrm"):
+def spark_session(master: str | None = None, *, app_name: str = "scrm", **conf: str):
     """A SparkSession: Spark Connect when ``SPARK_REMOTE`` is set, else ``master`` (default ``local[*]``), or the
-    session ``spark-submit`` already made. UTC session time zone (timestamps are written as they are read)."""
+    session ``spark-submit`` already made. UTC session time zone (timestamps are written as they are read);
+    ``conf``: more Spark settings. Python workers run this interpreter unless ``PYSPARK_PYTHON`` says otherwise
+    (a cluster's executors need the project installed: docs/scoring-spark.md)."""
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+    for key, value in conf.items():
+        builder = builder.config(key, value)
     if os.environ.get("SPARK_REMOTE"):
         return builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
     if master:

@@ -64,6 +64,8 @@ def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
               "random_state": random_state, "n_customers": int(len(cache.features(fitted.plan.as_of))),
               "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params(),
               **(choice.to_params() if choice is not None else {})}
+    if fitted.extra.get("sample") is not None:
+        params.update(fitted.extra["sample"].to_params())
     for key, value in model.get_params().items():
         if key in ("horizon_days", "random_state"):
             continue
@@ -126,6 +128,11 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
             log.warning("%s: BTYD failed at %s (%s): %s", name, as_of, cache.btyd_status(as_of),
                         "CLV uses the LightGBM family" if name == "clv" else "churn runs without BTYD inputs")
         mlflow.log_metrics({f"val.{k}": float(v) for k, v in fitted.metrics.items() if np.isfinite(v)})
+        if fitted.extra.get("sample") is not None:  # the person sample and the noise of the validation figure
+            sample = fitted.extra["sample"]
+            mlflow.log_metrics({"sample.people": sample.kept,
+                                "sample.fraction": sample.kept / sample.buyers if sample.buyers else 1.0,
+                                **{f"sample.val_{k}": v for k, v in fitted.extra.get("valid_se", {}).items()}})
         imp = fitted.model.feature_importance()
         tracking.log_figure(plots.feature_importance_plot(list(imp.index), imp.to_numpy()), "feature_importance")
         tracking.log_json({k: float(v) for k, v in imp.items()}, "feature_importance.json")
