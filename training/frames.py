@@ -491,6 +491,19 @@ class FeatureCache:
         self._identity: dict[date, pd.DataFrame] = {}
         self._noted = False  # the note on absent optional tables is about the data: printed once, not per cutoff
 
+    def with_sample(self, sample_size: int | None, *, random_state: int | None = None) -> FeatureCache:
+        """A cache with another ``sample_size`` (drawn with ``random_state``, default this cache's) over the same
+        data, sharing the snapshots, labels and BTYD fits computed so far and from now on (compare sample sizes
+        without rebuilding features; the shared BTYD fits keep the seed they were made with)."""
+        other = FeatureCache(self.data, self.identity,
+                             random_state=self.random_state if random_state is None else random_state,
+                             btyd_params=self.btyd_params, config=self.config, sample_size=sample_size,
+                             sample_strata=self.sample_strata)
+        other._features, other._labels, other._btyd, other._identity = (self._features, self._labels, self._btyd,
+                                                                          self._identity)
+        other._noted = self._noted
+        return other
+
     def identity_at(self, cutoff) -> pd.DataFrame:
         """The ``key_to_person`` frame used at ``cutoff``: the fixed one, or One-ID as known before ``cutoff``."""
         if self.identity is not None:
