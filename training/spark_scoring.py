@@ -50,24 +50,15 @@ SCHEMA_SAMPLE_ROWS = 200
 _MODELS: dict[str, Any] = {}  # per Python worker: unpickled models by token
 
 
-def spark_session(master: str | None = None, *, app_name: str = "scrm", **conf: str):
-    """A SparkSession: Spark Connect when ``SPARK_REMOTE`` is set, else ``master`` (default ``local[*]``), or the
-    session ``spark-submit`` already made. UTC session time zone (timestamps are written as they are read);
-    ``conf``: more Spark settings. Python workers run this interpreter unless ``PYSPARK_PYTHON`` says otherwise
-    (a cluster's executors need the project installed: docs/scoring-spark.md)."""
-    from pyspark.sql import SparkSession
+def spark_session(master: str | None = None, *, app_name: str = "scrm-score"):
+    """The SparkSession of a scoring run (:func:`features.spark.spark_session`: ``--spark-master``, else
+    ``SPARK_REMOTE``, else what ``spark-submit`` set, else ``local[*]``; UTC session time zone). Python workers run
+    this interpreter unless ``PYSPARK_PYTHON`` says otherwise (it must be set before the first session starts; a
+    cluster's executors need the project installed: docs/scoring-spark.md)."""
+    from features.spark import spark_session as session
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    if os.environ.get("SPARK_REMOTE"):
-        return builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
-    if master:
-        builder = builder.master(master)
-    elif not SparkSession.getActiveSession():
-        builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-    return builder.getOrCreate()
+    return session(master, app_name=app_name)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ high-value CLV cut) is checked on its own against numpy.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,18 +18,10 @@ from typer.testing import CliRunner
 from training.cli import app
 from training.spark_scoring import exact_quantile, numpy_linear_quantile, order_statistics
 
-pyspark = pytest.importorskip("pyspark")
+# the Python workers of the session-scoped `spark` fixture (tests/conftest.py) run this interpreter, which has
+# the project's dependencies (set before any session starts: collection comes first)
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def spark():
-    from training.spark_scoring import spark_session
-
-    session = spark_session("local[2]", app_name="scrm-tests", **{"spark.ui.enabled": "false",
-                                                                  "spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 11, 101, 1000, 4321])
@@ -55,23 +50,12 @@ def test_order_statistics_exact_even_when_the_bracket_misses(spark):
     assert got == {r: float(r) for r in ranks}
 
 
-@pytest.mark.slow
-def test_score_engine_spark_equals_duckdb(serving_env, spark, tmp_path):
-    setup = serving_env
-    common = ["score", "--data", str(setup.data_dir), "--as-of", setup.as_of.isoformat()]
-    batch = runner.invoke(app, [*common, "--out", str(tmp_path / "scores.parquet")])
-    assert batch.exit_code == 0, batch.output
-    on_spark = runner.invoke(app, [*common, "--out", str(tmp_path / "spark_scores"), "--engine", "spark"])
-    assert on_spark.exit_code == 0, on_spark.output
-    assert "on Spark" in on_spark.output
-    a = pd.read_parquet(tmp_path / "scores.parquet").sort_values("person_id").reset_index(drop=True)
-    files = sorted((tmp_path / "spark_scores").glob("*.parquet"))
-    assert len(files) >= 1
-    b = pd.read_parquet(tmp_path / "spark_scores").sort_values("person_id").reset_index(drop=True)
+def _assert_same_scores(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same ids and columns; numbers within 1e-9 relative; dates and text equal."""
+    a = a.sort_values("person_id").reset_index(drop=True)
+    b = b.sort_values("person_id").reset_index(drop=True)
     assert list(b.columns) == list(a.columns)
     assert b["person_id"].tolist() == a["person_id"].tolist()
-    assert a["eligible"].any() and (~a["eligible"]).any()
-    assert (a["action_segment"] == "retain").any() or (a["action_segment"] == "maintain").any()
     for col in a.columns:
         x, y = a[col], b[col]
         if pd.api.types.is_datetime64_any_dtype(x):
@@ -83,6 +67,49 @@ def test_score_engine_spark_equals_duckdb(serving_env, spark, tmp_path):
             xs = x.astype(object).where(x.notna(), None).tolist()
             ys = y.astype(object).where(y.notna(), None).tolist()
             assert xs == ys, col
+
+
+@pytest.fixture(scope="module")
+def batch_scores(trained_setup, tmp_path_factory) -> pd.DataFrame:
+    """`scrm score` (DuckDB features, in-process scoring) of the session setup."""
+    out = tmp_path_factory.mktemp("batch-scores") / "scores.parquet"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in trained_setup.env().items():
+            mp.setenv(key, value)
+        result = runner.invoke(app, ["score", "--data", str(trained_setup.data_dir), "--as-of",
+                                     trained_setup.as_of.isoformat(), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_parquet(out)
+    assert scores["eligible"].any() and (~scores["eligible"]).any()
+    assert scores["action_segment"].isin(["retain", "maintain"]).any()  # the population cut matters
+    return scores
+
+
+@pytest.mark.slow
+def test_score_engine_spark_equals_duckdb(serving_env, spark, batch_scores, tmp_path):
+    """The DuckDB-built snapshot of the setup, scored on Spark: the scores of `scrm score`."""
+    out = tmp_path / "spark_scores"
+    on_spark = runner.invoke(app, ["score", "--data", str(serving_env.data_dir), "--as-of",
+                                   serving_env.as_of.isoformat(), "--out", str(out), "--engine", "spark"])
+    assert on_spark.exit_code == 0, on_spark.output
+    assert "on Spark" in on_spark.output
+    assert len(list(out.glob("*.parquet"))) >= 1
+    _assert_same_scores(batch_scores, pd.read_parquet(out))
+
+
+@pytest.mark.slow
+def test_score_engine_spark_on_a_spark_built_snapshot_equals_duckdb(serving_env, spark, batch_scores, tmp_path):
+    """The acceptance path: features built on Spark (`features build --engine spark`), scored on Spark."""
+    from features.spark import build_snapshot_spark
+
+    snap = tmp_path / "spark_snapshot"
+    build_snapshot_spark(serving_env.data_dir, serving_env.as_of, out_dir=snap, spark=spark)
+    assert (snap / "features.parquet").is_dir()
+    out = tmp_path / "spark_scores"
+    on_spark = runner.invoke(app, ["score", "--data", str(serving_env.data_dir), "--snapshot", str(snap),
+                                   "--out", str(out), "--engine", "spark"])
+    assert on_spark.exit_code == 0, on_spark.output
+    _assert_same_scores(batch_scores, pd.read_parquet(out))
 
 
 def test_engine_spark_refuses_a_missing_snapshot_csv_and_unknown_engines(tmp_path):
