@@ -179,8 +179,9 @@ def _gate(name: str, version: str | None, fitted: Fitted, cache: FeatureCache, b
                                    higher_is_better=True, rescore=rescore)
 
 
-def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> FeatureCache:
-    return cache or FeatureCache(data, random_state=random_state)
+def _cache(data: Dataset, cache: FeatureCache | None, random_state: int,
+           sample_size: int | None = None) -> FeatureCache:
+    return cache or FeatureCache(data, random_state=random_state, sample_size=sample_size)
 
 
 def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,
@@ -210,7 +211,7 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
               register: bool = True, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
               churn_params: dict | None = None, clv_params: dict | None = None,
               models: tuple[str, ...] = ("churn", "clv"), progress=None,
-              brand: str | None = None) -> dict[str, TrainResult]:
+              brand: str | None = None, sample_size: int | None = None) -> dict[str, TrainResult]:
     """Train churn and CLV on shared feature snapshots (each cutoff computed once), then gate each.
 
     Each horizon is served as :func:`training.horizons.choose_horizon` decides from the history before ``as_of``
@@ -219,13 +220,14 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
     for (``registry.model_name``; an extrapolated CLV under the requested horizon, its fitted window in the
     params): ``brand`` defaults to the data directory's (``features.brand.load_brand``). Every model is fitted,
     logged and registered before any alias moves: a failure part-way leaves both ``champion`` aliases untouched
-    (already registered versions stay without an alias, tagged ``gate_decision=not_gated``).
+    (already registered versions stay without an alias, tagged ``gate_decision=not_gated``). ``sample_size``:
+    buyers per cutoff of the training person sample when no ``cache`` is given (``FeatureCache(sample_size=)``).
     """
     brand = dataset_brand(data, brand)
     unknown = set(models) - set(GATE_METRIC)
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {tuple(GATE_METRIC)}, got {models}")
-    cache = _cache(data, cache, random_state)
+    cache = _cache(data, cache, random_state, sample_size)
     common = dict(n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
                   random_state=random_state, progress=progress)
     fitted: dict[str, Fitted] = {}

@@ -32,6 +32,7 @@ def test_numpy_linear_quantile_is_numpy_bit_for_bit(n, q):
     assert numpy_linear_quantile(0, q, values.__getitem__) == float("inf")
 
 
+@pytest.mark.slow
 def test_exact_quantile_on_spark_equals_numpy(spark):
     rng = np.random.default_rng(3)
     values = np.concatenate([rng.lognormal(4, 1.5, 5_000), np.zeros(700), np.full(300, 123.25)])

@@ -101,3 +101,28 @@ def test_train_logs_the_sample_and_the_noise_of_the_validation_figure(sampled_ca
     assert p["sample.strata"] == ",".join(SAMPLE_STRATA) and int(p["sample.buyers"]) > 400
     assert m["sample.people"] == 400 and 0 < m["sample.fraction"] < 1 and m["sample.val_auc_se"] > 0
     assert unlisted(m) == []
+
+
+@pytest.mark.parametrize(("option", "expected"), [([], "default"), (["--sample-size", "1234"], 1234),
+                                                  (["--sample-size", "0"], None)])
+def test_the_nightly_job_trains_on_the_sample_size_asked_for(tmp_path, monkeypatch, option, expected):
+    """`scrm refresh --sample-size` reaches `train_all` (0: everyone; default: sized to the machine)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import training.refresh
+    from training.cli import app
+    from training.train import _cache
+
+    seen = {}
+
+    def fake_refresh(data, **kwargs):
+        seen.update(kwargs["train_options"])
+        return SimpleNamespace(notes=[], status="failed", failed_step="validate", error="stop here", exit_code=1)
+
+    monkeypatch.setattr(training.refresh, "refresh", fake_refresh)
+    result = CliRunner().invoke(app, ["refresh", "--data", str(tmp_path), *option])
+    assert result.exit_code == 1, result.output
+    assert seen["sample_size"] == (default_sample_size() if expected == "default" else expected)
+    assert _cache(small().dataset, None, 0, seen["sample_size"]).sample_size == seen["sample_size"]

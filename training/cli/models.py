@@ -17,6 +17,7 @@ from training.cli.base import (
     DataDir,
     FeatureConfigOpt,
     OptAsOf,
+    SampleSize,
     Seed,
     Step,
     TiersOpt,
@@ -79,11 +80,6 @@ def print_eligibility(table) -> None:
     Console().print(out)
 
 
-SampleSize = Annotated[int | None, typer.Option(
-    "--sample-size", min=0,
-    help="Buyers per cutoff training reads: one person sample, stratified by lifecycle stage and RFM segment, "
-         "the same people at every cutoff (0: everyone). Default: sized to this machine, half its memory at "
-         "14 kB per person (850,000 on 24 GB).")]
 ChurnHorizon = Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")]
 ClvHorizon = Annotated[int, typer.Option(min=7, help="CLV value window in days.")]
 
