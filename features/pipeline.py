@@ -542,7 +542,7 @@ def load_snapshot(path: Path) -> Snapshot:
     if missing:
         raise FileNotFoundError(f"{path} is not a feature snapshot: missing {', '.join(missing)}")
     features = pd.read_parquet(path / "features.parquet")
-    if "marketing_opt_out" in features and features["marketing_opt_out"].dtype == object:
+    if "marketing_opt_out" in features and str(features["marketing_opt_out"].dtype) != "boolean":
         features["marketing_opt_out"] = features["marketing_opt_out"].astype("boolean")  # Spark parts: no pandas dtype
     return Snapshot(
         features=features,

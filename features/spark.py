@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
     """The SparkSession of a run.
 
     ``master`` (``--spark-master``) wins; else ``SPARK_REMOTE`` (a Spark Connect URL, ``sc://host:15002``); else
-    the master ``spark-submit`` set; else ``local[*]``. ``test=True``: UI off, 4 shuffle partitions, quiet logs.
+    the master ``spark-submit`` set; else ``local[*]``. ``test=True``: UI off, 2 shuffle partitions, 1 GB driver.
     The session time zone is UTC, so naive timestamps (local time, as the contract keeps them) stay as written.
     """
     from pyspark import SparkConf
@@ -79,9 +80,11 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
             master = "local[*]"
         if master is not None:
             builder = builder.master(master)
+        if (master or "").startswith("local"):  # Python workers run this interpreter (pandas UDFs need the venv)
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.sql.session.timeZone", "UTC")
         if test:
-            builder = (builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+            builder = (builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
                        .config("spark.ui.showConsoleProgress", "false").config("spark.default.parallelism", "2")
                        .config("spark.driver.memory", "1g"))
         builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -299,6 +302,59 @@ def dataset_inputs(spark: SparkSession, dataset: Dataset) -> SparkInputs:
                        source=str(dataset.source) if dataset.source is not None else None)
 
 
+def spark_inputs(spark: SparkSession, source: Path | dict[str, str] | Dataset | SparkInputs) -> SparkInputs:
+    """The inputs of a run from any of the sources ``build_snapshot_spark`` accepts."""
+    if isinstance(source, SparkInputs):
+        return source
+    if isinstance(source, Dataset):
+        return dataset_inputs(spark, source)
+    if isinstance(source, dict):
+        return read_inputs(spark, tables=source)
+    return read_inputs(spark, Path(source))
+
+
+def default_as_of(inputs: SparkInputs) -> date:
+    """The day after the last order or event (``training.train.default_as_of``, aggregated by Spark)."""
+    from pyspark.sql import functions as F
+
+    ends = [inputs.frames["orders"].agg(F.max("order_ts")).first()[0]]
+    if "events" in inputs.frames:
+        ends.append(inputs.frames["events"].agg(F.max("event_ts")).first()[0])
+    end = max(pd.Timestamp(e) for e in ends if e is not None)
+    return (end + pd.Timedelta(days=1)).date()
+
+
+def summarize_spark(features: DataFrame, console) -> None:
+    """People, buyers, RFM segment and lifecycle counts of a Spark snapshot (aggregated by Spark)."""
+    from pyspark.sql import functions as F
+    from rich.table import Table
+
+    from features.vocab import LIFECYCLE_STAGES, SEGMENT_EN, SEGMENT_ORDER
+
+    row = features.agg(F.count("*").alias("n"), F.sum((F.col("orders") > 0).cast("int")).alias("b")).first()
+    n, nb = int(row["n"]), int(row["b"] or 0)
+    segments = dict(features.groupBy("rfm_segment").count().collect())
+    stages = dict(features.groupBy("lifecycle_stage").count().collect())
+    head = Table(title="Feature snapshot (Spark)", show_header=False)
+    head.add_row("people", f"{n:,}")
+    head.add_row("buyers (≥1 paid order)", f"{nb:,} ({nb / max(n, 1):.1%})")
+    console.print(head)
+    seg = Table(title="RFM segments (buyers)")
+    for col in ("segment", "English", "people", "share"):
+        seg.add_column(col)
+    for name in SEGMENT_ORDER:
+        if segments.get(name):
+            seg.add_row(name, SEGMENT_EN[name], f"{segments[name]:,}", f"{segments[name] / max(nb, 1):.1%}")
+    console.print(seg)
+    life = Table(title="Lifecycle stages (buyers)")
+    for col in ("stage", "people", "share"):
+        life.add_column(col)
+    for stage in LIFECYCLE_STAGES:
+        k = int(stages.get(stage, 0))
+        life.add_row(stage, f"{k:,}", f"{k / max(nb, 1):.1%}")
+    console.print(life)
+
+
 # --- One-ID on the driver ---------------------------------------------------------------------------------------
 
 
@@ -366,7 +422,7 @@ def features_expr(con, inputs: SparkInputs, as_of: date, config: FeatureConfig, 
 
 
 def build_snapshot_spark(
-    source: Path | dict[str, str] | Dataset,
+    source: Path | dict[str, str] | Dataset | SparkInputs,
     as_of,
     *,
     out_dir: Path,
@@ -381,8 +437,8 @@ def build_snapshot_spark(
     Parameters
     ----------
     source
-        A data directory (Spark reads its files), ``{table: spark table}`` (``read_spark_tables_file``) or a
-        validated ``Dataset`` (its frames are handed to Spark).
+        A data directory (Spark reads its files), ``{table: spark table}`` (``read_spark_tables_file``), a
+        validated ``Dataset`` (its frames are handed to Spark) or inputs already read (``spark_inputs``).
     identity
         A One-ID ``key_to_person`` frame; by default One-ID runs on the identities table (on the driver).
 
@@ -397,12 +453,7 @@ def build_snapshot_spark(
     as_of = as_date(as_of)
     config = config or FeatureConfig()
     spark = spark or spark_session()
-    if isinstance(source, Dataset):
-        inputs = dataset_inputs(spark, source)
-    elif isinstance(source, dict):
-        inputs = read_inputs(spark, tables=source)
-    else:
-        inputs = read_inputs(spark, Path(source))
+    inputs = spark_inputs(spark, source)
     con = ibis.pyspark.connect(spark)
     stages = _Stages(con)
     identity_stats = None
