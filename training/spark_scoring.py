@@ -174,8 +174,11 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
     staging = out.parent / f".{out.name}.staging-{token[:8]}"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        spark.read.parquet(str(path)).mapInArrow(score_batches, spark_schema) \
-            .write.mode("overwrite").parquet(str(staging))
+        features = spark.read.parquet(str(path))
+        slots = _parallelism(spark)
+        if slots and features.rdd.getNumPartitions() < slots:  # a one-file snapshot is one or two splits
+            features = features.repartition(slots)
+        features.mapInArrow(score_batches, spark_schema).write.mode("overwrite").parquet(str(staging))
         staged = spark.read.parquet(str(staging))
         eligible = staged.filter(F.col("eligible")).select(F.col("clv_mean").cast("double").alias("v"))
         quantile = tier_rules.action_segments.value_quantile
@@ -185,6 +188,14 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return SparkScoreResult(out=out, people=int(counts["n"]), scored=int(counts["k"] or 0), clv_cut=cut)
+
+
+def _parallelism(spark) -> int | None:
+    """Task slots of the session (``defaultParallelism``); None under Spark Connect (no SparkContext)."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - Spark Connect
+        return None
 
 
 # --- exact quantiles over a Spark column ---------------------------------------------------------------------------
