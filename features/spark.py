@@ -165,7 +165,7 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, TimestampNTZType, TimestampType
 
-    columns = [c.strip().lower() for c in raw.columns]
+    columns = [c.strip().lstrip("\ufeff").lower() for c in raw.columns]  # a CSV may start with a UTF-8 BOM
     seen = set()
     for col in columns:
         if col in seen:
@@ -232,6 +232,11 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
             ok = ok & (v.isNull() | v.isin(list(_TRUE + _FALSE)))
         elif col not in keep:
             df = df.withColumn(col, F.lit(None).cast("boolean"))
+    typed = {*schema.timestamps, *schema.keys, "amount", *schema.numerics, *schema.enums, *schema.bools,
+             "phone", "phone_hash", "unionid", "unionid_hash"}
+    for col in keep:
+        if col not in typed:  # other text (member_card, category, store_id): stripped, blank as missing
+            df = df.withColumn(col, text(col))
     if name == "identities":
         df = _hash_pii(df)
     read = raw.count()
