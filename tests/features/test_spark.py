@@ -206,6 +206,25 @@ def test_contract_rules_reject_bad_rows(spark, tmp_path):
     assert rows["order_ts"].iloc[1] == pd.Timestamp("2025-01-04 00:00:00")
 
 
+def test_contract_rules_on_optional_columns(spark, tmp_path):
+    """Optional values present but unreadable reject the row (as in the pandas contract); blanks are unknown."""
+    path = tmp_path / "identities.csv"
+    pd.DataFrame({
+        "customer_key": ["k1", "k2", "k3", "k4", "k5"],
+        "join_ts": ["2024-01-01", "garbage", "2024-01-01", "2024-01-01", ""],
+        "marketing_opt_out": ["是", "no", "maybe", "0", ""],
+        "birth_year": ["1990", "1980", "1970", "abc", ""],
+        "member_card": [" m1 ", "m2", "m3", "m4", "  "],
+    }).to_csv(path, index=False)
+    df, read, used = contract_frame(spark.read.option("header", True).csv(str(path)), "identities", path)
+    rows = df.orderBy("customer_key").toPandas()
+    assert (read, used) == (5, 2)
+    assert rows["customer_key"].tolist() == ["k1", "k5"]
+    assert rows["marketing_opt_out"].tolist()[0] is True and pd.isna(rows["marketing_opt_out"].iloc[1])
+    assert rows["member_card"].iloc[0] == "m1" and pd.isna(rows["member_card"].iloc[1])
+    assert pd.isna(rows["join_ts"].iloc[1]) and rows["birth_year"].iloc[0] == 1990.0
+
+
 def test_spark_tables_file_is_checked(tmp_path):
     good = tmp_path / "tables.yaml"
     good.write_text("orders: lake.crm_orders\nevents: lake.crm_events\n")
