@@ -165,7 +165,7 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, TimestampNTZType, TimestampType
 
-    columns = [c.strip().lower() for c in raw.columns]
+    columns = [c.strip().lstrip("\ufeff").lower() for c in raw.columns]  # a CSV may start with a UTF-8 BOM
     seen = set()
     for col in columns:
         if col in seen:
@@ -177,22 +177,26 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
     if missing:
         raise DataContractError(where, missing[0], "required column is missing")
     keep = [c for c in READ_COLUMNS[name] if c in columns]
-    df = raw.select(*keep)
-    types = dict(df.dtypes)
+    # every rule reads the column as read (``_raw_<col>``): the typed column replaces it under its own name
+    df = raw.select(*keep, *[F.col(c).alias(f"_raw_{c}") for c in keep])
+    types = dict(raw.select(*keep).dtypes)
     ok = F.lit(True)
 
     def text(col: str):
-        value = F.trim(F.col(col).cast("string"))
+        value = F.trim(F.col(f"_raw_{col}").cast("string"))
         return F.when(F.length(value) > 0, value)
+
+    def as_read(col: str):
+        return F.col(f"_raw_{col}")
 
     for col in schema.timestamps:
         if col not in keep:
             continue
-        field_type = df.schema[col].dataType
+        field_type = raw.schema[col].dataType
         if isinstance(field_type, TimestampType):  # an instant (UTC-adjusted Parquet): to local wall time
-            value = F.from_utc_timestamp(F.col(col), LOCAL_TZ)
+            value = F.from_utc_timestamp(as_read(col), LOCAL_TZ)
         elif isinstance(field_type, TimestampNTZType) or types[col] == "date":
-            value = F.col(col).cast("timestamp")
+            value = as_read(col).cast("timestamp")
         elif isinstance(field_type, StringType):
             s = text(col)
             with_tz = s.rlike(r"([zZ]|[+-]\d\d:?\d\d)$")
@@ -201,21 +205,22 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
         else:
             raise DataContractError(where, col, f"wrong type: holds {types[col]} values, not timestamps")
         df = df.withColumn(col, value)
-        ok = ok & (F.col(col).isNotNull() if col in schema.required else (F.col(col).isNotNull() | text(col).isNull()))
+        # a required timestamp must parse; an optional one (join_ts) may be empty but not garbage
+        ok = ok & (value.isNotNull() if col in schema.required else (value.isNotNull() | text(col).isNull()))
     for col in schema.keys:
         df = df.withColumn(col, text(col))
-        ok = ok & F.col(col).isNotNull()
+        ok = ok & text(col).isNotNull()
     if schema.amount:
-        df = df.withColumn("amount", F.col("amount").try_cast("double"))
-        ok = ok & F.col("amount").isNotNull() & ~F.isnan("amount") & (F.col("amount") >= 0) & (
-            F.col("amount") != float("inf"))
+        amount = as_read("amount").try_cast("double")
+        df = df.withColumn("amount", amount)
+        ok = ok & amount.isNotNull() & ~F.isnan(amount) & (amount >= 0) & (amount != float("inf"))
     for col in schema.numerics:
         if col in keep:
-            parsed = F.col(col).try_cast("double")
+            parsed = as_read(col).try_cast("double")
             bad = text(col).isNotNull() & (parsed.isNull() | F.isnan(parsed))
             if col in schema.non_negative:
                 bad = bad | F.coalesce(parsed < 0, F.lit(False))
-            df = df.withColumn(col, parsed)
+            df = df.withColumn(col, F.when(~bad, parsed))
             ok = ok & ~bad
     for col, (allowed, default) in schema.enums.items():
         if col not in keep and default is None:
@@ -224,7 +229,7 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
         if default is not None:
             value = F.coalesce(value, F.lit(default))
         df = df.withColumn(col, value)
-        ok = ok & F.col(col).isin(list(allowed))
+        ok = ok & value.isin(list(allowed))
     for col in schema.bools:
         if col in keep and types[col] != "boolean":
             v = F.lower(text(col))
@@ -232,10 +237,15 @@ def contract_frame(raw: DataFrame, name: str, where) -> tuple[DataFrame, int, in
             ok = ok & (v.isNull() | v.isin(list(_TRUE + _FALSE)))
         elif col not in keep:
             df = df.withColumn(col, F.lit(None).cast("boolean"))
+    typed = {*schema.timestamps, *schema.keys, "amount", *schema.numerics, *schema.enums, *schema.bools,
+             "phone", "phone_hash", "unionid", "unionid_hash"}
+    for col in keep:
+        if col not in typed:  # other text (member_card, category, store_id): stripped, blank as missing
+            df = df.withColumn(col, text(col))
+    df = df.filter(F.coalesce(ok, F.lit(False))).drop(*[f"_raw_{c}" for c in keep])
     if name == "identities":
         df = _hash_pii(df)
     read = raw.count()
-    df = df.filter(F.coalesce(ok, F.lit(False)))
     if schema.unique:
         df = df.dropDuplicates([schema.unique])
     if name == "campaign_touches":

@@ -21,6 +21,7 @@ from features.config import FeatureConfig  # noqa: E402
 from features.contract import DataContractError, load_dataset  # noqa: E402
 from features.identity import resolve_identities  # noqa: E402
 from features.pipeline import build_snapshot, load_snapshot  # noqa: E402
+from features.snapshot_check import validate_snapshot  # noqa: E402
 from features.spark import (  # noqa: E402
     SparkTablesError,
     build_snapshot_spark,
@@ -28,6 +29,7 @@ from features.spark import (  # noqa: E402
     read_spark_tables_file,
 )
 from features.spec import column_dtypes  # noqa: E402
+from training.publish import copy_snapshot  # noqa: E402
 
 AS_OF = date(2025, 7, 1)
 
@@ -134,13 +136,46 @@ def test_tiny_dataset_parity_with_a_given_key_map_and_non_default_config(spark, 
     """Hand-made edge cases (multi-key person, refunds, events only, late rows) with fixed RFM edges, the
     median high rule and other windows: both engines agree."""
     data, identity = _dataset()
-    for config in (FeatureConfig(), FeatureConfig(high_rule="median", recency_edges=[10, 30, 90, 180],
-                                                  windows=(30, 365), event_windows=(14,))):
-        duck = build_snapshot(data, TINY_AS_OF, out_dir=tmp_path / "d", identity=identity, config=config)
-        on_spark = build_snapshot(data, TINY_AS_OF, out_dir=tmp_path / "s", identity=identity, config=config,
-                                  engine="spark", spark=spark)
-        assert_same_snapshot(duck.features, on_spark.features)
-        assert duck.features["lifecycle_stage"].notna().any()
+    config = FeatureConfig(high_rule="median", recency_edges=[10, 30, 90, 180], windows=(30, 365),
+                           event_windows=(14,))  # the default config: the CLI test and the 2k-brand test
+    duck = build_snapshot(data, TINY_AS_OF, out_dir=tmp_path / "d", identity=identity, config=config)
+    on_spark = build_snapshot(data, TINY_AS_OF, out_dir=tmp_path / "s", identity=identity, config=config,
+                              engine="spark", spark=spark)
+    assert_same_snapshot(duck.features, on_spark.features)
+    assert duck.features["lifecycle_stage"].notna().any() and "ev_view_14d" in on_spark.features
+    # the partitioned layout passes the serving checks and is copied whole into a publication
+    validate_snapshot(on_spark.path)
+    (tmp_path / "publication").mkdir()
+    copied = copy_snapshot(on_spark.path, tmp_path / "publication")
+    assert_same_snapshot(on_spark.features, load_snapshot(copied).features)
+
+
+def _write_tiny(directory):
+    data, _ = _dataset()
+    directory.mkdir()
+    for name, frame in data.tables().items():
+        frame.to_parquet(directory / f"{name}.parquet", index=False)
+    return directory
+
+
+def test_cli_features_build_engine_spark_equals_duckdb(spark, tmp_path):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    data = _write_tiny(tmp_path / "tiny")
+    runner = CliRunner()
+    for engine in ("duckdb", "spark"):
+        result = runner.invoke(app, ["features", "build", "--data", str(data), "--as-of", TINY_AS_OF.isoformat(),
+                                     "--out", str(tmp_path / engine), "--engine", engine])
+        assert result.exit_code == 0, result.output
+    duck, on_spark = load_snapshot(tmp_path / "duckdb"), load_snapshot(tmp_path / "spark")
+    assert_same_snapshot(duck.features, on_spark.features)
+    assert on_spark.features.set_index("person_id").loc[duck.features["person_id"].iloc[0], "n_customer_keys"] >= 1
+    bad = runner.invoke(app, ["features", "build", "--data", str(data), "--engine", "flink"])
+    assert bad.exit_code == 2 and "--engine must be duckdb or spark" in bad.output
+    bad = runner.invoke(app, ["features", "build", "--data", str(data), "--spark-master", "local[1]"])
+    assert bad.exit_code == 2 and "need --engine spark" in bad.output
 
 
 def test_missing_required_column_names_file_and_column(spark, tmp_path):
@@ -169,6 +204,25 @@ def test_contract_rules_reject_bad_rows(spark, tmp_path):
     assert rows["status"].tolist() == ["paid", "paid"]
     # an offset-carrying timestamp becomes Shanghai wall time, as in the pandas contract
     assert rows["order_ts"].iloc[1] == pd.Timestamp("2025-01-04 00:00:00")
+
+
+def test_contract_rules_on_optional_columns(spark, tmp_path):
+    """Optional values present but unreadable reject the row (as in the pandas contract); blanks are unknown."""
+    path = tmp_path / "identities.csv"
+    pd.DataFrame({
+        "customer_key": ["k1", "k2", "k3", "k4", "k5"],
+        "join_ts": ["2024-01-01", "garbage", "2024-01-01", "2024-01-01", ""],
+        "marketing_opt_out": ["是", "no", "maybe", "0", ""],
+        "birth_year": ["1990", "1980", "1970", "abc", ""],
+        "member_card": [" m1 ", "m2", "m3", "m4", "  "],
+    }).to_csv(path, index=False)
+    df, read, used = contract_frame(spark.read.option("header", True).csv(str(path)), "identities", path)
+    rows = df.orderBy("customer_key").toPandas()
+    assert (read, used) == (5, 2)
+    assert rows["customer_key"].tolist() == ["k1", "k5"]
+    assert rows["marketing_opt_out"].tolist()[0] is True and pd.isna(rows["marketing_opt_out"].iloc[1])
+    assert rows["member_card"].iloc[0] == "m1" and pd.isna(rows["member_card"].iloc[1])
+    assert pd.isna(rows["join_ts"].iloc[1]) and rows["birth_year"].iloc[0] == 1990.0
 
 
 def test_spark_tables_file_is_checked(tmp_path):
