@@ -17,7 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
 
 
-
 def event_key_aggregates(events: ir.Table, as_of: date, *, windows: tuple[int, ...]) -> ir.Table:
     """The one heavy pass over raw events: per ``customer_key`` and ``event_type``, counts and timestamps.
 
@@ -121,6 +120,29 @@ def pivot_events(long: pa.Table, n_people: int, *, windows: tuple[int, ...]) -> 
     cols["_n_open"] = total[EVENT_TYPES.index("message_open")]
     cols["_n_click"] = total[EVENT_TYPES.index("message_click")]
     return pa.table(cols)
+
+
+def pivot_events_expr(long: ir.Table, *, windows: tuple[int, ...]) -> ir.Table:
+    """``pivot_events`` as conditional aggregates (one group-by per person, any backend; used on Spark).
+
+    Gives the same rows and values as ``pivot_events``, except that a count of a type the person has no row of
+    is NULL instead of 0 (the pipeline zero-fills every ``ev_``/``_n_`` column).
+
+    Parameters
+    ----------
+    long
+        ``person_id``, ``event_type``, ``_n``, ``_n_<w>d`` and ``_days_since`` (``event_key_days`` output).
+    """
+    t = long.filter(long.event_type.isin(list(EVENT_TYPES)))
+    aggs: dict[str, ir.Value] = {}
+    for et in EVENT_TYPES:
+        for w in windows:
+            aggs[f"ev_{et}_{w}d"] = t[f"_n_{w}d"].sum(where=t.event_type == et)
+    for et in EVENT_TYPES:
+        aggs[f"days_since_{et}"] = t._days_since.min(where=t.event_type == et)
+    for name, et in (("_n_cart", "cart"), ("_n_open", "message_open"), ("_n_click", "message_click")):
+        aggs[name] = t._n.sum(where=t.event_type == et)
+    return t.group_by("person_id").aggregate(**aggs)
 
 
 def campaign_aggregates(

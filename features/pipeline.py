@@ -41,6 +41,7 @@ from features.interactions import (
     event_key_aggregates,
     event_key_days,
     pivot_events,
+    pivot_events_expr,
     profile_aggregates,
 )
 from features.pii import check_pii_fingerprint, pii_key_fingerprint, warn_if_pii_key_changed
@@ -134,21 +135,33 @@ def _left(a: ir.Table, b: ir.Table) -> ir.Table:
 
 
 class _Stages:
-    """Materialises intermediate results as temporary tables in the backend and times each step.
+    """Materialises intermediate results in the backend and times each step.
 
+    On DuckDB each step is a temporary table. On Spark a step is a local checkpoint on the executors (computed
+    when cached) under a temporary view: it cuts the query plan, which
+    would otherwise grow with every step, and no row reaches the driver.
     (``Table.cache()`` would use Ibis' default backend for in-memory inputs, not the one passed in.)
     """
 
     def __init__(self, con) -> None:
         self.con = con
+        self.spark = getattr(con, "name", "") == "pyspark"
         self.inputs = Inputs(con)
         self.tables: dict[str, str] = {}
+        self.frames: dict[str, object] = {}
         self.seconds: dict[str, tuple[float, float]] = {}
 
     def cache(self, name: str, expr: ir.Table) -> ir.Table:
         t, cpu = time.perf_counter(), time.process_time()
         table_name = f"_scrm_{name}_{uuid.uuid4().hex[:8]}"
-        out = self.con.create_table(table_name, expr, temp=True)
+        if self.spark:
+            self.con._run_pre_execute_hooks(expr)
+            df = self.con._session.sql(self.con.compile(expr)).localCheckpoint(eager=True)
+            df.createOrReplaceTempView(table_name)
+            self.frames[name] = df
+            out = self.con.table(table_name)
+        else:
+            out = self.con.create_table(table_name, expr, temp=True)
         self.tables[name] = table_name
         self.seconds[name] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
         return out
@@ -162,28 +175,65 @@ class _Stages:
             if table_name is None:
                 continue
             try:
-                self.con.drop_table(table_name, force=True)
+                if self.spark:
+                    self.con._session.catalog.dropTempView(table_name)
+                    self.frames.pop(name).unpersist()
+                else:
+                    self.con.drop_table(table_name, force=True)
             except Exception:  # noqa: BLE001 - the connection may already be closed
                 pass
+
+
+def _dataset_tables(data: Dataset, identity: pd.DataFrame | None, stages: _Stages) -> dict[str, ir.Table]:
+    """The input tables of a run from a pandas ``Dataset`` (registered with the backend via Arrow).
+
+    Optional tables that are absent or empty are left out; ``given`` is the One-ID key map when there is one.
+    """
+    require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
+    tables = {"orders": input_table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel",
+                                                  "discount", "category", "store_id"], stages.inputs)}
+    if data.events is not None and len(data.events) > 0:
+        require(data.events, ["customer_key", "event_ts", "event_type"], "events")
+        tables["events"] = input_table(data.events, ["customer_key", "event_ts", "event_type"], stages.inputs)
+    if data.campaign_touches is not None and len(data.campaign_touches) > 0:
+        require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
+        t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
+        t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
+        tables["campaign_touches"] = input_table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs)
+    if data.identities is not None and len(data.identities) > 0:
+        tables["identities"] = input_table(data.identities, ["customer_key", "birth_year", "join_ts",
+                                                             "marketing_opt_out", "member_card"], stages.inputs)
+    if identity is not None:
+        tables["given"] = input_table(check_identity(identity), ["customer_key", "person_id"], stages.inputs)
+    return tables
 
 
 def _feature_table(
     con, data: Dataset, as_of: date, identity: pd.DataFrame | None, config: FeatureConfig, stages: _Stages
 ) -> tuple[pa.Table, np.ndarray, dict[str, bool]]:
-    """Run the feature query: the per-person Arrow table (before pandas scoring), the person ids by pidx and
-    which optional sources were used.
+    """Run the feature query on DuckDB: the per-person Arrow table (before pandas scoring), the person ids by pidx
+    and which optional sources were used."""
+    tables = _dataset_tables(data, identity, stages)
+    return feature_query(con, tables, as_of, config, stages, numbered=True)
 
-    Internally people are numbered (``pidx``, 0-based dense rank of ``person_id``) so every heavy group-by and join
-    runs on integers; the string ``person_id`` is joined back once at the end.
+
+def feature_query(con, tables: dict[str, ir.Table], as_of: date, config: FeatureConfig, stages: _Stages, *,
+                  numbered: bool):
+    """The feature query over input tables (``orders`` and optionally ``events``, ``campaign_touches`` with a
+    ``touch_id``, ``identities`` and ``given``, the One-ID key map), before RFM scores, segments and stages.
+
+    ``numbered=True`` (DuckDB, the fast path): people are numbered (``pidx``, 0-based dense rank of
+    ``person_id``) so every heavy group-by and join runs on integers, the per-(person, event type) counts are
+    pivoted with numpy, and the result is collected: ``(Arrow table with integer person_id, person_id by pidx,
+    used sources)``. ``numbered=False`` (Spark): string ``person_id`` throughout, the pivot as conditional
+    aggregates, and nothing is collected: ``(Ibis table, None, used sources)``.
     """
-    require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
     cutoff = ibis.literal(pd.Timestamp(as_of), type="timestamp")
-    has_events = data.events is not None and len(data.events) > 0
-    has_touches = data.campaign_touches is not None and len(data.campaign_touches) > 0
-    has_ids = data.identities is not None and len(data.identities) > 0
+    has_events = "events" in tables
+    has_touches = "campaign_touches" in tables
+    has_ids = "identities" in tables
 
-    orders_raw = input_table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel", "discount",
-                                      "category", "store_id"], stages.inputs)
+    orders_raw = tables["orders"]
     if "status" not in orders_raw.columns:
         orders_raw = orders_raw.mutate(status=ibis.literal("paid"))
     if "channel" not in orders_raw.columns:
@@ -194,21 +244,22 @@ def _feature_table(
     keys = [order_keys.select("customer_key")]
     ev_key = None
     if has_events:
-        require(data.events, ["customer_key", "event_ts", "event_type"], "events")
-        ev_raw = input_table(data.events, ["customer_key", "event_ts", "event_type"], stages.inputs)
+        ev_raw = tables["events"]
         events = ev_raw.filter(ev_raw.event_ts < cutoff)
         ev_kt = stages.cache("events_by_key", event_key_aggregates(events, as_of, windows=config.event_windows))
         ev_key = ev_kt.group_by("customer_key").aggregate(_first_event_ts=ev_kt._first.min())
         keys.append(ev_key.select("customer_key"))
-    given = (input_table(check_identity(identity), ["customer_key", "person_id"], stages.inputs)
-             if identity is not None else None)
-    km_named = map_keys(keys, given)
-    km_named = km_named.mutate(pidx=ibis.dense_rank().over(order_by=km_named.person_id))
-    km_named = stages.cache("key_map", km_named)
-    n_people = int(con.execute(km_named.pidx.max()) or 0) + 1  # ibis ranks start at 0
-    km = km_named.select("customer_key", person_id="pidx")  # integer person ids inside the query
-    names = km_named.select("pidx", "person_id").distinct().order_by("pidx")
-    names = con.to_pyarrow(names).column("person_id").to_numpy(zero_copy_only=False)  # pidx -> person_id
+    km_named = map_keys(keys, tables.get("given"))
+    names = None
+    if numbered:
+        km_named = km_named.mutate(pidx=ibis.dense_rank().over(order_by=km_named.person_id))
+        km_named = stages.cache("key_map", km_named)
+        n_people = int(con.execute(km_named.pidx.max()) or 0) + 1  # ibis ranks start at 0
+        km = km_named.select("customer_key", person_id="pidx")  # integer person ids inside the query
+        names = km_named.select("pidx", "person_id").distinct().order_by("pidx")
+        names = con.to_pyarrow(names).column("person_id").to_numpy(zero_copy_only=False)  # pidx -> person_id
+    else:
+        km = stages.cache("key_map", km_named)
 
     # people seen before as_of (any order or event) and how many of their keys
     seen = [order_keys.select("customer_key", first_ts=order_keys._first_order_ts)]
@@ -223,29 +274,28 @@ def _feature_table(
     if ev_key is not None:
         # events first, so their per-key table is gone before the orders are materialised (lower peak memory)
         t, cpu = time.perf_counter(), time.process_time()
-        long = con.to_pyarrow(event_key_days(ev_kt, km, as_of))
-        wide = pivot_events(long, n_people, windows=config.event_windows)
-        del long
-        stages.release("events_by_key")
-        expr = _left(expr, ibis.memtable(wide))
-        del wide
+        if numbered:
+            long = con.to_pyarrow(event_key_days(ev_kt, km, as_of))
+            wide = pivot_events(long, n_people, windows=config.event_windows)
+            del long
+            stages.release("events_by_key")
+            expr = _left(expr, ibis.memtable(wide))
+            del wide
+        else:
+            wide = pivot_events_expr(event_key_days(ev_kt, km, as_of), windows=config.event_windows)
+            expr = _left(expr, stages.cache("events_wide", wide))
         stages.seconds["events_agg"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
     orders = stages.cache("orders", slim_orders(orders_before.join(km, "customer_key")))
     expr = _left(expr, stages.cache("orders_agg", order_aggregates(orders, as_of, windows=config.windows)))
     expr = _left(expr, stages.cache("purchase_days", daily_aggregates(orders, as_of)))
     if has_touches:
-        require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
-        t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
-        t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
-        touches = input_table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs).join(km, "customer_key")
+        touches = tables["campaign_touches"].join(km, "customer_key")
         paid = orders.filter(orders.paid).select("person_id", "order_ts")
         cagg = campaign_aggregates(touches, paid, as_of, response_window_days=config.response_window_days)
         expr = _left(expr, stages.cache("campaigns", cagg))
     stages.release("orders")
     if has_ids:
-        ids = input_table(data.identities, ["customer_key", "birth_year", "join_ts", "marketing_opt_out", "member_card"],
-                     stages.inputs)
-        expr = _left(expr, stages.cache("profile", profile_aggregates(ids, km, as_of)))
+        expr = _left(expr, stages.cache("profile", profile_aggregates(tables["identities"], km, as_of)))
 
     # zero-fill counts for people without any row of that kind, then derived ratios
     expr = expr.fill_null({c: 0 for c in expr.columns if c.startswith(_COUNT_PREFIXES)})
@@ -272,10 +322,13 @@ def _feature_table(
             muts["msg_open_rate"] = ibis.least(_safe_div(expr._n_open, expr._n_treat), 1.0)
             muts["msg_click_rate"] = ibis.least(_safe_div(expr._n_click, expr._n_treat), 1.0)
     expr = expr.mutate(**muts)
+    used = {"events": has_events, "touches": has_touches, "identities": has_ids}
+    if not numbered:
+        return expr, None, used
     t, cpu = time.perf_counter(), time.process_time()
     result = con.to_pyarrow(expr)
     stages.seconds["final_join"] = (round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2))
-    return result, names, {"events": has_events, "touches": has_touches, "identities": has_ids}
+    return result, names, used
 
 
 def _to_frame(box: list[pa.Table], names: np.ndarray) -> pd.DataFrame:
@@ -434,8 +487,22 @@ def build_snapshot(
     identity: pd.DataFrame | None = None,
     config: FeatureConfig | None = None,
     backend=None,
+    engine: str = "duckdb",
+    spark=None,
 ) -> Snapshot:
-    """Build features for ``as_of`` and write them as a snapshot directory (see ``write_snapshot``)."""
+    """Build features for ``as_of`` and write them as a snapshot directory (see ``write_snapshot``).
+
+    ``engine="spark"`` runs every step on Spark (``features.spark.build_snapshot_spark``; ``spark`` is the
+    SparkSession, a local one by default) and returns the written snapshot loaded back with ``load_snapshot``.
+    """
+    if engine == "spark":
+        from features.spark import build_snapshot_spark
+
+        written = build_snapshot_spark(dataset, as_of, out_dir=Path(out_dir), spark=spark, config=config,
+                                       identity=identity, console=console)
+        return load_snapshot(written.path)
+    if engine != "duckdb":
+        raise ValueError(f"engine must be 'duckdb' or 'spark', got {engine!r}")
     as_of = as_date(as_of)
     config = config or FeatureConfig()
     con = backend if backend is not None else connect()
@@ -469,13 +536,16 @@ def build_snapshot(
 
 
 def load_snapshot(path: Path) -> Snapshot:
-    """Read a snapshot directory written by ``write_snapshot``."""
+    """Read a snapshot directory written by ``write_snapshot`` or by Spark (Parquet parts in a directory)."""
     path = Path(path)
     missing = [f for f in SNAPSHOT_FILES if not (path / f).exists()]
     if missing:
         raise FileNotFoundError(f"{path} is not a feature snapshot: missing {', '.join(missing)}")
+    features = pd.read_parquet(path / "features.parquet")
+    if "marketing_opt_out" in features and str(features["marketing_opt_out"].dtype) != "boolean":
+        features["marketing_opt_out"] = features["marketing_opt_out"].astype("boolean")  # Spark parts: no pandas dtype
     return Snapshot(
-        features=pd.read_parquet(path / "features.parquet"),
+        features=features,
         identity=pd.read_parquet(path / "identity.parquet"),
         manifest=json.loads((path / "manifest.json").read_text()),
         path=path,

@@ -11,7 +11,6 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import ibis
-import ibis.expr.datatypes as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,16 +21,6 @@ from features.vocab import CHANNELS, LIFECYCLE_STAGES, SEGMENT_EN, SEGMENT_ORDER
 
 if TYPE_CHECKING:  # pragma: no cover
     import ibis.expr.types as ir
-
-
-@ibis.udf.agg.builtin
-def min_by(value: float, key: dt.Date) -> float:  # pragma: no cover - executed by the backend
-    """The ``value`` at the smallest ``key`` (DuckDB ``min_by``/``arg_min``, Spark ``min_by``)."""
-
-
-@ibis.udf.agg.builtin
-def max_by(value: float, key: dt.Date) -> float:  # pragma: no cover - executed by the backend
-    """The ``value`` at the largest ``key`` (DuckDB ``max_by``/``arg_max``, Spark ``max_by``)."""
 
 
 def _days_between(later: date | ir.DateValue, earlier: ir.DateValue) -> ir.IntegerValue:
@@ -145,7 +134,7 @@ def _summary_aggs(days: ir.Table) -> dict[str, ir.Value]:
         "_first_day": days.day.min(),
         "_last_day": days.day.max(),
         "_total": days.amt.sum(),
-        "_first_amt": min_by(days.amt, days.day),
+        "_first_amt": days.amt.argmin(days.day),  # min_by on DuckDB and Spark
     }
 
 
@@ -185,7 +174,7 @@ def daily_aggregates(orders: ir.Table, as_of: date) -> ir.Table:
         **_summary_aggs(days),
         ipi_mean=days.gap.mean(),
         ipi_std=days.gap.std(how="sample"),
-        _gap_before_last=max_by(days.gap, days.day),
+        _gap_before_last=days.gap.argmax(days.day),
     )
     return agg.mutate(**_summary_columns(agg, as_of)).drop("_n_days", "_first_day", "_last_day", "_total",
                                                          "_first_amt")
@@ -391,3 +380,107 @@ def lifecycle_stage(df: pd.DataFrame, config: FeatureConfig) -> pd.Series:
     )
     values[buyers] = stage
     return pd.Series(values, index=df.index, dtype="str")
+
+
+# --- the same scoring as Ibis expressions (Spark: no per-person rows leave the cluster) -------------------------
+#
+# Each function gives the values of its pandas twin above (tested for equality on both engines).
+
+
+def _between(x: ir.NumericValue, lo: float, hi: float) -> ir.NumericValue:
+    """``x`` clipped to ``[lo, hi]``, NULL staying NULL (``pandas.Series.clip``; SQL ``greatest`` skips NULLs)."""
+    return ibis.cases((x < lo, lo), (x > hi, hi), else_=x)
+
+
+def _quantile_score_table(buyers: ir.Table, col: str, bins: int, *, higher_is_better: bool) -> ir.Table:
+    """``(value, score)`` per distinct ``col`` value of the buyers: ``_quantile_scores`` as window functions.
+
+    The rank of a value (ties at their lowest position) is the number of buyers with a worse value, so the
+    window runs over the distinct values only: ``rank0 = Σ counts of the values before it − its own count``.
+    """
+    vals = buyers.group_by(buyers[col].name("_v")).aggregate(_c=buyers.count())
+    order = vals._v if higher_is_better else vals._v.desc()
+    upto = vals._c.sum().over(ibis.window(order_by=order, rows=(None, 0)))
+    n = vals._c.sum().over(ibis.window())
+    raw = 1 + ((bins * (upto - vals._c)).cast("float64") / n.cast("float64")).floor()
+    return vals.select("_v", _score=_between(raw.cast("int64"), 1, bins))
+
+
+def _edge_score(value: ir.NumericValue, edges: list[float], *, higher_is_better: bool) -> ir.IntegerValue:
+    """``_edge_scores``: 1 + the number of edges strictly below ``value`` (reversed when lower is better)."""
+    score = 1 + sum((value > float(e)).cast("int64") for e in edges)
+    return (len(edges) + 2 - score) if not higher_is_better else score
+
+
+def rfm_scores_expr(t: ir.Table, config: FeatureConfig) -> ir.Table:
+    """``t`` with ``r_score``, ``f_score``, ``m_score`` (float64, NULL without a paid order): ``rfm_scores``."""
+    buyer = t.orders > 0
+    specs = [
+        ("r_score", "recency_days", False, config.recency_edges),
+        ("f_score", "orders", True, config.frequency_edges),
+        ("m_score", config.monetary_basis, True, config.monetary_edges),
+    ]
+    for name, col, higher, edges in specs:
+        if edges is not None:
+            t = t.mutate(**{name: ibis.ifelse(buyer, _edge_score(t[col], edges, higher_is_better=higher),
+                                              ibis.null()).cast("float64")})
+            continue
+        table = _quantile_score_table(t.filter(t.orders > 0), col, config.rfm_bins, higher_is_better=higher)
+        joined = t.left_join(table, t[col] == table._v)
+        t = joined.mutate(**{name: ibis.ifelse(joined.orders > 0, joined._score, ibis.null()).cast("float64")})
+        t = t.drop("_v", "_score")
+        buyer = t.orders > 0
+    return t
+
+
+def _segment_stats(t: ir.Table, config: FeatureConfig) -> ir.Table:
+    """One row: the mean (or median) R, F and M score of the scored people, the ``high`` thresholds."""
+    scored = t.filter(t.r_score.notnull())
+    how = "mean" if config.high_rule == "mean" else "median"
+    return scored.aggregate(**{f"_cut_{c}": getattr(scored[c], how)() for c in ("r_score", "f_score", "m_score")})
+
+
+def rfm_segments_expr(t: ir.Table, config: FeatureConfig) -> ir.Table:
+    """``t`` with ``rfm_segment`` and ``rfm_segment_en`` (NULL for the unscored): ``rfm_segments``."""
+    if config.high_rule == "fixed":
+        high = {c: t[c] >= config.high_threshold for c in ("r_score", "f_score", "m_score")}
+        j = t
+    else:
+        j = t.cross_join(_segment_stats(t, config))
+        high = {c: j[c] > j[f"_cut_{c}"] for c in ("r_score", "f_score", "m_score")}
+    cases_zh, cases_en = [], []
+    for (rh, fh, mh), (name_zh, name_en) in SEGMENTS.items():
+        cond = (high["r_score"] == rh) & (high["f_score"] == fh) & (high["m_score"] == mh)
+        cases_zh.append((cond, name_zh))
+        cases_en.append((cond, name_en))
+    scored = j.r_score.notnull()
+    out = j.mutate(
+        rfm_segment=ibis.ifelse(scored, ibis.cases(*cases_zh, else_=ibis.null("string")), ibis.null("string")),
+        rfm_segment_en=ibis.ifelse(scored, ibis.cases(*cases_en, else_=ibis.null("string")), ibis.null("string")),
+    )
+    return out.drop(*[c for c in out.columns if c.startswith("_cut_")])
+
+
+def lifecycle_stage_expr(t: ir.Table, config: FeatureConfig) -> ir.Table:
+    """``t`` with ``lifecycle_stage`` (NULL without a paid order): ``lifecycle_stage`` as a case expression."""
+    repeat = t.filter((t.orders > 0) & (t.frequency.fill_null(0) >= 1))  # (Spark: no filtered percentile)
+    typical = repeat.aggregate(_typical=repeat.ipi_mean.median())
+    j = t.cross_join(typical)
+    typ = j._typical.fill_null(float(config.max_gap_days))
+    lo, hi = float(config.min_gap_days), float(config.max_gap_days)
+    n_int = j.frequency.fill_null(0)
+    g = _between(ibis.ifelse(n_int >= config.personal_min_intervals, j.ipi_mean, typ), lo, hi)
+    gap_last = j._gap_before_last.fill_null(0.0)
+    earlier = ibis.ifelse(n_int >= 2, (j.recency - gap_last) / (n_int - 1).cast("float64"), ibis.null("float64"))
+    g_before = _between(ibis.ifelse(n_int - 1 >= config.personal_min_intervals, earlier, typ), lo, hi)
+    rec = j.recency_days
+    active = rec <= config.active_multiple * g
+    came_back = (n_int >= 1) & (gap_last > config.lapsed_multiple * g_before)
+    stage = ibis.cases(
+        (j.tenure_days <= config.new_days, "new"),
+        (active & came_back, "reactivated"),
+        (active, "active"),
+        (rec <= config.lapsed_multiple * g, "at_risk"),
+        else_="lapsed",
+    )
+    return j.mutate(lifecycle_stage=ibis.ifelse(j.orders > 0, stage, ibis.null("string"))).drop("_typical")

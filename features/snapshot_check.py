@@ -1,6 +1,7 @@
 """Checks of a feature snapshot directory before it is served: files present, Parquet readable, columns there.
 
-Reads only the Parquet footers, so :func:`validate_snapshot` takes milliseconds at any size; ``scrm serve`` and
+A snapshot written by Spark holds ``features.parquet/`` and ``identity.parquet/`` as directories of Parquet
+parts; the first part's footer is checked. Reads only the Parquet footers, so :func:`validate_snapshot` takes milliseconds at any size; ``scrm serve`` and
 the service call it before loading a snapshot (``features.pipeline.load_snapshot``).
 """
 
@@ -32,14 +33,22 @@ def validate_snapshot(path: Path) -> None:
     import pyarrow.parquet as pq
 
     path = Path(path)
-    missing = [f for f in SNAPSHOT_FILES if not (path / f).is_file()]
+    missing = [f for f in SNAPSHOT_FILES if not (path / f).is_file() and not (f.endswith(".parquet") and _parts(path / f))]
     if missing:
         raise SnapshotError(f"snapshot {path} is incomplete: missing {', '.join(missing)}")
     for name, required in REQUIRED_SNAPSHOT_COLUMNS.items():
         try:
-            schema = pq.read_schema(path / name)
+            file = path / name
+            schema = pq.read_schema(_parts(file)[0] if file.is_dir() else file)
         except (OSError, pa.ArrowException) as exc:
             raise SnapshotError(f"snapshot file {path / name} is not readable Parquet ({exc})") from None
         absent = [c for c in required if c not in schema.names]
         if absent:
             raise SnapshotError(f"snapshot file {path / name} has no column(s) {', '.join(absent)}")
+
+
+def _parts(path: Path) -> list[Path]:
+    """The Parquet part files of a Spark-written ``*.parquet`` directory (empty when it is not one)."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.glob("*.parquet") if not p.name.startswith(("_", ".")))

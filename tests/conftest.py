@@ -35,3 +35,19 @@ def _isolated_mlflow(_mlflow_template, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SCRM_PII_KEY", "test-pii-key")
     monkeypatch.setenv("SCRM_USER", "test-user")
     yield
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole test run (2 cores, UI off, few shuffle partitions), stopped at the end.
+
+    Tests that need it are skipped when pyspark or a Java runtime is missing.
+    """
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs a Java runtime (Java 17)")
+    from features.spark import spark_session
+
+    session = spark_session(master="local[2]", test=True)
+    yield session
+    session.stop()

@@ -50,9 +50,9 @@ def plan(cache: FeatureCache, as_of, horizon_days: int, *, n_cutoffs: int, step_
                        data_start=cache.data.data_start, layout=layout)
     for part in ("train", "refit"):
         cutoffs = getattr(out, part)
-        n = scaled_cutoffs(cache.n_buyers(cutoffs[-1]), len(cutoffs), max_rows=max_train_rows)
+        n = scaled_cutoffs(cache.n_rows(cutoffs[-1]), len(cutoffs), max_rows=max_train_rows)
         if n < len(cutoffs):
-            log.info("%d buyers per cutoff: stacking %d of %d %s cutoffs", cache.n_buyers(cutoffs[-1]), n,
+            log.info("%d training rows per cutoff: stacking %d of %d %s cutoffs", cache.n_rows(cutoffs[-1]), n,
                      len(cutoffs), part)
             setattr(out, part, cutoffs[-n:])
     log.info("%d-day horizon as of %s: %s layout (%s)", horizon_days, out.as_of, out.layout, out.reason)
@@ -83,7 +83,10 @@ def _needs_btyd(plan_: CutoffPlan, cache: FeatureCache) -> None:
 def _layout_rows(cache: FeatureCache, as_of, horizon_days: int, params: dict, *, n_cutoffs: int, step_days: int,
                  max_train_rows: int | None, layout: str, progress):
     """The layout's plan, the model parameters it implies (the BTYD layout serves the BTYD family) and the
-    labelled training and validation rows: what :func:`fit_churn` and :func:`fit_clv` both start from."""
+    labelled training and validation rows: what :func:`fit_churn` and :func:`fit_clv` both start from.
+    With a ``sample_size`` on the cache, every cutoff's rows are those of one person sample drawn at ``as_of``
+    (:meth:`FeatureCache.use_sample`)."""
+    cache.use_sample(as_of)
     p = plan(cache, as_of, horizon_days, n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
              layout=layout)
     _needs_btyd(p, cache)
@@ -128,7 +131,8 @@ def fit_churn(cache: FeatureCache, as_of, *, horizon_days: int = 90, n_cutoffs: 
                   n_train=n_train,
                   extra={"btyd_status": cache.btyd_status(p.as_of), "family": model.family_,
                          "selection": model.selection_, "candidate_cutoffs": candidate_cutoffs,
-                         "refit": model.train_cutoffs_ != candidate_cutoffs})
+                         "refit": model.train_cutoffs_ != candidate_cutoffs, "sample": cache.sample,
+                         "valid_se": validation_se("churn", valid, p_valid, random_state=random_state)})
 
 
 def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: int = 8, step_days: int = 30,
@@ -182,7 +186,38 @@ def fit_clv(cache: FeatureCache, as_of, *, horizon_days: int = 365, n_cutoffs: i
     return Fitted(kind="clv", model=model, plan=p, valid=valid, valid_pred=pred, metrics=metrics, n_train=n_train,
                   extra={"family": model.family_, "selection": model.selection_,
                          "btyd_status": cache.btyd_status(p.as_of), "candidate_cutoffs": candidate_cutoffs,
-                         "refit": model.train_cutoffs_ != candidate_cutoffs, "level": model.level_info_})
+                         "refit": model.train_cutoffs_ != candidate_cutoffs, "level": model.level_info_,
+                         "sample": cache.sample,
+                         "valid_se": validation_se("clv", valid, pred, random_state=random_state)})
+
+
+#: Bootstrap resamples of the validation rows behind :func:`validation_se`.
+VALIDATION_BOOTSTRAP = 40
+
+
+def validation_se(kind: str, valid: pd.DataFrame, pred: pd.DataFrame, *, random_state: int = 0,
+                  n_boot: int = VALIDATION_BOOTSTRAP) -> dict[str, float]:
+    """Bootstrap standard error of the gate metric (churn ``auc``, CLV ``gini``) over the validation rows: how
+    much of a difference between runs (e.g. trained on samples of different sizes) is noise of the window."""
+    import numpy as np
+
+    from training.metrics import auc, gini_normalized
+
+    if kind == "churn":
+        key, fn, y, p = "auc", auc, valid["churned"].to_numpy(dtype=float), pred["churn_probability"].to_numpy()
+    else:
+        key, fn, y, p = "gini", gini_normalized, valid["future_spend"].to_numpy(dtype=float), \
+            pred["clv_mean"].to_numpy()
+    if len(y) < 2:
+        return {}
+    rng = np.random.default_rng(random_state)
+    values = []
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(y), len(y))
+        value = fn(y[rows], p[rows])
+        if np.isfinite(value):
+            values.append(value)
+    return {f"{key}_se": float(np.std(values, ddof=1))} if len(values) > 1 else {}
 
 
 def _unseen_windows(chosen: CLVModel, rows: pd.DataFrame, last_train, cache: FeatureCache) -> pd.DataFrame:

@@ -131,7 +131,11 @@ def copy_snapshot(snapshot_dir: Path, staging: Path) -> Path:
     out = staging / SNAPSHOT
     out.mkdir(exist_ok=True)
     for name in SNAPSHOT_FILES:
-        shutil.copyfile(Path(snapshot_dir) / name, out / name)
+        src = Path(snapshot_dir) / name
+        if src.is_dir():  # a Spark snapshot: Parquet parts in a directory
+            shutil.copytree(src, out / name)
+        else:
+            shutil.copyfile(src, out / name)
     return out
 
 

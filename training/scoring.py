@@ -170,6 +170,15 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
     return out
 
 
+def label_scores(scores: pd.DataFrame, as_of, models: Models) -> pd.DataFrame:
+    """What ``scrm score`` writes (either engine): :func:`score`'s frame with ``feature_as_of`` as its second
+    column and the ``churn_model_version`` / ``clv_model_version`` that produced it (``scores`` is changed)."""
+    scores.insert(1, "feature_as_of", pd.Timestamp(as_of))
+    scores["churn_model_version"] = models.churn_version
+    scores["clv_model_version"] = models.clv_version
+    return scores
+
+
 def reason_table(features: pd.DataFrame, churn: ChurnModel, *, eligible: np.ndarray | None = None,
                  n_jobs: int = 1, chunk_rows: int = REASON_CHUNK_ROWS) -> pd.DataFrame:
     """:data:`REASON_COLUMNS` for every row of ``features`` (positional), empty for rows not ``eligible``.

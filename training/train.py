@@ -64,6 +64,8 @@ def _params(fitted: Fitted, cache: FeatureCache, random_state: int) -> dict:
               "random_state": random_state, "n_customers": int(len(cache.features(fitted.plan.as_of))),
               "n_train_rows": fitted.n_train, "n_valid_rows": len(fitted.valid), **fitted.plan.to_params(),
               **(choice.to_params() if choice is not None else {})}
+    if fitted.extra.get("sample") is not None:
+        params.update(fitted.extra["sample"].to_params())
     for key, value in model.get_params().items():
         if key in ("horizon_days", "random_state"):
             continue
@@ -126,6 +128,11 @@ def _log_run(data: Dataset, cache: FeatureCache, fitted: Fitted, *, random_state
             log.warning("%s: BTYD failed at %s (%s): %s", name, as_of, cache.btyd_status(as_of),
                         "CLV uses the LightGBM family" if name == "clv" else "churn runs without BTYD inputs")
         mlflow.log_metrics({f"val.{k}": float(v) for k, v in fitted.metrics.items() if np.isfinite(v)})
+        if fitted.extra.get("sample") is not None:  # the person sample and the noise of the validation figure
+            sample = fitted.extra["sample"]
+            mlflow.log_metrics({"sample.people": sample.kept,
+                                "sample.fraction": sample.kept / sample.buyers if sample.buyers else 1.0,
+                                **{f"sample.val_{k}": v for k, v in fitted.extra.get("valid_se", {}).items()}})
         imp = fitted.model.feature_importance()
         tracking.log_figure(plots.feature_importance_plot(list(imp.index), imp.to_numpy()), "feature_importance")
         tracking.log_json({k: float(v) for k, v in imp.items()}, "feature_importance.json")
@@ -172,8 +179,9 @@ def _gate(name: str, version: str | None, fitted: Fitted, cache: FeatureCache, b
                                    higher_is_better=True, rescore=rescore)
 
 
-def _cache(data: Dataset, cache: FeatureCache | None, random_state: int) -> FeatureCache:
-    return cache or FeatureCache(data, random_state=random_state)
+def _cache(data: Dataset, cache: FeatureCache | None, random_state: int,
+           sample_size: int | None = None) -> FeatureCache:
+    return cache or FeatureCache(data, random_state=random_state, sample_size=sample_size)
 
 
 def train_churn(data: Dataset, as_of, *, cache: FeatureCache | None = None, horizon_days: int = 90,
@@ -203,7 +211,7 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
               register: bool = True, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
               churn_params: dict | None = None, clv_params: dict | None = None,
               models: tuple[str, ...] = ("churn", "clv"), progress=None,
-              brand: str | None = None) -> dict[str, TrainResult]:
+              brand: str | None = None, sample_size: int | None = None) -> dict[str, TrainResult]:
     """Train churn and CLV on shared feature snapshots (each cutoff computed once), then gate each.
 
     Each horizon is served as :func:`training.horizons.choose_horizon` decides from the history before ``as_of``
@@ -212,13 +220,14 @@ def train_all(data: Dataset, as_of, *, cache: FeatureCache | None = None, churn_
     for (``registry.model_name``; an extrapolated CLV under the requested horizon, its fitted window in the
     params): ``brand`` defaults to the data directory's (``features.brand.load_brand``). Every model is fitted,
     logged and registered before any alias moves: a failure part-way leaves both ``champion`` aliases untouched
-    (already registered versions stay without an alias, tagged ``gate_decision=not_gated``).
+    (already registered versions stay without an alias, tagged ``gate_decision=not_gated``). ``sample_size``:
+    buyers per cutoff of the training person sample when no ``cache`` is given (``FeatureCache(sample_size=)``).
     """
     brand = dataset_brand(data, brand)
     unknown = set(models) - set(GATE_METRIC)
     if unknown or not models:
         raise ValueError(f"models must be a non-empty subset of {tuple(GATE_METRIC)}, got {models}")
-    cache = _cache(data, cache, random_state)
+    cache = _cache(data, cache, random_state, sample_size)
     common = dict(n_cutoffs=n_cutoffs, step_days=step_days, max_train_rows=max_train_rows,
                   random_state=random_state, progress=progress)
     fitted: dict[str, Fitted] = {}

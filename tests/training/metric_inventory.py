@@ -25,6 +25,12 @@ METRICS: dict[str, str | None] = {
     "data.*.rows_rejected": None,
     "val.total_error_pct_before_level": "abs_lower",  # the CLV total before its level calibration
     "gate.new_value": None,
+    # the training person sample (training/frames.py draw_sample): its size and share, and the bootstrap
+    # standard error of the validation AUC / Gini (noise, not quality: no direction)
+    "sample.people": None,
+    "sample.fraction": None,
+    "sample.val_auc_se": None,
+    "sample.val_gini_se": None,
     "gate.champion_value": None,
     # scrm backtest (training/backtest.py): model, validation, baselines, oracle and the gap to it
     **{f"churn.{scope}.{k}": d for scope in ("model", "validation") for k, d in _CHURN.items()},

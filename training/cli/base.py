@@ -119,6 +119,11 @@ Cutoffs = Annotated[int, typer.Option(
     "--cutoffs", min=1, help="How many rolling training cutoffs to stack (at most: big brands stack fewer, ~600k rows)."
 )]
 Step = Annotated[int, typer.Option("--step-days", min=1, help="Days between rolling training cutoffs.")]
+SampleSize = Annotated[int | None, typer.Option(
+    "--sample-size", min=0,
+    help="Buyers per cutoff training reads: one person sample, stratified by lifecycle stage and RFM segment, "
+         "the same people at every cutoff (0: everyone). Default: sized to this machine, half its memory at "
+         "14 kB per person (850,000 on 24 GB).")]
 BrandOpt = Annotated[str | None, typer.Option(
     "--brand", help="Brand id the models are registered under (default: brand.yaml in --data, else the "
                     "directory's name). Models are kept apart per brand and horizon: <brand>.churn_90d, ...")]

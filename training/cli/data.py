@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from features.errors import InputError
 from training.cli.base import (
     BrandOpt,
     DataDir,
@@ -103,6 +104,20 @@ def features_build(
     max_keys_per_person: Annotated[
         int, typer.Option(min=2, help="One-ID: a merged person of more keys than this is left unmerged.")
     ] = 20,
+    engine: Annotated[
+        str, typer.Option("--engine", help="duckdb (in process, the default) or spark (docs/scale.md).")
+    ] = "duckdb",
+    spark_master: Annotated[
+        str | None,
+        typer.Option("--spark-master", help="With --engine spark: the Spark master (default: SPARK_REMOTE for "
+                     "Spark Connect, else the spark-submit master, else local[*])."),
+    ] = None,
+    spark_tables: Annotated[
+        Path | None,
+        typer.Option("--spark-tables", dir_okay=False, exists=True,
+                     help="With --engine spark: YAML mapping table name to Spark/Hive table (orders: lake.orders, "
+                     "...) read instead of the --data files."),
+    ] = None,
 ) -> None:
     """Build the point-in-time feature snapshot: one row per person, using only rows strictly before --as-of
     (default, as in `train` and `score`: the day after the last order or event).
@@ -119,6 +134,13 @@ def features_build(
     except FeatureConfigError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    if engine not in ("duckdb", "spark"):
+        raise InputError(f"--engine must be duckdb or spark, got {engine!r}", field="--engine")
+    if engine == "spark":
+        _features_build_spark(data, as_of, out, feature_config, max_keys_per_person, spark_master, spark_tables)
+        return
+    if spark_master is not None or spark_tables is not None:
+        raise InputError("--spark-master and --spark-tables need --engine spark", field="--engine")
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
@@ -127,6 +149,38 @@ def features_build(
     snapshot = build_snapshot(dataset, cutoff, out_dir=out, console=console, identity=identity.key_to_person,
                               config=feature_config)
     summarize(snapshot.features, console=Console())
+    console.print(f"wrote {out}")
+
+
+def _features_build_spark(data: Path, as_of: str | None, out: Path | None, feature_config, max_keys_per_person: int,
+                          spark_master: str | None, spark_tables: Path | None) -> None:
+    """`features build --engine spark`: Spark reads the inputs, computes and writes the snapshot."""
+    from features.spark import (
+        build_snapshot_spark,
+        default_as_of,
+        read_spark_tables_file,
+        spark_inputs,
+        spark_session,
+        summarize_spark,
+    )
+
+    with exit_2_on(ImportError):
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise ImportError("--engine spark needs the Spark extra: pip install -e '.[spark]' (and Java 17)") from None
+    source = read_spark_tables_file(spark_tables) if spark_tables is not None else data
+    spark = spark_session(spark_master)
+    inputs = spark_inputs(spark, source)
+    if as_of is not None:
+        cutoff = parse_date(as_of)
+    else:
+        cutoff = default_as_of(inputs)
+        console.print(f"--as-of {cutoff.isoformat()} (default: the day after the last order or event)")
+    out = out or data / "features" / f"as_of={cutoff.isoformat()}"
+    snapshot = build_snapshot_spark(inputs, cutoff, out_dir=out, spark=spark, config=feature_config,
+                                    max_keys_per_person=max_keys_per_person, console=console)
+    summarize_spark(snapshot.features, Console())
     console.print(f"wrote {out}")
 
 

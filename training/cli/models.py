@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from training.cli.base import (
     DataDir,
     FeatureConfigOpt,
     OptAsOf,
+    SampleSize,
     Seed,
     Step,
     TiersOpt,
@@ -86,22 +86,24 @@ ClvHorizon = Annotated[int, typer.Option(min=7, help="CLV value window in days."
 
 def _train(kind: str, data: Path, as_of: str | None, horizon: int | None, cutoffs: int, step_days: int,
            random_state: int, register: bool, feature_config: Path | None = None,
-           brand: str | None = None, *, clv_horizon: int = 365) -> None:
+           brand: str | None = None, *, clv_horizon: int = 365, sample_size: int | None = None) -> None:
     from features.config import FeatureConfig
     from training import train as T
-    from training.frames import FeatureCache
+    from training.frames import FeatureCache, default_sample_size
 
     with exit_2_on(ValueError):
         config = FeatureConfig.from_file(feature_config) if feature_config is not None else None
     brand = brand_of(data, brand)
     dataset = load_or_exit(data)
     cutoff = _resolve_as_of(as_of, dataset)
+    sample = default_sample_size() if sample_size is None else sample_size
     n_frames = {"churn": 2 * cutoffs + 1, "clv": 2 * cutoffs + 1, "all": 4 * cutoffs + 2}[kind]
     progress, advance = _steps(n_frames, f"training {kind} as of {cutoff}")
     with exit_2_on(ValueError), progress:
         common = dict(n_cutoffs=cutoffs, step_days=step_days, random_state=random_state, register=register,
                       progress=advance, brand=brand,
-                      cache=FeatureCache(dataset, random_state=random_state, config=config))
+                      cache=FeatureCache(dataset, random_state=random_state, config=config,
+                                         sample_size=sample or None))
         if kind == "all":
             results = T.train_all(dataset, cutoff, churn_horizon=horizon or 90, clv_horizon=clv_horizon, **common)
         elif kind == "churn":
@@ -123,7 +125,8 @@ def train_all_cmd(data: DataDir, as_of: OptAsOf = None, churn_horizon: ChurnHori
                   clv_horizon: ClvHorizon = 365, cutoffs: Cutoffs = 8, step_days: Step = 30,
                   random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register versions and run the promotion gate.")] = True,
-                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None,
+                  sample_size: SampleSize = None) -> None:
     """Train churn (90-day horizon) and CLV (365-day horizon) on shared feature snapshots, then gate each.
 
     Registered as <brand>.churn_<H>d and <brand>.clv_<H>d (90 and 365 by default); each gate compares only with
@@ -132,7 +135,7 @@ def train_all_cmd(data: DataDir, as_of: OptAsOf = None, churn_horizon: ChurnHori
     requested horizon), or the longest supported horizon is used; the command says which.
     """
     _train("all", data, as_of, churn_horizon, cutoffs, step_days, random_state, register, feature_config, brand,
-           clv_horizon=clv_horizon)
+           clv_horizon=clv_horizon, sample_size=sample_size)
 
 
 @train_app.command("churn")
@@ -140,9 +143,11 @@ def train_churn_cmd(data: DataDir, as_of: OptAsOf = None,
                     horizon: Annotated[int, typer.Option(min=7, help="Churn = no paid order within this many days.")] = 90,
                     cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
                     register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
-                    brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+                    brand: BrandOpt = None, feature_config: FeatureConfigOpt = None,
+                    sample_size: SampleSize = None) -> None:
     """Train the churn model only (registered as <brand>.churn_<horizon>d)."""
-    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand)
+    _train("churn", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand,
+           sample_size=sample_size)
 
 
 @train_app.command("clv")
@@ -150,9 +155,11 @@ def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
                   horizon: Annotated[int, typer.Option(min=7, help="Value window in days.")] = 365,
                   cutoffs: Cutoffs = 8, step_days: Step = 30, random_state: Seed = 0,
                   register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
-                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None) -> None:
+                  brand: BrandOpt = None, feature_config: FeatureConfigOpt = None,
+                  sample_size: SampleSize = None) -> None:
     """Train the CLV model only (registered as <brand>.clv_<horizon>d)."""
-    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand)
+    _train("clv", data, as_of, horizon, cutoffs, step_days, random_state, register, feature_config, brand,
+           sample_size=sample_size)
 
 
 ModelName = Annotated[str, typer.Argument(
@@ -210,13 +217,24 @@ def score_cmd(
     brand: BrandOpt = None,
     churn_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the churn model to use.")] = 90,
     clv_horizon: Annotated[int, typer.Option(min=1, help="Horizon (days) of the CLV model to use.")] = 365,
+    engine: Annotated[str, typer.Option(
+        help="duckdb: build the features and score in this process. spark: read a feature snapshot with Spark "
+             "and score it on the executors (same scoring function), writing --out as a Parquet directory.")
+    ] = "duckdb",
+    snapshot: Annotated[Path | None, typer.Option(
+        help="--engine spark: the snapshot to score (default: DATA/features/as_of=DATE/, the newest one "
+             "without --as-of).")] = None,
+    spark_master: Annotated[str | None, typer.Option(
+        "--spark-master", help="--engine spark: Spark master URL (default: local[*]; SPARK_REMOTE for Spark "
+                               "Connect; none under spark-submit).")] = None,
 ) -> None:
     """Score everyone with the brand's champion models — the same function the HTTP service calls.
 
     One row per person: churn probability, CLV (mean, p10, p90), expected orders, P(alive), RFM scores and
     segment, lifecycle stage, member tier and action segment, and the horizons they are about; people who
     cannot be scored carry a reason; the top 3 churn reasons (the ones the service serves by lookup), unless
-    --no-reasons. Models of another brand or trained after --as-of are refused (exit 2).
+    --no-reasons. Models of another brand or trained after --as-of are refused (exit 2). With --engine spark
+    the snapshot is scored by Spark into a Parquet directory with the same columns and values.
     """
     from functools import partial
 
@@ -224,12 +242,19 @@ def score_cmd(
     from features.pipeline import build_features
     from training.decisions.tiers import resolve_tier_rules
     from training.exports import write_csv
-    from training.scoring import eligibility_table, load_champions, score
+    from training.scoring import eligibility_table, label_scores, load_champions, score
 
+    if engine not in ("duckdb", "spark"):
+        raise InputError(f"--engine must be duckdb or spark, got {engine!r}", field="--engine")
     rules = resolve_tier_rules(tiers, data_dir=data)
     brand = brand_of(data, brand)
     load = partial(load_champions, alias, brand=brand, churn_horizon=churn_horizon, clv_horizon=clv_horizon,
                    data_hint=str(data))
+    if engine == "spark":
+        _score_spark(data, out, as_of, snapshot, load, rules, reasons=reasons, master=spark_master)
+        return
+    if snapshot is not None or spark_master is not None:
+        raise InputError("--snapshot and --spark-master go with --engine spark", field="--engine")
     models = None
     if as_of is not None:  # refuse before reading the data
         with exit_2_on(LookupError):
@@ -244,9 +269,7 @@ def score_cmd(
                                config=models.features_config())
     with console.status(f"scoring {len(feats):,} people"):
         scores = score(feats, models, as_of=cutoff, with_reasons=reasons, n_jobs=jobs, tier_rules=rules)
-    scores.insert(1, "feature_as_of", pd_timestamp(cutoff))
-    scores["churn_model_version"] = models.churn_version
-    scores["clv_model_version"] = models.clv_version
+    scores = label_scores(scores, cutoff, models)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         write_csv(scores, out)
@@ -264,10 +287,46 @@ def score_cmd(
     console.print(f"wrote {out}")
 
 
-def pd_timestamp(d: date):
-    import pandas as pd
+def _score_spark(data: Path, out: Path, as_of: str | None, snapshot: Path | None, load, rules, *, reasons: bool,
+                 master: str | None) -> None:
+    """``scrm score --engine spark``: the snapshot's as_of (from its manifest; --as-of must agree), the champions
+    checked against it, then :func:`training.spark_scoring.score_snapshot`."""
+    import json
 
-    return pd.Timestamp(d)
+    from features.pii import check_pii_fingerprint
+    from features.pipeline import newest_snapshot_dir
+    from training import spark_scoring
+
+    if out.suffix == ".csv":
+        raise InputError(f"{out}: --engine spark writes a Parquet directory, not CSV", field="--out")
+    wanted = parse_date(as_of) if as_of is not None else None
+    if snapshot is None:
+        if wanted is not None:
+            snapshot = data / "features" / f"as_of={wanted.isoformat()}"
+        else:
+            with exit_2_on(FileNotFoundError):
+                snapshot = newest_snapshot_dir(data)[1]
+    manifest_file = Path(snapshot) / "manifest.json"
+    if not manifest_file.is_file():
+        raise InputError(f"{snapshot}: no feature snapshot (no manifest.json); build it with "
+                         f"`scrm features build --data {data} --as-of DATE`", file=snapshot, field="--snapshot")
+    manifest = json.loads(manifest_file.read_text())
+    cutoff = parse_date(manifest["as_of"])
+    if wanted is not None and wanted != cutoff:
+        raise InputError(f"{snapshot}: snapshot as of {cutoff}, not --as-of {wanted}", file=snapshot,
+                         field="--as-of")
+    check_pii_fingerprint(manifest)
+    with exit_2_on(LookupError):
+        models = load(as_of=cutoff)
+    models.check_snapshot(manifest)
+    spark = spark_scoring.spark_session(master)
+    with console.status(f"scoring {snapshot} on Spark ({spark.version})"):
+        result = spark_scoring.score_snapshot(spark, Path(snapshot), models, out, as_of=cutoff, tier_rules=rules,
+                                              with_reasons=reasons)
+    console.print(f"scored {result.scored:,} of {result.people:,} people as of {cutoff} with {models.churn_name} "
+                  f"v{models.churn_version}, {models.clv_name} v{models.clv_version} on Spark "
+                  f"(high-value CLV cut {result.clv_cut:,.2f})")
+    console.print(f"wrote {out}")
 
 
 @app.command()

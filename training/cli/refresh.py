@@ -12,6 +12,7 @@ from training.cli.base import (
     Cutoffs,
     DataDir,
     OptAsOf,
+    SampleSize,
     Seed,
     Step,
     app,
@@ -38,6 +39,7 @@ def refresh_cmd(
     step_days: Step = 30,
     random_state: Seed = 0,
     brand: BrandOpt = None,
+    sample_size: SampleSize = None,
 ) -> None:
     """The nightly job: validate, build today's snapshot, (re)train when needed, score everyone, check drift, publish.
 
@@ -48,6 +50,7 @@ def refresh_cmd(
     published), 1 failed (nothing published), 3 published with a drift alert, 2 bad options.
     """
     from training import drift
+    from training.frames import default_sample_size
     from training.refresh import RETRAIN_MODES, refresh
 
     if retrain not in RETRAIN_MODES:
@@ -62,7 +65,9 @@ def refresh_cmd(
     with console.status("refresh") as status:
         result = refresh(data, as_of=cutoff, retrain=retrain, with_reasons=reasons, thresholds=limits,
                          log_mlflow=log_mlflow, force=force,
-                         train_options={"n_cutoffs": cutoffs, "step_days": step_days, "random_state": random_state},
+                         train_options={"n_cutoffs": cutoffs, "step_days": step_days, "random_state": random_state,
+                                        "sample_size": (default_sample_size() if sample_size is None
+                                                        else sample_size) or None},
                          progress=lambda msg: status.update(f"refresh: {msg}"), brand=brand_of(data, brand))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")

@@ -1,0 +1,159 @@
+"""Benchmark: scoring a snapshot on Spark (``training.spark_scoring.score_snapshot``) against in-process ``score``.
+
+Simulates ``--customers`` people (or reads ``--data``), writes the DuckDB feature snapshot, trains churn and CLV
+with the project's defaults on a separate ``--train-customers`` simulation, then times
+
+* ``score()`` + ``label_scores`` in this process on the snapshot read with pandas (what ``scrm score`` does after
+  building features), and
+* ``score_snapshot`` on a local Spark session (``--master``, default ``local[2]``): both passes, the Parquet
+  output included,
+
+checks that both give the same scores (ids, numbers within 1e-9 relative, text) and prints wall times and peak
+memory: this process (the driver) and, sampled every 0.5 s, the sum over its child processes (the Spark JVM and
+its Python workers).
+
+    .venv/bin/python benchmarks/bench_spark_score.py --customers 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class ChildMemory:
+    """Peak summed RSS of this process's children (the Spark JVM and Python workers), sampled in a thread."""
+
+    def __init__(self, every: float = 0.5):
+        import psutil
+
+        self.me, self.every, self.peak, self._stop = psutil.Process(), every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            total = 0
+            for child in self.me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except Exception:  # noqa: BLE001 - a worker that just ended
+                    continue
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--train-customers", type=int, default=20_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--data", type=Path, help="data directory to score (default: simulate --customers)")
+    ap.add_argument("--as-of", default="2026-01-01")
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--reasons", action="store_true", help="add the top-3 churn reasons (TreeSHAP), both engines")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("SCRM_PII_KEY", "benchmark-key")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    work = Path(tempfile.mkdtemp(prefix="bench-spark-score-"))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work}/mlflow.db")
+    as_of = date.fromisoformat(args.as_of)
+
+    from features.contract import load_dataset
+    from features.pipeline import build_snapshot
+    from features.simulate import simulate, write_dataset
+    from training.decisions.tiers import load_tier_rules
+    from training.fitting import fit_churn, fit_clv
+    from training.frames import FeatureCache
+    from training.scoring import Models, label_scores, score
+    from training.spark_scoring import score_snapshot, spark_session
+
+    data_dir = args.data
+    if data_dir is None:
+        data_dir = work / "data"
+        write_dataset(simulate(args.customers, seed=args.seed), data_dir)
+    t = time.perf_counter()
+    snap = build_snapshot(load_dataset(data_dir), as_of, out_dir=work / "snapshot")
+    print(f"snapshot: {len(snap.features):,} people in {time.perf_counter() - t:.0f} s", flush=True)
+    del snap
+
+    t = time.perf_counter()
+    train_dir = work / "train-data"
+    write_dataset(simulate(args.train_customers, seed=args.seed + 1), train_dir)
+    cache = FeatureCache(load_dataset(train_dir))
+    models = Models(fit_churn(cache, as_of, horizon_days=90).model, fit_clv(cache, as_of, horizon_days=365).model,
+                    "1", "1")
+    del cache
+    print(f"trained churn + CLV (defaults) on {args.train_customers:,} customers in {time.perf_counter() - t:.0f} s; "
+          f"CLV family {models.clv.family_}", flush=True)
+    rules = load_tier_rules()
+
+    t = time.perf_counter()
+    features = pd.read_parquet(work / "snapshot" / "features.parquet")
+    local = label_scores(score(features, models, as_of=as_of, tier_rules=rules, with_reasons=args.reasons,
+                               n_jobs=2), as_of, models)
+    local_s = time.perf_counter() - t
+    del features
+    driver_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(f"in process: {len(local):,} people in {local_s:.1f} s (peak RSS so far {driver_before:.2f} GB)", flush=True)
+
+    spark = spark_session(args.master)
+    with ChildMemory() as children:
+        t = time.perf_counter()
+        result = score_snapshot(spark, work / "snapshot", models, work / "spark_scores", as_of=as_of,
+                                tier_rules=rules, with_reasons=args.reasons)
+        spark_s = time.perf_counter() - t
+    print(f"Spark {args.master}: {result.people:,} people in {spark_s:.1f} s; peak RSS of the JVM + Python workers "
+          f"{children.peak / 1e9:.2f} GB", flush=True)
+
+    a = local.sort_values("person_id").reset_index(drop=True)
+    b = pd.read_parquet(work / "spark_scores").sort_values("person_id").reset_index(drop=True)
+    assert list(a.columns) == list(b.columns) and a["person_id"].tolist() == b["person_id"].tolist()
+    worst = 0.0
+    for col in a.columns:
+        if pd.api.types.is_numeric_dtype(a[col]) and not pd.api.types.is_bool_dtype(a[col]):
+            x, y = a[col].to_numpy(dtype=float, na_value=np.nan), b[col].to_numpy(dtype=float, na_value=np.nan)
+            assert (np.isnan(x) == np.isnan(y)).all(), col
+            ok = ~np.isnan(x)
+            rel = np.abs(x[ok] - y[ok]) / np.maximum(np.abs(x[ok]), 1e-300)
+            worst = max(worst, float(rel.max()) if rel.size else 0.0)
+        elif not pd.api.types.is_datetime64_any_dtype(a[col]):
+            assert a[col].astype(object).where(a[col].notna(), None).tolist() == \
+                b[col].astype(object).where(b[col].notna(), None).tolist(), col
+    print(f"same scores: ids, text, numbers (largest relative difference {worst:.1e}); "
+          f"high-value CLV cut {result.clv_cut:.4f}")
+    figures = {"people": result.people, "scored": result.scored, "reasons": args.reasons,
+               "in_process_s": round(local_s, 1), "spark_s": round(spark_s, 1), "master": args.master,
+               "driver_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2),
+               "spark_children_peak_rss_gb": round(children.peak / 1e9, 2), "max_rel_diff": worst}
+    print(json.dumps(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
