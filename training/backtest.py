@@ -44,7 +44,8 @@ def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: i
     """The simulator's true P(purchase) and expected spend per resolved ``person_id`` (None without truth).
 
     Uses the data directory's ``truth.parquet``, ``truth_keys.parquet`` and (when present) the raw
-    ``campaign_touches.parquet``, so campaign-caused orders in the window are part of the truth.
+    ``campaign_touches.parquet`` with ``truth_campaign_effects.parquet``, so campaign-caused orders in the window
+    are part of the truth.
     """
     truth_dir = Path(truth_dir)
     truth_path, keys_path = truth_dir / "truth.parquet", truth_dir / "truth_keys.parquet"
@@ -56,8 +57,10 @@ def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: i
     touches = pd.read_parquet(touches_path) if touches_path.exists() else None
     if touches is not None and not {"customer_key", "sent_ts", "group"} <= set(touches.columns):
         touches = None
+    effects_path = truth_dir / "truth_campaign_effects.parquet"
+    effects = pd.read_parquet(effects_path) if touches is not None and effects_path.exists() else None
     return oracle(pd.read_parquet(truth_path), as_of, horizon_days, touches=touches,
-                  truth_keys=pd.read_parquet(keys_path), key_to_person=identity)
+                  truth_keys=pd.read_parquet(keys_path), effects=effects, key_to_person=identity)
 
 
 def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int | None = None,
