@@ -461,7 +461,7 @@ _HIGHER = {"auc", "pr_auc", "gini", "spearman", "churn_auc", "clv_spearman", "cl
 _LOWER = {"brier", "ece", "decile_mape", "logloss", "log_loss", "mae", "mse", "rmse", "mape"}
 _ABS_LOWER = {"total_error_pct"}
 _NOMINAL = {"interval_coverage"}
-_HIGHER_PREFIX = re.compile(r"^(recall_at_|lift_|gini_|auc_|spearman_)")
+_HIGHER_PREFIX = re.compile(r"^(recall_at_|lift_|gini_|auc_|spearman_|uplift_)")
 #: Errors and losses of any kind (``mean_abs_error``, ``pinball_loss``, ``errors``): lower is better.
 _LOWER_PATTERN = re.compile(r"(^|_)(errors?|loss)($|_)")
 #: Namespaces whose figures are bookkeeping, not quality: gate inputs, row counts.
