@@ -200,7 +200,8 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
                 "clv_spearman": result["oracle"]["clv_spearman"] - result["clv"]["model"]["spearman"],
             }
     if uplift_window and data.campaign_touches is not None:
-        block = uplift_backtest(cache, pd.Timestamp(end), models=Models(churn.model, clv.model),
+        block = uplift_backtest(cache, pd.Timestamp(end), train_until=pd.Timestamp(as_of),
+                                models=Models(churn.model, clv.model),
                                 window_days=uplift_window, random_state=random_state)
         if block is not None:
             result["uplift"] = block

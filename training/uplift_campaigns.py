@@ -10,8 +10,8 @@ channel of the messaged account (``touch_channel``, known at the send), ``treate
 
 **Time layout** (:func:`plan_campaigns`): the *evaluation* campaign is the latest whose outcome window ends by
 ``until`` (the backtest's ``as_of + H``, within the data); the *training* campaigns are those whose outcome
-windows end on or before the evaluation campaign's send date, so nothing the model learns from happens after the
-send it is judged on. The learner (T or X, :class:`training.uplift.UpliftModel`) is chosen by Qini on the latest
+windows end on or before the evaluation campaign's send date and the backtest's ``as_of``, so the model learns
+only from outcomes before ``as_of`` (like the churn and CLV models) and before the send it is judged on. The learner (T or X, :class:`training.uplift.UpliftModel`) is chosen by Qini on the latest
 training campaign (fitted on the earlier ones) and refitted on all of them.
 
 **Policies** (:func:`evaluate_policies`), each a ranking of the evaluation campaign's people: the model's
@@ -73,11 +73,13 @@ def window_end(send_date, window_days: int = WINDOW_DAYS) -> pd.Timestamp:
     return pd.Timestamp(send_date).normalize() + pd.Timedelta(days=int(window_days) + 1)
 
 
-def plan_campaigns(sends: pd.DataFrame, until, *, window_days: int = WINDOW_DAYS) -> tuple[str, list[str]] | None:
+def plan_campaigns(sends: pd.DataFrame, until, *, train_until=None,
+                   window_days: int = WINDOW_DAYS) -> tuple[str, list[str]] | None:
     """``(evaluation campaign, training campaigns)`` or None when no campaign has an earlier one to learn from.
 
     The evaluation campaign is the latest whose window ends by ``until`` and that has at least one training
-    campaign (window ended by its send date).
+    campaign: a campaign whose window ended by the evaluation campaign's send date and by ``train_until`` (the
+    backtest's ``as_of``: the model learns only from outcomes before it, like the churn and CLV models).
     """
     until = pd.Timestamp(until)
     ends = sends["send_date"].map(lambda d: window_end(d, window_days))
@@ -85,7 +87,8 @@ def plan_campaigns(sends: pd.DataFrame, until, *, window_days: int = WINDOW_DAYS
         if ends.iloc[i] > until:
             continue
         send = sends["send_date"].iloc[i]
-        train = sends.loc[ends <= send, "campaign_id"].tolist()
+        bound = send if train_until is None else min(send, pd.Timestamp(train_until))
+        train = sends.loc[ends <= bound, "campaign_id"].tolist()
         if train:
             return str(sends["campaign_id"].iloc[i]), train
     return None
@@ -228,19 +231,20 @@ def evaluate_policies(rows: pd.DataFrame, model: UpliftModel, *, baselines: dict
     return block
 
 
-def uplift_backtest(cache: FeatureCache, until, *, models=None, window_days: int = WINDOW_DAYS,
+def uplift_backtest(cache: FeatureCache, until, *, train_until=None, models=None, window_days: int = WINDOW_DAYS,
                     random_state: int = 0, n_boot: int = 200) -> dict | None:
     """The ``uplift`` block of ``scrm backtest``: None when the data has no campaign with a control group.
 
-    ``until`` bounds the evaluation campaign's outcome window (the backtest's ``as_of + H``); ``models``
-    (``training.scoring.Models``) give the by-churn-risk and by-CLV policies.
+    ``until`` bounds the evaluation campaign's outcome window (the backtest's ``as_of + H``), ``train_until``
+    the training campaigns' (its ``as_of``); ``models`` (``training.scoring.Models``) give the by-churn-risk and
+    by-CLV policies.
     """
     data = cache.data
     sends = campaign_sends(data.campaign_touches)
     if sends.empty:
         return None
     limit = min(pd.Timestamp(until), data.data_end + pd.Timedelta(days=1))
-    plan = plan_campaigns(sends, limit, window_days=window_days)
+    plan = plan_campaigns(sends, limit, train_until=train_until, window_days=window_days)
     if plan is None:
         return {"skipped": f"{len(sends)} campaign(s) with a control group, but none whose {window_days}-day window "
                            f"ends by {limit.date()} after another campaign's window ended"}

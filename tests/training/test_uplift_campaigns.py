@@ -54,6 +54,8 @@ def test_plan_trains_only_on_campaigns_whose_window_ended_before_the_evaluation_
     assert plan_campaigns(sends, "2024-06-10", window_days=14) == ("c", ["a"])
     assert plan_campaigns(sends, "2024-07-01", window_days=14) == ("d", ["a", "b", "c"])
     assert plan_campaigns(sends, "2024-01-20", window_days=14) is None  # nothing earlier to learn from
+    # a backtest as of 2024-03-12 learns only from windows ended by then, even for a later evaluation campaign
+    assert plan_campaigns(sends, "2024-07-01", train_until="2024-03-12", window_days=14) == ("d", ["a"])
 
 
 def test_rows_are_point_in_time_and_outcomes_follow_the_send(brand):
