@@ -201,7 +201,7 @@ def truth_effects(source: Path | None, rows: pd.DataFrame) -> pd.DataFrame | Non
 def baseline_scores(cache: FeatureCache, rows: pd.DataFrame, models) -> dict[str, np.ndarray]:
     """``by_churn_risk`` and ``by_clv`` scores of a campaign's people: ``models`` on the snapshot at the send.
 
-    People the models do not score (too new, no paid order) get −inf: ranked last, no evidence to target them.
+    People the models do not score (too new, no paid order) are ranked last, tied: no evidence to target them.
     """
     from training.scoring import score
 
@@ -210,8 +210,13 @@ def baseline_scores(cache: FeatureCache, rows: pd.DataFrame, models) -> dict[str
     scored = score(snap[snap["person_id"].isin(rows["person_id"])], models, as_of=send, with_intervals=False)
     got = rows[["person_id"]].merge(scored[["person_id", "churn_probability", "clv_mean"]], on="person_id",
                                     how="left")
-    return {"by_churn_risk": got["churn_probability"].fillna(-np.inf).to_numpy(float),
-            "by_clv": got["clv_mean"].fillna(-np.inf).to_numpy(float)}
+    def last_when_missing(s: pd.Series) -> np.ndarray:
+        values = s.to_numpy(float)
+        floor = np.nanmin(values) - 1.0 if np.isfinite(values).any() else 0.0
+        return np.where(np.isfinite(values), values, floor)
+
+    return {"by_churn_risk": last_when_missing(got["churn_probability"]),
+            "by_clv": last_when_missing(got["clv_mean"])}
 
 
 def evaluate_policies(rows: pd.DataFrame, model: UpliftModel, *, baselines: dict[str, np.ndarray] | None = None,
