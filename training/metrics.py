@@ -457,7 +457,7 @@ _HIGHER = {"auc", "pr_auc", "gini", "spearman", "churn_auc", "clv_spearman", "cl
            "precision", "recall", "f1", "lift",
            # uplift (training/uplift_campaigns.py): Qini / AUUC areas, uplift and incremental conversions in the top 30%
            "qini", "auuc", "uplift_at_30pct", "incremental_at_30pct", "true_incremental_at_30pct",
-           "true_incremental_spend_at_30pct"}
+           "true_incremental_spend_at_30pct", "true_qini"}
 _LOWER = {"brier", "ece", "decile_mape", "logloss", "log_loss", "mae", "mse", "rmse", "mape"}
 _ABS_LOWER = {"total_error_pct"}
 _NOMINAL = {"interval_coverage"}
@@ -487,7 +487,7 @@ def metric_direction(name: str) -> str | None:
         eligibility changes ``abs_lower``; ``gate.*``, ``data.*`` and ``selection.*.monotone_orders`` have no
         direction. Then the measure (last segment): ``higher`` for auc, pr_auc, gini, spearman, churn_auc,
         clv_spearman, clv_gini, recall_at_*, lift_*, the uplift figures (qini, auuc, uplift_at_30pct,
-        incremental_at_30pct and its true_* forms); ``lower`` for brier, ece, decile_mape, log loss and any
+        incremental_at_30pct, their true_* forms and true_qini); ``lower`` for brier, ece, decile_mape, log loss and any
         error or loss (``*_error``, ``*_loss``); ``abs_lower`` for total_error_pct (|x| smaller is better);
         ``closer_to_nominal`` for interval_coverage (nominal level: param ``interval_level``, default 0.8);
         ``None`` when the measure has no known direction (row counts, coverage of the truth, gate figures, ...).

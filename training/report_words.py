@@ -104,6 +104,11 @@ MEASURES = {
         "the simulator's true expected extra purchases in the top 30% (no sampling noise)",
         "adds purchases with 30% of the audience",
     ),
+    "true_qini": (
+        "true Qini",
+        "the Qini on the simulator's true effects: 1 is the best possible ranking, 0 random (no sampling noise)",
+        "finds the customers the campaign changes",
+    ),
     "true_incremental_spend_at_30pct": (
         "true extra spend in the top 30%",
         "the simulator's true expected extra spend (CNY) in the top 30%",

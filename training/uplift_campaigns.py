@@ -22,7 +22,8 @@ the campaign's randomised outcome: ``qini`` and ``auuc`` (normalised areas, :mod
 ``uplift_at_30pct`` (treated − control conversion rate in the top 30%) and ``incremental_at_30pct`` (that times
 the number of people in the top 30%: the extra conversions treating them would bring). With the truth,
 ``true_incremental_at_30pct`` and ``true_incremental_spend_at_30pct`` add the true expected extra conversions and
-spend in the top 30% (noise-free, so policies can be told apart on small control groups).
+spend in the top 30%, and ``true_qini`` the Qini of the ranking on the true effects (:func:`true_qini`; 1 for the
+oracle): noise-free, so policies can be told apart on small control groups.
 """
 
 from __future__ import annotations
@@ -177,10 +178,25 @@ def policy_figures(y: np.ndarray, t: np.ndarray, score: np.ndarray, truth: pd.Da
     out = {"qini": m["qini"], "auuc": m["auuc"], "uplift_at_30pct": at,
            "incremental_at_30pct": at * top if np.isfinite(at) else float("nan")}
     if truth is not None:
+        effect = truth["effect_purchase"].to_numpy(float)
         first = np.argsort(-score, kind="mergesort")[:top]
-        out["true_incremental_at_30pct"] = float(truth["effect_purchase"].to_numpy()[first].sum())
+        out["true_incremental_at_30pct"] = float(effect[first].sum())
         out["true_incremental_spend_at_30pct"] = float(truth["effect_spend"].to_numpy()[first].sum())
+        out["true_qini"] = true_qini(effect, score)
     return out
+
+
+def true_qini(effect: np.ndarray, score: np.ndarray) -> float:
+    """Qini of a ranking on the true effects: the area between the cumulative true effect of the top ``k`` and
+    the random line, over the same area of the ranking by the true effect (1 = the oracle, 0 = random).
+
+    Free of the control group's sampling noise, so it tells rankings apart where the outcome Qini cannot.
+    """
+    def area(order: np.ndarray) -> float:
+        return float(np.trapezoid(np.r_[0.0, np.cumsum(effect[order])]) - len(effect) * effect.sum() / 2.0)
+
+    best = area(np.argsort(-effect, kind="mergesort"))
+    return area(np.argsort(-score, kind="mergesort")) / best if best > 0 else float("nan")
 
 
 def truth_effects(source: Path | None, rows: pd.DataFrame) -> pd.DataFrame | None:

@@ -63,14 +63,15 @@ METRICS: dict[str, str | None] = {
     **{f"uplift.{scope}.{k}": "higher" for scope in ("model", "baselines.by_churn_risk", "baselines.by_clv",
                                                      "baselines.random")
        for k in ("qini", "auuc", "uplift_at_30pct", "incremental_at_30pct", "true_incremental_at_30pct",
-                 "true_incremental_spend_at_30pct")},
+                 "true_incremental_spend_at_30pct", "true_qini")},
     "uplift.validation_qini.*": None,
     "uplift.ate.estimate": None,
     "uplift.true_ate": None,
     "uplift.n_train": None,
     "uplift.n_eval": None,
     **{f"oracle.uplift_{k}": "higher" for k in ("qini", "auuc", "uplift_at_30pct", "incremental_at_30pct",
-                                                 "true_incremental_at_30pct", "true_incremental_spend_at_30pct")},
+                                                 "true_incremental_at_30pct", "true_incremental_spend_at_30pct",
+                                                 "true_qini")},
     # scrm lookalike (training/lookalike.py)
     "holdout.recall_at_1pct": "higher",
     "holdout.recall_at_5pct": "higher",

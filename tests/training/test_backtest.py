@@ -140,7 +140,7 @@ def test_simulator_uplift_model_beats_churn_risk_and_random_targeting(acceptance
     true = "true_incremental_at_30pct"
     assert model[true] > 1.5 * base["random"][true] and model[true] > 2 * base["by_churn_risk"][true]
     assert oracle[true] >= max(model[true], *(b[true] for b in base.values()))
-    assert model["qini"] > base["random"]["qini"] and model["qini"] > base["by_churn_risk"]["qini"]
+    assert model["true_qini"] > base["random"]["true_qini"] and model["true_qini"] > base["by_churn_risk"]["true_qini"]
 
 
 @pytest.mark.slow

@@ -98,6 +98,7 @@ def test_model_beats_random_and_the_oracle_is_the_ceiling(brand):
     assert model["true_incremental_at_30pct"] > 1.3 * rand["true_incremental_at_30pct"]
     assert oracle["true_incremental_at_30pct"] >= model["true_incremental_at_30pct"]
     assert block["true_ate"] == pytest.approx(block["ate"]["estimate"], abs=0.03)
+    assert oracle["true_qini"] == pytest.approx(1.0) and model["true_qini"] > rand["true_qini"]
     lo, hi = block["model_ci"]["qini"]
     assert lo <= model["qini"] <= hi
 
@@ -112,7 +113,7 @@ def test_no_control_groups_no_block(brand):
 
 
 def test_policies_are_judged_on_the_same_rows():
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(1)  # not the random policy's seed (0): its ranking would be x itself
     n = 4000
     x = rng.random(n)
     t = (rng.random(n) < 0.5).astype(int)
@@ -129,3 +130,6 @@ def test_policies_are_judged_on_the_same_rows():
     assert block["baselines"]["by_x"]["true_incremental_at_30pct"] == pytest.approx(
         block["oracle"]["true_incremental_at_30pct"])
     assert block["model"]["qini"] > block["baselines"]["random"]["qini"] > block["baselines"]["reverse"]["qini"]
+    assert block["oracle"]["true_qini"] == pytest.approx(1.0) and block["baselines"]["by_x"]["true_qini"] == 1.0
+    assert block["baselines"]["reverse"]["true_qini"] < 0 < block["model"]["true_qini"] < 1
+    assert abs(block["baselines"]["random"]["true_qini"]) < 0.1
