@@ -19,6 +19,12 @@ the brand's festival lifts) and the calendar features of the evaluated window (`
 When the data directory holds the simulator's ``truth.parquet`` the ``oracle`` block adds the figures of the
 true outcome distribution (``features.simulate.oracle`` per resolved ``person_id``, campaign effects included):
 the ceiling of what any model could reach on that data.
+
+When the data has campaign touches with randomised control groups, the ``uplift`` block
+(:mod:`training.uplift_campaigns`) trains an uplift model on the earlier campaigns and judges it on the latest
+campaign whose response window ends by ``as_of + H``: Qini, AUUC and incremental conversions in the top 30% next
+to targeting by churn risk (this backtest's churn model), by CLV, at random and, on the simulator, by the true
+effect (``truth_campaign_effects``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from training.horizons import fit_for_horizon
 from training.metrics import churn_metrics, clv_metrics, spearman, spend_ranking, ties_broken
 from training.report import attach_report
 from training.scoring import Models, score
+from training.uplift_campaigns import WINDOW_DAYS, uplift_backtest
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,8 @@ def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: i
     """The simulator's true P(purchase) and expected spend per resolved ``person_id`` (None without truth).
 
     Uses the data directory's ``truth.parquet``, ``truth_keys.parquet`` and (when present) the raw
-    ``campaign_touches.parquet``, so campaign-caused orders in the window are part of the truth.
+    ``campaign_touches.parquet`` with ``truth_campaign_effects.parquet``, so campaign-caused orders in the window
+    are part of the truth.
     """
     truth_dir = Path(truth_dir)
     truth_path, keys_path = truth_dir / "truth.parquet", truth_dir / "truth_keys.parquet"
@@ -59,16 +67,24 @@ def oracle_frame(truth_dir: Path, identity: pd.DataFrame, as_of, horizon_days: i
     touches = pd.read_parquet(touches_path) if touches_path.exists() else None
     if touches is not None and not {"customer_key", "sent_ts", "group"} <= set(touches.columns):
         touches = None
+    effects_path = truth_dir / "truth_campaign_effects.parquet"
+    effects = pd.read_parquet(effects_path) if touches is not None and effects_path.exists() else None
     return oracle(pd.read_parquet(truth_path), as_of, horizon_days, touches=touches,
-                  truth_keys=pd.read_parquet(keys_path), key_to_person=identity)
+                  truth_keys=pd.read_parquet(keys_path), effects=effects, key_to_person=identity)
 
 
 def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int | None = None,
              clv_horizon: int | None = None, n_cutoffs: int = 8, step_days: int = 30,
              random_state: int = 0, max_train_rows: int | None = DEFAULT_MAX_TRAIN_ROWS,
              churn_params: dict | None = None, clv_params: dict | None = None,
-             cache: FeatureCache | None = None, progress=None) -> tuple[dict, dict]:
+             cache: FeatureCache | None = None, progress=None,
+             uplift_window: int | None = WINDOW_DAYS) -> tuple[dict, dict]:
     """Run the backtest; returns the JSON-ready result and the arrays behind its plots.
+
+    When the data has campaign touches with control groups the ``uplift`` block
+    (:func:`training.uplift_campaigns.uplift_backtest`, outcome window ``uplift_window`` days; None skips it)
+    judges an uplift model trained on the earlier campaigns on the latest one whose window ends by
+    ``as_of + H``, next to targeting by churn risk, by CLV, at random and (simulator) by the true effect.
 
     ``churn_horizon`` / ``clv_horizon`` (default ``horizon_days``) are the horizons asked of each model; each is
     served as :func:`training.horizons.choose_horizon` decides and judged on its own window.
@@ -187,6 +203,14 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
                 "churn_auc": result["oracle"]["churn_auc"] - result["churn"]["model"]["auc"],
                 "clv_spearman": result["oracle"]["clv_spearman"] - result["clv"]["model"]["spearman"],
             }
+    if uplift_window and data.campaign_touches is not None:
+        block = uplift_backtest(cache, pd.Timestamp(end), train_until=pd.Timestamp(as_of),
+                                models=Models(churn.model, clv.model),
+                                window_days=uplift_window, random_state=random_state)
+        if block is not None:
+            result["uplift"] = block
+            if "oracle" in block:
+                result.setdefault("oracle", {}).update({f"uplift_{k}": v for k, v in block["oracle"].items()})
     arrays = {"y": y, "p": p, "spend": spend, "clv": ev["clv_mean"].to_numpy(dtype=float),
               "importance": churn.model.feature_importance()}
     return result, arrays
@@ -241,7 +265,9 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
     The run is tagged ``scrm.brand`` (``brand``, else the data directory's brand id) and ``scrm.horizon_days``.
 
     The metrics logged are the JSON's ``churn``, ``clv``, ``oracle`` and ``oracle_gap`` blocks flattened with
-    dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...); the JSON itself is the
+    dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...), and of the ``uplift``
+    block its ``model``, ``baselines``, ``ate`` and counts (``uplift.model.qini``, ...; the oracle's as
+    ``oracle.uplift_qini``, ...); the JSON itself is the
     ``backtest.json`` artifact, with plots ``roc``, ``calibration``, ``gains``, ``clv_deciles`` and
     ``feature_importance``.
     """
@@ -273,6 +299,11 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
         result["mlflow_run_id"] = run.info.run_id
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
         mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap") if k in result}))
+        if "uplift" in result:
+            logged = ("model", "baselines", "validation_qini", "ate", "true_ate", "n_train", "n_eval")
+            mlflow.log_metrics(flatten({"uplift": {k: v for k, v in result["uplift"].items() if k in logged}}))
+            mlflow.log_params({f"uplift.{k}": result["uplift"].get(k)
+                               for k in ("evaluation_campaign", "learner", "skipped") if k in result["uplift"]})
         tracking.log_json({"eligible": result["n_scored"], "not_eligible": result["not_eligible_reasons"]},
                           "eligibility.json")
         tracking.log_figure(plots.roc_plot(arrays["y"], arrays["p"]), "roc")

@@ -478,11 +478,14 @@ def gains_table(y: ArrayLike, p: ArrayLike, n: int = 10) -> pd.DataFrame:
 # Directions (used by `scrm runs compare`, the report and the promotion gate)
 # --------------------------------------------------------------------------------------------------------------
 _HIGHER = {"auc", "pr_auc", "gini", "spearman", "churn_auc", "clv_spearman", "clv_gini", "r2", "accuracy",
-           "precision", "recall", "f1", "lift"}
+           "precision", "recall", "f1", "lift",
+           # uplift (training/uplift_campaigns.py): Qini / AUUC areas, uplift and incremental conversions in the top 30%
+           "qini", "auuc", "uplift_at_30pct", "incremental_at_30pct", "true_incremental_at_30pct",
+           "true_incremental_spend_at_30pct", "true_qini"}
 _LOWER = {"brier", "ece", "decile_mape", "logloss", "log_loss", "mae", "mse", "rmse", "mape"}
 _ABS_LOWER = {"total_error_pct"}
 _NOMINAL = {"interval_coverage"}
-_HIGHER_PREFIX = re.compile(r"^(recall_at_|lift_|gini_|auc_|spearman_)")
+_HIGHER_PREFIX = re.compile(r"^(recall_at_|lift_|gini_|auc_|spearman_|uplift_)")
 #: Errors and losses of any kind (``mean_abs_error``, ``pinball_loss``, ``errors``): lower is better.
 _LOWER_PATTERN = re.compile(r"(^|_)(errors?|loss)($|_)")
 #: Namespaces whose figures are bookkeeping, not quality: gate inputs, row counts.
@@ -507,7 +510,8 @@ def metric_direction(name: str) -> str | None:
         model) is ``lower``; ``drift.*``: PSI / JS distance and alert/warn counts ``lower``, population and
         eligibility changes ``abs_lower``; ``gate.*``, ``data.*`` and ``selection.*.monotone_orders`` have no
         direction. Then the measure (last segment): ``higher`` for auc, pr_auc, gini, spearman, churn_auc,
-        clv_spearman, clv_gini, recall_at_*, lift_*; ``lower`` for brier, ece, decile_mape, log loss and any
+        clv_spearman, clv_gini, recall_at_*, lift_*, the uplift figures (qini, auuc, uplift_at_30pct,
+        incremental_at_30pct, their true_* forms and true_qini); ``lower`` for brier, ece, decile_mape, log loss and any
         error or loss (``*_error``, ``*_loss``); ``abs_lower`` for total_error_pct (|x| smaller is better);
         ``closer_to_nominal`` for interval_coverage (nominal level: param ``interval_level``, default 0.8);
         ``None`` when the measure has no known direction (row counts, coverage of the truth, gate figures, ...).

@@ -417,6 +417,7 @@ _SCOPE_LABELS = {
     "holdout": "Held-out seed customers (hidden from the model, then looked for)",
     "churn.validation": "Churn risk: validation window during training",
     "clv.validation": "Customer lifetime value: validation window during training",
+    "uplift": "Campaign uplift: who the latest campaign with a control group changed",
     "": "Model",
 }
 _SCOPE_SUBJECT = {
@@ -425,6 +426,7 @@ _SCOPE_SUBJECT = {
     "churn": "The churn model",
     "clv": "The CLV model",
     "holdout": "The lookalike ranking",
+    "uplift": "The uplift model",
 }
 
 
@@ -527,7 +529,8 @@ def _quality(run: RunData) -> dict:
     return {"groups": groups, "sentences": sentences}
 
 
-_HEADLINE_MEASURES = ("auc", "lift_at_10pct", "gini", "spearman", "total_error_pct", "interval_coverage")
+_HEADLINE_MEASURES = ("auc", "lift_at_10pct", "gini", "spearman", "total_error_pct", "interval_coverage", "qini",
+                      "incremental_at_30pct")
 
 
 def _headline(measure: str) -> bool:

@@ -23,6 +23,8 @@ BASELINE_NAMES = {
     "family_btyd": "the BG/NBD + Gamma-Gamma formula alone",
     "family_lgbm": "LightGBM alone",
     "family_blend": "the blend of formula and LightGBM",
+    "by_churn_risk": "targeting the highest churn risk",
+    "by_clv": "targeting the highest CLV",
 }
 
 # measure → (label, what it means, phrase used in "the model <phrase> better than ...")
@@ -89,6 +91,39 @@ MEASURES = {
         "sets its low–high ranges",
     ),
     "churn_auc": ("churn AUC", "AUC of the churn prediction", "ranks customers"),
+    "qini": (
+        "Qini",
+        "area between the Qini curve (extra buyers as more of the campaign's audience is targeted, best first) and "
+        "random targeting, as a share of the perfect ranking's: 0 is random, 1 is perfect",
+        "finds the customers the campaign changes",
+    ),
+    "auuc": ("AUUC", "the same area for the uplift curve: 0 is random, 1 is perfect", "ranks by campaign effect"),
+    "uplift_at_30pct": (
+        "uplift in the top 30%",
+        "treated minus control purchase rate among the 30% the ranking would target",
+        "picks a top 30% the campaign moves",
+    ),
+    "incremental_at_30pct": (
+        "extra buyers in the top 30%",
+        "purchases the campaign adds if the top 30% of its audience by this ranking is treated (measured against "
+        "the control group)",
+        "adds purchases with 30% of the audience",
+    ),
+    "true_incremental_at_30pct": (
+        "true extra buyers in the top 30%",
+        "the simulator's true expected extra purchases in the top 30% (no sampling noise)",
+        "adds purchases with 30% of the audience",
+    ),
+    "true_qini": (
+        "true Qini",
+        "the Qini on the simulator's true effects: 1 is the best possible ranking, 0 random (no sampling noise)",
+        "finds the customers the campaign changes",
+    ),
+    "true_incremental_spend_at_30pct": (
+        "true extra spend in the top 30%",
+        "the simulator's true expected extra spend (CNY) in the top 30%",
+        "adds spend with 30% of the audience",
+    ),
     "clv_spearman": ("CLV Spearman", "Spearman correlation of the CLV prediction", "orders customers by value"),
 }
 

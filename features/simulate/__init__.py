@@ -13,7 +13,11 @@ WeChat, Douyin and in stores, 2023-01-01 .. 2025-12-31 by default:
   offer_cost;
 
 plus ground truth: ``truth`` (latent parameters per ``true_person``), ``truth_keys`` (customer_key →
-true_person), ``truth_campaigns`` and, in dirty mode, ``truth_dirty_rows``.
+true_person), ``truth_campaigns``, ``truth_campaign_effects`` (per campaign touch, treated or control: the
+per-send probability ``tau_send`` of a caused order, ``alive_at_send``, ``days_since_last_order`` and the true
+effect of treating the person on the probability of a paid order in the campaign's uplift window,
+``effect_purchase``, and on expected paid spend, ``effect_spend``: the oracle uplift ranking) and, in dirty
+mode, ``truth_dirty_rows``.
 
 The generative model (all vectorised numpy, deterministic for a seed):
 
@@ -27,7 +31,13 @@ The generative model (all vectorised numpy, deterministic for a seed):
   (about four views per expected order, with regular Gamma-renewal gaps) at a rate proportional to ``lam``
   that all but stops at dropout; livestreams for Douyin users, store visits for store users;
 - campaigns target non-opted-out customers by recency, randomise a 10–20 % control group, and cause an extra
-  order with the person's true uplift probability ``tau``.
+  order 1–14 days later with a per-send probability ``tau_send``: the person's base responsiveness ``tau``
+  (message opening, price sensitivity, WeChat taste, low organic rate) times deterministic factors of the state
+  at the send — lifecycle/recency (saturated right after an order, highest when lapsing, low once lapsed for a
+  year, high for new members), coupon depth relative to the person's order value, and the messaged channel
+  (:mod:`features.simulate.effects`). The factors draw no random numbers, so the random streams are those of a
+  simulation with person-level ``tau`` (the organic order days are unchanged; later draws follow the caused
+  orders).
 
 :func:`oracle` turns the latent state into the true probability of a paid purchase, expected orders and
 expected spend over any horizon; :func:`write_dataset` writes the tables.

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import CATEGORIES, CHANNELS, EVENT_TYPES, SimConfig
+from .effects import send_effects, send_tau
 from .festivals import HOUR_CDF, PEAK_HOUR_CDF
 from .people import People, pick_slot
 
@@ -271,7 +272,9 @@ def last_order_before(order_person, order_day, n_people, day) -> np.ndarray:
 def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_person, org_day, ev, cfg, rng):
     """Target, randomise and send every campaign; draw the treated people's responses.
 
-    Adds the message and coupon events to ``ev``; returns (touches, induced orders) as column dicts. Targeting uses each person's
+    Adds the message and coupon events to ``ev``; returns (touches, induced orders) as column dicts; the touches
+    carry each target's true effect (:mod:`features.simulate.effects`: ``tau``, ``alive``, ``gap``, ``p_caused``,
+    ``effect_purchase``, ``effect_spend``), treated or not. Targeting uses each person's
     purchase history before the send (organic orders plus orders caused by earlier campaigns). Opted-out
     people are never messaged. Control members get a touch row (their would-be send time) and nothing else.
     """
@@ -297,10 +300,17 @@ def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_per
         slot = msg_slot[target]
         key = people.key_offset[target] + slot
         sent = t * DAY + 10 * 3600 + rng.integers(0, 7200, len(target))
+        # the true effect of the send on every target (treated or not): deterministic, no random draw
+        tau_send = send_tau(people.tau[target], gap[target], t - people.birth_day[target], camp.coupon,
+                            people.spend_mean[target], people.chan[target, slot])
+        alive_all = (people.death_day[target] > t) & (people.birth_day[target] < t)
+        effects = send_effects(tau_send, alive_all, people.lam[target], people.mu[target],
+                               people.spend_mean[target], t, cal.intensity, 1.0 - cal.refund - cal.cancel,
+                               cal.discount, UPLIFT_DELAY, cfg.uplift_window_days)
         treated = target[~control]
         t_key, t_slot, t_sent = key[~control], slot[~control], sent[~control]
-        alive = (people.death_day[treated] > t) & (people.birth_day[treated] < t)
-        caused = alive & (rng.random(len(treated)) < people.tau[treated])
+        alive = alive_all[~control]
+        caused = alive & (rng.random(len(treated)) < tau_send[~control])
         delay = 1 + rng.choice(len(UPLIFT_DELAY), size=len(treated), p=UPLIFT_DELAY)
         ind_day = t + delay
         keep = caused & (ind_day < cal.n_days)
@@ -329,7 +339,8 @@ def run_campaigns(people: People, cal: Calendar, schedule: pd.DataFrame, org_per
         cost = np.zeros(len(target))
         cost[~control] = 0.05 + np.where(redeemed, camp.coupon, 0.0)
         touches.add(
-            person=target, key=key, sent=sent, control=control, campaign=np.full(len(target), c), cost=cost
+            person=target, key=key, sent=sent, control=control, campaign=np.full(len(target), c), cost=cost,
+            tau=tau_send, alive=alive_all, gap=gap[target], **effects,
         )
     return touches.concat(), induced.concat()
 

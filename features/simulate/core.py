@@ -110,8 +110,9 @@ def simulate(
     dict of DataFrame
         ``orders``, ``events``, ``identities``, ``campaign_touches`` (the data contract tables),
         ``truth`` (one row per true person with the latent parameters), ``truth_keys`` (customer_key →
-        true_person, channel), ``truth_campaigns`` (one row per campaign: send date, kind, coupon value)
-        and, when ``dirty > 0``, ``truth_dirty_rows`` (table, row position, kind and column of every
+        true_person, channel), ``truth_campaigns`` (one row per campaign: send date, kind, coupon value,
+        uplift window), ``truth_campaign_effects`` (one row per campaign touch, treated or control: the true
+        effect of treating that person, see :mod:`features.simulate.effects`) and, when ``dirty > 0``, ``truth_dirty_rows`` (table, row position, kind and column of every
         malformed row).
     """
     if not isinstance(n_customers, int | np.integer) or n_customers < 1:
@@ -156,8 +157,8 @@ def simulate(
         if not touches:
             touches = {
                 k: np.zeros(0, dtype=np.int64)
-                for k in ("person", "key", "sent", "control", "campaign", "cost")
-            }
+                for k in ("person", "key", "sent", "control", "campaign", "cost", "alive", "gap")
+            } | {k: np.zeros(0) for k in ("tau", "p_caused", "effect_purchase", "effect_spend")}
             induced = {
                 k: np.zeros(0, dtype=np.int64) for k in ("person", "day", "slot", "campaign", "redeem")
             }
@@ -283,6 +284,22 @@ def _tables(
             "offer_cost": np.round(touches["cost"][t].astype(float), 2),
         }
     )
+    # the true effect of every send (treated or control: what treating the person would change)
+    effects_df = pd.DataFrame(
+        {
+            "campaign_id": touch_df["campaign_id"],
+            "customer_key": touch_df["customer_key"],
+            "true_person": touches["person"][t].astype(np.int64),
+            "send_date": _ts(start, touches["sent"][t] // DAY * DAY),
+            "group": touch_df["group"],
+            "alive_at_send": touches["alive"][t].astype(bool),
+            "days_since_last_order": touches["gap"][t].astype(np.int64),
+            "tau_send": touches["tau"][t].astype(float),
+            "p_caused": touches["p_caused"][t].astype(float),
+            "effect_purchase": touches["effect_purchase"][t].astype(float),
+            "effect_spend": touches["effect_spend"][t].astype(float),
+        }
+    )
     ident_df = pd.concat(
         [
             pd.DataFrame(
@@ -347,6 +364,7 @@ def _tables(
             "kind": schedule["kind"].astype("str"),
             "coupon_value": schedule["coupon"].astype(float),
             "target_share": schedule["share"].astype(float),
+            "uplift_window_days": np.full(len(schedule), cfg.uplift_window_days, dtype=np.int64),
         }
     )
     return {
@@ -357,4 +375,5 @@ def _tables(
         "truth": truth,
         "truth_keys": keys_df,
         "truth_campaigns": campaigns,
+        "truth_campaign_effects": effects_df,
     }

@@ -10,8 +10,8 @@ Lifetimes are geometric in whole days: ``P(alive on d+1 | alive on d) = exp(−m
     P(no paid order) = Σ_m P(M = m) · exp(−lam · Σ_{k<m} intensity[a+k] · paid_rate[a+k])
 
 and expected paid orders are ``lam · Σ_k e^{−mu k} intensity[a+k] paid_rate[a+k]``. Campaign treatments
-(optional ``touches``) add, for a person alive on the send day, an extra order with probability ``tau``
-``1..14`` days later on the messaged account; the oracle adds those within the window exactly, including
+(optional ``touches``) add, for a person alive on the send day, an extra order with probability ``tau_send``
+(per send, from ``truth_campaign_effects``; see :mod:`features.simulate.effects`) ``1..14`` days later on the messaged account; the oracle adds those within the window exactly, including
 sends shortly before ``as_of``.
 
 Each organic order picks its account independently from the person's channel weights, so the orders of any
@@ -40,6 +40,7 @@ def oracle(
     *,
     touches: pd.DataFrame | None = None,
     truth_keys: pd.DataFrame | None = None,
+    effects: pd.DataFrame | None = None,
     key_to_person: pd.DataFrame | None = None,
     chunk_size: int = 20_000,
 ) -> pd.DataFrame:
@@ -58,6 +59,10 @@ def oracle(
         their caused orders. Without it the oracle describes the organic process only (no campaign effect).
     truth_keys : DataFrame, optional
         The simulator's ``truth_keys``; required with ``touches`` or ``key_to_person``.
+    effects : DataFrame, optional
+        The simulator's ``truth_campaign_effects``: each treated send causes an order with its own probability
+        ``tau_send`` (lifecycle, coupon depth and channel at the send). Without it every send of a person uses the
+        person's base ``tau`` (exact only for data simulated before per-send effects existed).
     key_to_person : DataFrame, optional
         One-ID output (``customer_key``, ``person_id``): report per ``person_id``, counting only the orders
         on that person's accounts. Accounts missing from it are left out.
@@ -116,7 +121,7 @@ def oracle(
             index=keys["customer_key"].to_numpy(),
         )
 
-    sends = _sends(people, unit_person, key_unit, touches, a, horizon) if touches is not None else None
+    sends = _sends(people, unit_person, key_unit, touches, effects, a, horizon) if touches is not None else None
     result = _evaluate(people, unit_person, share, sends, a, horizon, chunk_size)
     tau = people["tau"].to_numpy(float)[unit_person]
     true_person = people["true_person"].to_numpy()[unit_person]
@@ -199,7 +204,7 @@ def _evaluate(people, unit_person, share, sends, a, horizon, chunk_size) -> dict
     }
 
 
-def _sends(people, unit_person, key_unit, touches, a, horizon) -> dict[str, np.ndarray]:
+def _sends(people, unit_person, key_unit, touches, effects, a, horizon) -> dict[str, np.ndarray]:
     """Treated sends within ``[a − 14, a + H)`` mapped to units: day offset from ``a``, probability of a
     caused paid order inside the window, its expected value factor, and (for sends before ``a``) whether
     the person was alive on the send day."""
@@ -215,7 +220,14 @@ def _sends(people, unit_person, key_unit, touches, a, horizon) -> dict[str, np.n
     keep = (off >= -pre) & (off < horizon) & ~pd.isna(unit)
     off, unit = off[keep], unit[keep].astype(np.int64)
     row = unit_person[unit]
-    tau = people["tau"].to_numpy(float)[row]
+    if effects is None:
+        tau = people["tau"].to_numpy(float)[row]
+    else:
+        per_send = effects.set_index(["campaign_id", "customer_key"])["tau_send"]
+        sent = pd.MultiIndex.from_arrays([t["campaign_id"].to_numpy()[keep], t["customer_key"].to_numpy()[keep]])
+        tau = per_send.reindex(sent).to_numpy(float)
+        if np.isnan(tau).any():
+            raise ValueError(f"oracle: {int(np.isnan(tau).sum())} treated send(s) have no row in effects")
     prob, val = np.zeros(len(unit)), np.zeros(len(unit))
     for j, w in enumerate(UPLIFT_DELAY):  # the caused order lands on a + off + 1 + j
         d = off + 1 + j

@@ -226,13 +226,37 @@ def test_treatment_raises_purchases_by_about_the_true_uplift():
     rate, n = bought.mean(), bought.size()
     lift = rate["treatment"] - rate["control"]
     se = np.sqrt((rate * (1 - rate) / n).sum())
-    # the truth: a treated person alive at the send buys because of it with probability tau; fewer show as a
-    # lift when they would have bought within the 14 days anyway
-    t = touches[touches["group"] == "treatment"].merge(sim["truth"], on="true_person")
-    alive = t["death_date"].isna() | (t["death_date"] > t["sent_ts"])
-    ceiling = (t["tau"] * alive).mean()
+    # the truth: a treated person alive at the send buys because of it with probability tau_send; fewer show
+    # as a lift when they would have bought within the 14 days anyway (effect_purchase allows for that)
+    effects = sim["truth_campaign_effects"]
+    t = touches[touches["group"] == "treatment"].merge(effects, on=["campaign_id", "customer_key"])
+    ceiling = (t["tau_send"] * t["alive_at_send"]).mean()
     assert lift > 3 * se, (lift, se)
     assert lift < ceiling + 3 * se, (lift, ceiling, se)
+    # the true effect on purchase over the window predicts the measured lift
+    assert abs(lift - effects["effect_purchase"].mean()) < 3 * se, (lift, effects["effect_purchase"].mean(), se)
+
+
+def test_campaign_effects_truth_is_heterogeneous_and_matches_the_caused_orders(sim):
+    """One truth row per touch (treated or control); the per-send effect varies by lifecycle and channel
+    around the person's base ``tau``, is zero for people gone by the send, and the purchase effect never exceeds
+    the probability of a caused paid order."""
+    touches, effects = sim["campaign_touches"], sim["truth_campaign_effects"]
+    assert len(effects) == len(touches)
+    assert (effects[["campaign_id", "customer_key", "group"]].to_numpy() ==
+            touches[["campaign_id", "customer_key", "group"]].to_numpy()).all()
+    assert effects["tau_send"].between(0, 0.8).all()
+    assert (effects.loc[~effects["alive_at_send"], ["p_caused", "effect_purchase", "effect_spend"]] == 0).all().all()
+    assert (effects["effect_purchase"] <= effects["p_caused"] + 1e-12).all()
+    base = effects.merge(sim["truth"][["true_person", "tau"]], on="true_person")
+    ratio = base["tau_send"] / base["tau"]
+    # recent buyers are saturated, lapsing members respond most; WeChat messages beat JD pushes
+    gap = base["days_since_last_order"]
+    assert ratio[gap < 30].median() < 0.7 * ratio[(gap >= 120) & (gap < 365)].median()
+    chan = base["customer_key"].str.split(":").str[0]
+    if {"wechat", "jd"} <= set(chan):
+        assert ratio[chan == "wechat"].median() > ratio[chan == "jd"].median()
+    assert sim["truth_campaigns"]["uplift_window_days"].eq(14).all()
 
 
 def test_behaviour_events_track_the_latent_state(sim, orders_by_person):
@@ -283,7 +307,8 @@ def test_oracle_matches_the_simulated_future(sim, orders_by_person):
         a = pd.Timestamp(as_of)
         window = paid[(paid["order_ts"] >= a) & (paid["order_ts"] < a + pd.Timedelta(days=horizon))]
         real = window.groupby("true_person").agg(n=("amount", "size"), spend=("amount", "sum"))
-        orc = oracle(sim["truth"], a, horizon, touches=sim["campaign_touches"], truth_keys=sim["truth_keys"])
+        orc = oracle(sim["truth"], a, horizon, touches=sim["campaign_touches"], truth_keys=sim["truth_keys"],
+                     effects=sim["truth_campaign_effects"])
         assert orc["true_person"].isin(sim["truth"]["true_person"]).all()
         r = orc.join(real, on="true_person").fillna({"n": 0, "spend": 0.0})
         bought = (r["n"] > 0).astype(float)
@@ -323,11 +348,14 @@ def test_oracle_agrees_with_a_monte_carlo_resimulation(sim):
 def test_oracle_per_one_id_person_handles_fragments_and_merges(sim):
     """Orders split over accounts by channel weight, so the oracle is exact for any key → person mapping."""
     truth, keys, touches = sim["truth"], sim["truth_keys"], sim["campaign_touches"]
+    effects = sim["truth_campaign_effects"]
     as_of, horizon = pd.Timestamp("2025-07-01"), 90
-    whole = oracle(truth, as_of, horizon, touches=touches, truth_keys=keys).set_index("true_person")
+    whole = oracle(truth, as_of, horizon, touches=touches, truth_keys=keys, effects=effects)
+    whole = whole.set_index("true_person")
     # every account its own person: fragments add up to the whole person
     own = pd.DataFrame({"customer_key": keys["customer_key"], "person_id": keys["customer_key"]})
-    frag = oracle(truth, as_of, horizon, touches=touches, truth_keys=keys, key_to_person=own)
+    frag = oracle(truth, as_of, horizon, touches=touches, truth_keys=keys, effects=effects,
+                  key_to_person=own)
     total = frag.groupby("true_person")[["expected_orders", "expected_spend"]].sum()
     np.testing.assert_allclose(total["expected_orders"], whole.loc[total.index, "expected_orders"], rtol=1e-9)
     np.testing.assert_allclose(total["expected_spend"], whole.loc[total.index, "expected_spend"], rtol=1e-9)

@@ -76,6 +76,19 @@ METRICS: dict[str, str | None] = {
     "oracle.coverage": None,
     "oracle_gap.churn_auc": "lower",  # oracle − model: a widening gap is worse
     "oracle_gap.clv_spearman": "lower",
+    # the backtest's uplift block (training/uplift_campaigns.py), when the data has campaigns with control groups
+    **{f"uplift.{scope}.{k}": "higher" for scope in ("model", "baselines.by_churn_risk", "baselines.by_clv",
+                                                     "baselines.random")
+       for k in ("qini", "auuc", "uplift_at_30pct", "incremental_at_30pct", "true_incremental_at_30pct",
+                 "true_incremental_spend_at_30pct", "true_qini")},
+    "uplift.validation_qini.*": None,
+    "uplift.ate.estimate": None,
+    "uplift.true_ate": None,
+    "uplift.n_train": None,
+    "uplift.n_eval": None,
+    **{f"oracle.uplift_{k}": "higher" for k in ("qini", "auuc", "uplift_at_30pct", "incremental_at_30pct",
+                                                 "true_incremental_at_30pct", "true_incremental_spend_at_30pct",
+                                                 "true_qini")},
     # scrm lookalike (training/lookalike.py)
     "holdout.recall_at_1pct": "higher",
     "holdout.recall_at_5pct": "higher",
