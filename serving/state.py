@@ -205,6 +205,8 @@ class ServingState:
         self.features = snapshot.features.reset_index(drop=True)
         if self.features["person_id"].duplicated().any():
             raise ServingSetupError(f"snapshot {snapshot.path}: person_id is not unique; rebuild it")
+        #: people of the snapshot (the lookups below answer without touching the frames: O(ids) per request)
+        self.n_people = len(self.features)
         self.identity = snapshot.identity
         #: the publication (``DATA/published/<name>``) the state was read from, None when scored at start
         self.publication = publication
@@ -278,7 +280,7 @@ class ServingState:
         """Whether :meth:`reasons` is a lookup: :attr:`reason_lookup` holds the served churn model's reasons on
         the served snapshot, row for row."""
         lookup = self.reason_lookup
-        return lookup is not None and len(lookup) == len(self.features) and lookup.serves(
+        return lookup is not None and len(lookup) == self.n_people and lookup.serves(
             self.models.churn_version, self.as_of, self.models.churn)
 
     def _lookup_from_scores(self) -> ReasonLookup | None:
