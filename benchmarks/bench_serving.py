@@ -64,8 +64,9 @@ def scrm(*args: str, env: dict) -> None:
     print(f"  {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def prepare(data: Path, n: int, train_customers: int, env: dict) -> None:
-    """Simulate ``n`` customers and their snapshot; train champions on a small separate simulation if needed."""
+def prepare(data: Path, n: int, train_customers: int, env: dict, *, train_as_of: str = AS_OF) -> None:
+    """Simulate ``n`` customers and their snapshot; train champions on a small separate simulation if needed
+    (as of ``train_as_of``: a champion never scores a day before the one it was trained as of)."""
     if not (data / "features" / f"as_of={AS_OF}" / "manifest.json").exists():
         scrm("simulate", "--customers", str(n), "--seed", "7", "--out", str(data), env=env)
         scrm("features", "build", "--data", str(data), "--as-of", AS_OF, env=env)
@@ -79,7 +80,8 @@ def prepare(data: Path, n: int, train_customers: int, env: dict) -> None:
         brand = check.stdout.strip().splitlines()[-1]
         train = data.parent / f"{data.name}-train"
         scrm("simulate", "--customers", str(train_customers), "--seed", "8", "--out", str(train), env=env)
-        scrm("train", "all", "--data", str(train), "--as-of", AS_OF, "--cutoffs", "1", "--brand", brand, env=env)
+        scrm("train", "all", "--data", str(train), "--as-of", train_as_of, "--cutoffs", "1", "--brand", brand,
+             env=env)
 
 
 def free_port() -> int:
