@@ -64,8 +64,9 @@ def scrm(*args: str, env: dict) -> None:
     print(f"  {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def prepare(data: Path, n: int, train_customers: int, env: dict) -> None:
-    """Simulate ``n`` customers and their snapshot; train champions on a small separate simulation if needed."""
+def prepare(data: Path, n: int, train_customers: int, env: dict, *, train_as_of: str = AS_OF) -> None:
+    """Simulate ``n`` customers and their snapshot; train champions on a small separate simulation if needed
+    (as of ``train_as_of``: a champion never scores a day before the one it was trained as of)."""
     if not (data / "features" / f"as_of={AS_OF}" / "manifest.json").exists():
         scrm("simulate", "--customers", str(n), "--seed", "7", "--out", str(data), env=env)
         scrm("features", "build", "--data", str(data), "--as-of", AS_OF, env=env)
@@ -79,7 +80,8 @@ def prepare(data: Path, n: int, train_customers: int, env: dict) -> None:
         brand = check.stdout.strip().splitlines()[-1]
         train = data.parent / f"{data.name}-train"
         scrm("simulate", "--customers", str(train_customers), "--seed", "8", "--out", str(train), env=env)
-        scrm("train", "all", "--data", str(train), "--as-of", AS_OF, "--cutoffs", "1", "--brand", brand, env=env)
+        scrm("train", "all", "--data", str(train), "--as-of", train_as_of, "--cutoffs", "1", "--brand", brand,
+             env=env)
 
 
 def free_port() -> int:
@@ -365,13 +367,29 @@ def timed_post(server: Server, path: str, body: dict, headers: dict) -> tuple[fl
     return elapsed, server.server_cpu_seconds() - cpu, r
 
 
+def gc_pauses(log: Path | None, start: float, end: float) -> str:
+    """The server's garbage-collector pauses between two unix times (``--gc-log``; see ``gcwatch/``)."""
+    if log is None:
+        return ""
+    rows = []
+    for path in log.parent.glob(f"{log.name}.*"):
+        for line in path.read_text().splitlines():
+            t, gen, ms, _ = json.loads(line)
+            if start <= t <= end:
+                rows.append((gen, ms))
+    full = [ms for gen, ms in rows if gen == 2]
+    young = [ms for gen, ms in rows if gen != 2]
+    return (f"GC pauses >= 5 ms: {len(full)} full (total {sum(full):.0f} ms, max {max(full, default=0):.0f}), "
+            f"{len(young)} young (max {max(young, default=0):.0f} ms)")
+
+
 def score_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
     """The steady /score load as documented (with reasons), then the same without reasons."""
     runs = [("with reasons (the default call)", True, 1)]
     if not args.skip_plain:
         runs.append(("no reasons", False, 0))
     for label, with_reasons, seed in runs:
-        cpu0, srv0 = cpu_seconds(), server.server_cpu_seconds()
+        cpu0, srv0, t0 = cpu_seconds(), server.server_cpu_seconds(), time.time()
         res = asyncio.run(steady_load(server.url, bodies_for(people, args.ids, 500, with_reasons=with_reasons,
                                                              seed=seed),
                                       args.rate, args.duration, args.warmup, headers))
@@ -379,7 +397,10 @@ def score_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
         print_load(f"/score {args.ids} ids, {label}", res, rate=args.rate, target_ms=SCORE_P99_TARGET_MS)
         span = args.duration + args.warmup
         print(f"  CPU: server {(srv1 - srv0) / span:.2f} cores ({(srv1 - srv0) / (span * args.rate) * 1000:.1f} ms "
-              f"per request), load generator {(cpu1 - cpu0) / span:.2f} cores")
+              f"per request), load generator {(cpu1 - cpu0) / span:.2f} cores; load average "
+              f"{os.getloadavg()[0]:.1f}")
+        if args.gc_log:
+            print(f"  {gc_pauses(args.gc_log, t0, time.time())}")
 
 
 def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> None:
@@ -390,7 +411,7 @@ def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> No
     print(f"capacity: /score {args.ids} ids with reasons, {args.capacity_clients} back-to-back clients for 10 s: "
           f"{capacity:.1f} ok/s {cap['counts']}")
     burst_rate = args.burst_factor * capacity
-    cpu0 = cpu_seconds()
+    cpu0, t0 = cpu_seconds(), time.time()
     started = time.perf_counter()
     burst = asyncio.run(steady_load(server.url, bodies, burst_rate, args.burst_seconds, 0.0, headers,
                                     max_in_flight=512, timeout=10.0))
@@ -398,11 +419,17 @@ def overload_runs(server: Server, people: np.ndarray, args, headers: dict) -> No
     print_load(f"burst: {args.burst_factor:g} x capacity for {args.burst_seconds:g} s (client timeout 10 s)", burst,
                rate=burst_rate, target_ms=None)
     print(f"  {burst['requests']} requests in {took:.1f} s; load generator {(cpu_seconds() - cpu0) / took:.2f} cores")
+    if args.gc_log:
+        print(f"  {gc_pauses(args.gc_log, t0, time.time())}")
+    t1 = time.time()
     after = asyncio.run(steady_load(server.url, bodies, args.rate, args.after_seconds, 0.0, headers))
     print_load(f"right after the burst: {args.rate:g}/s for {args.after_seconds:g} s", after, rate=args.rate,
                target_ms=SCORE_P99_TARGET_MS)
     print("  by 10 s window, p99 ms of the answered (errors): "
           + ", ".join(f"{p99:.0f} ({n})" for p99, n in after["by_10s"]))
+    print(f"  load average {os.getloadavg()[0]:.1f}")
+    if args.gc_log:
+        print(f"  {gc_pauses(args.gc_log, t1, time.time())}")
 
 
 def server_env(data: Path) -> dict[str, str]:
@@ -448,10 +475,18 @@ def main() -> None:
     ap.add_argument("--skip-lookalike", action="store_true", help="skip /lookalike")
     ap.add_argument("--skip-target", action="store_true", help="skip /target and /target.csv")
     ap.add_argument("--skip-score", action="store_true", help="skip the /score load runs")
+    ap.add_argument("--gc-log", type=Path, default=None, metavar="FILE",
+                    help="log the server's garbage-collector pauses to FILE.<pid> (benchmarks/gcwatch) and print "
+                         "them per load run")
     args = ap.parse_args()
 
     data = args.data.resolve()
     env = server_env(data)
+    if args.gc_log:
+        args.gc_log = args.gc_log.resolve()
+        env["SCRM_BENCH_GC_LOG"] = str(args.gc_log)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent / "gcwatch"),
+                                                          env.get("PYTHONPATH", "")]))
     headers = auth_headers(env)
     if args.prepare:
         prepare(data, args.prepare, args.train_customers, env)

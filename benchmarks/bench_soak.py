@@ -148,7 +148,7 @@ def main() -> None:
     env["SCRM_RELOAD_SECONDS"] = str(args.reload_seconds)
     headers = auth_headers(env)
     if args.prepare:
-        prepare(data, args.prepare, args.train_customers, env)
+        prepare(data, args.prepare, args.train_customers, env, train_as_of=DAY1)  # DAY1 is served first
 
     code, seconds, last = refresh(data, DAY1, env)
     print(f"refresh --as-of {DAY1}: exit {code} in {seconds:.1f} s: {last}", flush=True)

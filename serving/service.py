@@ -72,6 +72,17 @@ INLINE_MAX_IDS = 500
 #: Seconds a request may take before BentoML answers 504 (lookalike fits over 1M people take ~half a minute);
 #: ``SCRM_REQUEST_TIMEOUT`` overrides it. Admission control (503 + Retry-After) is in :mod:`serving.auth`.
 REQUEST_TIMEOUT = positive_env("SCRM_REQUEST_TIMEOUT", 600)
+#: Lookups answered in a few milliseconds at tens of requests per second: not traced. BentoML records an
+#: OpenTelemetry span for every request and every message it sends (even with no tracing exporter configured);
+#: each is a few hundred objects for the garbage collector, and under a burst the objects of every queued request
+#: made full collections so long and frequent that the service stayed saturated after the burst ended.
+UNTRACED_ROUTES = ("/score", "/tier")
+#: Garbage-collector thresholds once a state is served (CPython's default is 700, 10, 10). The state itself is
+#: frozen (``gc.freeze``); what the collector still sees is requests in flight, and a young collection every 700
+#: allocations promoted their objects to the old generation while they were alive, so a backlog made full
+#: collections of all of them frequent. A larger first threshold lets most request objects die by reference
+#: counting before a collection sees them; cyclic garbage is still collected.
+GC_THRESHOLDS = (20_000, 20, 20)
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
@@ -151,7 +162,8 @@ def _holdout(metrics: dict[str, float]) -> dict:
 # --- the service ---------------------------------------------------------------------------------------------------
 
 
-@bentoml.service(name="scrm", traffic={"timeout": REQUEST_TIMEOUT}, workers=1, threads=4)
+@bentoml.service(name="scrm", traffic={"timeout": REQUEST_TIMEOUT}, workers=1, threads=4,
+                 tracing={"excluded_urls": [rf"{route}(\?|$)" for route in UNTRACED_ROUTES]})
 class ScrmService:
     """Churn, CLV, tiers, lookalike audiences and budgeted campaign targeting for marketing systems."""
 
@@ -211,7 +223,8 @@ class ScrmService:
         # so nothing is left for a full collection, which would stall requests); return its pages to the OS
         release_memory()
         gc.freeze()  # the new snapshot's objects live until the next reload: keep them out of GC passes
-        if _in_worker():
+        if _in_worker():  # in-process instances (tests) leave the interpreter's settings alone
+            tune_gc()
             ServedGauges.get().loaded(state.as_of, state.models.versions)
 
     # --- probes ----------------------------------------------------------------------------------------------
@@ -407,6 +420,11 @@ class ScrmService:
                 if lift[key] is not None:
                     lift[key] = {"low": lift[key][0], "high": lift[key][1]}
         return respond(EvaluateResponse, **self._served(state), **result)
+
+
+def tune_gc() -> None:
+    """The collector's thresholds for serving (:data:`GC_THRESHOLDS`); the served state is already frozen."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _in_worker() -> bool:

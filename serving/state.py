@@ -151,14 +151,27 @@ def check_champions(data_dir: str | Path, as_of: date | None = None, *, brand: s
     return versions
 
 
-def _aligned(scores: pd.DataFrame, features: pd.DataFrame, where) -> pd.DataFrame:
-    """Published batch scores with row i = features row i; :class:`ServingSetupError` when they do not match."""
+def _aligned(scores: pd.DataFrame, people: np.ndarray, where) -> pd.DataFrame:
+    """Published batch scores with row i = snapshot row i (``people``: its person_ids); :class:`ServingSetupError`
+    when they do not match."""
     scores = scores.reset_index(drop=True)
-    if len(scores) != len(features) or not scores["person_id"].astype(str).equals(
-            features["person_id"].astype(str)):
+    if len(scores) != len(people) or not np.array_equal(_strings(scores["person_id"]), people):
         raise ServingSetupError(f"the published scores next to {where} are not those of its snapshot "
                                 "(different people or order); publish again with `scrm refresh --force`")
     return scores
+
+
+def _strings(values: pd.Series) -> np.ndarray:
+    """Ids as an object array of Python ``str`` (Arrow-backed or object columns alike)."""
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A text column as (int32 codes, vocabulary): ``vocabulary[codes]`` gives the values, None where missing
+    (code -1 picks the vocabulary's last entry, None)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    vocabulary = np.array([*(str(u) for u in uniques), None], dtype=object)
+    return codes.astype(np.int32), vocabulary
 
 
 def _float_or_none(values: np.ndarray) -> list[float | None]:
@@ -206,8 +219,12 @@ class ServingState:
         self.consent: str = load_brand(self.data_dir).consent if self.data_dir is not None else "opt_out"
         self.as_of: date = snapshot.as_of
         self.features = snapshot.features.reset_index(drop=True)
-        if self.features["person_id"].duplicated().any():
+        people = _strings(self.features["person_id"])
+        row_of_person = dict(zip(people.tolist(), range(len(people)), strict=True))
+        if len(row_of_person) != len(people):
             raise ServingSetupError(f"snapshot {snapshot.path}: person_id is not unique; rebuild it")
+        #: people of the snapshot (the lookups below answer without touching the frames: O(ids) per request)
+        self.n_people = len(people)
         self.identity = snapshot.identity
         #: the publication (``DATA/published/<name>``) the state was read from, None when scored at start
         self.publication = publication
@@ -217,28 +234,24 @@ class ServingState:
             self.scores = score(self.features, models, as_of=self.as_of, tier_rules=self.rules,
                                 with_reasons=reasons, n_jobs=jobs)
         else:
-            self.scores = _aligned(scores, self.features, snapshot.path)
+            self.scores = _aligned(scores, people, snapshot.path)
             if "predicted_tier" not in self.scores.columns and models.horizons["clv"] is not None:
                 # published before the tier forecast: the same columns batch scoring adds now
                 self.scores = with_predicted_tiers(self.scores, self.features, self.rules,
                                                    horizon_days=models.horizons["clv"])
         #: everyone's churn reasons from the batch pass (None: computed per request)
-        self.reason_lookup: ReasonLookup | None = self._lookup_from_scores()
+        self.reason_lookup: ReasonLookup | None = self._lookup_from_scores(people)
         self._stale_lookup_logged = False
         scored = time.perf_counter()
         eligible = self.scores["eligible"].to_numpy(dtype=bool)
         self.clv_cut: float | None = clv_value_cut(self.scores, self.rules) if eligible.any() else None
-        # id → row: every person_id, then every customer_key (a key never shadows a person_id)
-        people = self.features["person_id"].astype(str).tolist()
-        row_of_person = {pid: i for i, pid in enumerate(people)}
-        keys = self.identity[["customer_key", "person_id"]].astype(str)
-        self._row_of: dict[str, int] = {
-            key: row_of_person[pid]
-            for key, pid in zip(keys["customer_key"].tolist(), keys["person_id"].tolist(), strict=True)
-            if pid in row_of_person
-        }
+        # id → row: every customer_key of a served person, then every person_id (a key never shadows a person_id)
+        key_rows = pd.Index(people, dtype=object).get_indexer(_strings(self.identity["person_id"]))
+        known = key_rows >= 0
+        self._row_of: dict[str, int] = dict(zip(_strings(self.identity["customer_key"])[known].tolist(),
+                                                key_rows[known].tolist(), strict=True))
         self._row_of.update(row_of_person)
-        self._columns()
+        self._columns(people)
         self._evaluation: EvaluationData | None = None
         self._evaluation_lock = threading.Lock()
         log.info("%s %d people (%d eligible) as of %s with churn v%s, clv v%s in %.1f s, indexed in %.1f s",
@@ -285,10 +298,10 @@ class ServingState:
         """Whether :meth:`reasons` is a lookup: :attr:`reason_lookup` holds the served churn model's reasons on
         the served snapshot, row for row."""
         lookup = self.reason_lookup
-        return lookup is not None and len(lookup) == len(self.features) and lookup.serves(
+        return lookup is not None and len(lookup) == self.n_people and lookup.serves(
             self.models.churn_version, self.as_of, self.models.churn)
 
-    def _lookup_from_scores(self) -> ReasonLookup | None:
+    def _lookup_from_scores(self, people: np.ndarray | None = None) -> ReasonLookup | None:
         """The reasons of :attr:`scores` as a lookup (None when they have no reason columns).
 
         Scores computed here are the served model's on the served snapshot; scores written by ``scrm score``
@@ -299,23 +312,21 @@ class ServingState:
             return None
         if {"churn_model_version", "feature_as_of"} <= set(s.columns):
             try:
-                return ReasonLookup.from_scores(s, self.features["person_id"])
+                return ReasonLookup.from_scores(s, people if people is not None else _strings(self.features["person_id"]))
             except ValueError as exc:
                 log.warning("the batch scores' reasons cannot be served (%s): computing them per request", exc)
                 return None
         return ReasonLookup(s, churn_version=self.models.churn_version, as_of=self.as_of, model=self.models.churn)
 
-    def _columns(self) -> None:
-        """Column arrays of the scores (NaN/NA as None in text columns) so a lookup is a plain numpy take."""
+    def _columns(self, people: np.ndarray) -> None:
+        """Column arrays of the scores so that a lookup is a numpy take of the requested rows: floats, and text
+        as codes into a vocabulary (NaN/NA as None); ``person_id`` as the object array ``people``."""
         s = self.scores
         self._num = {c: pd.to_numeric(s[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                      for c in NUMERIC_COLUMNS if c in s.columns}
-        self._text = {}
-        for c in TEXT_COLUMNS:
-            values = s[c].astype(object).to_numpy(dtype=object, copy=True) if c in s.columns else \
-                np.full(len(s), None, dtype=object)
-            values[pd.isna(values)] = None
-            self._text[c] = values
+        none = (np.full(len(s), -1, dtype=np.int32), np.array([None], dtype=object))
+        self._text = {c: _codes(s[c]) if c in s.columns else none for c in TEXT_COLUMNS if c != "person_id"}
+        self._people = people
         self._eligible = s["eligible"].fillna(False).to_numpy(dtype=bool)
         opt = s["marketing_opt_out"].astype(object).to_numpy(dtype=object, copy=True)
         opt[pd.isna(opt)] = None  # unknown consent stays unknown (null), never shown as opted out or in
@@ -323,10 +334,15 @@ class ServingState:
         self._next_date = pd.to_datetime(s["expected_next_order_date"]).to_numpy(dtype="datetime64[D]")
 
     def _num_at(self, col: str, positions: np.ndarray) -> list[float | None]:
+        if col not in self._num:  # a column these scores do not carry (e.g. no CLV model): null, like text
+            return [None] * len(positions)
         return _float_or_none(self._num[col][positions])
 
     def _text_at(self, col: str, positions: np.ndarray) -> list:
-        return [None if v is None else str(v) for v in self._text[col][positions].tolist()]
+        if col == "person_id":
+            return self._people[positions].tolist()
+        codes, vocabulary = self._text[col]
+        return vocabulary[codes[positions]].tolist()
 
     def score_records(self, positions: np.ndarray, *, reasons: list[list[dict]] | None = None) -> list[dict]:
         """Response records (see :class:`serving.schemas.CustomerScore`, without ``id``) for the given rows.

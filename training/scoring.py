@@ -253,14 +253,21 @@ class ReasonLookup:
         missing = [c for c in need if c not in scores.columns]
         if missing:
             raise ValueError(f"scores lack {', '.join(missing)}; write them with `scrm score --reasons`")
-        versions = scores["churn_model_version"].astype(object).where(scores["churn_model_version"].notna(), None)
-        dates = pd.to_datetime(scores["feature_as_of"]).dt.date
+        # one file holds one version and one date: compare the distinct values only (fast at millions of rows)
+        versions = pd.Series(scores["churn_model_version"].unique()).astype(object)
+        versions = versions.where(versions.notna(), None)
+        dates = pd.to_datetime(pd.Series(scores["feature_as_of"].unique())).dt.date
         if versions.nunique(dropna=False) > 1 or dates.nunique(dropna=False) > 1:
             raise ValueError("scores mix several churn_model_version or feature_as_of values")
-        pos = pd.Index(scores["person_id"].astype(str)).get_indexer(pd.Index(pd.Series(person_ids).astype(str)))
-        if (pos < 0).any():
-            raise ValueError(f"scores lack {int((pos < 0).sum()):,} people of the snapshot")
-        table = scores.iloc[pos][list(REASON_COLUMNS)].reset_index(drop=True)
+        have = scores["person_id"].astype(str).to_numpy(dtype=object)
+        want = pd.Series(person_ids).astype(str).to_numpy(dtype=object)
+        if np.array_equal(have, want):  # already in the snapshot's order (a publication's scores are)
+            table = scores[list(REASON_COLUMNS)].reset_index(drop=True)
+        else:
+            pos = pd.Index(have, dtype=object).get_indexer(pd.Index(want, dtype=object))
+            if (pos < 0).any():
+                raise ValueError(f"scores lack {int((pos < 0).sum()):,} people of the snapshot")
+            table = scores.iloc[pos][list(REASON_COLUMNS)].reset_index(drop=True)
         version = versions.iloc[0] if len(versions) else None
         return cls(table, churn_version=version, as_of=dates.iloc[0], model=model)
 
