@@ -1,10 +1,11 @@
 """Point-in-time feature snapshots: one row per person, built only from rows strictly before ``as_of``.
 
 The aggregates are Ibis expressions (``features.rfm``, ``features.interactions``) executed step by step (each
-step a temporary table) on an in-process DuckDB connection by default; any Ibis backend (e.g. Spark) can be
-passed as ``backend``. numpy reshapes the per-(person, event type) counts into columns, and pandas does the last
-small steps on the one-row-per-person table: RFM quintile scores, segment names and lifecycle stages. See
-``docs/features.md``.
+step a temporary table) on an in-process DuckDB connection by default. numpy reshapes the per-(person, event
+type) counts into columns, and pandas does the last small steps on the one-row-per-person table: RFM quintile
+scores, segment names and lifecycle stages. ``build_snapshot(..., engine="spark")`` runs the same query
+(``feature_query``) on Spark with those last steps as Ibis expressions too (``features.spark``). See
+``docs/features.md`` and ``docs/scale.md``.
 
 "Before ``as_of``" means ``timestamp < as_of 00:00``. The columns (order, dtypes, plain-words docs in
 ``FEATURE_DOCS`` and ``docs/features.md``, which are model inputs) come from the spec in ``features.spec``;
