@@ -139,8 +139,8 @@ class _Stages:
     """Materialises intermediate results in the backend and times each step.
 
     On DuckDB each step is a temporary table. On Spark a step is a local checkpoint on the executors (computed
-    when cached) under a temporary view: it cuts the query plan, which
-    would otherwise grow with every step, and no row reaches the driver.
+    at once) under a temporary view: it cuts the query plan, which would otherwise grow with every step (and
+    repeat shared parts), and no row reaches the driver.
     (``Table.cache()`` would use Ibis' default backend for in-memory inputs, not the one passed in.)
     """
 
