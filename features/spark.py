@@ -137,7 +137,15 @@ def read_inputs(spark: SparkSession, data_dir: Path | None = None, *, tables: di
         raise ValueError("give exactly one of data_dir and tables")
     frames, fingerprint = {}, {}
     if tables is not None:
-        sources = {name: (tables[name], spark.table(tables[name])) for name in TABLES if name in tables}
+        from pyspark.errors import AnalysisException
+
+        sources = {}
+        for name in (n for n in TABLES if n in tables):
+            try:
+                sources[name] = (tables[name], spark.table(tables[name]))
+            except AnalysisException as exc:
+                raise SparkTablesError(f"{name}: Spark table {tables[name]!r} cannot be read "
+                                       f"({str(exc).splitlines()[0]})", field=name) from None
     else:
         files = _find_files(Path(data_dir))
         if "orders" not in files:
