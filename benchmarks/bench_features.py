@@ -6,6 +6,7 @@ runs ``build_features`` and prints wall-clock seconds and the peak resident memo
 includes the loaded input tables).
 
     .venv/bin/python benchmarks/bench_features.py --customers 1000000
+    .venv/bin/python benchmarks/bench_features.py --customers 1000000 --engine spark   # the same on Spark
 """
 
 from __future__ import annotations
@@ -144,6 +145,38 @@ def _measure(data_dir: Path, as_of: str, use_identity: bool) -> dict:
     }
 
 
+def _measure_spark(data_dir: Path, as_of: str, use_identity: bool) -> dict:
+    """Run in a fresh process: the snapshot on Spark (local[*]; Spark reads the Parquet files itself).
+
+    Reports wall seconds and the peak RSS of this Python driver and of the Spark JVM (driver and executors in
+    local mode), read from ``/proc/<pid>/status`` (VmHWM).
+    """
+    import shutil
+
+    from rich.console import Console
+
+    from features.spark import build_snapshot_spark, spark_session
+
+    key_map = pd.read_parquet(data_dir / "key_to_person.parquet") if use_identity else None
+    spark = spark_session()
+    out = Path(tempfile.mkdtemp(prefix="bench_spark_snapshot_"))
+    t, cpu = time.perf_counter(), time.process_time()
+    snap = build_snapshot_spark(data_dir, as_of, out_dir=out / "snapshot", spark=spark, identity=key_map,
+                                console=Console(stderr=True, quiet=True))
+    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
+    jvm_pid = spark.sparkContext._gateway.proc.pid
+    jvm_peak = next((int(line.split()[1]) for line in Path(f"/proc/{jvm_pid}/status").read_text().splitlines()
+                     if line.startswith("VmHWM")), 0) / 1024**2
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    rows = snap.manifest["rows"]
+    spark.stop()
+    shutil.rmtree(out, ignore_errors=True)
+    return {"people": rows["people"], "orders_before_as_of": rows["orders_before_as_of"],
+            "columns": len(snap.manifest["features"]), "build_seconds": round(secs, 1),
+            "driver_cpu_seconds": round(cpu, 1), "driver_peak_rss_gb": round(peak, 2),
+            "jvm_peak_rss_gb": round(jvm_peak, 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000, help="number of people (default 1,000,000)")
@@ -154,11 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=None, help="reuse/keep the generated Parquet in this directory")
     ap.add_argument("--no-identity", action="store_true",
                     help="do not pass the true key→person map (One-ID then runs inside build_features)")
+    ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                    help="duckdb: build_features in process; spark: the snapshot on Spark local[*] (needs the "
+                    "spark extra and Java 17)")
     ap.add_argument("--_measure", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args._measure is not None:
-        print(json.dumps(_measure(args._measure, args.as_of, not args.no_identity)))
+        measure = _measure_spark if args.engine == "spark" else _measure
+        print(json.dumps(measure(args._measure, args.as_of, not args.no_identity)))
         return
 
     tmp = None
@@ -185,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"generated input with {source} in {gen_s:.1f}s: "
               + ", ".join(f"{k}={len(v):,}" for k, v in tables.items()))
         del tables
-    cmd = [sys.executable, __file__, "--_measure", str(data_dir), "--as-of", args.as_of]
+    cmd = [sys.executable, __file__, "--_measure", str(data_dir), "--as-of", args.as_of, "--engine", args.engine]
     if args.no_identity:
         cmd.append("--no-identity")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -194,6 +231,14 @@ def main(argv: list[str] | None = None) -> None:
         print(res.stderr, file=sys.stderr)
         raise SystemExit(res.returncode)
     r = json.loads(res.stdout.strip().splitlines()[-1])
+    if args.engine == "spark":
+        print(f"people={r['people']:,} orders before as_of={r['orders_before_as_of']:,} columns={r['columns']}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"snapshot on Spark local[*]: {r['build_seconds']}s wall (driver CPU {r['driver_cpu_seconds']}s); "
+              f"peak RSS: Python driver {r['driver_peak_rss_gb']} GB, Spark JVM {r['jvm_peak_rss_gb']} GB")
+        if tmp is not None:
+            tmp.cleanup()
+        return
     print(f"people={r['people']:,} orders={r['orders']:,} events={r['events']:,} columns={r['columns']}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"load parquet: {r['load_seconds']}s (RSS after load {r['rss_after_load_gb']} GB)")

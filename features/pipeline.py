@@ -1,10 +1,11 @@
 """Point-in-time feature snapshots: one row per person, built only from rows strictly before ``as_of``.
 
 The aggregates are Ibis expressions (``features.rfm``, ``features.interactions``) executed step by step (each
-step a temporary table) on an in-process DuckDB connection by default; any Ibis backend (e.g. Spark) can be
-passed as ``backend``. numpy reshapes the per-(person, event type) counts into columns, and pandas does the last
-small steps on the one-row-per-person table: RFM quintile scores, segment names and lifecycle stages. See
-``docs/features.md``.
+step a temporary table) on an in-process DuckDB connection by default. numpy reshapes the per-(person, event
+type) counts into columns, and pandas does the last small steps on the one-row-per-person table: RFM quintile
+scores, segment names and lifecycle stages. ``build_snapshot(..., engine="spark")`` runs the same query
+(``feature_query``) on Spark with those last steps as Ibis expressions too (``features.spark``). See
+``docs/features.md`` and ``docs/scale.md``.
 
 "Before ``as_of``" means ``timestamp < as_of 00:00``. The columns (order, dtypes, plain-words docs in
 ``FEATURE_DOCS`` and ``docs/features.md``, which are model inputs) come from the spec in ``features.spec``;
@@ -138,8 +139,8 @@ class _Stages:
     """Materialises intermediate results in the backend and times each step.
 
     On DuckDB each step is a temporary table. On Spark a step is a local checkpoint on the executors (computed
-    when cached) under a temporary view: it cuts the query plan, which
-    would otherwise grow with every step, and no row reaches the driver.
+    at once) under a temporary view: it cuts the query plan, which would otherwise grow with every step (and
+    repeat shared parts), and no row reaches the driver.
     (``Table.cache()`` would use Ibis' default backend for in-memory inputs, not the one passed in.)
     """
 
@@ -184,10 +185,12 @@ class _Stages:
                 pass
 
 
-def _dataset_tables(data: Dataset, identity: pd.DataFrame | None, stages: _Stages) -> dict[str, ir.Table]:
+def _dataset_tables(data: Dataset, identity: pd.DataFrame | None, stages: _Stages) -> dict[str, object]:
     """The input tables of a run from a pandas ``Dataset`` (registered with the backend via Arrow).
 
     Optional tables that are absent or empty are left out; ``given`` is the One-ID key map when there is one.
+    Touches and identities are functions giving the table: converted only when the query reaches them, after the
+    event tables are dropped (a lower peak).
     """
     require(data.orders, ["customer_key", "order_ts", "amount"], "orders")
     tables = {"orders": input_table(data.orders, ["customer_key", "order_ts", "amount", "status", "channel",
@@ -197,12 +200,17 @@ def _dataset_tables(data: Dataset, identity: pd.DataFrame | None, stages: _Stage
         tables["events"] = input_table(data.events, ["customer_key", "event_ts", "event_type"], stages.inputs)
     if data.campaign_touches is not None and len(data.campaign_touches) > 0:
         require(data.campaign_touches, ["customer_key", "sent_ts", "group"], "campaign_touches")
-        t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
-        t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
-        tables["campaign_touches"] = input_table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs)
+
+        def touches() -> ir.Table:
+            t_df = data.campaign_touches[["customer_key", "sent_ts", "group"]].copy()
+            t_df["touch_id"] = np.arange(len(t_df), dtype="int64")
+            return input_table(t_df, ["customer_key", "sent_ts", "group", "touch_id"], stages.inputs)
+
+        tables["campaign_touches"] = touches
     if data.identities is not None and len(data.identities) > 0:
-        tables["identities"] = input_table(data.identities, ["customer_key", "birth_year", "join_ts",
-                                                             "marketing_opt_out", "member_card"], stages.inputs)
+        tables["identities"] = lambda: input_table(data.identities, ["customer_key", "birth_year", "join_ts",
+                                                                     "marketing_opt_out", "member_card"],
+                                                   stages.inputs)
     if identity is not None:
         tables["given"] = input_table(check_identity(identity), ["customer_key", "person_id"], stages.inputs)
     return tables
@@ -217,10 +225,17 @@ def _feature_table(
     return feature_query(con, tables, as_of, config, stages, numbered=True)
 
 
-def feature_query(con, tables: dict[str, ir.Table], as_of: date, config: FeatureConfig, stages: _Stages, *,
+def _table(tables: dict[str, object], name: str) -> ir.Table:
+    """An input table of ``feature_query`` (a table, or a function giving it when first needed)."""
+    table = tables[name]
+    return table() if callable(table) and not isinstance(table, ibis.expr.types.Table) else table
+
+
+def feature_query(con, tables: dict[str, object], as_of: date, config: FeatureConfig, stages: _Stages, *,
                   numbered: bool):
     """The feature query over input tables (``orders`` and optionally ``events``, ``campaign_touches`` with a
-    ``touch_id``, ``identities`` and ``given``, the One-ID key map), before RFM scores, segments and stages.
+    ``touch_id``, ``identities`` and ``given``, the One-ID key map; a table or a function giving it), before RFM
+    scores, segments and stages.
 
     ``numbered=True`` (DuckDB, the fast path): people are numbered (``pidx``, 0-based dense rank of
     ``person_id``) so every heavy group-by and join runs on integers, the per-(person, event type) counts are
@@ -289,13 +304,13 @@ def feature_query(con, tables: dict[str, ir.Table], as_of: date, config: Feature
     expr = _left(expr, stages.cache("orders_agg", order_aggregates(orders, as_of, windows=config.windows)))
     expr = _left(expr, stages.cache("purchase_days", daily_aggregates(orders, as_of)))
     if has_touches:
-        touches = tables["campaign_touches"].join(km, "customer_key")
+        touches = _table(tables, "campaign_touches").join(km, "customer_key")
         paid = orders.filter(orders.paid).select("person_id", "order_ts")
         cagg = campaign_aggregates(touches, paid, as_of, response_window_days=config.response_window_days)
         expr = _left(expr, stages.cache("campaigns", cagg))
     stages.release("orders")
     if has_ids:
-        expr = _left(expr, stages.cache("profile", profile_aggregates(tables["identities"], km, as_of)))
+        expr = _left(expr, stages.cache("profile", profile_aggregates(_table(tables, "identities"), km, as_of)))
 
     # zero-fill counts for people without any row of that kind, then derived ratios
     expr = expr.fill_null({c: 0 for c in expr.columns if c.startswith(_COUNT_PREFIXES)})

@@ -65,7 +65,8 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
     """The SparkSession of a run.
 
     ``master`` (``--spark-master``) wins; else ``SPARK_REMOTE`` (a Spark Connect URL, ``sc://host:15002``); else
-    the master ``spark-submit`` set; else ``local[*]``. ``test=True``: UI off, 2 shuffle partitions, 1 GB driver.
+    the master ``spark-submit`` set; else ``local[*]``. ``test=True``: UI off, 2 shuffle partitions, 1 GB driver; other local masters: 2 shuffle partitions
+    per core.
     The session time zone is UTC, so naive timestamps (local time, as the contract keeps them) stay as written.
     """
     from pyspark import SparkConf
@@ -85,9 +86,11 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
         builder = builder.config("spark.sql.session.timeZone", "UTC")
         if test:
             builder = (builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-                       .config("spark.ui.showConsoleProgress", "false").config("spark.default.parallelism", "2")
-                       .config("spark.driver.memory", "1g"))
-        builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                       .config("spark.default.parallelism", "2").config("spark.driver.memory", "1g"))
+        elif (master or "").startswith("local"):  # one machine: Spark's 200 shuffle partitions are mostly overhead
+            builder = builder.config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 2))))
+        builder = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                   .config("spark.ui.showConsoleProgress", "false"))  # no progress bars among the CLI's tables
     session = builder.getOrCreate()
     if remote is None or master is not None:
         session.sparkContext.setLogLevel("FATAL")
@@ -134,7 +137,15 @@ def read_inputs(spark: SparkSession, data_dir: Path | None = None, *, tables: di
         raise ValueError("give exactly one of data_dir and tables")
     frames, fingerprint = {}, {}
     if tables is not None:
-        sources = {name: (tables[name], spark.table(tables[name])) for name in TABLES if name in tables}
+        from pyspark.errors import AnalysisException
+
+        sources = {}
+        for name in (n for n in TABLES if n in tables):
+            try:
+                sources[name] = (tables[name], spark.table(tables[name]))
+            except AnalysisException as exc:
+                raise SparkTablesError(f"{name}: Spark table {tables[name]!r} cannot be read "
+                                       f"({str(exc).splitlines()[0]})", field=name) from None
     else:
         files = _find_files(Path(data_dir))
         if "orders" not in files:

@@ -26,6 +26,7 @@ from features.spark import (  # noqa: E402
     SparkTablesError,
     build_snapshot_spark,
     contract_frame,
+    read_inputs,
     read_spark_tables_file,
 )
 from features.spec import column_dtypes  # noqa: E402
@@ -223,6 +224,11 @@ def test_contract_rules_on_optional_columns(spark, tmp_path):
     assert rows["marketing_opt_out"].tolist()[0] is True and pd.isna(rows["marketing_opt_out"].iloc[1])
     assert rows["member_card"].iloc[0] == "m1" and pd.isna(rows["member_card"].iloc[1])
     assert pd.isna(rows["join_ts"].iloc[1]) and rows["birth_year"].iloc[0] == 1990.0
+
+
+def test_unknown_spark_table_is_an_input_error(spark):
+    with pytest.raises(SparkTablesError, match=r"orders: Spark table 'lake.no_such_table' cannot be read"):
+        read_inputs(spark, tables={"orders": "lake.no_such_table"})
 
 
 def test_spark_tables_file_is_checked(tmp_path):

@@ -180,6 +180,10 @@ def _features_build_spark(data: Path, as_of: str | None, out: Path | None, featu
     out = out or data / "features" / f"as_of={cutoff.isoformat()}"
     snapshot = build_snapshot_spark(inputs, cutoff, out_dir=out, spark=spark, config=feature_config,
                                     max_keys_per_person=max_keys_per_person, console=console)
+    one_id = snapshot.manifest.get("one_id")
+    if one_id:
+        console.print(f"One-ID (on the driver): {one_id['keys']:,} customer keys → {one_id['persons']:,} persons "
+                      f"({one_id['multi_key_persons']:,} with 2+ keys)")
     summarize_spark(snapshot.features, Console())
     console.print(f"wrote {out}")
 
