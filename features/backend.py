@@ -6,8 +6,11 @@ below all three so none imports another for them.
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -124,3 +127,14 @@ def connect():
     # with their payload instead of the key map): keep the written order, big table on the left.
     con.raw_sql("SET disabled_optimizers = 'build_side_probe_side'")
     return con
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move ``tmp`` to ``out_dir`` (an existing snapshot there is replaced only once the new one is complete)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

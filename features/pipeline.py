@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -33,7 +32,16 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from features.backend import Inputs, as_date, check_identity, connect, input_table, map_keys, require
+from features.backend import (
+    Inputs,
+    as_date,
+    check_identity,
+    connect,
+    input_table,
+    map_keys,
+    replace_dir,
+    require,
+)
 from features.config import FeatureConfig  # noqa: F401 - re-exported: the pipeline's public settings
 from features.dataset import Dataset
 from features.identity import resolve_identities
@@ -480,13 +488,7 @@ def write_snapshot(features: pd.DataFrame, identity: pd.DataFrame, out_dir: Path
         features.to_parquet(tmp / "features.parquet", index=False)
         identity.to_parquet(tmp / "identity.parquet", index=False)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

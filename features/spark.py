@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import pandas as pd
 
-from features.backend import as_date, map_keys
+from features.backend import as_date, map_keys, replace_dir
 from features.config import FeatureConfig
 from features.contract import LOCAL_TZ, SCHEMAS, DataContractError, _find_files, _sha256
 from features.dataset import TABLES, Dataset
@@ -524,21 +524,10 @@ def build_snapshot_spark(
                 manifest["one_id"] = {k: identity_stats[k] for k in ("keys", "persons", "multi_key_persons")}
             warn_if_pii_key_changed(out_dir.parent, manifest["pii_key_fingerprint"], console=console)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
-            _replace_dir(tmp, out_dir)
+            replace_dir(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     finally:
         stages.release()
     return SparkSnapshot(path=out_dir, manifest=manifest, features=spark.read.parquet(str(out_dir / "features.parquet")))
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move ``tmp`` to ``out_dir`` (an existing snapshot there is replaced only once the new one is complete)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
