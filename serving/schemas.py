@@ -366,6 +366,23 @@ class Exclusions(_Response):
     budget: int
 
 
+class UpliftSummary(_Response):
+    """Objective incremental_margin: what the registered uplift model expects the treated part to add."""
+
+    expected_incremental_conversions: float = Field(
+        description="Sum of the treated people's predicted uplift (extra paid orders within window_days).")
+    conversions_ci: list[float | None] = Field(description="[low, high] over the model's bootstrap refits.")
+    expected_incremental_revenue: float = Field(
+        description="expected_incremental_conversions × revenue_per_conversion (CNY).")
+    revenue_ci: list[float | None] = Field(description="[low, high] over the model's bootstrap refits (CNY).")
+    level: float
+    revenue_per_conversion: float = Field(
+        description="Mean window spend of the treated converters of the model's training campaigns (CNY).")
+    window_days: int
+    n_boot: int
+    model_version: str = Field(description="The registered uplift model and version used (name/version).")
+
+
 class TargetSummary(_Response):
     campaign_id: str
     objective: Objective
@@ -385,6 +402,7 @@ class TargetSummary(_Response):
         description="The brand's consent policy applied (brand.yaml): opt_out = unknown consent allowed.")
     excluded: Exclusions
     assumptions: ValueAssumptions
+    uplift: UpliftSummary | None = Field(None, description="Objective incremental_margin only.")
 
 
 class TargetResponse(Served):
