@@ -33,7 +33,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +40,7 @@ import anyio
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from bentoml.exceptions import ServiceUnavailable
 from bentoml.validators import ContentType
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -368,8 +367,9 @@ class ScrmService:
         return state, result, quality
 
     def _uplift_scores(self, state: ServingState):
-        """The registered uplift champion's predictions on the served snapshot (computed once per snapshot), or
-        409 when the brand has none usable: `scrm train uplift` registers one."""
+        """The registered uplift champion's predictions on the served snapshot (computed once per snapshot), or a
+        400 naming ``objective`` when the brand has none usable (as /evaluate_campaign without campaign_touches):
+        `scrm train uplift` registers one."""
         from training.uplift_model import load_uplift
 
         with self._heavy:
@@ -378,8 +378,8 @@ class ScrmService:
                 try:
                     loaded = load_uplift(state.models.brand, as_of=state.as_of, data_hint=str(self.data_dir))
                 except LookupError as exc:
-                    raise BentoMLException(f"objective incremental_margin: {exc}",
-                                           error_code=HTTPStatus.CONFLICT) from None
+                    raise request_error(TargetRequest, ("objective",), f"incremental_margin: {exc}",
+                                        "incremental_margin") from None
                 cached = (loaded.estimator.scores(state.features), f"{loaded.name}/{loaded.version}")
                 state.uplift_cache = cached
         return cached

@@ -554,12 +554,11 @@ UPLIFT_CAMPAIGN = {"campaign_id": "uplift-q1", "objective": "incremental_margin"
                    "cost_per_contact": 0.3, "control_fraction": 0.2}
 
 
-def test_target_incremental_margin_without_uplift_model_is_409(service, serving_env):
-    from bentoml.exceptions import BentoMLException
-
-    with pytest.raises(BentoMLException) as exc:
+def test_target_incremental_margin_without_uplift_model_is_a_400_naming_objective(service, serving_env):
+    """No registered uplift model: a 400 naming ``objective`` and the command that trains one, never a 500."""
+    with pytest.raises(ValidationError) as exc:
         service.target(**UPLIFT_CAMPAIGN)
-    assert int(exc.value.error_code) == 409
+    assert error_locs(exc) == [("objective",)]
     assert "data.uplift_14d" in str(exc.value) and "scrm train uplift" in str(exc.value)
     assert service.state.uplift_cache is None
 

@@ -157,6 +157,8 @@ def target(
         uplift_scores = uplift.estimator.scores(feats)
     result = select_audience(frame, tier_frame, spec, lookalike_scores=lookalike_scores, assumptions=assumptions,
                              rules=rules, consent=brand.consent, uplift_scores=uplift_scores)
+    if uplift_scores is not None:
+        result.summary["uplift"]["model_version"] = f"{uplift.name}/{uplift.version}"
     out.parent.mkdir(parents=True, exist_ok=True)
     to_csv(result, out)
     if json_path is not None:
