@@ -370,8 +370,11 @@ class UpliftSummary(_Response):
     """Objective incremental_margin: what the registered uplift model expects the treated part to add."""
 
     expected_incremental_conversions: float = Field(
-        description="Sum of the treated people's predicted uplift (extra paid orders within window_days).")
+        description="Extra paid orders within window_days from the treated: their summed predicted uplift, "
+                    "mean over the model's bootstrap refits.")
     conversions_ci: list[float | None] = Field(description="[low, high] over the model's bootstrap refits.")
+    ranking_model_conversions: float = Field(
+        description="The same sum by the model that ranked them (optimistic: it chose them for high predictions).")
     expected_incremental_revenue: float = Field(
         description="expected_incremental_conversions × revenue_per_conversion (CNY).")
     revenue_ci: list[float | None] = Field(description="[low, high] over the model's bootstrap refits (CNY).")

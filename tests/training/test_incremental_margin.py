@@ -93,13 +93,22 @@ def test_expected_incremental_revenue_and_its_interval(scores, tiers):
     aud, block = result.audience, result.summary["uplift"]
     treated = aud.loc[aud["group"] == "treatment", "person_id"]
     conversions = up.uplift.loc[treated].sum()
-    assert block["expected_incremental_conversions"] == pytest.approx(conversions)
-    assert block["expected_incremental_revenue"] == pytest.approx(conversions * RPC)
+    assert block["ranking_model_conversions"] == pytest.approx(conversions)
     pos = up.uplift.index.get_indexer(treated)
-    sums = up.draws[:, pos].sum(axis=1) * RPC
+    sums = up.draws[:, pos].sum(axis=1)
+    # the estimate and the interval: mean and percentiles over the bootstrap refits
+    assert block["expected_incremental_conversions"] == pytest.approx(sums.mean())
+    assert block["expected_incremental_revenue"] == pytest.approx(sums.mean() * RPC)
     lo, hi = block["revenue_ci"]
-    assert lo == pytest.approx(np.quantile(sums, 0.025)) and hi == pytest.approx(np.quantile(sums, 0.975))
+    assert lo == pytest.approx(np.quantile(sums, 0.025) * RPC) and hi == pytest.approx(np.quantile(sums, 0.975) * RPC)
     assert lo < block["expected_incremental_revenue"] < hi
+    assert block["conversions_ci"] == pytest.approx([lo / RPC, hi / RPC])
+    # without bootstrap refits: the ranking model's own sum and no interval
+    bare = UpliftScores(up.uplift, np.empty((0, len(up.uplift))), RPC, 14)
+    block = select_audience(scores, tiers, SPEC, uplift_scores=bare).summary["uplift"]
+    assert block["expected_incremental_conversions"] == pytest.approx(conversions)
+    assert block["revenue_ci"] == [None, None] and block["n_boot"] == 0
+    block = result.summary["uplift"]
     assert block["n_boot"] == 30 and block["window_days"] == 14 and block["revenue_per_conversion"] == RPC
     # gross value of the treated = incremental revenue × margin rate (default 0.3)
     assert result.summary["expected_incremental_value"] == pytest.approx(conversions * RPC * 0.3)

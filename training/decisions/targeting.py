@@ -27,7 +27,7 @@ Expected incremental value per treated contact (gross, before costs)::
 contacted rather than not (:class:`UpliftScores`); ``revenue_per_conversion`` the mean window spend of the treated
 converters of its training campaigns (the model predicts no spend uplift: the revenue of an extra conversion is
 taken as that mean). The summary's ``uplift`` block reports the expected incremental conversions and revenue of
-the treated with a percentile interval over the model's bootstrap refits.
+the treated: mean and percentile interval over the model's bootstrap refits (:func:`_uplift_summary`).
 
 Net value = gross − (cost_per_contact + offer_cost). The offer cost is charged per treated contact (a
 conservative assumption: every contact may redeem it); control members cost nothing.
@@ -631,17 +631,24 @@ def select_audience(
 
 
 def _uplift_summary(scores: UpliftScores, rows: np.ndarray) -> dict:
-    """Expected incremental conversions and revenue of the treated (``rows``: their positions in ``scores``),
-    each with the percentile interval over the bootstrap refits' predictions."""
+    """Expected incremental conversions and revenue of the treated (``rows``: their positions in ``scores``).
+
+    The estimate is the mean over the bootstrap refits of the treated's summed predicted uplift, the interval its
+    percentiles: the model that ranked the people overrates the ones it put on top (they were chosen for its
+    highest predictions, noise included), so its own sum (``ranking_model_conversions``) is optimistic. Without
+    refits, that sum and no interval.
+    """
     rpc = scores.revenue_per_conversion
     point = math.fsum(scores.uplift.to_numpy(float)[rows])
     sums = np.array([math.fsum(d) for d in scores.draws[:, rows]]) if len(scores.draws) else np.array([])
     q = [(1 - scores.level) / 2, (1 + scores.level) / 2]
     lo, hi = (np.quantile(sums, q).tolist() if len(sums) else [None, None])
+    estimate = float(sums.mean()) if len(sums) else point
     return {
-        "expected_incremental_conversions": point,
+        "expected_incremental_conversions": estimate,
         "conversions_ci": [lo, hi],
-        "expected_incremental_revenue": point * rpc,
+        "ranking_model_conversions": point,
+        "expected_incremental_revenue": estimate * rpc,
         "revenue_ci": [None if lo is None else lo * rpc, None if hi is None else hi * rpc],
         "level": scores.level,
         "revenue_per_conversion": rpc,
