@@ -164,6 +164,12 @@ def test_train_uplift_then_target_incremental_margin(tmp_path):
     assert name.endswith(".uplift_14d") and registry.champion_version(name) == 1
     run = registry.load_model(name)
     assert run.tags[registry.TAG_AS_OF] == as_of and len(run.estimator.boots) == 4
+    from training import tracking
+
+    logged = tracking.client().get_run(run.run_id).data
+    assert logged.params["learner"] in ("t", "x") and int(logged.params["n_campaigns"]) >= 2
+    assert int(logged.params["n_rows"]) == int(logged.params["n_treated"]) + int(logged.params["n_control"])
+    assert "val.qini" in logged.metrics and logged.params["validation_campaign"] in logged.params["campaigns"]
 
     from datetime import date
 
