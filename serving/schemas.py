@@ -366,6 +366,26 @@ class Exclusions(_Response):
     budget: int
 
 
+class UpliftSummary(_Response):
+    """Objective incremental_margin: what the registered uplift model expects the treated part to add."""
+
+    expected_incremental_conversions: float = Field(
+        description="Extra paid orders within window_days from the treated: their summed predicted uplift, "
+                    "mean over the model's bootstrap refits.")
+    conversions_ci: list[float | None] = Field(description="[low, high] over the model's bootstrap refits.")
+    ranking_model_conversions: float = Field(
+        description="The same sum by the model that ranked them (optimistic: it chose them for high predictions).")
+    expected_incremental_revenue: float = Field(
+        description="expected_incremental_conversions × revenue_per_conversion (CNY).")
+    revenue_ci: list[float | None] = Field(description="[low, high] over the model's bootstrap refits (CNY).")
+    level: float
+    revenue_per_conversion: float = Field(
+        description="Mean window spend of the treated converters of the model's training campaigns (CNY).")
+    window_days: int
+    n_boot: int
+    model_version: str = Field(description="The registered uplift model and version used (name/version).")
+
+
 class TargetSummary(_Response):
     campaign_id: str
     objective: Objective
@@ -385,6 +405,7 @@ class TargetSummary(_Response):
         description="The brand's consent policy applied (brand.yaml): opt_out = unknown consent allowed.")
     excluded: Exclusions
     assumptions: ValueAssumptions
+    uplift: UpliftSummary | None = Field(None, description="Objective incremental_margin only.")
 
 
 class TargetResponse(Served):

@@ -368,10 +368,34 @@ class ScrmService:
                                          exclude_seed=True, random_state=req.random_state)
             lookalike_scores = fitted.audience.set_index("person_id")["score"]
             quality = _holdout(fitted.metrics)
+        uplift_scores, uplift_version = None, None
+        if req.objective == "incremental_margin":
+            uplift_scores, uplift_version = self._uplift_scores(state)
         with bad_request(TargetRequest, ()):
             result = select_audience(state.scores, None, req.spec(), lookalike_scores=lookalike_scores,
-                                     assumptions=req.assumptions, rules=state.rules, consent=state.consent)
+                                     assumptions=req.assumptions, rules=state.rules, consent=state.consent,
+                                     uplift_scores=uplift_scores)
+        if uplift_version is not None:
+            result.summary["uplift"]["model_version"] = uplift_version
         return state, result, quality
+
+    def _uplift_scores(self, state: ServingState):
+        """The registered uplift champion's predictions on the served snapshot (computed once per snapshot), or a
+        400 naming ``objective`` when the brand has none usable (as /evaluate_campaign without campaign_touches):
+        `scrm train uplift` registers one."""
+        from training.uplift_model import load_uplift
+
+        with self._heavy:
+            cached = state.uplift_cache
+            if cached is None:
+                try:
+                    loaded = load_uplift(state.models.brand, as_of=state.as_of, data_hint=str(self.data_dir))
+                except LookupError as exc:
+                    raise request_error(TargetRequest, ("objective",), f"incremental_margin: {exc}",
+                                        "incremental_margin") from None
+                cached = (loaded.estimator.scores(state.features), f"{loaded.name}/{loaded.version}")
+                state.uplift_cache = cached
+        return cached
 
     @bentoml.api(route="/target", input_spec=TargetRequest)
     def target(self, **campaign: Any) -> TargetResponse:

@@ -217,6 +217,8 @@ class ServingState:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.rules = rules or resolve_tier_rules(data_dir=self.data_dir)
         self.consent: str = load_brand(self.data_dir).consent if self.data_dir is not None else "opt_out"
+        #: the uplift champion's predictions on this snapshot, set on the first /target incremental_margin
+        self.uplift_cache: tuple | None = None
         self.as_of: date = snapshot.as_of
         self.features = snapshot.features.reset_index(drop=True)
         people = _strings(self.features["person_id"])

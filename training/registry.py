@@ -34,8 +34,8 @@ from training.integrity import ArtifactIntegrityError, artifact_sha256, registry
 from training.tracking import client, tracking_uri
 
 REGISTERED_MODELS = ("churn", "clv")  # the kinds `scrm train` registers (each per brand and horizon)
-KINDS = ("churn", "clv", "lookalike")
-DEFAULT_HORIZON_DAYS = {"churn": 90, "clv": 365}
+KINDS = ("churn", "clv", "lookalike", "uplift")
+DEFAULT_HORIZON_DAYS = {"churn": 90, "clv": 365, "uplift": 14}  # uplift: its outcome window
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -213,6 +213,8 @@ def register_version(name: str, info, run_id: str):
 _MODEL_DESCRIPTIONS = {
     "churn": "P(no paid order in the next horizon_days) per person; alias champion serves production.",
     "clv": "Expected spend in the next horizon_days per person with p10/p90; alias champion serves production.",
+    "uplift": "Change in P(paid order within horizon_days) if contacted, learnt from campaigns with a control "
+              "group; alias champion serves /target objective incremental_margin.",
 }
 
 
@@ -328,13 +330,14 @@ def load_for_scoring(brand: str, kind: str, horizon_days: int | None = None, *, 
     name = model_name(brand, kind, horizon_days)
     identity = parse_model_name(name)
     when = as_of.isoformat() if as_of is not None else "DATE"
+    command = "train uplift" if kind == "uplift" else "train all"
     c = client()
     try:
         mv = _resolve_version(c, name, alias, None)
     except LookupError:
         raise LookupError(
             f"brand {brand} has no {alias} {kind} model over {identity.horizon_days} days ({name}) in "
-            f"{tracking_uri()}: create it with `scrm train all --data {data_hint} --as-of {when}` (brand {brand}), "
+            f"{tracking_uri()}: create it with `scrm {command} --data {data_hint} --as-of {when}` (brand {brand}), "
             "or set MLFLOW_TRACKING_URI to the store that holds it"
         ) from None
     tags = mv.tags or {}

@@ -547,3 +547,48 @@ def test_openapi_document_is_3_1_keeps_nullable_fields_and_describes_the_400_bod
     assert detail["type"] == "array" and detail["items"]["required"] == ["loc", "msg"]
     client_schema = ScrmService.apis["lookalike"].schema()  # what bentoml's HTTP clients read: still resolved
     assert "$defs" not in json.dumps(client_schema)
+
+
+# --- /target objective incremental_margin ----------------------------------------------------------------------
+
+UPLIFT_CAMPAIGN = {"campaign_id": "uplift-q1", "objective": "incremental_margin", "budget": 200,
+                   "cost_per_contact": 0.3, "control_fraction": 0.2}
+
+
+def test_target_incremental_margin_without_uplift_model_is_a_400_naming_objective(service, serving_env):
+    """No registered uplift model: a 400 naming ``objective`` and the command that trains one, never a 500."""
+    with pytest.raises(ValidationError) as exc:
+        service.target(**UPLIFT_CAMPAIGN)
+    assert error_locs(exc) == [("objective",)]
+    assert "data.uplift_14d" in str(exc.value) and "scrm train uplift" in str(exc.value)
+    assert service.state.uplift_cache is None
+
+
+@pytest.mark.slow
+def test_target_incremental_margin_with_the_uplift_champion(service, serving_env, people, monkeypatch, tmp_path):
+    """Train and register the uplift model in a copy of the store; /target then ranks by it."""
+    from features.contract import load_dataset
+    from training.uplift_model import train_uplift
+
+    setup = serving_env.copy_store(tmp_path / "store")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", setup.tracking_uri)
+    trained = train_uplift(load_dataset(setup.data_dir), setup.as_of, n_boot=3)
+    assert trained.decision.decision == "first_champion"
+    try:
+        first = service.target(**UPLIFT_CAMPAIGN)
+        again = service.target(**UPLIFT_CAMPAIGN)
+        s = first.summary
+        audience = pd.DataFrame([a.model_dump() for a in first.audience])
+        assert audience.equals(pd.DataFrame([a.model_dump() for a in again.audience]))  # same control group
+        assert s.audience == len(audience) > 0 and s.spend <= UPLIFT_CAMPAIGN["budget"]
+        assert (audience["group"] == "control").sum() == s.control == round(0.2 * s.audience)
+        opted_out = set(people.loc[people["marketing_opt_out"].fillna(True).astype(bool), "person_id"])
+        assert not set(audience["person_id"]) & opted_out
+        assert audience["expected_net_value"].is_monotonic_decreasing
+        u = s.uplift
+        assert u.model_version == f"data.uplift_14d/{trained.version}" and u.n_boot == 3
+        assert u.expected_incremental_revenue == pytest.approx(u.expected_incremental_conversions
+                                                              * u.revenue_per_conversion)
+        assert u.revenue_ci[0] <= u.revenue_ci[1]
+    finally:
+        service.state.uplift_cache = None  # other tests see the session store (no uplift model)

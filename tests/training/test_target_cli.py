@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, QUICK_CHAIN, small
@@ -121,3 +122,89 @@ def test_scores_as_csv_keep_unknown_consent_unknown(orders_only, tmp_path):
         (data / "brand.yaml").unlink()
     assert audience.empty
     assert summary["excluded"]["opt_out"] == 3 and summary["excluded"]["consent_unknown"] == len(scores) - 3
+
+
+# --- objective incremental_margin ------------------------------------------------------------------------------
+
+
+def test_incremental_margin_without_an_uplift_model_exits_2_naming_the_command(orders_only, tmp_path):
+    data, scores_path, campaign, _ = orders_only
+    result = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
+                                 str(campaign), "--objective", "incremental_margin", "--out",
+                                 str(tmp_path / "a.csv"), "--as-of", AS_OF.isoformat()])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no champion uplift model" in out and "scrm train uplift" in out
+    bad = runner.invoke(app, ["target", "--data", str(data), "--scores", str(scores_path), "--campaign",
+                              str(campaign), "--objective", "margin", "--out", str(tmp_path / "a.csv")])
+    assert bad.exit_code == 2 and "--objective" in bad.output
+
+
+def test_train_uplift_without_control_groups_exits_2_with_the_reason(orders_only):
+    data = orders_only[0]
+    result = runner.invoke(app, ["train", "uplift", "--data", str(data), "--as-of", AS_OF.isoformat()])
+    assert result.exit_code == 2
+    assert "no campaign with both a treatment and a control group" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_train_uplift_then_target_incremental_margin(tmp_path):
+    """A simulated brand with randomised campaigns: `scrm train uplift` registers the champion, `scrm target
+    --objective incremental_margin` ranks by it: nobody opted out, the same control group twice, the expected
+    incremental revenue with its interval."""
+    from training import registry
+    from training.fitting import fit_churn, fit_clv
+    from training.scoring import Models, score
+
+    brand = small(3000, 5)
+    as_of = "2025-01-01"
+    trained = runner.invoke(app, ["train", "uplift", "--data", str(brand.data_dir), "--as-of", as_of,
+                                  "--n-boot", "4"])
+    assert trained.exit_code == 0, trained.output
+    name = registry.model_name(brand.data_dir.name, "uplift")
+    assert name.endswith(".uplift_14d") and registry.champion_version(name) == 1
+    run = registry.load_model(name)
+    assert run.tags[registry.TAG_AS_OF] == as_of and len(run.estimator.boots) == 4
+    from training import tracking
+
+    logged = tracking.client().get_run(run.run_id).data
+    assert logged.params["learner"] in ("t", "x") and int(logged.params["n_campaigns"]) >= 2
+    assert int(logged.params["n_rows"]) == int(logged.params["n_treated"]) + int(logged.params["n_control"])
+    assert "val.qini" in logged.metrics and logged.params["validation_campaign"] in logged.params["campaigns"]
+
+    from datetime import date
+
+    from features.pipeline import build_features
+
+    day = date(2025, 1, 1)
+    churn = fit_churn(brand.cache, day, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST).model
+    clv = fit_clv(brand.cache, day, horizon_days=HORIZON, n_cutoffs=N_CUTOFFS, **FAST_CLV).model
+    scores = score(build_features(brand.dataset, day), Models(churn, clv), as_of=day)
+    scores_path = tmp_path / "scores.parquet"
+    scores.to_parquet(scores_path, index=False)
+    campaign = tmp_path / "c.yaml"
+    campaign.write_text("campaign_id: spring-uplift\nobjective: retain\nbudget: 300\ncost_per_contact: 0.5\n"
+                        "control_fraction: 0.2\n", encoding="utf-8")
+
+    def target(i: int):
+        out, js = tmp_path / f"a{i}.csv", tmp_path / f"s{i}.json"
+        result = runner.invoke(app, ["target", "--data", str(brand.data_dir), "--scores", str(scores_path),
+                                     "--campaign", str(campaign), "--objective", "incremental_margin", "--as-of",
+                                     as_of, "--out", str(out), "--json", str(js)])
+        assert result.exit_code == 0, result.output
+        return pd.read_csv(out), json.loads(js.read_text())
+
+    first, summary = target(1)
+    again, _ = target(2)
+    assert summary["objective"] == "incremental_margin" and summary["audience"] > 0
+    opted_out = set(scores.loc[scores["marketing_opt_out"].astype(object).eq(True), "person_id"])
+    assert opted_out and not set(first["person_id"]) & opted_out
+    assert first.equals(again)  # same ranking and the same control group
+    assert set(first.loc[first["group"] == "control", "person_id"]) == set(
+        again.loc[again["group"] == "control", "person_id"]) and (first["group"] == "control").any()
+    block = summary["uplift"]
+    lo, hi = block["revenue_ci"]
+    assert block["expected_incremental_revenue"] > 0 and lo <= hi and block["n_boot"] == 4
+    # ranked by the model's uplift: expected value = uplift × revenue per conversion × margin rate (0.3)
+    uplift = run.estimator.scores(build_features(brand.dataset, day)).uplift
+    np.testing.assert_allclose(first["expected_value"],
+                               uplift.loc[first["person_id"]].to_numpy() * block["revenue_per_conversion"] * 0.3)

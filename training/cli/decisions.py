@@ -74,7 +74,7 @@ def target(
     data: DataDir,
     campaign: Annotated[Path, typer.Option(
         "--campaign", exists=True, dir_okay=False,
-        help="Campaign YAML/JSON: campaign_id, objective (retain|winback|upsell|lookalike), budget, "
+        help="Campaign YAML/JSON: campaign_id, objective (retain|winback|upsell|lookalike|incremental_margin), budget, "
              "cost_per_contact, optional offer_cost, max_contacts, control_fraction, filters, assumptions "
              "(the body of POST /target; docs/decisions.md).")],
     out: Annotated[Path, typer.Option("--out", help="Audience CSV to write (best first, treatment and control).")],
@@ -89,6 +89,10 @@ def target(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the summary JSON here.")] = None,
     alias: Annotated[str, typer.Option(help="Registry alias to score with (without --scores).")] = "champion",
     random_state: Seed = 0,
+    objective: Annotated[str | None, typer.Option(
+        "--objective", help="Override the campaign file's objective (retain|winback|upsell|lookalike|"
+                            "incremental_margin). incremental_margin ranks by the registered uplift model "
+                            "(`scrm train uplift`): uplift × revenue per conversion × margin_rate − cost.")] = None,
 ) -> None:
     """Pick a campaign audience within budget, ranked by expected value, with a deterministic control group.
 
@@ -108,6 +112,16 @@ def target(
     brand = load_brand(data)
     rules = resolve_tier_rules(tiers, data_dir=data)
     spec, assumptions = read_campaign(campaign)
+    if objective is not None:
+        from pydantic import ValidationError
+
+        from features.config import describe_validation_error
+        from training.decisions.targeting import CampaignSpec
+
+        try:
+            spec = CampaignSpec.model_validate({**spec.model_dump(), "objective": objective})
+        except ValidationError as exc:
+            raise InputError(f"--objective: {describe_validation_error(exc)}", field="--objective") from None
     if (spec.objective == "lookalike") != (seeds is not None):
         raise InputError("--seeds is required with objective lookalike and only used there", field="--seeds")
     dataset = feats = identity = None
@@ -131,8 +145,20 @@ def target(
         for note in fitted.notes:
             console.print(f"[yellow]note:[/] {escape(note)}")
         lookalike_scores = fitted.audience.set_index("person_id")["score"]
+    uplift_scores = None
+    if spec.objective == "incremental_margin":
+        from training.uplift_model import load_uplift
+
+        if feats is None:
+            dataset = load_or_exit(data)
+            feats, identity, cutoff = _features(dataset, as_of)
+        uplift = load_uplift(brand.brand, as_of=cutoff, data_hint=str(data))
+        console.print(f"uplift model {uplift.name} v{uplift.version}")
+        uplift_scores = uplift.estimator.scores(feats)
     result = select_audience(frame, tier_frame, spec, lookalike_scores=lookalike_scores, assumptions=assumptions,
-                             rules=rules, consent=brand.consent)
+                             rules=rules, consent=brand.consent, uplift_scores=uplift_scores)
+    if uplift_scores is not None:
+        result.summary["uplift"]["model_version"] = f"{uplift.name}/{uplift.version}"
     out.parent.mkdir(parents=True, exist_ok=True)
     to_csv(result, out)
     if json_path is not None:
@@ -186,9 +212,20 @@ def _print_summary(summary: dict, brand: str, table_cls) -> None:
         ("expected net value", f"{summary['expected_net_value']:,.2f}"),
         ("expected ROI", "—" if roi is None else f"{roi:.2f}"),
         *((f"excluded: {reason}", f"{n:,}") for reason, n in summary["excluded"].items()),
+        *_uplift_rows(summary.get("uplift")),
     ):
         table.add_row(label, str(value))
     Console().print(table)
+
+
+def _uplift_rows(block: dict | None) -> list[tuple[str, str]]:
+    if block is None:
+        return []
+    lo, hi = block["revenue_ci"]
+    ci = "" if lo is None else f" [{lo:,.2f}, {hi:,.2f}]"
+    return [("expected incremental conversions", f"{block['expected_incremental_conversions']:,.1f}"),
+            (f"expected incremental revenue ({block['level']:.0%} CI)",
+             f"{block['expected_incremental_revenue']:,.2f}{ci}")]
 
 
 tiers_app = _Typer(help="Member tiers from predicted value (docs/decisions.md).", no_args_is_help=True)

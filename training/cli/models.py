@@ -162,6 +162,46 @@ def train_clv_cmd(data: DataDir, as_of: OptAsOf = None,
            sample_size=sample_size)
 
 
+@train_app.command("uplift")
+def train_uplift_cmd(data: DataDir, as_of: OptAsOf = None, random_state: Seed = 0,
+                     n_boot: Annotated[int, typer.Option(
+                         "--n-boot", min=0, help="Bootstrap refits kept for the interval of the expected "
+                                                 "incremental revenue (/target incremental_margin).")] = 20,
+                     register: Annotated[bool, typer.Option(help="Register and gate.")] = True,
+                     brand: BrandOpt = None) -> None:
+    """Train the campaign uplift model (registered as <brand>.uplift_14d; docs/decisions.md).
+
+    Learns from every campaign of campaign_touches with a treatment and a control group whose 14-day outcome
+    window ended by --as-of (features from the snapshot before each send); the learner (T or X) is chosen by Qini
+    on the latest of them. The champion alias moves when the validation Qini beats the champion's. Data without
+    campaigns with control groups exits with 2.
+    """
+    from rich.table import Table
+
+    from training.uplift_model import train_uplift
+
+    brand = brand_of(data, brand)
+    dataset = load_or_exit(data)
+    cutoff = _resolve_as_of(as_of, dataset)
+    with console.status(f"fitting the uplift model as of {cutoff}"):
+        result = train_uplift(dataset, cutoff, random_state=random_state, n_boot=n_boot, register=register,
+                              brand=brand)
+    info = result.info
+    table = Table(title=f"{result.name} (run {result.run_id[:8]})", show_header=False)
+    for label, value in (("learner", info["learner"]), ("campaigns", ", ".join(info["campaigns"])),
+                         ("rows (treated / control)", f"{info['n_rows']:,} ({info['n_treated']:,} / "
+                                                      f"{info['n_control']:,})"),
+                         ("validation campaign", info["validation_campaign"] or "—"),
+                         *((f"validation Qini {k.upper()}-learner", f"{v:+.4f}")
+                           for k, v in info["validation_qini"].items()),
+                         ("revenue per conversion", f"{info['revenue_per_conversion']:,.2f}")):
+        table.add_row(label, str(value))
+    Console().print(table)
+    d = result.decision
+    if d is not None:
+        console.print(f"{result.name} v{result.version}: [bold]{d.decision}[/] ({d.reason})")
+
+
 ModelName = Annotated[str, typer.Argument(
     help="Registered model: its full name (acme.churn_90d) or churn / clv with --brand or --data.")]
 OptData = Annotated[Path | None, typer.Option("--data", exists=True, file_okay=False,

@@ -20,6 +20,14 @@ Expected incremental value per treated contact (gross, before costs)::
                p_reactivation = p_alive, or 1 − churn_probability where p_alive is missing)
     upsell     clv_mean × uplift_rate × (1 − churn_probability)
     lookalike  lookalike_score × mean eligible clv_mean × conversion_rate
+    incremental_margin
+               uplift × revenue_per_conversion × margin_rate   (people the uplift model scores only)
+
+``uplift`` is the registered uplift model's predicted change in P(paid order within its outcome window) if
+contacted rather than not (:class:`UpliftScores`); ``revenue_per_conversion`` the mean window spend of the treated
+converters of its training campaigns (the model predicts no spend uplift: the revenue of an extra conversion is
+taken as that mean). The summary's ``uplift`` block reports the expected incremental conversions and revenue of
+the treated: mean and percentile interval over the model's bootstrap refits (:func:`_uplift_summary`).
 
 Net value = gross − (cost_per_contact + offer_cost). The offer cost is charged per treated contact (a
 conservative assumption: every contact may redeem it); control members cost nothing.
@@ -46,7 +54,7 @@ from features.brand import ConsentPolicy, check_consent_policy, consent_masks
 from features.errors import InputError
 from training.decisions.tiers import TierRules, assign_tiers, eligible_mask, load_tier_rules
 
-Objective = Literal["retain", "winback", "upsell", "lookalike"]
+Objective = Literal["retain", "winback", "upsell", "lookalike", "incremental_margin"]
 LifecycleStage = Literal["new", "active", "at_risk", "lapsed", "reactivated"]
 
 #: Lifecycle stages a winback campaign may reach.
@@ -113,6 +121,10 @@ class ValueAssumptions(_Strict):
     conversion_rate: float = Field(
         0.02, ge=0, le=1, strict=True, description="Share of perfect lookalikes (score 1) that convert (lookalike)."
     )
+    margin_rate: float = Field(
+        0.3, ge=0, le=1, strict=True,
+        description="Share of incremental revenue kept as margin after the cost of goods (incremental_margin).",
+    )
 
 
 DEFAULT_ASSUMPTIONS = ValueAssumptions()
@@ -147,7 +159,7 @@ class CampaignSpec(_Strict):
     """A campaign to target: objective, money, control share and filters."""
 
     campaign_id: str = Field(min_length=1, max_length=200, description="Campaign id; also seeds the control split.")
-    objective: Objective = Field(description="retain | winback | upsell | lookalike.")
+    objective: Objective = Field(description="retain | winback | upsell | lookalike | incremental_margin.")
     budget: float = Field(ge=0, strict=True, description="Total spend allowed on treated contacts (CNY).")
     cost_per_contact: float = Field(gt=0, strict=True, description="Cost of one message / call (CNY).")
     offer_cost: float = Field(0.0, ge=0, strict=True, description="Cost of the offer per treated contact (CNY).")
@@ -183,6 +195,36 @@ class CampaignSpec(_Strict):
     def spend(self, n_treated: int) -> float:
         """Spend of ``n_treated`` treated contacts; never above :attr:`budget` when the count fits it."""
         return float(self.unit_cost_exact * n_treated)
+
+
+@dataclass(frozen=True)
+class UpliftScores:
+    """Per-person predictions of a registered uplift model, for objective ``incremental_margin``.
+
+    Attributes
+    ----------
+    uplift : Series
+        ``person_id`` → predicted change in P(paid order within ``window_days``) if contacted rather than not.
+    draws : ndarray
+        ``(n_boot, len(uplift))``: the same prediction by each bootstrap refit of the model (rows of ``uplift``'s
+        order); the interval of the expected incremental revenue is their percentile interval.
+    revenue_per_conversion : float
+        Mean window spend of the treated converters in the model's training campaigns (CNY).
+    window_days : int
+        The outcome window the model predicts over.
+    """
+
+    uplift: pd.Series
+    draws: np.ndarray
+    revenue_per_conversion: float
+    window_days: int
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.uplift, pd.Series) or self.uplift.index.has_duplicates:
+            raise InputError("uplift scores: a Series indexed by unique person_id", field="uplift")
+        if self.draws.ndim != 2 or self.draws.shape[1] != len(self.uplift):
+            raise ValueError(f"uplift draws must be (n_boot, {len(self.uplift)}), got {self.draws.shape}")
 
 
 @dataclass
@@ -293,8 +335,13 @@ def _gross_value(
     eligible: np.ndarray,
     lookalike: np.ndarray | None,
     assumptions: ValueAssumptions,
+    uplift: np.ndarray | None = None,
+    revenue_per_conversion: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gross expected value per treated contact and a mask of people inside the objective's scope."""
+    if objective == "incremental_margin":
+        value = uplift * revenue_per_conversion * assumptions.margin_rate
+        return value, np.isfinite(uplift)
     churn = _float_col(frame, "churn_probability")
     clv = _float_col(frame, "clv_mean")
     in_scope = np.ones(len(frame), dtype=bool)
@@ -410,6 +457,7 @@ def select_audience(
     assumptions: ValueAssumptions | None = None,
     rules: TierRules | None = None,
     consent: ConsentPolicy = "opt_out",
+    uplift_scores: UpliftScores | None = None,
 ) -> TargetingResult:
     """Rank, budget and split a campaign audience.
 
@@ -436,6 +484,9 @@ def select_audience(
         The brand's consent policy (``features.brand.load_brand(data_dir).consent``): opted-out people are never
         selected; people with unknown consent (missing ``marketing_opt_out``) are selected under ``opt_out``
         (the default) and excluded as ``consent_unknown`` under ``opt_in``.
+    uplift_scores : UpliftScores, optional
+        The uplift model's predictions; required for, and only used by, the ``incremental_margin`` objective.
+        People without a prediction are outside the campaign's scope.
 
     Returns
     -------
@@ -466,6 +517,10 @@ def select_audience(
     if spec.objective != "lookalike" and lookalike_scores is not None:
         raise InputError(f"lookalike_scores: only used by objective 'lookalike', not {spec.objective!r}",
                          field="lookalike_scores")
+    if (spec.objective == "incremental_margin") != (uplift_scores is not None):
+        raise InputError("uplift_scores: required with objective 'incremental_margin' (the registered uplift "
+                         f"model's predictions) and only used there, not with {spec.objective!r}",
+                         field="uplift_scores")
 
     rules = rules or load_tier_rules()
     if spec.filters.tiers:
@@ -490,7 +545,15 @@ def select_audience(
     opt_out, consent_unknown = consent_masks(frame["marketing_opt_out"], consent)
     lookalike = _lookalike_array(frame, lookalike_scores) if lookalike_scores is not None else None
 
-    gross, in_scope = _gross_value(spec.objective, frame, eligible, lookalike, assumptions)
+    uplift_pos = None
+    if uplift_scores is not None:
+        uplift_pos = uplift_scores.uplift.index.get_indexer(frame["person_id"])
+        uplift = np.full(n, np.nan)
+        uplift[uplift_pos >= 0] = uplift_scores.uplift.to_numpy(float)[uplift_pos[uplift_pos >= 0]]
+        gross, in_scope = _gross_value(spec.objective, frame, eligible, None, assumptions, uplift,
+                                       uplift_scores.revenue_per_conversion)
+    else:
+        gross, in_scope = _gross_value(spec.objective, frame, eligible, lookalike, assumptions)
     net = gross - spec.unit_cost
     passes_filters = in_scope & _filter_mask(frame, tiers, spec.filters)
     positive = np.isfinite(net) & (net > 0)
@@ -562,7 +625,36 @@ def select_audience(
         "excluded": {name: int(c) for name, c in zip(EXCLUSION_REASONS, counts, strict=True)},
         "assumptions": assumptions.model_dump(),
     }
+    if uplift_scores is not None:
+        summary["uplift"] = _uplift_summary(uplift_scores, uplift_pos[chosen[treated]])
     return TargetingResult(audience=audience, summary=summary, spec=spec)
+
+
+def _uplift_summary(scores: UpliftScores, rows: np.ndarray) -> dict:
+    """Expected incremental conversions and revenue of the treated (``rows``: their positions in ``scores``).
+
+    The estimate is the mean over the bootstrap refits of the treated's summed predicted uplift, the interval its
+    percentiles: the model that ranked the people overrates the ones it put on top (they were chosen for its
+    highest predictions, noise included), so its own sum (``ranking_model_conversions``) is optimistic. Without
+    refits, that sum and no interval.
+    """
+    rpc = scores.revenue_per_conversion
+    point = math.fsum(scores.uplift.to_numpy(float)[rows])
+    sums = np.array([math.fsum(d) for d in scores.draws[:, rows]]) if len(scores.draws) else np.array([])
+    q = [(1 - scores.level) / 2, (1 + scores.level) / 2]
+    lo, hi = (np.quantile(sums, q).tolist() if len(sums) else [None, None])
+    estimate = float(sums.mean()) if len(sums) else point
+    return {
+        "expected_incremental_conversions": estimate,
+        "conversions_ci": [lo, hi],
+        "ranking_model_conversions": point,
+        "expected_incremental_revenue": estimate * rpc,
+        "revenue_ci": [None if lo is None else lo * rpc, None if hi is None else hi * rpc],
+        "level": scores.level,
+        "revenue_per_conversion": rpc,
+        "window_days": scores.window_days,
+        "n_boot": int(len(scores.draws)),
+    }
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
