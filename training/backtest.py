@@ -20,6 +20,9 @@ When the data directory holds the simulator's ``truth.parquet`` the ``oracle`` b
 true outcome distribution (``features.simulate.oracle`` per resolved ``person_id``, campaign effects included):
 the ceiling of what any model could reach on that data.
 
+The ``tiers`` block (:func:`training.tier_backtest.tier_backtest`) judges the predicted tier at the end of the CLV
+horizon and the move probabilities against the tier each member realised then (trailing-12-month spend).
+
 When the data has campaign touches with randomised control groups, the ``uplift`` block
 (:mod:`training.uplift_campaigns`) trains an uplift model on the earlier campaigns and judges it on the latest
 campaign whose response window ends by ``as_of + H``: Qini, AUUC and incremental conversions in the top 30% next
@@ -45,6 +48,7 @@ from training.horizons import fit_for_horizon
 from training.metrics import churn_metrics, clv_metrics, spearman, spend_ranking, ties_broken
 from training.report import attach_report
 from training.scoring import Models, score
+from training.tier_backtest import realised_trailing_spend, tier_backtest
 from training.uplift_campaigns import WINDOW_DAYS, uplift_backtest
 
 log = logging.getLogger(__name__)
@@ -213,6 +217,11 @@ def backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon: int
                 result.setdefault("oracle", {}).update({f"uplift_{k}": v for k, v in block["oracle"].items()})
     arrays = {"y": y, "p": p, "spend": spend, "clv": ev["clv_mean"].to_numpy(dtype=float),
               "importance": churn.model.feature_importance()}
+    if "p_tier_up" in scores.columns:  # the tier forecast against the tier realised at as_of + H
+        horizon = int(scores["clv_horizon_days"].dropna().iloc[0])
+        realised = realised_trailing_spend(cache, scores, as_of, horizon)
+        result["tiers"] = tier_backtest(scores, realised)
+        arrays["tiers"] = scores.assign(realised_spend_365d=realised)
     return result, arrays
 
 
@@ -264,8 +273,8 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
 
     The run is tagged ``scrm.brand`` (``brand``, else the data directory's brand id) and ``scrm.horizon_days``.
 
-    The metrics logged are the JSON's ``churn``, ``clv``, ``oracle`` and ``oracle_gap`` blocks flattened with
-    dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...), and of the ``uplift``
+    The metrics logged are the JSON's ``churn``, ``clv``, ``oracle``, ``oracle_gap`` and ``tiers`` blocks flattened
+    with dots (``churn.model.auc``, ``clv.baselines.btyd_gg.gini``, ``oracle.churn_auc``, ...), and of the ``uplift``
     block its ``model``, ``baselines``, ``ate`` and counts (``uplift.model.qini``, ...; the oracle's as
     ``oracle.uplift_qini``, ...); the JSON itself is the
     ``backtest.json`` artifact, with plots ``roc``, ``calibration``, ``gains``, ``clv_deciles`` and
@@ -298,7 +307,8 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
                             tags=tags) as run:
         result["mlflow_run_id"] = run.info.run_id
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
-        mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap") if k in result}))
+        mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap", "tiers")
+                                    if k in result}))
         if "uplift" in result:
             logged = ("model", "baselines", "validation_qini", "ate", "true_ate", "n_train", "n_eval")
             mlflow.log_metrics(flatten({"uplift": {k: v for k, v in result["uplift"].items() if k in logged}}))
