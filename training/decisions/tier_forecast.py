@@ -216,6 +216,10 @@ class SpendDistribution:
             below += width * part
         return np.clip(1.0 - below, 0.0, 1.0)
 
+    def upper(self) -> np.ndarray:
+        """The top of each row's distribution."""
+        return np.expm1(self.knots[:, -1])
+
 
 def _solve_expm1_over(ratio: np.ndarray, iterations: int = 60) -> np.ndarray:
     """``d >= 0`` with ``(e^d - 1) / d = ratio`` (``ratio >= 1``), by bisection on all rows at once."""
@@ -226,6 +230,84 @@ def _solve_expm1_over(ratio: np.ndarray, iterations: int = 60) -> np.ndarray:
         up = _expm1_over(mid) < ratio
         lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
     return (lo + hi) / 2.0
+
+
+def _log_sd_from_p90(mean, p90, no_spend) -> np.ndarray:
+    """Per row, the log-sd ``σ`` of a lognormal ``S | S > 0`` with mean ``m⁺ = clv_mean / (1 − π)`` whose quantile at
+    the level ``q = (0.9 − π) / (1 − π)`` (where the interval's ``clv_p90`` falls once ``π`` is at 0) is ``clv_p90``:
+    the smaller root of ``σ²/2 − z_q·σ + log(p90 / m⁺) = 0``; NaN where there is none (``q <= 0.5``, no real or
+    positive root, no positive ``p90`` or mean)."""
+    from scipy.special import ndtri
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        positive = mean / (1.0 - no_spend)
+        q = (INTERVAL_LEVELS[1] - no_spend) / (1.0 - no_spend)
+        z = ndtri(np.clip(q, 1e-12, 1.0 - 1e-12))
+        disc = z ** 2 - 2.0 * np.log(p90 / positive)
+        sigma = z - np.sqrt(disc)
+    ok = (q > 0.5) & (no_spend < 1.0) & (p90 > 0) & (positive > 0) & np.isfinite(sigma) & (sigma > 0)
+    return np.where(ok, sigma, np.nan)
+
+
+def spend_sigma_parts(scores: pd.DataFrame) -> tuple[float, int]:
+    """Sum and count of the per-person log-sds behind :class:`ZeroInflatedSpend`'s pooled ``σ`` over the scored rows
+    of ``scores`` (0, 0 without a no-spend probability): batches add them up (Spark scoring)."""
+    forecast = tier_forecast(scores, spend_sigma=np.nan)
+    if forecast.no_spend is None or forecast.distribution is None:
+        return 0.0, 0
+    rows = forecast.rows
+    sigma = _log_sd_from_p90(forecast.clv_mean, _numbers(scores, "clv_p90")[rows], forecast.no_spend)
+    ok = np.isfinite(sigma)
+    return float(sigma[ok].sum()), int(ok.sum())
+
+
+@dataclass(frozen=True)
+class ZeroInflatedSpend:
+    """Per-person predictive distribution of horizon spend: no spend with the model's probability ``π`` of no paid
+    order in the horizon, otherwise lognormal with mean ``m⁺ = clv_mean / (1 − π)`` (so the mean is ``clv_mean``)
+    and one log-sd ``σ`` for everyone: the mean of the per-person ``σ`` that put ``clv_p90`` at its level once ``π``
+    is at 0 (:func:`spend_sigma_parts`). Used when the scores carry ``π`` (``churn_probability`` over the CLV
+    horizon); :class:`SpendDistribution` otherwise.
+    """
+
+    no_spend: np.ndarray
+    log_scale: np.ndarray  # μ of the lognormal: log(m⁺) − σ²/2 (−inf when m⁺ is 0)
+    sigma: float
+
+    @classmethod
+    def from_scores(cls, mean, no_spend, sigma: float) -> ZeroInflatedSpend:
+        """The distribution of each row from its ``clv_mean`` and ``π`` (``sigma``: the pooled log-sd, > 0)."""
+        mean, no_spend = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (mean, no_spend))
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma}")
+        no_spend = np.clip(no_spend, 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            positive = np.where(no_spend < 1.0, np.maximum(mean, 0.0) / np.maximum(1.0 - no_spend, 1e-300), 0.0)
+            log_scale = np.log(positive) - sigma ** 2 / 2.0
+        return cls(no_spend=no_spend, log_scale=log_scale, sigma=float(sigma))
+
+    @property
+    def mean_matched(self) -> np.ndarray:
+        """Whether the distribution's mean is ``clv_mean`` (always, unless every spend is certain to be 0)."""
+        return (self.no_spend < 1.0) | ~np.isfinite(self.log_scale)
+
+    def mean(self) -> np.ndarray:
+        """The mean of each row's distribution."""
+        return (1.0 - self.no_spend) * np.exp(self.log_scale + self.sigma ** 2 / 2.0)
+
+    def prob_at_least(self, x) -> np.ndarray:
+        """``P(S >= x)`` per row (``x`` a scalar or one value per row); 1 for ``x <= 0``."""
+        from scipy.special import ndtr
+
+        x = np.broadcast_to(np.asarray(x, dtype=float), self.no_spend.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            above = ndtr((self.log_scale - np.log(np.maximum(x, 1e-300))) / self.sigma)
+        above = np.where(np.isfinite(self.log_scale), above, 0.0)
+        return np.where(x <= 0, 1.0, np.clip((1.0 - self.no_spend) * above, 0.0, 1.0))
+
+    def upper(self) -> np.ndarray:
+        """A spend no row reaches with a probability above 1e-9."""
+        return np.where(np.isfinite(self.log_scale), np.exp(self.log_scale + 6.0 * self.sigma), 0.0)
 
 
 # --- per-person forecast -----------------------------------------------------------------------------------------
@@ -244,7 +326,8 @@ class TierForecast:
     scale: float
     spend_365d: np.ndarray
     clv_mean: np.ndarray
-    distribution: SpendDistribution | None  # None: scored without the CLV interval (no probabilities)
+    distribution: ZeroInflatedSpend | SpendDistribution | None  # None: scored without the CLV interval
+    no_spend: np.ndarray | None = None  # π per row, when the scores carry it
 
     @property
     def expected(self) -> np.ndarray:
@@ -284,8 +367,24 @@ def _numbers(scores: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(scores[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def tier_forecast(scores: pd.DataFrame) -> TierForecast:
+def _no_spend(scores: pd.DataFrame, rows: np.ndarray, horizon: int) -> np.ndarray | None:
+    """``π``, the probability of no paid order in the CLV horizon: the churn model's ``churn_probability`` when its
+    horizon (``churn_horizon_days``) is the CLV horizon and it is a probability on every scored row; else None."""
+    if not {"churn_probability", "churn_horizon_days"} <= set(scores.columns) or not len(rows):
+        return None
+    days = pd.to_numeric(scores["churn_horizon_days"].iloc[rows], errors="coerce").to_numpy(dtype=float,
+                                                                                            na_value=np.nan)
+    p = _numbers(scores, "churn_probability")[rows]
+    if not ((days == horizon).all() and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()):
+        return None
+    return p
+
+
+def tier_forecast(scores: pd.DataFrame, *, spend_sigma: float | None = None) -> TierForecast:
     """The :class:`TierForecast` of the scored rows of ``scores`` (see :func:`predict_tiers` for the columns).
+
+    ``spend_sigma``: the pooled log-sd of :class:`ZeroInflatedSpend` (default: estimated over these rows; NaN: use
+    :class:`SpendDistribution` even when the scores carry the no-spend probability).
 
     Raises
     ------
@@ -326,15 +425,26 @@ def tier_forecast(scores: pd.DataFrame) -> TierForecast:
                              f"bad row(s), e.g. person_id {ids}", field=("scores", col), rows=int(bad.sum()))
     carry = np.nan_to_num(_numbers(scores, "spend_carryover")[rows], nan=0.0) if horizon < YEAR_DAYS \
         else np.zeros(len(rows))
+    no_spend = _no_spend(scores, rows, horizon)
+    distribution = None
+    if with_interval:
+        sigma = spend_sigma
+        if no_spend is not None and sigma is None:
+            each = _log_sd_from_p90(values["clv_mean"], values["clv_p90"], no_spend)
+            sigma = float(np.nanmean(each)) if np.isfinite(each).any() else np.nan
+        if no_spend is not None and sigma is not None and np.isfinite(sigma) and sigma > 0:
+            distribution = ZeroInflatedSpend.from_scores(values["clv_mean"], no_spend, sigma)
+        else:
+            distribution = SpendDistribution.from_interval(values["clv_mean"], values["clv_p10"], values["clv_p90"])
     return TierForecast(
         rows=rows, horizon_days=horizon, carryover=np.maximum(carry, 0.0), scale=min(1.0, YEAR_DAYS / horizon),
         spend_365d=np.nan_to_num(_numbers(scores, "spend_365d")[rows], nan=0.0), clv_mean=values["clv_mean"],
-        distribution=SpendDistribution.from_interval(values["clv_mean"], values["clv_p10"], values["clv_p90"])
-        if with_interval else None,
+        distribution=distribution, no_spend=no_spend,
     )
 
 
-def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None) -> pd.DataFrame:
+def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None, *,
+                  spend_sigma: float | None = None) -> pd.DataFrame:
     """Predicted tier at ``as_of + H``, the tier move and its probabilities for every person.
 
     Parameters
@@ -342,9 +452,14 @@ def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None) -> pd.Da
     scores : DataFrame
         One row per person from :func:`training.scoring.score`; reads ``person_id``, ``eligible``, ``spend_365d``,
         ``spend_carryover``, ``clv_mean``, ``clv_p10``, ``clv_p90`` and ``clv_horizon_days``. Scores made
-        without the CLV interval get the predicted tier and move but NaN probabilities.
+        without the CLV interval get the predicted tier and move but NaN probabilities. With
+        ``churn_probability`` over the CLV horizon (``churn_horizon_days``) the probabilities come from
+        :class:`ZeroInflatedSpend`, otherwise from :class:`SpendDistribution`.
     rules : TierRules, optional
         Defaults to the packaged ``training/tiers.yaml``.
+    spend_sigma : float, optional
+        :class:`ZeroInflatedSpend`'s pooled log-sd (default: estimated over the scored rows of ``scores``; a
+        batch of a larger population passes the population's, see :func:`spend_sigma_parts`).
 
     Returns
     -------
@@ -354,7 +469,7 @@ def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None) -> pd.Da
         (up | down | stay) and ``p_tier_up`` / ``p_tier_down`` / ``p_tier_stay``; null for people not scored.
     """
     rules = rules or load_tier_rules()
-    forecast = tier_forecast(scores)
+    forecast = tier_forecast(scores, spend_sigma=spend_sigma)
     moves = forecast.moves(rules)
     n, rows = len(scores), forecast.rows
     out = pd.DataFrame(index=scores.index)
@@ -377,7 +492,7 @@ def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None) -> pd.Da
 
 
 def with_predicted_tiers(scores: pd.DataFrame, features: pd.DataFrame, rules: TierRules | None = None,
-                         *, horizon_days: int | None = None) -> pd.DataFrame:
+                         *, horizon_days: int | None = None, spend_sigma: float | None = None) -> pd.DataFrame:
     """``scores`` with ``spend_carryover`` (from ``features``, row for row) and :func:`predict_tiers`' columns.
 
     Batch scoring and the service (for published scores written without them) both add the columns here.
@@ -388,7 +503,7 @@ def with_predicted_tiers(scores: pd.DataFrame, features: pd.DataFrame, rules: Ti
         horizons = pd.to_numeric(out["clv_horizon_days"], errors="coerce").dropna().unique()
         horizon_days = int(horizons[0]) if len(horizons) else YEAR_DAYS
     out["spend_carryover"] = spend_carryover(features.reset_index(drop=True), horizon_days)
-    predicted = predict_tiers(out, rules)
+    predicted = predict_tiers(out, rules, spend_sigma=spend_sigma)
     for col in PREDICTED_TIER_COLUMNS:
         out[col] = predicted[col].set_axis(out.index)
     return out
@@ -456,7 +571,7 @@ def _share_function(forecast: TierForecast, basis: str):
         return (lambda t: float(np.mean(expected >= t))), float(expected.max())
     if forecast.distribution is None:
         forecast.prob_reach([0.0])  # raises: no interval, no distribution
-    top = forecast.carryover + forecast.scale * np.expm1(forecast.distribution.knots[:, -1])
+    top = forecast.carryover + forecast.scale * forecast.distribution.upper()
     return (lambda t: float(forecast.prob_reach([t])[:, 0].mean())), float(top.max())
 
 
