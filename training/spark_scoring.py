@@ -6,7 +6,7 @@ One scoring code path: every Arrow batch of the snapshot becomes the pandas fram
 are pickled once on the driver, shipped as a Spark broadcast (a task closure under Spark Connect) and unpickled
 once per executor Python worker (:func:`_worker_models`, cached across tasks and batches).
 
-``score`` has one population-level step: the high-value cut of the action segments (the ``value_quantile``
+``score`` has two population-level steps. The first is the high-value cut of the action segments (the ``value_quantile``
 quantile of ``clv_mean`` over everyone scored, :func:`training.decisions.tiers.clv_value_cut`). A batch sees only
 its own rows, so the Spark job runs in two passes and keeps the cut exact:
 
@@ -14,6 +14,9 @@ its own rows, so the Spark job runs in two passes and keeps the cut exact:
 2. the cut is computed over the whole staging set by :func:`exact_quantile` (numpy's ``linear`` quantile from
    the two exact order statistics around it, found with an approximate-quantile bracket and a small collect),
    then every batch is re-tiered with :func:`~training.decisions.tiers.assign_tiers` at that cut and written out.
+   The tier forecast's pooled spend log-sd (:class:`training.decisions.tier_forecast.ZeroInflatedSpend`) is the
+   second population-level figure: summed over the staged batches (``spend_sigma_parts``) and the move
+   probabilities recomputed with it in the same pass.
 
 Everything else ``score`` computes is row by row. One caveat: with a CLV model of the BTYD or blend family, the
 ``clv_p10`` / ``clv_p90`` interval is a posterior simulation seeded per call, so its Monte-Carlo draws depend
@@ -139,6 +142,12 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
     """
     from pyspark.sql import functions as F
 
+    from training.decisions.tier_forecast import (
+        PREDICTED_TIER_COLUMNS,
+        pooled_sigma,
+        predict_tiers,
+        spend_sigma_parts,
+    )
     from training.decisions.tiers import TIER_OUTPUT_COLUMNS, assign_tiers
 
     path = features_path(snapshot_dir)
@@ -157,13 +166,23 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
                 scores = score(to_pandas(batch, in_schema), worker, **options)
                 yield to_batch(label_scores(scores, as_of, worker), out_schema)
 
-    def retier(cut: float):
+    def sigma_parts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows:
+                total, count = spend_sigma_parts(batch.to_pandas())
+                yield pa.RecordBatch.from_pydict({"total": [total], "count": [count]})
+
+    def retier(cut: float, sigma: float):
         def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
                 if batch.num_rows:
                     frame = batch.to_pandas()
                     tiers = assign_tiers(frame.drop(columns=tier_cols), tier_rules, clv_cut=cut)
                     frame[tier_cols] = tiers[tier_cols].to_numpy()
+                    if "p_tier_up" in frame.columns:  # the tier forecast's pooled spend log-sd, over everyone
+                        predicted = predict_tiers(frame, tier_rules, spend_sigma=sigma)
+                        for col in PREDICTED_TIER_COLUMNS:
+                            frame[col] = predicted[col].to_numpy()
                     yield to_batch(frame, out_schema)
         return run
 
@@ -183,7 +202,10 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
         eligible = staged.filter(F.col("eligible")).select(F.col("clv_mean").cast("double").alias("v"))
         quantile = tier_rules.action_segments.value_quantile
         cut = exact_quantile(eligible, "v", quantile)
-        staged.mapInArrow(retier(cut), spark_schema).write.mode("overwrite").parquet(str(out))
+        parts = staged.mapInArrow(sigma_parts, "total double, count long").agg(
+            F.sum("total").alias("total"), F.sum("count").alias("count")).first()
+        sigma = pooled_sigma(float(parts["total"] or 0.0), int(parts["count"] or 0))
+        staged.mapInArrow(retier(cut, sigma), spark_schema).write.mode("overwrite").parquet(str(out))
         counts = staged.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("eligible").cast("long")).alias("k")).first()
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -261,6 +261,12 @@ def spend_sigma_parts(scores: pd.DataFrame) -> tuple[float, int]:
     return float(sigma[ok].sum()), int(ok.sum())
 
 
+def pooled_sigma(total: float, count: int) -> float:
+    """The pooled log-sd from :func:`spend_sigma_parts` (summed over batches): their mean rounded to 1e-9, so a
+    sum in another order gives the same value; NaN when there is none."""
+    return round(total / count, 9) if count else float("nan")
+
+
 @dataclass(frozen=True)
 class ZeroInflatedSpend:
     """Per-person predictive distribution of horizon spend: no spend with the model's probability ``π`` of no paid
@@ -273,6 +279,7 @@ class ZeroInflatedSpend:
     no_spend: np.ndarray
     log_scale: np.ndarray  # μ of the lognormal: log(m⁺) − σ²/2 (−inf when m⁺ is 0)
     sigma: float
+    mean_matched: np.ndarray  # whether the mean is clv_mean: not when π = 1 and clv_mean > 0
 
     @classmethod
     def from_scores(cls, mean, no_spend, sigma: float) -> ZeroInflatedSpend:
@@ -284,12 +291,8 @@ class ZeroInflatedSpend:
         with np.errstate(divide="ignore"):
             positive = np.where(no_spend < 1.0, np.maximum(mean, 0.0) / np.maximum(1.0 - no_spend, 1e-300), 0.0)
             log_scale = np.log(positive) - sigma ** 2 / 2.0
-        return cls(no_spend=no_spend, log_scale=log_scale, sigma=float(sigma))
-
-    @property
-    def mean_matched(self) -> np.ndarray:
-        """Whether the distribution's mean is ``clv_mean`` (always, unless every spend is certain to be 0)."""
-        return (self.no_spend < 1.0) | ~np.isfinite(self.log_scale)
+        return cls(no_spend=no_spend, log_scale=log_scale, sigma=float(sigma),
+                   mean_matched=(no_spend < 1.0) | (mean <= 0))
 
     def mean(self) -> np.ndarray:
         """The mean of each row's distribution."""
@@ -431,7 +434,8 @@ def tier_forecast(scores: pd.DataFrame, *, spend_sigma: float | None = None) -> 
         sigma = spend_sigma
         if no_spend is not None and sigma is None:
             each = _log_sd_from_p90(values["clv_mean"], values["clv_p90"], no_spend)
-            sigma = float(np.nanmean(each)) if np.isfinite(each).any() else np.nan
+            ok = np.isfinite(each)
+            sigma = pooled_sigma(float(each[ok].sum()), int(ok.sum()))
         if no_spend is not None and sigma is not None and np.isfinite(sigma) and sigma > 0:
             distribution = ZeroInflatedSpend.from_scores(values["clv_mean"], no_spend, sigma)
         else:
