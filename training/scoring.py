@@ -1,9 +1,9 @@
 """The one scoring path: batch scoring, the backtest and the HTTP service all call :func:`score`.
 
 Given a feature snapshot and the churn and CLV models, it returns one row per person with the churn probability,
-CLV with its interval, expected orders, P(alive), RFM scores and segment, lifecycle stage, member tier and action
-segment, the predicted tier at the end of the CLV horizon with the move and its probabilities
-(:mod:`training.decisions.tier_forecast`), and (optionally) the top reasons behind the churn score. People who
+CLV with its interval, expected orders, P(alive), P(no paid order over the CLV horizon) (``p_no_purchase``), RFM
+scores and segment, lifecycle stage, member tier and action segment, the predicted tier at the end of the CLV
+horizon with the move and its probabilities (:mod:`training.decisions.tier_forecast`), and (optionally) the top reasons behind the churn score. People who
 cannot be scored honestly (no paid order before ``as_of``, or a first order too recent) come back with
 ``eligible=False`` and a reason.
 
@@ -141,6 +141,7 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
                         "ineligible_reason": reason.to_numpy()})
     for col in SCORE_COLUMNS[3:]:
         out[col] = pd.NaT if col == "expected_next_order_date" else np.nan
+    out["p_no_purchase"] = np.nan  # P(no paid order over the CLV horizon), BTYD: see no_purchase
     for kind, days in models.horizons.items():  # what churn_probability and clv_* are about
         out[f"{kind}_horizon_days"] = pd.array([days] * len(out), dtype="Int64")
     if ok.any():
@@ -150,6 +151,7 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         out.loc[ok, "churn_probability"] = churn["churn_probability"].to_numpy()
         for col in ("clv_mean", "clv_p10", "clv_p90", "expected_orders", "p_alive", "expected_next_order_date"):
             out.loc[ok, col] = clv[col].to_numpy()
+        out.loc[ok, "p_no_purchase"] = no_purchase(buyers, models)
     for col in PASSTHROUGH:
         if col in features.columns:
             out[col] = features[col].to_numpy()
@@ -168,6 +170,17 @@ def score(features: pd.DataFrame, models: Models, *, as_of=None, tier_rules=None
         for col in REASON_COLUMNS:
             out[col] = table[col].to_numpy()
     return out
+
+
+def no_purchase(buyers: pd.DataFrame, models: Models) -> np.ndarray:
+    """``p_no_purchase`` of ``buyers`` (rows of a snapshot): the CLV model's BTYD probability of no paid order over
+    the CLV horizon (:meth:`training.btyd.BTYDModel.p_no_purchase`); NaN without a BTYD fit. The tier forecast's
+    chance of no spend when the churn model's horizon is not the CLV horizon (:mod:`training.decisions.tier_forecast`).
+    """
+    btyd, days = getattr(models.clv, "btyd_", None), models.horizons["clv"]
+    if btyd is None or days is None:
+        return np.full(len(buyers), np.nan)
+    return np.asarray(btyd.p_no_purchase(buyers, days), dtype=float)
 
 
 def label_scores(scores: pd.DataFrame, as_of, models: Models) -> pd.DataFrame:

@@ -89,6 +89,16 @@ METRICS: dict[str, str | None] = {
     **{f"oracle.uplift_{k}": "higher" for k in ("qini", "auuc", "uplift_at_30pct", "incremental_at_30pct",
                                                  "true_incremental_at_30pct", "true_incremental_spend_at_30pct",
                                                  "true_qini")},
+    # the backtest's tiers block (training/tier_backtest.py): the tier-move probabilities against realised moves
+    "tiers.horizon_days": None,
+    "tiers.members": None,
+    "tiers.tier_accuracy.*": None,
+    "tiers.movers.*": None,
+    "tiers.moves.*.brier": "lower",
+    "tiers.moves.*.ece": "lower",
+    "tiers.moves.*.brier_constant": None,
+    "tiers.moves.*.mean_p": None,
+    "tiers.moves.*.realised_rate": None,
     # scrm lookalike (training/lookalike.py)
     "holdout.recall_at_1pct": "higher",
     "holdout.recall_at_5pct": "higher",

@@ -64,6 +64,13 @@ def test_backtest_json_has_the_issue_keys_and_matches_mlflow(tmp_path):
     for plot in ("roc", "calibration", "gains", "clv_deciles", "feature_importance"):
         assert (root / "plots" / f"{plot}.png").stat().st_size > 1000
     assert json.loads((root / "backtest.json").read_text())["churn"] == written["churn"]
+    tiers = written["tiers"]  # the tier forecast against the tiers realised at as_of + the CLV horizon
+    assert tiers["horizon_days"] == HORIZON and tiers["members"] == written["n_customers"] - written["n_not_eligible"]
+    assert set(tiers["moves"]) == {"up", "down", "stay"} and set(tiers["movers"]) == {"up", "down"}
+    for move in ("up", "down", "stay"):
+        m = tiers["moves"][move]
+        assert 0 <= m["brier"] < m["brier_constant"] and sum(b["n"] for b in m["reliability"]) == tiers["members"]
+        assert logged[f"tiers.moves.{move}.brier"] == pytest.approx(m["brier"])
     # the simulated brand has campaigns with control groups: the uplift block, its metrics and the report rows
     uplift = written["uplift"]
     assert uplift["evaluation_campaign"] == "C2025_winback" and uplift["learner"] in ("t", "x")

@@ -122,6 +122,18 @@ def test_a_churn_horizon_other_than_the_clv_one_keeps_the_interval_distribution(
                                                                               RULES))
 
 
+def test_the_btyd_no_purchase_probability_serves_when_the_churn_horizon_differs():
+    scores, _ = population(2_000, seed=4, churn_horizon=90)
+    pi = scores["churn_probability"].to_numpy()
+    btyd = scores.assign(churn_probability=0.5, p_no_purchase=pi)
+    forecast = tier_forecast(btyd)
+    assert isinstance(forecast.distribution, ZeroInflatedSpend) and forecast.no_spend == pytest.approx(pi)
+    same = scores.assign(churn_horizon_days=pd.array([365] * len(scores), dtype="Int64"), p_no_purchase=0.5)
+    assert tier_forecast(same).no_spend == pytest.approx(pi)  # over the CLV horizon the churn model comes first
+    no_fit = btyd.assign(p_no_purchase=np.nan)  # no BTYD fit
+    assert isinstance(tier_forecast(no_fit).distribution, SpendDistribution)
+
+
 def test_backtest_block_counts_and_reliability_by_hand():
     scores = pd.DataFrame({
         "person_id": ["a", "b", "c", "d"], "eligible": [True, True, True, False],

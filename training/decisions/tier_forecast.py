@@ -13,9 +13,11 @@ the snapshot date, and a member tier is set by the paid spend of the trailing 36
   days of the horizon count; the spend is taken as spread evenly over the horizon);
 * **predicted tier**: the tier of the expected ``T`` (``predicted_spend_365d = R + c·clv_mean``);
   **tier move**: ``up`` / ``down`` / ``stay`` from the current tier (of ``spend_365d``) to the predicted tier;
-* **move probabilities** from each member's predictive distribution of ``S`` (:class:`SpendDistribution`, built
-  from the model's own ``clv_p10``, ``clv_p90`` and ``clv_mean``): ``P(up) = P(T >= min_spend of the next tier)``,
-  ``P(down) = P(T < min_spend of the current tier)``, ``P(stay) = 1 - P(up) - P(down)``.
+* **move probabilities** from each member's predictive distribution of ``S``: ``P(up) = P(T >= min_spend of the
+  next tier)``, ``P(down) = P(T < min_spend of the current tier)``, ``P(stay) = 1 - P(up) - P(down)``. With the churn
+  or BTYD model over the CLV horizon, :class:`ZeroInflatedSpend` (no spend with ``churn_probability`` or
+  ``p_no_purchase``, lognormal otherwise); else :class:`SpendDistribution` from ``clv_p10`` / ``clv_p90`` /
+  ``clv_mean`` alone, which over-predicts falls.
 
 :func:`suggest_tier_thresholds` proposes the ``min_spend`` of each tier so that the share of scored members at or
 above it at ``as_of + H`` is the target share: by default counted on the expected trailing spend (``basis="point"``),
@@ -273,7 +275,7 @@ class ZeroInflatedSpend:
     order in the horizon, otherwise lognormal with mean ``m⁺ = clv_mean / (1 − π)`` (so the mean is ``clv_mean``)
     and one log-sd ``σ`` for everyone: the mean of the per-person ``σ`` that put ``clv_p90`` at its level once ``π``
     is at 0 (:func:`spend_sigma_parts`). Used when the scores carry ``π`` (``churn_probability`` over the CLV
-    horizon); :class:`SpendDistribution` otherwise.
+    horizon, else ``p_no_purchase``); :class:`SpendDistribution` otherwise.
     """
 
     no_spend: np.ndarray
@@ -371,16 +373,20 @@ def _numbers(scores: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def _no_spend(scores: pd.DataFrame, rows: np.ndarray, horizon: int) -> np.ndarray | None:
-    """``π``, the probability of no paid order in the CLV horizon: the churn model's ``churn_probability`` when its
-    horizon (``churn_horizon_days``) is the CLV horizon and it is a probability on every scored row; else None."""
-    if not {"churn_probability", "churn_horizon_days"} <= set(scores.columns) or not len(rows):
+    """``π``, the probability of no paid order in the CLV horizon, when it is a probability on every scored row: the
+    churn model's ``churn_probability`` when its horizon (``churn_horizon_days``) is the CLV horizon, else the BTYD
+    model's ``p_no_purchase`` over the CLV horizon; None when neither is there."""
+    if not len(rows):
         return None
-    days = pd.to_numeric(scores["churn_horizon_days"].iloc[rows], errors="coerce").to_numpy(dtype=float,
-                                                                                            na_value=np.nan)
-    p = _numbers(scores, "churn_probability")[rows]
-    if not ((days == horizon).all() and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()):
-        return None
-    return p
+    days = (pd.to_numeric(scores["churn_horizon_days"].iloc[rows], errors="coerce").to_numpy(dtype=float,
+                                                                                             na_value=np.nan)
+            if "churn_horizon_days" in scores.columns else np.array([np.nan]))
+    source = "churn_probability" if (days == horizon).all() else "p_no_purchase"
+    for col in dict.fromkeys([source, "p_no_purchase"]):
+        p = _numbers(scores, col)[rows] if col in scores.columns else np.array([np.nan])
+        if np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all():
+            return p
+    return None
 
 
 def tier_forecast(scores: pd.DataFrame, *, spend_sigma: float | None = None) -> TierForecast:
@@ -457,8 +463,8 @@ def predict_tiers(scores: pd.DataFrame, rules: TierRules | None = None, *,
         One row per person from :func:`training.scoring.score`; reads ``person_id``, ``eligible``, ``spend_365d``,
         ``spend_carryover``, ``clv_mean``, ``clv_p10``, ``clv_p90`` and ``clv_horizon_days``. Scores made
         without the CLV interval get the predicted tier and move but NaN probabilities. With
-        ``churn_probability`` over the CLV horizon (``churn_horizon_days``) the probabilities come from
-        :class:`ZeroInflatedSpend`, otherwise from :class:`SpendDistribution`.
+        ``churn_probability`` over the CLV horizon (``churn_horizon_days``) or ``p_no_purchase`` the probabilities
+        come from :class:`ZeroInflatedSpend`, otherwise from :class:`SpendDistribution`.
     rules : TierRules, optional
         Defaults to the packaged ``training/tiers.yaml``.
     spend_sigma : float, optional
