@@ -49,7 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--as-of", default="2025-01-01")
-    parser.add_argument("--horizon", type=int, default=365)
+    parser.add_argument("--horizon", type=int, default=365, help="the CLV horizon (and the churn one by default)")
+    parser.add_argument("--churn-horizon", type=int, default=None,
+                        help="another churn horizon: the chance of no spend then comes from the BTYD model")
     parser.add_argument("--cutoffs", type=int, default=2)
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--frame", type=Path, help="write the per-person scores and realised spend (parquet)")
@@ -57,10 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     data = load_dataset(args.data)
-    result, arrays = backtest(data, args.as_of, args.horizon, n_cutoffs=args.cutoffs,
+    result, arrays = backtest(data, args.as_of, args.horizon, churn_horizon=args.churn_horizon, n_cutoffs=args.cutoffs,
                               random_state=args.random_state, uplift_window=None)
     block = result["tiers"]
-    print(f"{args.data}: as_of {args.as_of}, {time.perf_counter() - t0:.0f} s")
+    print(f"{args.data}: as_of {args.as_of}, CLV horizon {args.horizon}, churn horizon "
+          f"{args.churn_horizon or args.horizon}, {time.perf_counter() - t0:.0f} s")
     print("\n".join(summary_lines(block)))
     if args.frame:
         arrays["tiers"].to_parquet(args.frame, index=False)
