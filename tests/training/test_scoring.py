@@ -48,6 +48,9 @@ def test_everyone_gets_a_row_and_buyers_get_scores(snapshot, scores):
     assert ok["p_alive"].between(0, 1).all() and (ok["expected_orders"] >= 0).all()
     assert (ok["expected_next_order_date"].dropna() >= pd.Timestamp(AS_OF)).all()
     assert ok["ineligible_reason"].isna().all()
+    # the BTYD chance of no order over the CLV horizon: at least that of no order while alive, at most 1
+    assert ok["p_no_purchase"].between(1 - ok["p_alive"] - 1e-9, 1).all()
+    assert scores.loc[~scores["eligible"], "p_no_purchase"].isna().all()
 
 
 def test_people_who_cannot_be_scored_carry_a_reason(snapshot, scores):
@@ -171,3 +174,16 @@ def test_load_champions_scores_like_the_fitted_models(snapshot, models, scores):
                                                                      {"churn": 90, "clv": 90})
     again = score(snapshot, loaded, as_of=AS_OF)
     pd.testing.assert_frame_equal(again, scores)
+
+
+def test_tier_move_probabilities_use_the_zero_inflated_spend(scores):
+    from training.decisions.tier_forecast import ZeroInflatedSpend, predict_tiers, tier_forecast
+
+    forecast = tier_forecast(scores)
+    assert isinstance(forecast.distribution, ZeroInflatedSpend) and 0 < forecast.distribution.sigma < 5
+    ok = scores["eligible"].to_numpy()
+    horizons_equal = (scores["churn_horizon_days"] == scores["clv_horizon_days"]).all()
+    source = "churn_probability" if horizons_equal else "p_no_purchase"
+    assert forecast.no_spend == pytest.approx(scores.loc[ok, source].to_numpy())
+    pd.testing.assert_frame_equal(predict_tiers(scores)[["p_tier_up", "p_tier_down", "p_tier_stay"]],
+                                  scores[["p_tier_up", "p_tier_down", "p_tier_stay"]])
