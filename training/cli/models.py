@@ -386,7 +386,9 @@ def backtest(
 
     Prints and logs (experiment `backtest`) AUC, PR-AUC, Brier, lift and calibration error for churn, and Gini,
     Spearman, total error, decile MAPE and interval coverage for CLV — each next to simple baselines (BTYD,
-    recency, last period's spend) and, on simulated data, to the oracle that knows the truth. When the data has
+    recency, last period's spend) and, on simulated data, to the oracle that knows the truth. A `tiers` block judges
+    the predicted tier-move probabilities against the tiers realised at the end of the CLV horizon (Brier, ECE,
+    reliability, predicted and realised movers). When the data has
     campaign touches with control groups, an `uplift` block judges an uplift model trained on earlier campaigns
     on the latest campaign (Qini, AUUC, extra buyers in the top 30%) next to targeting by churn risk, by CLV and
     at random.
@@ -408,6 +410,10 @@ def backtest(
                       + (f" — {hz['reason']}" if hz["mode"] != "direct" else "")
                       + f"; layout {lay['layout']}: {lay['reason']}")
     Console().print_json(json.dumps({k: result[k] for k in ("churn", "clv", "oracle") if k in result}, default=str))
+    if "tiers" in result:  # reliability tables: in the --json file and the MLflow artifact
+        tiers = result["tiers"]
+        Console().print_json(json.dumps({"tiers": {**tiers, "moves": {
+            m: {k: v for k, v in figures.items() if k != "reliability"} for m, figures in tiers["moves"].items()}}}))
     if "uplift" in result:
         Console().print_json(json.dumps({"uplift": {k: v for k, v in result["uplift"].items()
                                                     if k not in ("training_campaigns",)}}, default=str))
