@@ -288,7 +288,8 @@ def test_suggestion_summary_counts_and_rules_round_trip(tmp_path):
     values = np.arange(1, 2001, dtype=float) * 10.0  # 10 ... 20,000
     scores = known_trailing_spend(values)
     scores["spend_365d"] = values * 1.1  # today's spend: 10% more than what is kept
-    result = suggest_tiers(scores, RULES, {"钻石": 0.01, "铂金": 0.04, "金卡": 0.15, "银卡": 0.30}, round_to=10.0)
+    result = suggest_tiers(scores, RULES, {"钻石": 0.01, "铂金": 0.04, "金卡": 0.15, "银卡": 0.30}, basis="point",
+                          round_to=10.0)
     summary = result.summary
     assert summary["members"] == 2000 and summary["not_scored"] == 0 and summary["horizon_days"] == 90
     tiers = {t["name_en"]: t for t in summary["tiers"]}
@@ -303,7 +304,7 @@ def test_suggestion_summary_counts_and_rules_round_trip(tmp_path):
          < np.searchsorted([1000, 3000, 8000, 20000], values * 1.1, side="right")).sum())
     assert sum(summary["retiered_now"].values()) == 2000
     assert summary["basis"] == "point" and summary["notes"] == []  # the shares are met: nothing to explain
-    coarse = suggest_tiers(scores, RULES, round_to=5000.0).summary  # too coarse to meet them: said why
+    coarse = suggest_tiers(scores, RULES, basis="point", round_to=5000.0).summary  # too coarse to meet them: said why
     assert coarse["notes"] and "--round-to 5000" in coarse["notes"][0]
     path = tmp_path / "tiers.yaml"
     path.write_text(rules_yaml(result.rules), encoding="utf-8")

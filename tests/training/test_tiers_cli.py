@@ -49,7 +49,7 @@ def test_tiers_suggest_writes_the_summary_and_usable_rules(scored, tmp_path):
     summary_path, rules_path = tmp_path / "summary.json", tmp_path / "tiers.yaml"
     result = runner.invoke(app, ["tiers", "suggest", "--data", str(small().data_dir), "--scores", str(path),
                                  "--shares", "钻石=2%,platinum=5%,金卡=15%,银卡=30%", "--round-to", "10",
-                                 "--json", str(summary_path), "--out", str(rules_path)], terminal_width=200)
+                                 "--basis", "point", "--json", str(summary_path), "--out", str(rules_path)], terminal_width=200)
     assert result.exit_code == 0, result.output
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     assert summary["members"] == int(scores["eligible"].sum()) and summary["horizon_days"] == HORIZON

@@ -245,7 +245,7 @@ def tiers_suggest(
                          "YAML/JSON file mapping names to shares. Default: those four.")] = None,
     basis: Annotated[str, typer.Option(
         "--basis", help="Count the shares on each member's expected trailing spend (point) or as expected shares "
-                        "over the members' CLV predictive distributions (distribution); docs/decisions.md.")] = "point",
+                        "over the members' CLV predictive distributions (distribution, the default); docs/decisions.md.")] = "distribution",
     round_to: Annotated[float, typer.Option(
         "--round-to", help="Suggested thresholds are multiples of this amount (CNY).")] = 1.0,
     as_of: OptAsOf = None,
@@ -260,8 +260,8 @@ def tiers_suggest(
 
     Each scored member's trailing-12-month spend at as_of + H is the spend of the last 12 months still inside
     that window plus the predicted CLV over H; a threshold is set where the share of members at or above it is the
-    target: members whose expected spend reaches it (--basis point), or the expected share from each member's CLV
-    predictive distribution (--basis distribution). The tables show, under the current and the suggested
+    target: the expected share from each member's CLV predictive distribution (--basis distribution, the default),
+    or the members whose expected spend reaches it (--basis point). The tables show, under the current and the suggested
     thresholds, the members per tier now and at as_of + H, and how many move up, down or stay.
     """
     import json

@@ -20,10 +20,10 @@ the snapshot date, and a member tier is set by the paid spend of the trailing 36
   ``clv_mean`` alone, which over-predicts falls.
 
 :func:`suggest_tier_thresholds` proposes the ``min_spend`` of each tier so that the share of scored members at or
-above it at ``as_of + H`` is the target share: by default counted on the expected trailing spend (``basis="point"``),
-or as the expected share ``mean(P(T >= min_spend))`` over the members' distributions (``basis="distribution"``).
-On the 20k simulated brand the point basis met the realised top-tier shares a year later and the distribution
-basis did not (``docs/decisions.md``).
+above it at ``as_of + H`` is the target share: by default the expected share ``mean(P(T >= min_spend))`` over the
+members' distributions (``basis="distribution"``), or counted on the expected trailing spend (``basis="point"``).
+On the 20k simulated brand the distribution basis (with the zero-inflated spend) met the realised shares a year
+later more closely on every tier than the point basis (``docs/decisions.md``).
 :func:`predict_tiers` is the one function batch scoring (:func:`training.scoring.score`), the HTTP service
 (``/tier``) and ``scrm tiers suggest`` use.
 """
@@ -585,7 +585,7 @@ def _share_function(forecast: TierForecast, basis: str):
     return (lambda t: float(forecast.prob_reach([t])[:, 0].mean())), float(top.max())
 
 
-def suggest_tier_thresholds(forecast: TierForecast, shares: np.ndarray, *, basis: str = "point",
+def suggest_tier_thresholds(forecast: TierForecast, shares: np.ndarray, *, basis: str = "distribution",
                             round_to: float = 1.0, iterations: int = 60) -> np.ndarray:
     """``min_spend`` per tier (the first 0) giving the target ``shares`` of scored members at ``as_of + H``.
 
@@ -721,7 +721,7 @@ def _side(forecast: TierForecast, rules: TierRules) -> tuple[list[dict], dict]:
 
 
 def suggest_tiers(scores: pd.DataFrame, rules: TierRules | None = None, shares: dict[str, float] | None = None,
-                  *, basis: str = "point", round_to: float = 1.0) -> TierSuggestion:
+                  *, basis: str = "distribution", round_to: float = 1.0) -> TierSuggestion:
     """Thresholds giving target tier shares at ``as_of + H``, and how many members move under them and now.
 
     Parameters
