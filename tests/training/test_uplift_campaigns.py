@@ -87,7 +87,7 @@ def test_model_beats_random_and_the_oracle_is_the_ceiling(brand):
     block = uplift_backtest(brand.cache, "2025-09-29", n_boot=30)
     assert block is not None and "skipped" not in block
     assert block["evaluation_campaign"] == "C2025_winback" and block["send_date"] == "2025-08-20"
-    assert "C2025_618" in block["training_campaigns"] and block["learner"] in ("t", "x")
+    assert "C2025_618" in block["training_campaigns"] and block["learner"] == "tx" and set(block["validation_qini"]) == {"t", "x", "tx"}
     assert block["validation_campaign"] == block["training_campaigns"][-1]
     assert block["n_eval"] == block["n_eval_treatment"] + block["n_eval_control"]
     model, rand, oracle = block["model"], block["baselines"]["random"], block["oracle"]
@@ -120,10 +120,13 @@ def test_policies_are_judged_on_the_same_rows():
     y = (rng.random(n) < 0.1 + 0.3 * x * t).astype(int)
     rows = pd.DataFrame({"person_id": np.arange(n), "campaign_id": "c", "send_date": pd.Timestamp("2025-01-01"),
                          "treated": t, "converted": y, "spend": 0.0, "x": x})
-    model, info = fit_campaign_model(rows.assign(campaign_id=np.where(np.arange(n) < n // 2, "a", "b"),
-                                                 send_date=pd.to_datetime(np.where(np.arange(n) < n // 2,
-                                                                                   "2024-01-01", "2024-06-01"))))
-    assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x"}
+    two = rows.assign(campaign_id=np.where(np.arange(n) < n // 2, "a", "b"),
+                      send_date=pd.to_datetime(np.where(np.arange(n) < n // 2, "2024-01-01", "2024-06-01")))
+    model, info = fit_campaign_model(two)
+    assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x", "tx"}
+    assert info["learner"] == model.learner_ == "tx"  # the default averages the two learners, no choice
+    _, chosen = fit_campaign_model(two, learner="auto")
+    assert chosen["learner"] == max(("t", "x"), key=chosen["validation_qini"].get)
     truth = pd.DataFrame({"effect_purchase": 0.3 * x, "effect_spend": 30 * x})
     block = evaluate_policies(rows, model, baselines={"by_x": x, "reverse": -x}, truth=truth, n_boot=20)
     assert set(block["baselines"]) == {"by_x", "reverse", "random"}
