@@ -12,8 +12,8 @@ channel of the messaged account (``touch_channel``, known at the send), ``treate
 ``until`` (the backtest's ``as_of + H``, within the data); the *training* campaigns are those whose outcome
 windows end on or before the evaluation campaign's send date and the backtest's ``as_of``, so the model learns
 only from outcomes before ``as_of`` (like the churn and CLV models) and before the send it is judged on. The model
-is the average of the T- and the X-learner (:class:`training.uplift.UpliftModel` ``learner="tx"``) fitted on all of
-them; each learner's Qini on the latest training campaign (fitted on the earlier ones) is reported. Choosing T or X
+is the average of the T- and the X-learner (:class:`training.uplift.UpliftModel` ``learner="tx"``, coarse trees:
+:func:`campaign_learner`) fitted on all of them; each learner's Qini on the latest training campaign (fitted on the earlier ones) is reported. Choosing T or X
 by that Qini (what ``learner="auto"`` does) flipped between them from one as-of date to the next, and the average
 ranked better than the chosen learner on every simulated evaluation campaign tried.
 
@@ -59,6 +59,11 @@ TOP_SHARE = 0.3
 #: Fewest persons per group for a campaign to be used.
 MIN_GROUP = 20
 CHANNEL_FEATURE = "touch_channel"
+#: Tree settings of the campaign model: at most 7 leaves, each with at least 1% of the training rows (and 100).
+#: Coarser than ``UpliftModel``'s defaults (15 leaves, 100 rows): a campaign's uplift is a few points on rates of
+#: 20-30%, and a few dozen thousand rows hold too little of it for finer trees (docs/decisions.md).
+CAMPAIGN_LEAVES = 7
+MIN_LEAF_SHARE = 0.01
 
 
 def campaign_sends(touches: pd.DataFrame | None, *, min_group: int = MIN_GROUP) -> pd.DataFrame:
@@ -157,6 +162,12 @@ def feature_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in rows.columns if c not in skip]
 
 
+def campaign_learner(learner: str, n_rows: int, *, random_state: int = 0) -> UpliftModel:
+    """An unfitted :class:`UpliftModel` with the campaign model's tree settings for ``n_rows`` training rows."""
+    return UpliftModel(learner, num_leaves=CAMPAIGN_LEAVES,
+                       min_child_samples=max(100, round(MIN_LEAF_SHARE * n_rows)), random_state=random_state)
+
+
 def fit_campaign_model(train: pd.DataFrame, *, learner: str = ENSEMBLE,
                        random_state: int = 0) -> tuple[UpliftModel, dict]:
     """The uplift model on the training campaigns' rows: by default the average of the T- and the X-learner.
@@ -174,14 +185,16 @@ def fit_campaign_model(train: pd.DataFrame, *, learner: str = ENSEMBLE,
         val_id = order.index[-1]
         val, fit = train[train["campaign_id"] == val_id], train[train["campaign_id"] != val_id]
         if fit["treated"].nunique() == 2 and val["treated"].nunique() == 2:
-            m = UpliftModel(ENSEMBLE, random_state=random_state).fit(fit[cols], fit["treated"], fit["converted"])
+            m = campaign_learner(ENSEMBLE, len(fit), random_state=random_state).fit(fit[cols], fit["treated"],
+                                                                                    fit["converted"])
             for name, pred in m.predict_each(val[cols]).items():
                 info["validation_qini"][name] = qini_auc(val["converted"], val["treated"], pred)
             info["validation_campaign"] = str(val_id)
     if learner == "auto":
         finite = {k: v for k in LEARNERS if np.isfinite(v := info["validation_qini"].get(k, float("nan")))}
         learner = max(finite, key=finite.get) if finite else "t"
-    model = UpliftModel(learner, random_state=random_state).fit(train[cols], train["treated"], train["converted"])
+    model = campaign_learner(learner, len(train), random_state=random_state).fit(train[cols], train["treated"],
+                                                                                 train["converted"])
     info["learner"] = model.learner_
     return model, info
 

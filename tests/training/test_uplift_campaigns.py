@@ -13,6 +13,7 @@ from model_data import small
 from features.pipeline import build_features
 from training.frames import FeatureCache, derive_features
 from training.uplift_campaigns import (
+    campaign_learner,
     campaign_rows,
     campaign_sends,
     evaluate_policies,
@@ -125,6 +126,7 @@ def test_policies_are_judged_on_the_same_rows():
     model, info = fit_campaign_model(two)
     assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x", "tx"}
     assert info["learner"] == model.learner_ == "tx"  # the default averages the two learners, no choice
+    assert (model.num_leaves, model.min_child_samples) == (7, 100)  # coarse trees, at least 100 rows a leaf
     _, chosen = fit_campaign_model(two, learner="auto")
     assert chosen["learner"] == max(("t", "x"), key=chosen["validation_qini"].get)
     truth = pd.DataFrame({"effect_purchase": 0.3 * x, "effect_spend": 30 * x})
@@ -136,3 +138,9 @@ def test_policies_are_judged_on_the_same_rows():
     assert block["oracle"]["true_qini"] == pytest.approx(1.0) and block["baselines"]["by_x"]["true_qini"] == 1.0
     assert block["baselines"]["reverse"]["true_qini"] < 0 < block["model"]["true_qini"] < 1
     assert abs(block["baselines"]["random"]["true_qini"]) < 0.1
+
+
+def test_campaign_trees_get_coarser_with_more_rows():
+    assert campaign_learner("tx", 2_000).min_child_samples == 100
+    big = campaign_learner("t", 45_000, random_state=3)
+    assert (big.learner, big.num_leaves, big.min_child_samples, big.random_state) == ("t", 7, 450, 3)
