@@ -235,7 +235,7 @@ def encode_features(X: pd.DataFrame, categories: dict[str, list] | None = None) 
 
 
 class UpliftModel:
-    """Per-person uplift from a randomised experiment: a T- or X-learner on LightGBM (see the module doc).
+    """Per-person uplift from a randomised experiment: a T- or X-learner on LightGBM, or their average (see the module doc).
 
     Parameters
     ----------
