@@ -10,7 +10,9 @@ per-person uplift ``P(y=1 | treated, x) − P(y=1 | control, x)``. Two meta-lear
   experiment is randomised, so it is a constant): ``τ(x) = e·τ0(x) + (1 − e)·τ1(x)``.
 
 ``learner="auto"`` fits both on a seeded split of the training rows and keeps the one with the higher Qini on the
-held-out part, then refits it on all training rows.
+held-out part, then refits it on all training rows. ``learner="tx"`` averages the two (one first stage, both second
+stages): a variance reduction that needs no choice, which on the brand's campaigns ranked better than either learner
+chosen on one validation campaign (docs/decisions.md "Campaign uplift in `scrm backtest`").
 
 Metrics (definitions as scikit-uplift 0.5.1, which is not a dependency: docs/decisions.md "Uplift"):
 :func:`qini_auc` and :func:`uplift_auc` are the areas between the model's Qini / uplift curve and the random
@@ -28,8 +30,11 @@ from numpy.typing import ArrayLike
 
 from features.errors import InputError
 
+#: The learners ``learner="auto"`` chooses between.
 LEARNERS = ("t", "x")
-LEARNER_NAMES = {"t": "T-learner", "x": "X-learner"}
+#: The average of the T- and the X-learner's predictions (fitted on the same first stage).
+ENSEMBLE = "tx"
+LEARNER_NAMES = {"t": "T-learner", "x": "X-learner", ENSEMBLE: "T+X average"}
 #: The fractions ``uplift_at`` reports (the JSON keys of ``scrm uplift backtest``).
 TOP_FRACTIONS = (0.1, 0.2, 0.3)
 
@@ -230,13 +235,14 @@ def encode_features(X: pd.DataFrame, categories: dict[str, list] | None = None) 
 
 
 class UpliftModel:
-    """Per-person uplift from a randomised experiment: a T- or X-learner on LightGBM (see the module doc).
+    """Per-person uplift from a randomised experiment: a T- or X-learner on LightGBM, or their average (see the module doc).
 
     Parameters
     ----------
-    learner : {"auto", "t", "x"}
+    learner : {"auto", "t", "x", "tx"}
         ``auto`` chooses on a held-out validation split of the training rows by Qini (the T-learner when the
-        experiment is too small for both parts to hold treated and control rows).
+        experiment is too small for both parts to hold treated and control rows); ``tx`` averages the T- and the
+        X-learner.
     validation_fraction : float
         Share of the training rows held out to choose the learner (``auto`` only).
     n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM settings of every tree model (uplift
@@ -277,7 +283,7 @@ class UpliftModel:
                 models[group] = float(y[rows].mean())
             else:
                 models[group] = LGBMClassifier(**self._settings()).fit(X[rows], y[rows])
-        if "x" in learners:
+        if "x" in learners or ENSEMBLE in learners:
             imputed_treated = y[treated] - self._proba(models["mu0"], X[treated])
             imputed_control = self._proba(models["mu1"], X[control]) - y[control]
             models["tau1"] = LGBMRegressor(**self._settings()).fit(X[treated], imputed_treated)
@@ -294,13 +300,15 @@ class UpliftModel:
     def _predict_with(self, models: dict, learner: str, X: pd.DataFrame) -> np.ndarray:
         if learner == "t":
             return self._proba(models["mu1"], X) - self._proba(models["mu0"], X)
+        if learner == ENSEMBLE:
+            return (self._predict_with(models, "t", X) + self._predict_with(models, "x", X)) / 2.0
         e = models["propensity"]
         return e * models["tau0"].predict(X) + (1 - e) * models["tau1"].predict(X)
 
     def fit(self, X: pd.DataFrame, treatment: ArrayLike, y: ArrayLike) -> UpliftModel:
         """Fit on an experiment: features ``X``, ``treatment`` 0/1 per row, outcome ``y`` 0/1 per row."""
-        if self.learner not in ("auto", *LEARNERS):
-            raise InputError(f"learner must be auto, t or x, got {self.learner!r}", field="learner")
+        if self.learner not in ("auto", *LEARNERS, ENSEMBLE):
+            raise InputError(f"learner must be auto, t, x or tx, got {self.learner!r}", field="learner")
         y_arr, t_arr = _arrays(y, treatment)
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} rows, y {len(y_arr)}")
@@ -328,12 +336,21 @@ class UpliftModel:
         self.propensity_ = self.models_["propensity"]
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Per-person uplift: the change in the outcome probability if treated rather than not."""
+    def _encoded(self, X: pd.DataFrame) -> pd.DataFrame:
         if not hasattr(self, "models_"):
             raise RuntimeError("UpliftModel is not fitted; call fit first")
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise InputError(f"missing feature column(s): {', '.join(missing)}", field=missing[0])
-        Xe, _ = encode_features(X[self.feature_names_], self.categories_)
-        return self._predict_with(self.models_, self.learner_, Xe)
+        return encode_features(X[self.feature_names_], self.categories_)[0]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Per-person uplift: the change in the outcome probability if treated rather than not."""
+        return self._predict_with(self.models_, self.learner_, self._encoded(X))
+
+    def predict_each(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The predictions of every learner the fitted stages allow: ``t`` always; ``x`` and ``tx`` when the
+        model was fitted as ``x`` or ``tx`` (they share the T-learner's classifiers)."""
+        Xe = self._encoded(X)
+        names = ("t", "x", ENSEMBLE) if "tau1" in self.models_ else ("t",)
+        return {name: self._predict_with(self.models_, name, Xe) for name in names}

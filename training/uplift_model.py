@@ -3,10 +3,11 @@
 :func:`fit_uplift` learns from every campaign of ``campaign_touches`` with a treatment and a control group whose
 outcome window (:data:`training.uplift_campaigns.WINDOW_DAYS` days after the send) ended by ``as_of``: the rows of
 :func:`training.uplift_campaigns.campaign_rows` (features of the snapshot before each send, treated, paid order in
-the window), the learner chosen by Qini on the latest of them (:func:`~training.uplift_campaigns.fit_campaign_model`).
+the window), the average of a T- and an X-learner with coarse trees
+(:func:`~training.uplift_campaigns.fit_campaign_model`), each learner's Qini on the latest campaign reported.
 The touch channel is *not* a model input here: the channel of a future send is unknown when its audience is chosen.
 
-The fitted :class:`CampaignUplift` also holds ``n_boot`` refits of the chosen learner on stratified bootstrap
+The fitted :class:`CampaignUplift` also holds ``n_boot`` refits of the model on stratified bootstrap
 resamples of the rows (treated and control resampled separately), whose spread gives the interval of the expected
 incremental revenue of a targeted audience, and ``revenue_per_conversion``: the mean window spend of the treated
 converters (the model predicts the change in the purchase probability, not in spend).
@@ -32,6 +33,7 @@ from training.uplift import UpliftModel, _resamples
 from training.uplift_campaigns import (
     CHANNEL_FEATURE,
     WINDOW_DAYS,
+    campaign_learner,
     campaign_rows,
     campaign_sends,
     feature_columns,
@@ -112,7 +114,7 @@ def fit_uplift(cache: FeatureCache, as_of, *, random_state: int = 0, n_boot: int
     boots = []
     for b, idx in enumerate(_resamples(t, n_boot, random_state)):
         sample = rows.iloc[idx]
-        boots.append(UpliftModel(info["learner"], random_state=random_state + b + 1).fit(
+        boots.append(campaign_learner(info["learner"], len(sample), random_state=random_state + b + 1).fit(
             sample[cols], sample["treated"], sample["converted"]))
     converters = rows[(rows["treated"] == 1) & (rows["converted"] == 1)]
     rpc = float(converters["spend"].mean()) if len(converters) else 0.0

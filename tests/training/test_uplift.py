@@ -72,7 +72,7 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     assert effect["estimate"] == pytest.approx(y[t == 1].mean() - y[t == 0].mean())
 
 
-@pytest.mark.parametrize("learner", ["t", "x"])
+@pytest.mark.parametrize("learner", ["t", "x", "tx"])
 def test_learners_rank_the_moved_members_first(learner):
     frame = experiment_table(4000, random_state=2)
     X = frame[["recency_days", "spend_12m", "channel", "tier"]]
@@ -86,6 +86,21 @@ def test_learners_rank_the_moved_members_first(learner):
     again = UpliftModel(learner, random_state=0).fit(X, t, frame["converted"]).predict(X)
     np.testing.assert_array_equal(uplift, again)
     assert np.isfinite(model.predict(X.assign(channel="kiosk"))).all()
+
+
+def test_the_ensemble_averages_the_t_and_the_x_learner():
+    frame = experiment_table(2000, random_state=6)
+    X = frame[["recency_days", "channel"]]
+    t = (frame["group"] != "control").to_numpy(int)
+    tx = UpliftModel("tx", random_state=0).fit(X, t, frame["converted"])
+    each = tx.predict_each(X)
+    np.testing.assert_allclose(tx.predict(X), (each["t"] + each["x"]) / 2)
+    # the same stages as the single learners fitted with the same seed
+    np.testing.assert_allclose(each["t"], UpliftModel("t", random_state=0).fit(X, t, frame["converted"]).predict(X))
+    np.testing.assert_allclose(each["x"], UpliftModel("x", random_state=0).fit(X, t, frame["converted"]).predict(X))
+    assert set(UpliftModel("t", random_state=0).fit(X, t, frame["converted"]).predict_each(X)) == {"t"}
+    with pytest.raises(InputError, match="learner must be auto, t, x or tx"):
+        UpliftModel("dr").fit(X, t, frame["converted"])
 
 
 def test_auto_chooses_a_learner_on_held_out_rows():

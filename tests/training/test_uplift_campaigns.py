@@ -13,6 +13,7 @@ from model_data import small
 from features.pipeline import build_features
 from training.frames import FeatureCache, derive_features
 from training.uplift_campaigns import (
+    campaign_learner,
     campaign_rows,
     campaign_sends,
     evaluate_policies,
@@ -87,7 +88,7 @@ def test_model_beats_random_and_the_oracle_is_the_ceiling(brand):
     block = uplift_backtest(brand.cache, "2025-09-29", n_boot=30)
     assert block is not None and "skipped" not in block
     assert block["evaluation_campaign"] == "C2025_winback" and block["send_date"] == "2025-08-20"
-    assert "C2025_618" in block["training_campaigns"] and block["learner"] in ("t", "x")
+    assert "C2025_618" in block["training_campaigns"] and block["learner"] == "tx" and set(block["validation_qini"]) == {"t", "x", "tx"}
     assert block["validation_campaign"] == block["training_campaigns"][-1]
     assert block["n_eval"] == block["n_eval_treatment"] + block["n_eval_control"]
     model, rand, oracle = block["model"], block["baselines"]["random"], block["oracle"]
@@ -120,10 +121,14 @@ def test_policies_are_judged_on_the_same_rows():
     y = (rng.random(n) < 0.1 + 0.3 * x * t).astype(int)
     rows = pd.DataFrame({"person_id": np.arange(n), "campaign_id": "c", "send_date": pd.Timestamp("2025-01-01"),
                          "treated": t, "converted": y, "spend": 0.0, "x": x})
-    model, info = fit_campaign_model(rows.assign(campaign_id=np.where(np.arange(n) < n // 2, "a", "b"),
-                                                 send_date=pd.to_datetime(np.where(np.arange(n) < n // 2,
-                                                                                   "2024-01-01", "2024-06-01"))))
-    assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x"}
+    two = rows.assign(campaign_id=np.where(np.arange(n) < n // 2, "a", "b"),
+                      send_date=pd.to_datetime(np.where(np.arange(n) < n // 2, "2024-01-01", "2024-06-01")))
+    model, info = fit_campaign_model(two)
+    assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x", "tx"}
+    assert info["learner"] == model.learner_ == "tx"  # the default averages the two learners, no choice
+    assert (model.num_leaves, model.min_child_samples) == (7, 100)  # coarse trees, at least 100 rows a leaf
+    _, chosen = fit_campaign_model(two, learner="auto")
+    assert chosen["learner"] == max(("t", "x"), key=chosen["validation_qini"].get)
     truth = pd.DataFrame({"effect_purchase": 0.3 * x, "effect_spend": 30 * x})
     block = evaluate_policies(rows, model, baselines={"by_x": x, "reverse": -x}, truth=truth, n_boot=20)
     assert set(block["baselines"]) == {"by_x", "reverse", "random"}
@@ -133,3 +138,9 @@ def test_policies_are_judged_on_the_same_rows():
     assert block["oracle"]["true_qini"] == pytest.approx(1.0) and block["baselines"]["by_x"]["true_qini"] == 1.0
     assert block["baselines"]["reverse"]["true_qini"] < 0 < block["model"]["true_qini"] < 1
     assert abs(block["baselines"]["random"]["true_qini"]) < 0.1
+
+
+def test_campaign_trees_get_coarser_with_more_rows():
+    assert campaign_learner("tx", 2_000).min_child_samples == 100
+    big = campaign_learner("t", 45_000, random_state=3)
+    assert (big.learner, big.num_leaves, big.min_child_samples, big.random_state) == ("t", 7, 450, 3)

@@ -172,12 +172,14 @@ def train_uplift_cmd(data: DataDir, as_of: OptAsOf = None, random_state: Seed = 
     """Train the campaign uplift model (registered as <brand>.uplift_14d; docs/decisions.md).
 
     Learns from every campaign of campaign_touches with a treatment and a control group whose 14-day outcome
-    window ended by --as-of (features from the snapshot before each send); the learner (T or X) is chosen by Qini
-    on the latest of them. The champion alias moves when the validation Qini beats the champion's. Data without
+    window ended by --as-of (features from the snapshot before each send); the model averages a T- and an
+    X-learner, and reports each one's Qini on the latest campaign when fitted on the earlier ones. The champion
+    alias moves when the validation Qini beats the champion's. Data without
     campaigns with control groups exits with 2.
     """
     from rich.table import Table
 
+    from training.uplift import LEARNER_NAMES
     from training.uplift_model import train_uplift
 
     brand = brand_of(data, brand)
@@ -192,7 +194,7 @@ def train_uplift_cmd(data: DataDir, as_of: OptAsOf = None, random_state: Seed = 
                          ("rows (treated / control)", f"{info['n_rows']:,} ({info['n_treated']:,} / "
                                                       f"{info['n_control']:,})"),
                          ("validation campaign", info["validation_campaign"] or "—"),
-                         *((f"validation Qini {k.upper()}-learner", f"{v:+.4f}")
+                         *((f"validation Qini {LEARNER_NAMES.get(k, k)}", f"{v:+.4f}")
                            for k, v in info["validation_qini"].items()),
                          ("revenue per conversion", f"{info['revenue_per_conversion']:,.2f}")):
         table.add_row(label, str(value))
