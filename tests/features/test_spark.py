@@ -26,6 +26,7 @@ from features.spark import (  # noqa: E402
     SparkTablesError,
     build_snapshot_spark,
     contract_frame,
+    local_driver_memory,
     read_inputs,
     read_spark_tables_file,
 )
@@ -255,3 +256,16 @@ def test_spark_tables_input_gives_the_same_snapshot(spark, brand_dir, both, tmp_
     snap = build_snapshot_spark(mapping, AS_OF, out_dir=tmp_path / "tables", spark=spark)
     assert_same_snapshot(spark_loaded.features, load_snapshot(snap.path).features)
     assert snap.manifest["inputs"]["orders"]["file"] == "lake_orders"
+
+
+def test_local_driver_memory_is_half_the_machine_unless_the_launch_sets_it():
+    from features.errors import InputError
+
+    gb = 2**30
+    assert local_driver_memory({}, total_bytes=24 * gb) == "12g"
+    assert local_driver_memory({}, total_bytes=23.4 * gb) == "11g"
+    assert local_driver_memory({}, total_bytes=1 * gb) == "1g"  # never below Spark's own default
+    assert local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "6G"}, total_bytes=24 * gb) == "6g"
+    assert local_driver_memory({"PYSPARK_SUBMIT_ARGS": "--driver-memory 3g pyspark-shell"}, total_bytes=24 * gb) is None
+    with pytest.raises(InputError, match="SCRM_SPARK_DRIVER_MEMORY"):
+        local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "lots"}, total_bytes=24 * gb)
