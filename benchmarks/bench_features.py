@@ -208,8 +208,9 @@ def _measure_spark(data_dir: Path, as_of: str, use_identity: bool, keep: Path | 
 
     with TreeMemory() as mem:
         t0 = time.perf_counter()
-        key_map = pd.read_parquet(data_dir / "key_to_person.parquet") if use_identity else None
         spark = spark_session()
+        # the true key map, read by Spark (stays on the executors; One-ID on the driver is what runs without it)
+        key_map = spark.read.parquet(str(data_dir / "key_to_person.parquet")) if use_identity else None
         conf = {k: spark.conf.get(k, None) for k in ("spark.master", "spark.driver.memory",
                                                       "spark.sql.shuffle.partitions", "spark.default.parallelism")}
         start_s = time.perf_counter() - t0
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep-snapshot", type=Path, default=None,
                     help="--engine spark: write the snapshot here and keep it (for bench_spark_score.py --snapshot)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--generate-only", action="store_true", help="write the input to --data and stop")
     ap.add_argument("--_measure", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("SCRM_PII_KEY", "benchmark-key")  # the identities are hashed under it (Spark contract)
@@ -289,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         print(f"generated input with {source} in {gen_s:.1f}s (peak RSS {peak:.2f} GB; load average "
               f"{os.getloadavg()[0]:.1f}): " + ", ".join(f"{k}={v:,}" for k, v in rows.items()), flush=True)
+    if args.generate_only:
+        return
     cmd = [sys.executable, __file__, "--_measure", str(data_dir), "--as-of", args.as_of, "--engine", args.engine]
     if args.keep_snapshot is not None:
         cmd += ["--keep-snapshot", str(args.keep_snapshot.resolve())]

@@ -475,7 +475,7 @@ def build_snapshot_spark(
     out_dir: Path,
     spark: SparkSession | None = None,
     config: FeatureConfig | None = None,
-    identity: pd.DataFrame | None = None,
+    identity: pd.DataFrame | DataFrame | None = None,
     max_keys_per_person: int = 20,
     console=None,
 ) -> SparkSnapshot:
@@ -487,7 +487,8 @@ def build_snapshot_spark(
         A data directory (Spark reads its files), ``{table: spark table}`` (``read_spark_tables_file``), a
         validated ``Dataset`` (its frames are handed to Spark) or inputs already read (``spark_inputs``).
     identity
-        A One-ID ``key_to_person`` frame; by default One-ID runs on the identities table (on the driver).
+        A One-ID ``key_to_person`` frame (pandas, or a Spark DataFrame, which stays on the executors); by default
+        One-ID runs on the identities table (on the driver).
 
     Returns
     -------
@@ -520,7 +521,9 @@ def build_snapshot_spark(
             lap("one_id")
         given = None
         if identity is not None:
-            given = _view(con, spark.createDataFrame(identity[["customer_key", "person_id"]].astype(object)), "given")
+            frame = (identity.select("customer_key", "person_id") if not isinstance(identity, pd.DataFrame) else
+                     spark.createDataFrame(identity[["customer_key", "person_id"]].astype(object)))
+            given = _view(con, frame, "given")
         keys = [_view(con, df.select("customer_key").distinct(), f"keys_{name}") for name, df in inputs.frames.items()]
         key_map = stages.cache("complete_key_map", map_keys(keys, given))
         expr = features_expr(con, inputs, as_of, config, key_map, stages)

@@ -145,6 +145,11 @@ def test_tiny_dataset_parity_with_a_given_key_map_and_non_default_config(spark, 
                               engine="spark", spark=spark)
     assert_same_snapshot(duck.features, on_spark.features)
     assert duck.features["lifecycle_stage"].notna().any() and "ev_view_14d" in on_spark.features
+    # the key map as a Spark DataFrame (read by Spark, never on the driver): the same snapshot
+    given = spark.createDataFrame(identity[["customer_key", "person_id"]].astype(object))
+    from_spark = build_snapshot_spark(data, TINY_AS_OF, out_dir=tmp_path / "g", identity=given, config=config,
+                                      spark=spark)
+    assert_same_snapshot(duck.features, load_snapshot(from_spark.path).features)
     # the partitioned layout passes the serving checks and is copied whole into a publication
     validate_snapshot(on_spark.path)
     (tmp_path / "publication").mkdir()
