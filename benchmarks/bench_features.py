@@ -148,6 +148,9 @@ def _chunk(rng, n_customers: int, person0: int, key0: int, order0: int, *, order
     })
     touches["customer_key"] = touches["customer_key"].astype("str")
     key_map = pd.DataFrame({"customer_key": key_names, "person_id": person_names[person_of_key]})
+    # a member card on 40% of the keys (drawn last, so the tables above do not depend on it): ``is_member``
+    card = pd.Series(np.char.add("m", np.arange(key0, key0 + n_keys).astype("U9")), dtype="str")
+    identities["member_card"] = card.where(rng.random(n_keys) < 0.4)
     return {"orders": orders, "events": events, "identities": identities, "campaign_touches": touches,
             "key_to_person": key_map}
 
