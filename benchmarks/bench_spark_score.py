@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import resource
 import sys
 import tempfile
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--reasons", action="store_true", help="add the top-3 churn reasons (TreeSHAP), both engines")
     ap.add_argument("--snapshot", type=Path, help="score this existing feature snapshot (at its manifest's as_of)")
+    ap.add_argument("--models", type=Path,
+                    help="pickled models: read them if the file exists, else train and write them there")
     ap.add_argument("--skip-local", action="store_true", help="no in-process scoring, no comparison")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -89,14 +92,20 @@ def main(argv: list[str] | None = None) -> int:
               f"({manifest.get('engine', 'duckdb')})", flush=True)
 
     t = time.perf_counter()
-    train_dir = work / "train-data"
-    write_dataset(simulate(args.train_customers, seed=args.seed + 1), train_dir)
-    cache = FeatureCache(load_dataset(train_dir))
-    models = Models(fit_churn(cache, as_of, horizon_days=90).model, fit_clv(cache, as_of, horizon_days=365).model,
-                    "1", "1")
-    del cache
-    print(f"trained churn + CLV (defaults) on {args.train_customers:,} customers in {time.perf_counter() - t:.0f} s; "
-          f"CLV family {models.clv.family_}", flush=True)
+    if args.models is not None and args.models.exists():
+        models = pickle.loads(args.models.read_bytes())
+        print(f"models read from {args.models}; CLV family {models.clv.family_}", flush=True)
+    else:
+        train_dir = work / "train-data"
+        write_dataset(simulate(args.train_customers, seed=args.seed + 1), train_dir)
+        cache = FeatureCache(load_dataset(train_dir))
+        models = Models(fit_churn(cache, as_of, horizon_days=90).model,
+                        fit_clv(cache, as_of, horizon_days=365).model, "1", "1")
+        del cache
+        print(f"trained churn + CLV (defaults) on {args.train_customers:,} customers in "
+              f"{time.perf_counter() - t:.0f} s; CLV family {models.clv.family_}", flush=True)
+        if args.models is not None:
+            args.models.write_bytes(pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
     rules = load_tier_rules()
 
     local_s = local = None
