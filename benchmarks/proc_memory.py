@@ -11,6 +11,23 @@ from __future__ import annotations
 import threading
 
 
+def tree_part(name: str, parent_name: str) -> str | None:
+    """The part a child process counts in: ``jvm`` (a ``java`` process not forked by another one),
+    ``python_workers`` (``python*``: ``pyspark.daemon`` and its workers) or ``None`` for everything else.
+
+    The JVM forks short-lived helpers (Hadoop's local file system runs ``chmod``/``ls``, Spark starts
+    ``pyspark.daemon``, through fork + exec); until the exec such a child carries the RSS of the whole JVM
+    (copy-on-write pages) under the name of the forking Java thread (or ``java``), which would count the JVM twice:
+    only processes named ``java`` (not forked by a JVM) and ``python*`` count. The launcher scripts (``bash
+    spark-submit``) are small and left out too.
+    """
+    if name == "java":
+        return None if parent_name == "java" else "jvm"
+    if name.startswith("python"):
+        return "python_workers"
+    return None
+
+
 class TreeMemory:
     """``with TreeMemory() as mem: ...`` then ``mem.peaks_gb()``: peak RSS (GB, 1e9 bytes) of the Python driver,
     the JVM(s), the Python workers and of their sum, sampled every ``every`` seconds."""
@@ -32,11 +49,11 @@ class TreeMemory:
         now["python_driver"] = self.me.memory_info().rss
         for proc in self.me.children(recursive=True):
             try:
-                rss = proc.memory_info().rss
-                part = "jvm" if proc.name() == "java" else "python_workers"
-            except self._psutil.Error:  # a worker that just ended
+                part = tree_part(proc.name(), proc.parent().name())
+                if part is not None:
+                    now[part] += proc.memory_info().rss
+            except (self._psutil.Error, AttributeError):  # a process that just ended
                 continue
-            now[part] += rss
         now["total"] = sum(now[p] for p in self.PARTS)
         for key, value in now.items():
             self.peak[key] = max(self.peak[key], value)

@@ -35,3 +35,17 @@ def test_chunked_generator_writes_one_consistent_brand(tmp_path):
     later = t["orders"].iloc[n:]
     assert not later["customer_key"].isin(first["key_to_person"]["customer_key"]).any()
     assert len(later) > 0
+
+
+def test_tree_memory_counts_the_jvm_once_and_python_workers_apart():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from proc_memory import tree_part
+
+    assert tree_part("java", "bash") == "jvm"  # the JVM spark-submit started
+    assert tree_part("java", "java") is None  # a fork of the JVM before its exec: the JVM's pages again
+    assert tree_part("process reaper", "java") is None  # the same, named after the forking Java thread
+    assert tree_part("python3", "java") == "python_workers"  # pyspark.daemon
+    assert tree_part("python3", "python3") == "python_workers"  # a forked worker
+    assert tree_part("bash", "python3") is None and tree_part("chmod", "java") is None
