@@ -102,11 +102,12 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
     return session
 
 
-def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int | None = None) -> str | None:
+def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int | None = None, *,
+                        conf_sets_it: bool | None = None) -> str | None:
     """The driver heap of a local-mode session: ``SCRM_SPARK_DRIVER_MEMORY`` (``8g``), else half the machine's
     memory in whole GB (at least 1g); ``None`` when the launch already sets it (``spark.driver.memory`` in the
-    Spark conf, ``--driver-memory`` in ``PYSPARK_SUBMIT_ARGS``), which then wins."""
-    from pyspark import SparkConf
+    Spark conf, ``--driver-memory`` in ``PYSPARK_SUBMIT_ARGS``), which then wins. ``conf_sets_it``: whether the
+    Spark conf has ``spark.driver.memory`` (default: ask ``SparkConf()``, which reads a running JVM's conf)."""
 
     env = os.environ if environ is None else environ
     if env.get("SCRM_SPARK_DRIVER_MEMORY"):
@@ -115,7 +116,11 @@ def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int 
             raise InputError(f"SCRM_SPARK_DRIVER_MEMORY={value!r}: expected a size such as 8g or 4096m",
                              field="SCRM_SPARK_DRIVER_MEMORY")
         return value
-    if "--driver-memory" in env.get("PYSPARK_SUBMIT_ARGS", "") or SparkConf().contains("spark.driver.memory"):
+    if conf_sets_it is None:
+        from pyspark import SparkConf
+
+        conf_sets_it = SparkConf().contains("spark.driver.memory")
+    if "--driver-memory" in env.get("PYSPARK_SUBMIT_ARGS", "") or conf_sets_it:
         return None
     if total_bytes is None:
         total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -150,6 +150,9 @@ def test_tiny_dataset_parity_with_a_given_key_map_and_non_default_config(spark, 
     from_spark = build_snapshot_spark(data, TINY_AS_OF, out_dir=tmp_path / "g", identity=given, config=config,
                                       spark=spark)
     assert_same_snapshot(duck.features, load_snapshot(from_spark.path).features)
+    # each step is timed (wall, driver CPU): the read, the checkpointed query steps, the write
+    assert {"read_inputs", "steps", "write", "manifest", "steps.scores"} <= set(from_spark.seconds)
+    assert all(wall >= 0 and cpu >= 0 for wall, cpu in from_spark.seconds.values())
     # the partitioned layout passes the serving checks and is copied whole into a publication
     validate_snapshot(on_spark.path)
     (tmp_path / "publication").mkdir()
@@ -267,10 +270,12 @@ def test_local_driver_memory_is_half_the_machine_unless_the_launch_sets_it():
     from features.errors import InputError
 
     gb = 2**30
-    assert local_driver_memory({}, total_bytes=24 * gb) == "12g"
-    assert local_driver_memory({}, total_bytes=23.4 * gb) == "11g"
-    assert local_driver_memory({}, total_bytes=1 * gb) == "1g"  # never below Spark's own default
-    assert local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "6G"}, total_bytes=24 * gb) == "6g"
-    assert local_driver_memory({"PYSPARK_SUBMIT_ARGS": "--driver-memory 3g pyspark-shell"}, total_bytes=24 * gb) is None
+    free = dict(total_bytes=24 * gb, conf_sets_it=False)
+    assert local_driver_memory({}, **free) == "12g"
+    assert local_driver_memory({}, total_bytes=23.4 * gb, conf_sets_it=False) == "11g"
+    assert local_driver_memory({}, total_bytes=1 * gb, conf_sets_it=False) == "1g"  # never below Spark's default
+    assert local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "6G"}, **free) == "6g"
+    assert local_driver_memory({"PYSPARK_SUBMIT_ARGS": "--driver-memory 3g pyspark-shell"}, **free) is None
+    assert local_driver_memory({}, total_bytes=24 * gb, conf_sets_it=True) is None  # spark-defaults / submit conf
     with pytest.raises(InputError, match="SCRM_SPARK_DRIVER_MEMORY"):
-        local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "lots"}, total_bytes=24 * gb)
+        local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "lots"}, **free)
