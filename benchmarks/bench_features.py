@@ -38,15 +38,61 @@ EVENT_P = np.array([0.40, 0.12, 0.06, 0.10, 0.04, 0.02, 0.10, 0.04, 0.05, 0.02, 
 def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_per: float = 30.0,
              start: str = "2023-01-01", end: str = "2025-12-31") -> dict[str, pd.DataFrame]:
     """Vectorised synthetic brand: people with 1–3 channel keys, orders, events, identities, campaign touches."""
-    rng = np.random.default_rng(seed)
+    return _chunk(np.random.default_rng(seed), n_customers, 0, 0, 0, orders_per=orders_per, events_per=events_per,
+                  start=start, end=end)
+
+
+def generate_chunks(n_customers: int, *, seed: int, chunk_customers: int = 1_000_000, **kw):
+    """``generate`` in blocks of ``chunk_customers`` people (yields one table dict per block).
+
+    Ids continue across blocks (people, keys, orders), so the blocks together are one brand; the first block is
+    ``generate(min(n, chunk), seed=seed)`` exactly, the others draw from their own streams ``(seed, block)``.
+    A block's people, keys, orders and events stay inside it (campaign touches too), so memory is bounded by the
+    block size, not by ``n_customers``.
+    """
+    person0 = key0 = order0 = 0
+    for block, first in enumerate(range(0, n_customers, chunk_customers)):
+        rng = np.random.default_rng(seed if block == 0 else [seed, block])
+        n = min(chunk_customers, n_customers - first)
+        tables = _chunk(rng, n, person0, key0, order0, **kw)
+        person0, key0, order0 = person0 + n, key0 + len(tables["key_to_person"]), order0 + len(tables["orders"])
+        yield tables
+
+
+def write_generated(n_customers: int, data_dir: Path, *, seed: int, chunk_customers: int = 1_000_000) -> dict[str, int]:
+    """``generate_chunks`` written block by block to ``data_dir/<table>.parquet`` (one file per table, one row
+    group per block); returns the row counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writers: dict[str, pq.ParquetWriter] = {}
+    rows: dict[str, int] = {}
+    try:
+        for tables in generate_chunks(n_customers, seed=seed, chunk_customers=chunk_customers):
+            for name, df in tables.items():
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(data_dir / f"{name}.parquet", table.schema)
+                writers[name].write_table(table.cast(writers[name].schema))
+                rows[name] = rows.get(name, 0) + len(df)
+            del tables, table
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return rows
+
+
+def _chunk(rng, n_customers: int, person0: int, key0: int, order0: int, *, orders_per: float = 10.0,
+           events_per: float = 30.0, start: str = "2023-01-01", end: str = "2025-12-31") -> dict[str, pd.DataFrame]:
+    """One block of people ``person0 ..`` with keys ``key0 ..`` and orders ``order0 ..``."""
     t0 = pd.Timestamp(start).value // 10**9
     span = pd.Timestamp(end).value // 10**9 + 86399 - t0
     # people and keys
     n_keys_pp = rng.choice([1, 2, 3], size=n_customers, p=[0.7, 0.22, 0.08])
     person_of_key = np.repeat(np.arange(n_customers), n_keys_pp)
     n_keys = len(person_of_key)
-    key_names = pd.Series(np.char.add("k", np.arange(n_keys).astype("U8")), dtype="str")
-    person_names = np.char.add("p_", np.arange(n_customers).astype("U8"))
+    key_names = pd.Series(np.char.add("k", np.arange(key0, key0 + n_keys).astype("U9")), dtype="str")
+    person_names = np.char.add("p_", np.arange(person0, person0 + n_customers).astype("U9"))
     # per-person rate heterogeneity and activity span
     rate = rng.gamma(2.0, orders_per / 2.0, size=n_customers)
     birth = rng.integers(0, span, size=n_customers)
@@ -59,7 +105,7 @@ def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_pe
     o_ts = t0 + birth[o_person] + (rng.random(len(o_person)) * life).astype(np.int64)
     n_o = len(o_person)
     orders = pd.DataFrame({
-        "order_id": pd.Series(np.char.add("o", np.arange(n_o).astype("U9")), dtype="str"),
+        "order_id": pd.Series(np.char.add("o", np.arange(order0, order0 + n_o).astype("U10")), dtype="str"),
         "customer_key": key_names.to_numpy()[o_key],
         "order_ts": pd.to_datetime(o_ts, unit="s"),
         "amount": np.round(rng.gamma(2.0, 60.0, size=n_o), 2),
@@ -102,6 +148,9 @@ def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_pe
     })
     touches["customer_key"] = touches["customer_key"].astype("str")
     key_map = pd.DataFrame({"customer_key": key_names, "person_id": person_names[person_of_key]})
+    # a member card on 40% of the keys (drawn last, so the tables above do not depend on it): ``is_member``
+    card = pd.Series(np.char.add("m", np.arange(key0, key0 + n_keys).astype("U9")), dtype="str")
+    identities["member_card"] = card.where(rng.random(n_keys) < 0.4)
     return {"orders": orders, "events": events, "identities": identities, "campaign_touches": touches,
             "key_to_person": key_map}
 
@@ -145,36 +194,46 @@ def _measure(data_dir: Path, as_of: str, use_identity: bool) -> dict:
     }
 
 
-def _measure_spark(data_dir: Path, as_of: str, use_identity: bool) -> dict:
+def _measure_spark(data_dir: Path, as_of: str, use_identity: bool, keep: Path | None = None) -> dict:
     """Run in a fresh process: the snapshot on Spark (local[*]; Spark reads the Parquet files itself).
 
-    Reports wall seconds and the peak RSS of this Python driver and of the Spark JVM (driver and executors in
-    local mode), read from ``/proc/<pid>/status`` (VmHWM).
+    Reports wall seconds per step and the peak RSS of the process tree, sampled every 0.5 s
+    (``proc_memory.TreeMemory``): this Python driver, the Spark JVM (driver and executors in local mode; its exact
+    high-water mark ``VmHWM`` too) and the Python workers (the PII-hashing pandas UDFs), and of their sum.
+    ``keep``: write the snapshot there and keep it (else a temporary directory, removed).
     """
     import shutil
 
+    from proc_memory import TreeMemory
     from rich.console import Console
 
     from features.spark import build_snapshot_spark, spark_session
 
-    key_map = pd.read_parquet(data_dir / "key_to_person.parquet") if use_identity else None
-    spark = spark_session()
-    out = Path(tempfile.mkdtemp(prefix="bench_spark_snapshot_"))
-    t, cpu = time.perf_counter(), time.process_time()
-    snap = build_snapshot_spark(data_dir, as_of, out_dir=out / "snapshot", spark=spark, identity=key_map,
-                                console=Console(stderr=True, quiet=True))
-    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
-    jvm_pid = spark.sparkContext._gateway.proc.pid
-    jvm_peak = next((int(line.split()[1]) for line in Path(f"/proc/{jvm_pid}/status").read_text().splitlines()
-                     if line.startswith("VmHWM")), 0) / 1024**2
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    with TreeMemory() as mem:
+        t0 = time.perf_counter()
+        spark = spark_session()
+        # the true key map, read by Spark (stays on the executors; One-ID on the driver is what runs without it)
+        key_map = spark.read.parquet(str(data_dir / "key_to_person.parquet")) if use_identity else None
+        conf = {k: spark.conf.get(k, None) for k in ("spark.master", "spark.driver.memory",
+                                                      "spark.sql.shuffle.partitions", "spark.default.parallelism")}
+        start_s = time.perf_counter() - t0
+        out = keep if keep is not None else Path(tempfile.mkdtemp(prefix="bench_spark_snapshot_")) / "snapshot"
+        t, cpu = time.perf_counter(), time.process_time()
+        snap = build_snapshot_spark(data_dir, as_of, out_dir=out, spark=spark, identity=key_map,
+                                    console=Console(stderr=True, quiet=True))
+        secs, cpu = time.perf_counter() - t, time.process_time() - cpu
+        jvm_pid = spark.sparkContext._gateway.proc.pid
+        jvm_hwm = next((int(line.split()[1]) for line in Path(f"/proc/{jvm_pid}/status").read_text().splitlines()
+                        if line.startswith("VmHWM")), 0) * 1024 / 1e9
     rows = snap.manifest["rows"]
     spark.stop()
-    shutil.rmtree(out, ignore_errors=True)
+    if keep is None:
+        shutil.rmtree(out.parent, ignore_errors=True)
     return {"people": rows["people"], "orders_before_as_of": rows["orders_before_as_of"],
-            "columns": len(snap.manifest["features"]), "build_seconds": round(secs, 1),
-            "driver_cpu_seconds": round(cpu, 1), "driver_peak_rss_gb": round(peak, 2),
-            "jvm_peak_rss_gb": round(jvm_peak, 2)}
+            "customer_keys": rows["customer_keys"], "columns": len(snap.manifest["features"]),
+            "session_and_key_map_seconds": round(start_s, 1), "build_seconds": round(secs, 1),
+            "driver_cpu_seconds": round(cpu, 1), "step_seconds": snap.seconds, "conf": conf,
+            "peak_rss_gb": mem.peaks_gb(), "jvm_vmhwm_gb": round(jvm_hwm, 2), "samples": mem.samples}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,12 +249,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                     help="duckdb: build_features in process; spark: the snapshot on Spark local[*] (needs the "
                     "spark extra and Java 17)")
+    ap.add_argument("--chunk-customers", type=int, default=1_000_000,
+                    help="synthetic source: generate and write this many people at a time (bounds the memory)")
+    ap.add_argument("--keep-snapshot", type=Path, default=None,
+                    help="--engine spark: write the snapshot here and keep it (for bench_spark_score.py --snapshot)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--generate-only", action="store_true", help="write the input to --data and stop")
     ap.add_argument("--_measure", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    os.environ.setdefault("SCRM_PII_KEY", "benchmark-key")  # the identities are hashed under it (Spark contract)
 
     if args._measure is not None:
-        measure = _measure_spark if args.engine == "spark" else _measure
-        print(json.dumps(measure(args._measure, args.as_of, not args.no_identity)))
+        if args.engine == "spark":
+            print(json.dumps(_measure_spark(args._measure, args.as_of, not args.no_identity, args.keep_snapshot)))
+        else:
+            print(json.dumps(_measure(args._measure, args.as_of, not args.no_identity)))
         return
 
     tmp = None
@@ -214,28 +282,45 @@ def main(argv: list[str] | None = None) -> None:
             except ImportError:
                 source = "synthetic"
         t = time.perf_counter()
-        tables = _simulated(args.customers, args.seed) if source == "simulate" else generate(args.customers,
-                                                                                             seed=args.seed)
+        if source == "simulate":
+            tables = _simulated(args.customers, args.seed)
+            for name, df in tables.items():
+                df.to_parquet(data_dir / f"{name}.parquet", index=False)
+            rows = {k: len(v) for k, v in tables.items()}
+            del tables
+        else:
+            rows = write_generated(args.customers, data_dir, seed=args.seed, chunk_customers=args.chunk_customers)
         gen_s = time.perf_counter() - t
-        for name, df in tables.items():
-            df.to_parquet(data_dir / f"{name}.parquet", index=False)
-        print(f"generated input with {source} in {gen_s:.1f}s: "
-              + ", ".join(f"{k}={len(v):,}" for k, v in tables.items()))
-        del tables
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        print(f"generated input with {source} in {gen_s:.1f}s (peak RSS {peak:.2f} GB; load average "
+              f"{os.getloadavg()[0]:.1f}): " + ", ".join(f"{k}={v:,}" for k, v in rows.items()), flush=True)
+    if args.generate_only:
+        return
     cmd = [sys.executable, __file__, "--_measure", str(data_dir), "--as-of", args.as_of, "--engine", args.engine]
+    if args.keep_snapshot is not None:
+        cmd += ["--keep-snapshot", str(args.keep_snapshot.resolve())]
     if args.no_identity:
         cmd.append("--no-identity")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")]))
+    load_before = os.getloadavg()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
         print(res.stderr, file=sys.stderr)
         raise SystemExit(res.returncode)
     r = json.loads(res.stdout.strip().splitlines()[-1])
+    r["load_average_before"] = [round(x, 2) for x in load_before]
+    r["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    if args.json is not None:
+        args.json.write_text(json.dumps(r, indent=2))
     if args.engine == "spark":
-        print(f"people={r['people']:,} orders before as_of={r['orders_before_as_of']:,} columns={r['columns']}; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"snapshot on Spark local[*]: {r['build_seconds']}s wall (driver CPU {r['driver_cpu_seconds']}s); "
-              f"peak RSS: Python driver {r['driver_peak_rss_gb']} GB, Spark JVM {r['jvm_peak_rss_gb']} GB")
+        pk = r["peak_rss_gb"]
+        print(f"people={r['people']:,} keys={r['customer_keys']:,} orders before as_of={r['orders_before_as_of']:,} "
+              f"columns={r['columns']}; load average (1/5/15 min) before {r['load_average_before']}, after "
+              f"{r['load_average_after']} on {os.cpu_count()} cores; Spark conf {r['conf']}")
+        print(f"snapshot on Spark: {r['build_seconds']}s wall (driver CPU {r['driver_cpu_seconds']}s), session start "
+              f"+ key map read {r['session_and_key_map_seconds']}s; steps (wall, driver CPU): {r['step_seconds']}")
+        print(f"peak RSS (sampled every 0.5 s): Python driver {pk['python_driver']} GB, Spark JVM {pk['jvm']} GB "
+              f"(VmHWM {r['jvm_vmhwm_gb']} GB), Python workers {pk['python_workers']} GB; whole tree {pk['total']} GB")
         if tmp is not None:
             tmp.cleanup()
         return

@@ -8,11 +8,16 @@ with the project's defaults on a separate ``--train-customers`` simulation, then
 * ``score_snapshot`` on a local Spark session (``--master``, default ``local[2]``): both passes, the Parquet
   output included,
 
-checks that both give the same scores (ids, numbers within 1e-9 relative, text) and prints wall times and peak
-memory: this process (the driver) and, sampled every 0.5 s, the sum over its child processes (the Spark JVM and
-its Python workers).
+checks that both give the same scores (ids, numbers within 1e-9 relative, text) and prints wall times (per pass)
+and peak memory sampled every 0.5 s (``proc_memory.TreeMemory``): this Python driver, the Spark JVM, its Python
+workers and their sum.
+
+``--snapshot DIR`` scores an existing snapshot (e.g. the Spark snapshot ``bench_features.py --engine spark
+--keep-snapshot DIR`` wrote) at its manifest's ``as_of``; ``--skip-local`` leaves out the in-process run and the
+comparison (for snapshots too large to score in one process next to Spark).
 
     .venv/bin/python benchmarks/bench_spark_score.py --customers 100000
+    .venv/bin/python benchmarks/bench_spark_score.py --snapshot /tmp/snap5m --skip-local
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import resource
 import sys
 import tempfile
-import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -33,35 +38,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-class ChildMemory:
-    """Peak summed RSS of this process's children (the Spark JVM and Python workers), sampled in a thread."""
-
-    def __init__(self, every: float = 0.5):
-        import psutil
-
-        self.me, self.every, self.peak, self._stop = psutil.Process(), every, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            total = 0
-            for child in self.me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except Exception:  # noqa: BLE001 - a worker that just ended
-                    continue
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+from proc_memory import TreeMemory  # noqa: E402 - after the path insert
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--as-of", default="2026-01-01")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--reasons", action="store_true", help="add the top-3 churn reasons (TreeSHAP), both engines")
+    ap.add_argument("--snapshot", type=Path, help="score this existing feature snapshot (at its manifest's as_of)")
+    ap.add_argument("--models", type=Path,
+                    help="pickled models: read them if the file exists, else train and write them there")
+    ap.add_argument("--skip-local", action="store_true", help="no in-process scoring, no comparison")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     os.environ.setdefault("SCRM_PII_KEY", "benchmark-key")
@@ -90,43 +73,83 @@ def main(argv: list[str] | None = None) -> int:
     from training.scoring import Models, label_scores, score
     from training.spark_scoring import score_snapshot, spark_session
 
-    data_dir = args.data
-    if data_dir is None:
-        data_dir = work / "data"
-        write_dataset(simulate(args.customers, seed=args.seed), data_dir)
-    t = time.perf_counter()
-    snap = build_snapshot(load_dataset(data_dir), as_of, out_dir=work / "snapshot")
-    print(f"snapshot: {len(snap.features):,} people in {time.perf_counter() - t:.0f} s", flush=True)
-    del snap
+    snapshot = args.snapshot
+    score_as_of = as_of
+    if snapshot is None:
+        data_dir = args.data
+        if data_dir is None:
+            data_dir = work / "data"
+            write_dataset(simulate(args.customers, seed=args.seed), data_dir)
+        t = time.perf_counter()
+        snap = build_snapshot(load_dataset(data_dir), as_of, out_dir=work / "snapshot")
+        print(f"snapshot: {len(snap.features):,} people in {time.perf_counter() - t:.0f} s", flush=True)
+        del snap
+        snapshot = work / "snapshot"
+    else:
+        manifest = json.loads((snapshot / "manifest.json").read_text())
+        score_as_of = date.fromisoformat(manifest["as_of"])
+        print(f"snapshot {snapshot}: {manifest['rows']['people']:,} people as of {score_as_of} "
+              f"({manifest.get('engine', 'duckdb')})", flush=True)
 
     t = time.perf_counter()
-    train_dir = work / "train-data"
-    write_dataset(simulate(args.train_customers, seed=args.seed + 1), train_dir)
-    cache = FeatureCache(load_dataset(train_dir))
-    models = Models(fit_churn(cache, as_of, horizon_days=90).model, fit_clv(cache, as_of, horizon_days=365).model,
-                    "1", "1")
-    del cache
-    print(f"trained churn + CLV (defaults) on {args.train_customers:,} customers in {time.perf_counter() - t:.0f} s; "
-          f"CLV family {models.clv.family_}", flush=True)
+    if args.models is not None and args.models.exists():
+        models = pickle.loads(args.models.read_bytes())
+        print(f"models read from {args.models}; CLV family {models.clv.family_}", flush=True)
+    else:
+        train_dir = work / "train-data"
+        write_dataset(simulate(args.train_customers, seed=args.seed + 1), train_dir)
+        cache = FeatureCache(load_dataset(train_dir))
+        models = Models(fit_churn(cache, as_of, horizon_days=90).model,
+                        fit_clv(cache, as_of, horizon_days=365).model, "1", "1")
+        del cache
+        print(f"trained churn + CLV (defaults) on {args.train_customers:,} customers in "
+              f"{time.perf_counter() - t:.0f} s; CLV family {models.clv.family_}", flush=True)
+        if args.models is not None:
+            args.models.write_bytes(pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
     rules = load_tier_rules()
 
-    t = time.perf_counter()
-    features = pd.read_parquet(work / "snapshot" / "features.parquet")
-    local = label_scores(score(features, models, as_of=as_of, tier_rules=rules, with_reasons=args.reasons,
-                               n_jobs=2), as_of, models)
-    local_s = time.perf_counter() - t
-    del features
-    driver_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-    print(f"in process: {len(local):,} people in {local_s:.1f} s (peak RSS so far {driver_before:.2f} GB)", flush=True)
-
-    spark = spark_session(args.master)
-    with ChildMemory() as children:
+    local_s = local = None
+    if not args.skip_local:
         t = time.perf_counter()
-        result = score_snapshot(spark, work / "snapshot", models, work / "spark_scores", as_of=as_of,
+        features = pd.read_parquet(snapshot / "features.parquet")
+        local = label_scores(score(features, models, as_of=score_as_of, tier_rules=rules, with_reasons=args.reasons,
+                                   n_jobs=2), score_as_of, models)
+        local_s = time.perf_counter() - t
+        del features
+        driver_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        print(f"in process: {len(local):,} people in {local_s:.1f} s (peak RSS so far {driver_before:.2f} GB)",
+              flush=True)
+
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    driver_before_spark = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    with TreeMemory() as mem:
+        t = time.perf_counter()
+        spark = spark_session(args.master)
+        conf = {k: spark.conf.get(k, None) for k in ("spark.master", "spark.driver.memory",
+                                                      "spark.sql.shuffle.partitions")}
+        start_s, t = time.perf_counter() - t, time.perf_counter()
+        result = score_snapshot(spark, snapshot, models, work / "spark_scores", as_of=score_as_of,
                                 tier_rules=rules, with_reasons=args.reasons)
         spark_s = time.perf_counter() - t
-    print(f"Spark {args.master}: {result.people:,} people in {spark_s:.1f} s; peak RSS of the JVM + Python workers "
-          f"{children.peak / 1e9:.2f} GB", flush=True)
+    pk = mem.peaks_gb()
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    print(f"Spark {args.master} ({conf}): {result.people:,} people ({result.scored:,} scored) in {spark_s:.1f} s "
+          f"(session start {start_s:.1f} s; passes {result.seconds}); load average before {load_before}, after "
+          f"{load_after}", flush=True)
+    print(f"peak RSS during the Spark run (0.5 s samples): Python driver {pk['python_driver']} GB (held before: "
+          f"{driver_before_spark:.2f} GB), JVM {pk['jvm']} GB, Python workers {pk['python_workers']} GB; "
+          f"whole tree {pk['total']} GB", flush=True)
+    figures = {"people": result.people, "scored": result.scored, "reasons": args.reasons,
+               "in_process_s": None if local_s is None else round(local_s, 1), "spark_s": round(spark_s, 1),
+               "spark_start_s": round(start_s, 1), "passes_s": result.seconds, "master": args.master, "conf": conf,
+               "peak_rss_gb": pk, "load_average_before": load_before, "load_average_after": load_after,
+               "train_customers": args.train_customers}
+    if local is None:
+        print(json.dumps(figures))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
+        spark.stop()
+        return 0
 
     a = local.sort_values("person_id").reset_index(drop=True)
     b = pd.read_parquet(work / "spark_scores").sort_values("person_id").reset_index(drop=True)
@@ -144,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 b[col].astype(object).where(b[col].notna(), None).tolist(), col
     print(f"same scores: ids, text, numbers (largest relative difference {worst:.1e}); "
           f"high-value CLV cut {result.clv_cut:.4f}")
-    figures = {"people": result.people, "scored": result.scored, "reasons": args.reasons,
-               "in_process_s": round(local_s, 1), "spark_s": round(spark_s, 1), "master": args.master,
-               "driver_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2),
-               "spark_children_peak_rss_gb": round(children.peak / 1e9, 2), "max_rel_diff": worst}
+    figures["max_rel_diff"] = worst
     print(json.dumps(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -65,8 +66,9 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
     """The SparkSession of a run.
 
     ``master`` (``--spark-master``) wins; else ``SPARK_REMOTE`` (a Spark Connect URL, ``sc://host:15002``); else
-    the master ``spark-submit`` set; else ``local[*]``. ``test=True``: UI off, 2 shuffle partitions, 1 GB driver; other local masters: 2 shuffle partitions
-    per core.
+    the master ``spark-submit`` set; else ``local[*]``. ``test=True``: UI off, 2 shuffle partitions, 1 GB driver;
+    other local masters: 2 shuffle partitions per core and a driver heap of :func:`local_driver_memory` (in local
+    mode the driver JVM is also the executor, and Spark's own default of 1 GB spills a 1M-customer brand to disk).
     The session time zone is UTC, so naive timestamps (local time, as the contract keeps them) stay as written.
     """
     from pyspark import SparkConf
@@ -89,12 +91,40 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
                        .config("spark.default.parallelism", "2").config("spark.driver.memory", "1g"))
         elif (master or "").startswith("local"):  # one machine: Spark's 200 shuffle partitions are mostly overhead
             builder = builder.config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 2))))
+            memory = local_driver_memory()
+            if memory is not None:
+                builder = builder.config("spark.driver.memory", memory)
         builder = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
                    .config("spark.ui.showConsoleProgress", "false"))  # no progress bars among the CLI's tables
     session = builder.getOrCreate()
     if remote is None or master is not None:
         session.sparkContext.setLogLevel("FATAL")
     return session
+
+
+def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int | None = None, *,
+                        conf_sets_it: bool | None = None) -> str | None:
+    """The driver heap of a local-mode session: ``SCRM_SPARK_DRIVER_MEMORY`` (``8g``), else half the machine's
+    memory in whole GB (at least 1g); ``None`` when the launch already sets it (``spark.driver.memory`` in the
+    Spark conf, ``--driver-memory`` in ``PYSPARK_SUBMIT_ARGS``), which then wins. ``conf_sets_it``: whether the
+    Spark conf has ``spark.driver.memory`` (default: ask ``SparkConf()``, which reads a running JVM's conf)."""
+
+    env = os.environ if environ is None else environ
+    if env.get("SCRM_SPARK_DRIVER_MEMORY"):
+        value = env["SCRM_SPARK_DRIVER_MEMORY"].strip().lower()
+        if not value[:-1].isdigit() or value[-1] not in "mg":
+            raise InputError(f"SCRM_SPARK_DRIVER_MEMORY={value!r}: expected a size such as 8g or 4096m",
+                             field="SCRM_SPARK_DRIVER_MEMORY")
+        return value
+    if conf_sets_it is None:
+        from pyspark import SparkConf
+
+        conf_sets_it = SparkConf().contains("spark.driver.memory")
+    if "--driver-memory" in env.get("PYSPARK_SUBMIT_ARGS", "") or conf_sets_it:
+        return None
+    if total_bytes is None:
+        total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(1, int(total_bytes / 2**30) // 2)}g"
 
 
 # --- inputs -------------------------------------------------------------------------------------------------------
@@ -413,6 +443,7 @@ class SparkSnapshot:
     path: Path
     manifest: dict
     features: Any = None  # pyspark DataFrame of the written features
+    seconds: dict[str, tuple[float, float]] = field(default_factory=dict)  # step -> (wall, driver CPU) seconds
 
 
 def _view(con, df: DataFrame, name: str) -> ir.Table:
@@ -449,7 +480,7 @@ def build_snapshot_spark(
     out_dir: Path,
     spark: SparkSession | None = None,
     config: FeatureConfig | None = None,
-    identity: pd.DataFrame | None = None,
+    identity: pd.DataFrame | DataFrame | None = None,
     max_keys_per_person: int = 20,
     console=None,
 ) -> SparkSnapshot:
@@ -461,7 +492,8 @@ def build_snapshot_spark(
         A data directory (Spark reads its files), ``{table: spark table}`` (``read_spark_tables_file``), a
         validated ``Dataset`` (its frames are handed to Spark) or inputs already read (``spark_inputs``).
     identity
-        A One-ID ``key_to_person`` frame; by default One-ID runs on the identities table (on the driver).
+        A One-ID ``key_to_person`` frame (pandas, or a Spark DataFrame, which stays on the executors); by default
+        One-ID runs on the identities table (on the driver).
 
     Returns
     -------
@@ -474,7 +506,16 @@ def build_snapshot_spark(
     as_of = as_date(as_of)
     config = config or FeatureConfig()
     spark = spark or spark_session()
+    timer = [time.perf_counter(), time.process_time()]
+    seconds: dict[str, tuple[float, float]] = {}
+
+    def lap(name: str) -> None:
+        now = [time.perf_counter(), time.process_time()]
+        seconds[name] = (round(now[0] - timer[0], 2), round(now[1] - timer[1], 2))
+        timer[:] = now
+
     inputs = spark_inputs(spark, source)
+    lap("read_inputs")
     con = ibis.pyspark.connect(spark)
     stages = _Stages(con)
     identity_stats = None
@@ -482,12 +523,16 @@ def build_snapshot_spark(
         if identity is None and "identities" in inputs.frames:
             result = one_id(inputs, as_of, max_keys_per_person=max_keys_per_person)
             identity, identity_stats = result.key_to_person, result.stats
+            lap("one_id")
         given = None
         if identity is not None:
-            given = _view(con, spark.createDataFrame(identity[["customer_key", "person_id"]].astype(object)), "given")
+            frame = (identity.select("customer_key", "person_id") if not isinstance(identity, pd.DataFrame) else
+                     spark.createDataFrame(identity[["customer_key", "person_id"]].astype(object)))
+            given = _view(con, frame, "given")
         keys = [_view(con, df.select("customer_key").distinct(), f"keys_{name}") for name, df in inputs.frames.items()]
         key_map = stages.cache("complete_key_map", map_keys(keys, given))
         expr = features_expr(con, inputs, as_of, config, key_map, stages)
+        lap("steps")
         out_dir = Path(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
@@ -496,6 +541,7 @@ def build_snapshot_spark(
             features.orderBy("person_id").write.mode("overwrite").parquet(str(tmp / "features.parquet"))
             spark.sql(con.compile(key_map)).orderBy("customer_key").write.mode("overwrite").parquet(
                 str(tmp / "identity.parquet"))
+            lap("write")
             written = spark.read.parquet(str(tmp / "features.parquet"))
             from pyspark.sql import functions as F
 
@@ -525,9 +571,14 @@ def build_snapshot_spark(
             warn_if_pii_key_changed(out_dir.parent, manifest["pii_key_fingerprint"], console=console)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
             replace_dir(tmp, out_dir)
+            lap("manifest")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     finally:
         stages.release()
-    return SparkSnapshot(path=out_dir, manifest=manifest, features=spark.read.parquet(str(out_dir / "features.parquet")))
+    seconds = {**seconds, **{f"steps.{k}": v for k, v in stages.seconds.items()}}
+    log.info("build_snapshot_spark as_of=%s: %d people; stage seconds (wall, driver cpu) %s", as_of,
+             manifest["rows"]["people"], seconds)
+    return SparkSnapshot(path=out_dir, manifest=manifest, features=spark.read.parquet(str(out_dir / "features.parquet")),
+                         seconds=seconds)

@@ -31,9 +31,10 @@ import os
 import pickle
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ class SparkScoreResult:
     people: int
     scored: int
     clv_cut: float
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds: score pass, exact cut, re-tier pass
 
 
 def features_path(snapshot_dir: Path) -> Path:
@@ -192,24 +194,30 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
     out = Path(out)
     staging = out.parent / f".{out.name}.staging-{token[:8]}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
     try:
         features = spark.read.parquet(str(path))
         slots = _parallelism(spark)
         if slots and features.rdd.getNumPartitions() < slots:  # a one-file snapshot is one or two splits
             features = features.repartition(slots)
         features.mapInArrow(score_batches, spark_schema).write.mode("overwrite").parquet(str(staging))
+        seconds["score_pass"], t = round(time.perf_counter() - t, 1), time.perf_counter()
         staged = spark.read.parquet(str(staging))
         eligible = staged.filter(F.col("eligible")).select(F.col("clv_mean").cast("double").alias("v"))
         quantile = tier_rules.action_segments.value_quantile
         cut = exact_quantile(eligible, "v", quantile)
+        seconds["clv_cut"], t = round(time.perf_counter() - t, 1), time.perf_counter()
         parts = staged.mapInArrow(sigma_parts, "total double, count long").agg(
             F.sum("total").alias("total"), F.sum("count").alias("count")).first()
         sigma = pooled_sigma(float(parts["total"] or 0.0), int(parts["count"] or 0))
         staged.mapInArrow(retier(cut, sigma), spark_schema).write.mode("overwrite").parquet(str(out))
+        seconds["retier_pass"] = round(time.perf_counter() - t, 1)
         counts = staged.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("eligible").cast("long")).alias("k")).first()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return SparkScoreResult(out=out, people=int(counts["n"]), scored=int(counts["k"] or 0), clv_cut=cut)
+    return SparkScoreResult(out=out, people=int(counts["n"]), scored=int(counts["k"] or 0), clv_cut=cut,
+                            seconds=seconds)
 
 
 def _parallelism(spark) -> int | None:

@@ -26,6 +26,7 @@ from features.spark import (  # noqa: E402
     SparkTablesError,
     build_snapshot_spark,
     contract_frame,
+    local_driver_memory,
     read_inputs,
     read_spark_tables_file,
 )
@@ -144,6 +145,14 @@ def test_tiny_dataset_parity_with_a_given_key_map_and_non_default_config(spark, 
                               engine="spark", spark=spark)
     assert_same_snapshot(duck.features, on_spark.features)
     assert duck.features["lifecycle_stage"].notna().any() and "ev_view_14d" in on_spark.features
+    # the key map as a Spark DataFrame (read by Spark, never on the driver): the same snapshot
+    given = spark.createDataFrame(identity[["customer_key", "person_id"]].astype(object))
+    from_spark = build_snapshot_spark(data, TINY_AS_OF, out_dir=tmp_path / "g", identity=given, config=config,
+                                      spark=spark)
+    assert_same_snapshot(duck.features, load_snapshot(from_spark.path).features)
+    # each step is timed (wall, driver CPU): the read, the checkpointed query steps, the write
+    assert {"read_inputs", "steps", "write", "manifest", "steps.scores"} <= set(from_spark.seconds)
+    assert all(wall >= 0 and cpu >= 0 for wall, cpu in from_spark.seconds.values())
     # the partitioned layout passes the serving checks and is copied whole into a publication
     validate_snapshot(on_spark.path)
     (tmp_path / "publication").mkdir()
@@ -255,3 +264,18 @@ def test_spark_tables_input_gives_the_same_snapshot(spark, brand_dir, both, tmp_
     snap = build_snapshot_spark(mapping, AS_OF, out_dir=tmp_path / "tables", spark=spark)
     assert_same_snapshot(spark_loaded.features, load_snapshot(snap.path).features)
     assert snap.manifest["inputs"]["orders"]["file"] == "lake_orders"
+
+
+def test_local_driver_memory_is_half_the_machine_unless_the_launch_sets_it():
+    from features.errors import InputError
+
+    gb = 2**30
+    free = dict(total_bytes=24 * gb, conf_sets_it=False)
+    assert local_driver_memory({}, **free) == "12g"
+    assert local_driver_memory({}, total_bytes=23.4 * gb, conf_sets_it=False) == "11g"
+    assert local_driver_memory({}, total_bytes=1 * gb, conf_sets_it=False) == "1g"  # never below Spark's default
+    assert local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "6G"}, **free) == "6g"
+    assert local_driver_memory({"PYSPARK_SUBMIT_ARGS": "--driver-memory 3g pyspark-shell"}, **free) is None
+    assert local_driver_memory({}, total_bytes=24 * gb, conf_sets_it=True) is None  # spark-defaults / submit conf
+    with pytest.raises(InputError, match="SCRM_SPARK_DRIVER_MEMORY"):
+        local_driver_memory({"SCRM_SPARK_DRIVER_MEMORY": "lots"}, **free)
