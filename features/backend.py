@@ -7,7 +7,9 @@ below all three so none imports another for them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 import uuid
 from datetime import date, datetime
 from pathlib import Path
@@ -115,9 +117,49 @@ def as_date(value) -> date:
     raise TypeError(f"as_of must be a date or YYYY-MM-DD string, got {value!r}")
 
 
+#: DuckDB's memory limit for a feature run (e.g. ``8GB``); default: :func:`duckdb_memory_limit`.
+DUCKDB_MEMORY_ENV = "SCRM_DUCKDB_MEMORY_LIMIT"
+#: Share of the memory available when a run starts that DuckDB may use before it spills to disk.
+DUCKDB_MEMORY_SHARE = 0.6
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says is available now (``MemAvailable``), ``None`` where it does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def duckdb_memory_limit() -> str | None:
+    """DuckDB's memory limit for one run: ``$SCRM_DUCKDB_MEMORY_LIMIT``, else 60% of the memory available now.
+
+    The input tables are pandas/Arrow memory DuckDB scans in place and does not count, so its own default (80%
+    of the machine) could, on a large brand, add that much on top of them. Past the limit DuckDB spills its
+    intermediate tables to a temporary directory (:func:`connect`) instead of growing; a small brand never
+    reaches it. ``None`` (DuckDB's default) when the available memory is unknown.
+    """
+    env = os.environ.get(DUCKDB_MEMORY_ENV, "").strip()
+    if env:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", env, flags=re.IGNORECASE):
+            raise ValueError(f"{DUCKDB_MEMORY_ENV}={env!r}: expected a size such as 8GB or 512MB")
+        return env
+    available = available_memory_bytes()
+    return None if available is None else f"{max(256, int(available * DUCKDB_MEMORY_SHARE) >> 20)}MB"
+
+
 def connect():
-    """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts)."""
+    """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts, a memory
+    limit with spilling to the system's temporary directory: :func:`duckdb_memory_limit`)."""
     con = ibis.duckdb.connect()
+    limit = duckdb_memory_limit()
+    if limit is not None:
+        con.raw_sql(f"SET memory_limit = '{limit}'")
+    con.raw_sql(f"SET temp_directory = '{Path(tempfile.gettempdir()) / f'scrm-duckdb-{os.getpid()}'}'")
     try:
         con.raw_sql("SET enable_progress_bar = false")
     except duckdb.InvalidInputException:
