@@ -36,11 +36,8 @@ EVENT_P = np.array([0.40, 0.12, 0.06, 0.10, 0.04, 0.02, 0.10, 0.04, 0.05, 0.02, 
 
 
 def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_per: float = 30.0,
-             start: str = "2023-01-01", end: str = "2025-12-31", prefix: str = "") -> dict[str, pd.DataFrame]:
-    """Vectorised synthetic brand: people with 1–3 channel keys, orders, events, identities, campaign touches.
-
-    ``prefix`` goes into every key, person and order id (``"k<prefix>…"``), so blocks generated with different
-    prefixes and seeds are one brand of disjoint people (:func:`write_generated`)."""
+             start: str = "2023-01-01", end: str = "2025-12-31") -> dict[str, pd.DataFrame]:
+    """Vectorised synthetic brand: people with 1–3 channel keys, orders, events, identities, campaign touches."""
     rng = np.random.default_rng(seed)
     t0 = pd.Timestamp(start).value // 10**9
     span = pd.Timestamp(end).value // 10**9 + 86399 - t0
@@ -48,8 +45,8 @@ def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_pe
     n_keys_pp = rng.choice([1, 2, 3], size=n_customers, p=[0.7, 0.22, 0.08])
     person_of_key = np.repeat(np.arange(n_customers), n_keys_pp)
     n_keys = len(person_of_key)
-    key_names = pd.Series(np.char.add("k" + prefix, np.arange(n_keys).astype("U8")), dtype="str")
-    person_names = np.char.add("p_" + prefix, np.arange(n_customers).astype("U8"))
+    key_names = pd.Series(np.char.add("k", np.arange(n_keys).astype("U8")), dtype="str")
+    person_names = np.char.add("p_", np.arange(n_customers).astype("U8"))
     # per-person rate heterogeneity and activity span
     rate = rng.gamma(2.0, orders_per / 2.0, size=n_customers)
     birth = rng.integers(0, span, size=n_customers)
@@ -62,7 +59,7 @@ def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_pe
     o_ts = t0 + birth[o_person] + (rng.random(len(o_person)) * life).astype(np.int64)
     n_o = len(o_person)
     orders = pd.DataFrame({
-        "order_id": pd.Series(np.char.add("o" + prefix, np.arange(n_o).astype("U9")), dtype="str"),
+        "order_id": pd.Series(np.char.add("o", np.arange(n_o).astype("U9")), dtype="str"),
         "customer_key": key_names.to_numpy()[o_key],
         "order_ts": pd.to_datetime(o_ts, unit="s"),
         "amount": np.round(rng.gamma(2.0, 60.0, size=n_o), 2),
@@ -107,35 +104,6 @@ def generate(n_customers: int, *, seed: int, orders_per: float = 10.0, events_pe
     key_map = pd.DataFrame({"customer_key": key_names, "person_id": person_names[person_of_key]})
     return {"orders": orders, "events": events, "identities": identities, "campaign_touches": touches,
             "key_to_person": key_map}
-
-
-#: Customers generated at a time: larger brands are written block by block (one block's tables in memory).
-BLOCK = 1_000_000
-
-
-def write_generated(n_customers: int, *, seed: int, out: Path) -> dict[str, int]:
-    """:func:`generate` ``n_customers`` into ``out/NAME.parquet`` in blocks of ``BLOCK`` customers (block ``b``:
-    seed ``seed + b``, ids prefixed ``"<b>_"`` from the second block on; up to ``BLOCK`` it is one
-    ``generate(n_customers, seed=seed)``). Returns rows per table."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    writers: dict[str, pq.ParquetWriter] = {}
-    rows: dict[str, int] = {}
-    try:
-        for b, start in enumerate(range(0, n_customers, BLOCK)):
-            tables = generate(min(BLOCK, n_customers - start), seed=seed + b, prefix=f"{b}_" if b else "")
-            for name in list(tables):
-                t = pa.Table.from_pandas(tables.pop(name), preserve_index=False)
-                if name not in writers:
-                    writers[name] = pq.ParquetWriter(out / f"{name}.parquet", t.schema)
-                writers[name].write_table(t.cast(writers[name].schema))
-                rows[name] = rows.get(name, 0) + t.num_rows
-                del t
-    finally:
-        for w in writers.values():
-            w.close()
-    return rows
 
 
 def _simulated(n: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -252,16 +220,14 @@ def main(argv: list[str] | None = None) -> None:
             except ImportError:
                 source = "synthetic"
         t = time.perf_counter()
-        if source == "simulate":
-            tables = _simulated(args.customers, args.seed)
-            for name, df in tables.items():
-                df.to_parquet(data_dir / f"{name}.parquet", index=False)
-            rows = {k: len(v) for k, v in tables.items()}
-            del tables
-        else:
-            rows = write_generated(args.customers, seed=args.seed, out=data_dir)
+        tables = _simulated(args.customers, args.seed) if source == "simulate" else generate(args.customers,
+                                                                                             seed=args.seed)
         gen_s = time.perf_counter() - t
-        print(f"generated input with {source} in {gen_s:.1f}s: " + ", ".join(f"{k}={v:,}" for k, v in rows.items()))
+        for name, df in tables.items():
+            df.to_parquet(data_dir / f"{name}.parquet", index=False)
+        print(f"generated input with {source} in {gen_s:.1f}s: "
+              + ", ".join(f"{k}={len(v):,}" for k, v in tables.items()))
+        del tables
     cmd = [sys.executable, __file__, "--_measure", str(data_dir), "--as-of", args.as_of, "--engine", args.engine]
     if args.no_identity:
         cmd.append("--no-identity")

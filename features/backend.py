@@ -45,12 +45,17 @@ def input_table(df: pd.DataFrame, cols: list[str], inputs: Inputs | None = None)
     """An Ibis table over the columns a query needs (customer keys as strings), via Arrow (no copy)."""
     present = [c for c in cols if c in df.columns]
     table = pa.Table.from_pandas(df, columns=present, preserve_index=False)
-    if "customer_key" in present and not pa.types.is_string(table.schema.field("customer_key").type) and not (
-        pa.types.is_large_string(table.schema.field("customer_key").type)
-    ):
+    key_type = table.schema.field("customer_key").type if "customer_key" in present else None
+    if key_type is not None and pa.types.is_dictionary(key_type) and _is_text(key_type.value_type):
+        pass  # a categorical of string keys (the contract's events): the backend reads the dictionary as strings
+    elif key_type is not None and not _is_text(key_type):
         i = table.schema.get_field_index("customer_key")
         table = table.set_column(i, "customer_key", pa.array(df["customer_key"].astype(str), type=pa.string()))
     return inputs.table(table) if inputs is not None else ibis.memtable(table)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 class Inputs:

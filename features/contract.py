@@ -115,7 +115,7 @@ SCHEMAS: dict[str, TableSchema] = {
         id_column="customer_key",
         timestamps=("event_ts",),
         enums={"event_type": (EVENT_TYPES, None), "channel": (CHANNELS, "other")},
-        categorical=("event_type", "channel", "campaign_id"),
+        categorical=("event_type", "channel", "campaign_id", "customer_key"),  # ~35 events a key
     ),
     "identities": TableSchema(
         name="identities",
@@ -460,11 +460,17 @@ def _as_category(s: pd.Series) -> pd.Series:
     ``categorical`` columns, whatever the file's type)."""
     if not _is_categorical(s):
         return s.astype(pd.CategoricalDtype(pd.Index(s.dropna().unique(), dtype="str").sort_values()))
-    s = s.cat.remove_unused_categories()
-    cats = s.cat.categories
-    if not cats.is_monotonic_increasing:
-        s = s.cat.reorder_categories(cats.sort_values())
-    return s
+    cats, codes = s.cat.categories, s.cat.codes.to_numpy()
+    used = np.bincount(codes + 1, minlength=len(cats) + 1)[1:] > 0  # one pass, no sort of the rows
+    if used.all() and cats.is_monotonic_increasing:
+        return s
+    kept = cats[used]
+    order = np.argsort(kept.to_numpy(dtype=object), kind="stable")
+    rank = np.empty(len(kept), dtype=np.int64)
+    rank[order] = np.arange(len(kept))
+    lookup = np.full(len(cats) + 1, -1, dtype=np.int32 if len(kept) >= np.iinfo(np.int16).max else np.int16)
+    lookup[np.flatnonzero(used)] = rank
+    return pd.Series(pd.Categorical.from_codes(lookup[codes], categories=kept[order]), index=s.index)
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -701,7 +707,7 @@ def _check_table(name: str, path: Path, settings: ContractSettings, *, console=N
     for col in schema.bools:
         if col not in typed:  # absent column: the value is unknown (consent policy: features.brand)
             typed[col] = pd.Series(pd.NA, index=raw.index, dtype="boolean")
-    checked.frame = pd.DataFrame(typed, index=raw.index)
+    checked.frame = pd.DataFrame(typed, index=raw.index, copy=False)  # dict input copies by default
     return checked
 
 

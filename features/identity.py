@@ -248,7 +248,7 @@ def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, st
     first = np.full(len(keys), never, dtype=np.int64)  # ns since the epoch of each key's first sighting
     for table, col in [(dataset.orders, "order_ts"), (dataset.events, "event_ts"), (identities, "join_ts")]:
         if table is not None and col in table.columns and "customer_key" in table.columns:
-            codes = keys.get_indexer(table["customer_key"].astype("str"))
+            codes = _key_codes(keys, table["customer_key"])
             ts = _ns(table[col])
             ok = (codes >= 0) & (ts != np.iinfo(np.int64).min)  # NaT is the smallest int64
             np.minimum.at(first, codes[ok], ts[ok])
@@ -269,6 +269,15 @@ def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, st
             log.info(note)
             _time_note_logged = True
     return (known_at < as_of).fillna(False).to_numpy(dtype=bool), note
+
+
+def _key_codes(keys: pd.Index, column: pd.Series) -> np.ndarray:
+    """Position of each value of ``column`` in ``keys`` (-1 if absent); a categorical column is looked up once per
+    category, without writing its strings out row by row."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        per_category = keys.get_indexer(column.cat.categories.astype("str"))
+        return np.append(per_category, -1)[column.cat.codes.to_numpy()]  # code -1 (missing) -> -1
+    return keys.get_indexer(column.astype("str"))
 
 
 def _ns(column: pd.Series) -> np.ndarray:
