@@ -98,3 +98,14 @@ def test_duckdb_gets_a_memory_limit_and_a_spill_directory(monkeypatch):
     monkeypatch.setenv(DUCKDB_MEMORY_ENV, "lots'; DROP")
     with pytest.raises(ValueError, match=DUCKDB_MEMORY_ENV):
         duckdb_memory_limit()
+
+
+def test_one_id_reads_the_tables_in_slices_with_the_same_result(brand, monkeypatch):
+    import features.identity as identity
+
+    data = load_dataset(brand / "parquet")
+    whole = identity.resolve_identities(data, as_of="2025-01-01").key_to_person
+    monkeypatch.setattr(identity, "_CHUNK_ROWS", 997)  # many slices, none aligned with anything
+    pd.testing.assert_frame_equal(identity.resolve_identities(data, as_of="2025-01-01").key_to_person, whole)
+    plain = type(data)(**{name: _strings(df) for name, df in data.tables().items()})  # string keys: same links
+    pd.testing.assert_frame_equal(identity.resolve_identities(plain, as_of="2025-01-01").key_to_person, whole)
