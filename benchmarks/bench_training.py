@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cutoffs", type=int, default=8, help="rolling cutoffs (at most; scaled down at size)")
     ap.add_argument("--max-train-rows", type=int, default=None, help="override DEFAULT_MAX_TRAIN_ROWS")
     ap.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads")
+    ap.add_argument("--sample-size", type=int, default=None,
+                    help="buyers per cutoff of the training sample, as `scrm train all --sample-size` (default: "
+                    "sized to the machine, training.frames.default_sample_size; 0: everyone)")
     ap.add_argument("--no-register", action="store_true", help="log runs but do not register or gate")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = ap.parse_args(argv)
@@ -89,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     dataset = load_dataset(data_dir)
     load_s = time.perf_counter() - t
+    rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    table_gb = sum(df.memory_usage(deep=True).sum() for df in dataset.tables().values()) / 1024**3
     print(f"load_dataset: {load_s:.1f} s ({len(dataset.orders):,} orders, "
-          f"{0 if dataset.events is None else len(dataset.events):,} events)")
+          f"{0 if dataset.events is None else len(dataset.events):,} events); tables {table_gb:.2f} GB in memory, "
+          f"peak RSS so far {rss_load:.1f} GB")
 
     # phase breakdown: wrap the expensive steps (the measured run itself is unchanged)
     frames.build_features = timer.wrap("feature snapshots", frames.build_features)
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     train._log_run = timer.wrap("MLflow logging + registration", train._log_run)
     train._gate = timer.wrap("promotion gate", train._gate)
 
-    kwargs = {"n_cutoffs": args.cutoffs, "register": not args.no_register,
+    sample = frames.default_sample_size() if args.sample_size is None else args.sample_size
+    kwargs = {"n_cutoffs": args.cutoffs, "register": not args.no_register, "sample_size": sample or None,
               "churn_params": {"n_jobs": args.n_jobs}, "clv_params": {"n_jobs": args.n_jobs}}
     if args.max_train_rows is not None:
         kwargs["max_train_rows"] = args.max_train_rows
@@ -112,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
-    print(f"\ntrain_all (churn + CLV) as of {args.as_of}: {wall:.1f} s wall, {cpu:.1f} s CPU, "
-          f"peak RSS {peak_gb:.1f} GB — target < 600 s: {'met' if wall < 600 else 'NOT met'}")
+    print(f"\ntrain_all (churn + CLV) as of {args.as_of}, sample size {sample or 'everyone'}: {wall:.1f} s wall, "
+          f"{cpu:.1f} s CPU, peak RSS {peak_gb:.1f} GB (after loading {rss_load:.1f} GB); load average "
+          f"{os.getloadavg()[0]:.1f} — target < 600 s: {'met' if wall < 600 else 'NOT met'}")
     accounted = 0.0
     for name in timer.wall:
         accounted += timer.wall[name]
@@ -127,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: {json.dumps(figures[name], default=str)}")
     if args.json:
         args.json.write_text(json.dumps({"seconds": wall, "cpu_seconds": cpu, "load_seconds": load_s,
-                                         "peak_rss_gb": peak_gb, "phases": dict(timer.wall),
+                                         "peak_rss_gb": peak_gb, "rss_after_load_gb": rss_load,
+                                         "tables_gb": table_gb, "sample_size": sample, "phases": dict(timer.wall),
                                          "models": figures}, indent=2, default=str))
     return 0
 

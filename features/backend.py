@@ -7,7 +7,9 @@ below all three so none imports another for them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 import uuid
 from datetime import date, datetime
 from pathlib import Path
@@ -43,12 +45,17 @@ def input_table(df: pd.DataFrame, cols: list[str], inputs: Inputs | None = None)
     """An Ibis table over the columns a query needs (customer keys as strings), via Arrow (no copy)."""
     present = [c for c in cols if c in df.columns]
     table = pa.Table.from_pandas(df, columns=present, preserve_index=False)
-    if "customer_key" in present and not pa.types.is_string(table.schema.field("customer_key").type) and not (
-        pa.types.is_large_string(table.schema.field("customer_key").type)
-    ):
+    key_type = table.schema.field("customer_key").type if "customer_key" in present else None
+    if key_type is not None and pa.types.is_dictionary(key_type) and _is_text(key_type.value_type):
+        pass  # a categorical of string keys (the contract's events): the backend reads the dictionary as strings
+    elif key_type is not None and not _is_text(key_type):
         i = table.schema.get_field_index("customer_key")
         table = table.set_column(i, "customer_key", pa.array(df["customer_key"].astype(str), type=pa.string()))
     return inputs.table(table) if inputs is not None else ibis.memtable(table)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 class Inputs:
@@ -115,9 +122,49 @@ def as_date(value) -> date:
     raise TypeError(f"as_of must be a date or YYYY-MM-DD string, got {value!r}")
 
 
+#: DuckDB's memory limit for a feature run (e.g. ``8GB``); default: :func:`duckdb_memory_limit`.
+DUCKDB_MEMORY_ENV = "SCRM_DUCKDB_MEMORY_LIMIT"
+#: Share of the memory available when a run starts that DuckDB may use before it spills to disk.
+DUCKDB_MEMORY_SHARE = 0.6
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says is available now (``MemAvailable``), ``None`` where it does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def duckdb_memory_limit() -> str | None:
+    """DuckDB's memory limit for one run: ``$SCRM_DUCKDB_MEMORY_LIMIT``, else 60% of the memory available now.
+
+    The input tables are pandas/Arrow memory DuckDB scans in place and does not count, so its own default (80%
+    of the machine) could, on a large brand, add that much on top of them. Past the limit DuckDB spills its
+    intermediate tables to a temporary directory (:func:`connect`) instead of growing; a small brand never
+    reaches it. ``None`` (DuckDB's default) when the available memory is unknown.
+    """
+    env = os.environ.get(DUCKDB_MEMORY_ENV, "").strip()
+    if env:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", env, flags=re.IGNORECASE):
+            raise ValueError(f"{DUCKDB_MEMORY_ENV}={env!r}: expected a size such as 8GB or 512MB")
+        return env
+    available = available_memory_bytes()
+    return None if available is None else f"{max(256, int(available * DUCKDB_MEMORY_SHARE) >> 20)}MB"
+
+
 def connect():
-    """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts)."""
+    """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts, a memory
+    limit with spilling to the system's temporary directory: :func:`duckdb_memory_limit`)."""
     con = ibis.duckdb.connect()
+    limit = duckdb_memory_limit()
+    if limit is not None:
+        con.raw_sql(f"SET memory_limit = '{limit}'")
+    con.raw_sql(f"SET temp_directory = '{Path(tempfile.gettempdir()) / f'scrm-duckdb-{os.getpid()}'}'")
     try:
         con.raw_sql("SET enable_progress_bar = false")
     except duckdb.InvalidInputException:

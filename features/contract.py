@@ -83,6 +83,9 @@ class TableSchema:
     bools: tuple[str, ...] = ()
     amount: bool = False
     unique: str | None = None
+    #: text columns with few distinct values, held as pandas categoricals (sorted categories): 1 byte a row
+    #: instead of a string each (``events.event_type`` at 176M rows: 0.2 GB instead of 2.4 GB)
+    categorical: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -102,6 +105,7 @@ SCHEMAS: dict[str, TableSchema] = {
         non_negative=("discount", "item_count"),
         amount=True,
         unique="order_id",
+        categorical=("channel", "status", "category", "store_id"),
     ),
     "events": TableSchema(
         name="events",
@@ -111,6 +115,7 @@ SCHEMAS: dict[str, TableSchema] = {
         id_column="customer_key",
         timestamps=("event_ts",),
         enums={"event_type": (EVENT_TYPES, None), "channel": (CHANNELS, "other")},
+        categorical=("event_type", "channel", "campaign_id", "customer_key"),  # ~35 events a key
     ),
     "identities": TableSchema(
         name="identities",
@@ -135,6 +140,7 @@ SCHEMAS: dict[str, TableSchema] = {
         enums={"channel": (CHANNELS, "other")},
         numerics=("birth_year",),
         bools=("marketing_opt_out",),
+        categorical=("channel", "gender", "city"),
     ),
     "campaign_touches": TableSchema(
         name="campaign_touches",
@@ -146,6 +152,7 @@ SCHEMAS: dict[str, TableSchema] = {
         enums={"group": (GROUPS, None), "channel": (CHANNELS, "other")},
         numerics=("offer_cost",),
         non_negative=("offer_cost",),
+        categorical=("campaign_id", "group", "channel"),
     ),
 }
 
@@ -391,10 +398,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The file as a frame with lower-cased column names; the ``categorical`` text columns of a Parquet file are
+    read dictionary-encoded (pandas categoricals: the strings are never materialised one per row)."""
     try:
         if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(path, read_dictionary=_dictionary_columns(path, categorical) or None)
         else:
             df = pd.read_csv(
                 path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", low_memory=False
@@ -415,11 +424,62 @@ def _read(path: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _dictionary_columns(path: Path, categorical: tuple[str, ...]) -> list[str]:
+    """The file's string columns whose contract name (lower-cased, stripped) is in ``categorical``."""
+    if not categorical:
+        return []
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    return [f.name for f in schema if str(f.name).strip().lower() in categorical
+            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+
+
 # --- column converters ------------------------------------------------------------------------------------------
 
 
+def _is_categorical(s: pd.Series) -> bool:
+    return isinstance(s.dtype, pd.CategoricalDtype)
+
+
+def _map_categories(s: pd.Series, func) -> pd.Series:
+    """Apply a per-value text function (``str`` Series → ``str`` Series, NA allowed) to a categorical column
+    through its categories only, keeping it categorical; values the function makes equal share a category, an
+    NA result is a missing value, and the categories come out sorted."""
+    mapped = func(pd.Series(s.cat.categories.astype("str"), dtype="str"))
+    new_codes, uniques = pd.factorize(mapped, sort=True)  # NA -> -1
+    small = np.int16 if len(uniques) < np.iinfo(np.int16).max else np.int32
+    lookup = np.append(new_codes, -1).astype(small)  # code -1 (missing) picks the appended -1
+    codes = lookup[s.cat.codes.to_numpy()]
+    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str")), index=s.index)
+
+
+def _as_category(s: pd.Series) -> pd.Series:
+    """A text column as a categorical with sorted categories, only those used (the output form of the
+    ``categorical`` columns, whatever the file's type)."""
+    if not _is_categorical(s):
+        return s.astype(pd.CategoricalDtype(pd.Index(s.dropna().unique(), dtype="str").sort_values()))
+    cats, codes = s.cat.categories, s.cat.codes.to_numpy()
+    used = np.bincount(codes + 1, minlength=len(cats) + 1)[1:] > 0  # one pass, no sort of the rows
+    if used.all() and cats.is_monotonic_increasing:
+        return s
+    kept = cats[used]
+    order = np.argsort(kept.to_numpy(dtype=object), kind="stable")
+    rank = np.empty(len(kept), dtype=np.int64)
+    rank[order] = np.arange(len(kept))
+    lookup = np.full(len(cats) + 1, -1, dtype=np.int32 if len(kept) >= np.iinfo(np.int16).max else np.int16)
+    lookup[np.flatnonzero(used)] = rank
+    return pd.Series(pd.Categorical.from_codes(lookup[codes], categories=kept[order]), index=s.index)
+
+
 def _as_text(s: pd.Series) -> pd.Series:
-    """Strings, stripped, blanks as NA; integral floats print without ``.0``."""
+    """Strings, stripped, blanks as NA; integral floats print without ``.0``. A categorical stays categorical
+    (the rule runs on its categories); clean strings are returned as they are (no copy)."""
+    if _is_categorical(s):
+        return _map_categories(s, _as_text)
+    if s.dtype == pd.StringDtype("pyarrow", na_value=np.nan) and _is_clean_text(s):
+        return s
     if pd.api.types.is_float_dtype(s.dtype):
         f = s.astype("float64")
         integral = np.isfinite(f) & (f % 1 == 0)
@@ -430,6 +490,21 @@ def _as_text(s: pd.Series) -> pd.Series:
     out = s.astype("str").str.strip()
     blank = out.str.len() == 0
     return out.where(~blank) if blank.any() else out
+
+
+def _is_clean_text(s: pd.Series) -> bool:
+    """No value of an Arrow-backed string column is blank or has surrounding whitespace (checked in Arrow,
+    without building a stripped copy of the column)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = getattr(s.array, "_pa_array", None)  # pandas' Arrow-backed "str" columns (the default under pandas 3)
+    if arr is None:
+        return False
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return False
+    dirty = pc.match_substring_regex(arr, r"^\s|\s$|^$")
+    return not pc.any(dirty).as_py()
 
 
 def _parse_timestamps(s: pd.Series, text: pd.Series | None, path: Path, col: str) -> pd.Series:
@@ -534,7 +609,7 @@ def _count_unknown_keys(validated: dict[str, _Validated]) -> None:
 def _check_table(name: str, path: Path, settings: ContractSettings, *, console=None) -> _Checked:
     schema = SCHEMAS[name]
     sha = _sha256(path)
-    raw = _read(path)
+    raw = _read(path, schema.categorical)
     rows_read = len(raw)
     if rows_read == 0:
         raise DataContractError(path, None, "no rows")
@@ -608,6 +683,8 @@ def _check_table(name: str, path: Path, settings: ContractSettings, *, console=N
             allowed, default = schema.enums[col]
             value = _normalise_enum(s)
             if default is not None:
+                if _is_categorical(value) and default not in value.cat.categories:
+                    value = value.cat.add_categories([default])
                 value = value.fillna(default)
             bad = ~value.isin(allowed)
             typed[col] = value.where(~bad)
@@ -624,10 +701,13 @@ def _check_table(name: str, path: Path, settings: ContractSettings, *, console=N
     for col, (_, default) in schema.enums.items():
         if col not in typed and default is not None:
             typed[col] = pd.Series(default, index=raw.index, dtype="str")
+    for col in schema.categorical:
+        if col in typed:
+            typed[col] = _as_category(typed[col])
     for col in schema.bools:
         if col not in typed:  # absent column: the value is unknown (consent policy: features.brand)
             typed[col] = pd.Series(pd.NA, index=raw.index, dtype="boolean")
-    checked.frame = pd.DataFrame(typed, index=raw.index)
+    checked.frame = pd.DataFrame(typed, index=raw.index, copy=False)  # dict input copies by default
     return checked
 
 
@@ -650,6 +730,9 @@ def _finish_table(checked: _Checked) -> _Validated:
     rejected = code > 0
     if rejected.any():
         good = frame.loc[~rejected].reset_index(drop=True)
+        for col in schema.categorical:  # categories seen only in rejected rows go
+            if col in good.columns:
+                good[col] = _as_category(good[col])
         labels = np.array(("",) + RULE_ORDER, dtype=object)[code[rejected]]
         rejects = _rejects_frame(raw.loc[rejected], pd.Series(labels, index=raw.index[rejected]))
     else:
@@ -691,6 +774,9 @@ def _finish_table(checked: _Checked) -> _Validated:
 
 
 def _is_textual(s: pd.Series) -> bool:
+    if _is_categorical(s):
+        return pd.api.types.is_string_dtype(s.cat.categories.dtype) or pd.api.types.is_object_dtype(
+            s.cat.categories.dtype)
     return pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype)
 
 
@@ -701,6 +787,8 @@ def _sample(s: pd.Series, text: pd.Series | None, n: int = 3) -> str:
 
 def _normalise_enum(s: pd.Series) -> pd.Series:
     """Lowercase, stripped strings (blank → NA), computed once per distinct value: enums have few of them."""
+    if _is_categorical(s):
+        return _map_categories(s, lambda c: _as_text(c).str.lower())
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     normal = _as_text(pd.Series(uniques)).str.lower().to_numpy(dtype=object, na_value=None)
     if pd.api.types.is_string_dtype(s.dtype) and (normal == uniques.to_numpy(dtype=object)).all():

@@ -248,10 +248,12 @@ def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, st
     first = np.full(len(keys), never, dtype=np.int64)  # ns since the epoch of each key's first sighting
     for table, col in [(dataset.orders, "order_ts"), (dataset.events, "event_ts"), (identities, "join_ts")]:
         if table is not None and col in table.columns and "customer_key" in table.columns:
-            codes = keys.get_indexer(table["customer_key"].astype("str"))
-            ts = _ns(table[col])
-            ok = (codes >= 0) & (ts != np.iinfo(np.int64).min)  # NaT is the smallest int64
-            np.minimum.at(first, codes[ok], ts[ok])
+            key_codes = _key_codes(keys, table["customer_key"])
+            for start in range(0, len(table), _CHUNK_ROWS):  # in slices: the temporaries stay small
+                codes = key_codes(start, start + _CHUNK_ROWS)
+                ts = _ns(table[col].iloc[start:start + _CHUNK_ROWS])
+                ok = (codes >= 0) & (ts != np.iinfo(np.int64).min)  # NaT is the smallest int64
+                np.minimum.at(first, codes[ok], ts[ok])
     first[first == never] = np.iinfo(np.int64).min  # never seen: NaT
     seen = pd.Series(first[keys.get_indexer(row_keys)].view("datetime64[ns]"), index=identities.index)
     stamped = [c for c in LINK_TIMESTAMPS if c in identities.columns]
@@ -269,6 +271,20 @@ def _known_before(dataset: Dataset, as_of: pd.Timestamp) -> tuple[np.ndarray, st
             log.info(note)
             _time_note_logged = True
     return (known_at < as_of).fillna(False).to_numpy(dtype=bool), note
+
+
+#: Rows of a table handled at a time where One-ID reads every order and event (the first sighting of each key).
+_CHUNK_ROWS = 5_000_000
+
+
+def _key_codes(keys: pd.Index, column: pd.Series):
+    """``f(start, stop)``: the position in ``keys`` of each value of ``column[start:stop]`` (-1 if absent). A
+    categorical column is looked up once per category, without writing its strings out row by row."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        per_category = np.append(keys.get_indexer(column.cat.categories.astype("str")), -1)  # code -1: missing
+        cat_codes = column.cat.codes.to_numpy()
+        return lambda start, stop: per_category[cat_codes[start:stop]]
+    return lambda start, stop: keys.get_indexer(column.iloc[start:stop].astype("str"))
 
 
 def _ns(column: pd.Series) -> np.ndarray:

@@ -342,7 +342,8 @@ def dataset_inputs(spark: SparkSession, dataset: Dataset) -> SparkInputs:
         cols = [c for c in READ_COLUMNS[name] if c in df.columns and c not in ("phone", "unionid")]
         if name == "identities":
             cols += [c for c in ("phone_hash", "unionid_hash") if c in df.columns and c not in cols]
-        frame = spark.createDataFrame(df[cols].astype({c: "object" for c in cols if df[c].dtype == "str"}))
+        frame = spark.createDataFrame(df[cols].astype({c: "object" for c in cols if df[c].dtype == "str"
+                                                       or df[c].dtype == "category"}))  # contract categoricals
         for col in SCHEMAS[name].timestamps:
             if col in cols:
                 frame = frame.withColumn(col, F.col(col).cast("timestamp"))

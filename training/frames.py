@@ -467,7 +467,9 @@ class FeatureCache:
     sample_size : int, optional
         Buyers per cutoff the training rows keep (``None``: all). The person set is drawn once by
         :meth:`use_sample` (stratified, seeded by ``random_state``: :func:`draw_sample`) and the same people are
-        read at every cutoff (:meth:`labelled`); BTYD fits and the snapshots themselves stay whole.
+        read at every cutoff (:meth:`labelled`). BTYD fits use every buyer; once the sample is drawn, the
+        snapshot of any other cutoff than the sample's reference is kept for the sampled people only, after its
+        BTYD fit (:meth:`features`), so a large brand holds one whole snapshot besides the reference at a time.
     sample_strata : sequence of str
         Snapshot columns the sample is stratified by.
     """
@@ -489,6 +491,9 @@ class FeatureCache:
         self._labels: dict[tuple[date, int], pd.DataFrame] = {}
         self._btyd: dict[date, tuple[BTYDModel | None, str]] = {}
         self._identity: dict[date, pd.DataFrame] = {}
+        #: snapshots kept for the sample's people only: cutoff -> (the sample, rows, buyers in the whole snapshot)
+        self._slim: dict[date, tuple[PersonSample, pd.DataFrame, int]] = {}
+        self._slim_ok = True  # False once snapshots are shared with another cache (with_sample): kept whole
         self._noted = False  # the note on absent optional tables is about the data: printed once, not per cutoff
 
     def with_sample(self, sample_size: int | None, *, random_state: int | None = None) -> FeatureCache:
@@ -502,6 +507,9 @@ class FeatureCache:
         other._features, other._labels, other._btyd, other._identity = (self._features, self._labels, self._btyd,
                                                                           self._identity)
         other._noted = self._noted
+        self._slim_ok = other._slim_ok = False  # shared snapshots serve several samples: they stay whole
+        for cutoff in list(self._slim):  # this cache's sample-only snapshots cannot be shared
+            del self._slim[cutoff]
         return other
 
     def identity_at(self, cutoff) -> pd.DataFrame:
@@ -514,20 +522,47 @@ class FeatureCache:
         return self._identity[cutoff]
 
     def features(self, cutoff) -> pd.DataFrame:
-        """The snapshot of ``build_features`` at ``cutoff`` (computed once, kept compact: see :func:`compact`)."""
+        """The snapshot of ``build_features`` at ``cutoff`` (computed once, kept compact: see :func:`compact`).
+
+        With a person sample drawn (:meth:`use_sample`, a brand with more buyers than ``sample_size``), a cutoff
+        other than the sample's reference gets its BTYD fit on the whole snapshot at once, and then only the
+        sampled people's rows are kept and returned: the rows :meth:`labelled` reads there.
+        """
         cutoff = as_date(cutoff)
-        if cutoff not in self._features:
-            console = Console(quiet=True) if self._noted else None
-            self._noted = True
-            self._features[cutoff] = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff),
-                                                            console=console, config=self.config))
-        return self._features[cutoff]
+        if cutoff in self._features:
+            return self._features[cutoff]
+        sample = self.sample if self._slim_ok and self.sample is not None and self.sample.people is not None else None
+        slim = self._slim.get(cutoff)
+        if slim is not None and slim[0] is sample:
+            return slim[1]
+        console = Console(quiet=True) if self._noted else None
+        self._noted = True
+        snap = compact(build_features(self.data, cutoff, identity=self.identity_at(cutoff), console=console,
+                                      config=self.config))
+        if sample is None or cutoff == sample.reference:
+            self._features[cutoff] = snap
+            return snap
+        return self._slim_snapshot(cutoff, snap, sample)
+
+    def _slim_snapshot(self, cutoff: date, snap: pd.DataFrame, sample: PersonSample) -> pd.DataFrame:
+        """Fit the cutoff's BTYD model on every buyer of ``snap``, then keep the sampled people's rows only."""
+        if cutoff not in self._btyd:
+            self._btyd[cutoff] = fit_btyd(snap, random_state=self.random_state, label=cutoff.isoformat(),
+                                          params=self.btyd_params)
+        buyers = int((snap["orders"] >= 1).sum())
+        keep = snap["person_id"].astype(str).isin(sample.people).to_numpy()
+        rows = snap.loc[keep].reset_index(drop=True)
+        del snap
+        self._slim[cutoff] = (sample, rows, buyers)
+        log.info("snapshot at %s: %d of %d people kept (the training sample)", cutoff, len(rows), len(keep))
+        return rows
 
     def release(self, cutoffs: Sequence, *, keep: Sequence = ()) -> None:
         """Forget the snapshots and labels of ``cutoffs`` (except ``keep``) to free memory; BTYD fits stay."""
         keep = {as_date(c) for c in keep}
         for cutoff in {as_date(c) for c in cutoffs} - keep:
             self._features.pop(cutoff, None)
+            self._slim.pop(cutoff, None)
             self._identity.pop(cutoff, None)
             for key in [k for k in self._labels if k[0] == cutoff]:
                 del self._labels[key]
@@ -558,8 +593,13 @@ class FeatureCache:
         return self._btyd[cutoff]
 
     def n_buyers(self, cutoff) -> int:
-        """People with at least one paid order before ``cutoff``."""
-        return int((self.features(cutoff)["orders"] >= 1).sum())
+        """People with at least one paid order before ``cutoff`` (all of them, also when the snapshot is kept for
+        the sample only)."""
+        feats = self.features(cutoff)
+        slim = self._slim.get(as_date(cutoff))
+        if slim is not None and slim[1] is feats:
+            return slim[2]
+        return int((feats["orders"] >= 1).sum())
 
     def use_sample(self, reference) -> PersonSample | None:
         """Draw the training person sample from the buyers at ``reference`` (the training ``as_of``) unless it
@@ -572,6 +612,10 @@ class FeatureCache:
         if self.sample is None or self.sample.reference != reference:
             self.sample = draw_sample(self.features(reference), self.sample_size, random_state=self.random_state,
                                       strata=self.sample_strata, reference=reference)
+            if self._slim_ok and self.sample.people is not None:  # other cutoffs' snapshots: the sample's rows
+                for cutoff in [c for c in self._features if c != reference]:
+                    self._slim_snapshot(cutoff, self._features.pop(cutoff), self.sample)
+            self._slim = {c: v for c, v in self._slim.items() if v[0] is self.sample}
             log.info("training sample: %d of %d buyers at %s (strata %s)", self.sample.kept, self.sample.buyers,
                      reference, ", ".join(self.sample.strata) or "none")
         return self.sample
