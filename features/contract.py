@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract_rules
+from features.compact import as_category, dictionary_columns, is_categorical, is_clean_text, map_categories
 from features.contract_rules import ContractSettings
 from features.dataset import TABLES, Dataset, TableFingerprint
 from features.errors import InputError
@@ -403,7 +404,7 @@ def _read(path: Path, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     read dictionary-encoded (pandas categoricals: the strings are never materialised one per row)."""
     try:
         if path.suffix == ".parquet":
-            df = pd.read_parquet(path, read_dictionary=_dictionary_columns(path, categorical) or None)
+            df = pd.read_parquet(path, read_dictionary=dictionary_columns(path, categorical) or None)
         else:
             df = pd.read_csv(
                 path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", low_memory=False
@@ -424,61 +425,15 @@ def _read(path: Path, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _dictionary_columns(path: Path, categorical: tuple[str, ...]) -> list[str]:
-    """The file's string columns whose contract name (lower-cased, stripped) is in ``categorical``."""
-    if not categorical:
-        return []
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(path)
-    return [f.name for f in schema if str(f.name).strip().lower() in categorical
-            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
-
-
 # --- column converters ------------------------------------------------------------------------------------------
-
-
-def _is_categorical(s: pd.Series) -> bool:
-    return isinstance(s.dtype, pd.CategoricalDtype)
-
-
-def _map_categories(s: pd.Series, func) -> pd.Series:
-    """Apply a per-value text function (``str`` Series → ``str`` Series, NA allowed) to a categorical column
-    through its categories only, keeping it categorical; values the function makes equal share a category, an
-    NA result is a missing value, and the categories come out sorted."""
-    mapped = func(pd.Series(s.cat.categories.astype("str"), dtype="str"))
-    new_codes, uniques = pd.factorize(mapped, sort=True)  # NA -> -1
-    small = np.int16 if len(uniques) < np.iinfo(np.int16).max else np.int32
-    lookup = np.append(new_codes, -1).astype(small)  # code -1 (missing) picks the appended -1
-    codes = lookup[s.cat.codes.to_numpy()]
-    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str")), index=s.index)
-
-
-def _as_category(s: pd.Series) -> pd.Series:
-    """A text column as a categorical with sorted categories, only those used (the output form of the
-    ``categorical`` columns, whatever the file's type)."""
-    if not _is_categorical(s):
-        return s.astype(pd.CategoricalDtype(pd.Index(s.dropna().unique(), dtype="str").sort_values()))
-    cats, codes = s.cat.categories, s.cat.codes.to_numpy()
-    used = np.bincount(codes + 1, minlength=len(cats) + 1)[1:] > 0  # one pass, no sort of the rows
-    if used.all() and cats.is_monotonic_increasing:
-        return s
-    kept = cats[used]
-    order = np.argsort(kept.to_numpy(dtype=object), kind="stable")
-    rank = np.empty(len(kept), dtype=np.int64)
-    rank[order] = np.arange(len(kept))
-    lookup = np.full(len(cats) + 1, -1, dtype=np.int32 if len(kept) >= np.iinfo(np.int16).max else np.int16)
-    lookup[np.flatnonzero(used)] = rank
-    return pd.Series(pd.Categorical.from_codes(lookup[codes], categories=kept[order]), index=s.index)
 
 
 def _as_text(s: pd.Series) -> pd.Series:
     """Strings, stripped, blanks as NA; integral floats print without ``.0``. A categorical stays categorical
     (the rule runs on its categories); clean strings are returned as they are (no copy)."""
-    if _is_categorical(s):
-        return _map_categories(s, _as_text)
-    if s.dtype == pd.StringDtype("pyarrow", na_value=np.nan) and _is_clean_text(s):
+    if is_categorical(s):
+        return map_categories(s, _as_text)
+    if s.dtype == pd.StringDtype("pyarrow", na_value=np.nan) and is_clean_text(s):
         return s
     if pd.api.types.is_float_dtype(s.dtype):
         f = s.astype("float64")
@@ -490,21 +445,6 @@ def _as_text(s: pd.Series) -> pd.Series:
     out = s.astype("str").str.strip()
     blank = out.str.len() == 0
     return out.where(~blank) if blank.any() else out
-
-
-def _is_clean_text(s: pd.Series) -> bool:
-    """No value of an Arrow-backed string column is blank or has surrounding whitespace (checked in Arrow,
-    without building a stripped copy of the column)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arr = getattr(s.array, "_pa_array", None)  # pandas' Arrow-backed "str" columns (the default under pandas 3)
-    if arr is None:
-        return False
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return False
-    dirty = pc.match_substring_regex(arr, r"^\s|\s$|^$")
-    return not pc.any(dirty).as_py()
 
 
 def _parse_timestamps(s: pd.Series, text: pd.Series | None, path: Path, col: str) -> pd.Series:
@@ -683,7 +623,7 @@ def _check_table(name: str, path: Path, settings: ContractSettings, *, console=N
             allowed, default = schema.enums[col]
             value = _normalise_enum(s)
             if default is not None:
-                if _is_categorical(value) and default not in value.cat.categories:
+                if is_categorical(value) and default not in value.cat.categories:
                     value = value.cat.add_categories([default])
                 value = value.fillna(default)
             bad = ~value.isin(allowed)
@@ -703,7 +643,7 @@ def _check_table(name: str, path: Path, settings: ContractSettings, *, console=N
             typed[col] = pd.Series(default, index=raw.index, dtype="str")
     for col in schema.categorical:
         if col in typed:
-            typed[col] = _as_category(typed[col])
+            typed[col] = as_category(typed[col])
     for col in schema.bools:
         if col not in typed:  # absent column: the value is unknown (consent policy: features.brand)
             typed[col] = pd.Series(pd.NA, index=raw.index, dtype="boolean")
@@ -732,7 +672,7 @@ def _finish_table(checked: _Checked) -> _Validated:
         good = frame.loc[~rejected].reset_index(drop=True)
         for col in schema.categorical:  # categories seen only in rejected rows go
             if col in good.columns:
-                good[col] = _as_category(good[col])
+                good[col] = as_category(good[col])
         labels = np.array(("",) + RULE_ORDER, dtype=object)[code[rejected]]
         rejects = _rejects_frame(raw.loc[rejected], pd.Series(labels, index=raw.index[rejected]))
     else:
@@ -774,7 +714,7 @@ def _finish_table(checked: _Checked) -> _Validated:
 
 
 def _is_textual(s: pd.Series) -> bool:
-    if _is_categorical(s):
+    if is_categorical(s):
         return pd.api.types.is_string_dtype(s.cat.categories.dtype) or pd.api.types.is_object_dtype(
             s.cat.categories.dtype)
     return pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_object_dtype(s.dtype)
@@ -787,8 +727,8 @@ def _sample(s: pd.Series, text: pd.Series | None, n: int = 3) -> str:
 
 def _normalise_enum(s: pd.Series) -> pd.Series:
     """Lowercase, stripped strings (blank → NA), computed once per distinct value: enums have few of them."""
-    if _is_categorical(s):
-        return _map_categories(s, lambda c: _as_text(c).str.lower())
+    if is_categorical(s):
+        return map_categories(s, lambda c: _as_text(c).str.lower())
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     normal = _as_text(pd.Series(uniques)).str.lower().to_numpy(dtype=object, na_value=None)
     if pd.api.types.is_string_dtype(s.dtype) and (normal == uniques.to_numpy(dtype=object)).all():
