@@ -42,13 +42,13 @@ def realised_trailing_spend(cache: FeatureCache, scores: pd.DataFrame, as_of, ho
     """
     as_of = as_date(as_of)
     horizon = int(horizon_days)
-    identity = cache.identity_at(as_of)
     if horizon <= YEAR_DAYS:
-        window = build_labels(cache.data, as_of, horizon, identity=identity)
+        window = cache.labels(as_of, horizon)  # the backtest's CLV labels: computed once
         carry = (np.nan_to_num(pd.to_numeric(scores["spend_carryover"], errors="coerce").to_numpy(dtype=float),
                                nan=0.0) if horizon < YEAR_DAYS else 0.0)
     else:
-        window = build_labels(cache.data, as_of + timedelta(days=horizon - YEAR_DAYS), YEAR_DAYS, identity=identity)
+        window = build_labels(cache.data, as_of + timedelta(days=horizon - YEAR_DAYS), YEAR_DAYS,
+                              identity=cache.identity_at(as_of))
         carry = 0.0
     spent = (scores[["person_id"]].merge(window[["person_id", "future_spend"]], on="person_id", how="left")
              ["future_spend"].fillna(0.0).to_numpy(dtype=float))

@@ -254,13 +254,13 @@ def _log_sd_from_p90(mean, p90, no_spend) -> np.ndarray:
 def spend_sigma_parts(scores: pd.DataFrame) -> tuple[float, int]:
     """Sum and count of the per-person log-sds behind :class:`ZeroInflatedSpend`'s pooled ``σ`` over the scored rows
     of ``scores`` (0, 0 without a no-spend probability): batches add them up (Spark scoring)."""
-    forecast = tier_forecast(scores, spend_sigma=np.nan)
-    if forecast.no_spend is None or forecast.distribution is None:
-        return 0.0, 0
-    rows = forecast.rows
-    sigma = _log_sd_from_p90(forecast.clv_mean, _numbers(scores, "clv_p90")[rows], forecast.no_spend)
-    ok = np.isfinite(sigma)
-    return float(sigma[ok].sum()), int(ok.sum())
+    return tier_forecast(scores).sigma_parts
+
+
+def _sigma_parts(mean, p90, no_spend) -> tuple[float, int]:
+    each = _log_sd_from_p90(mean, p90, no_spend)
+    ok = np.isfinite(each)
+    return float(each[ok].sum()), int(ok.sum())
 
 
 def pooled_sigma(total: float, count: int) -> float:
@@ -333,6 +333,7 @@ class TierForecast:
     clv_mean: np.ndarray
     distribution: ZeroInflatedSpend | SpendDistribution | None  # None: scored without the CLV interval
     no_spend: np.ndarray | None = None  # π per row, when the scores carry it
+    sigma_parts: tuple[float, int] = (0.0, 0)  # sum and count of the per-row log-sds (spend_sigma_parts)
 
     @property
     def expected(self) -> np.ndarray:
@@ -435,13 +436,13 @@ def tier_forecast(scores: pd.DataFrame, *, spend_sigma: float | None = None) -> 
     carry = np.nan_to_num(_numbers(scores, "spend_carryover")[rows], nan=0.0) if horizon < YEAR_DAYS \
         else np.zeros(len(rows))
     no_spend = _no_spend(scores, rows, horizon)
-    distribution = None
+    distribution, parts = None, (0.0, 0)
     if with_interval:
         sigma = spend_sigma
-        if no_spend is not None and sigma is None:
-            each = _log_sd_from_p90(values["clv_mean"], values["clv_p90"], no_spend)
-            ok = np.isfinite(each)
-            sigma = pooled_sigma(float(each[ok].sum()), int(ok.sum()))
+        if no_spend is not None:
+            parts = _sigma_parts(values["clv_mean"], values["clv_p90"], no_spend)
+            if sigma is None:
+                sigma = pooled_sigma(*parts)
         if no_spend is not None and sigma is not None and np.isfinite(sigma) and sigma > 0:
             distribution = ZeroInflatedSpend.from_scores(values["clv_mean"], no_spend, sigma)
         else:
@@ -449,7 +450,7 @@ def tier_forecast(scores: pd.DataFrame, *, spend_sigma: float | None = None) -> 
     return TierForecast(
         rows=rows, horizon_days=horizon, carryover=np.maximum(carry, 0.0), scale=min(1.0, YEAR_DAYS / horizon),
         spend_365d=np.nan_to_num(_numbers(scores, "spend_365d")[rows], nan=0.0), clv_mean=values["clv_mean"],
-        distribution=distribution, no_spend=no_spend,
+        distribution=distribution, no_spend=no_spend, sigma_parts=parts,
     )
 
 
