@@ -128,6 +128,19 @@ DUCKDB_MEMORY_ENV = "SCRM_DUCKDB_MEMORY_LIMIT"
 DUCKDB_MEMORY_SHARE = 0.6
 
 
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine (or the cgroup limit of this container, when lower)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit_file).read().strip()  # noqa: SIM115 - one short read
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return int(total)
+
+
 def available_memory_bytes() -> int | None:
     """Memory the kernel says is available now (``MemAvailable``), ``None`` where it does not say."""
     try:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import pandas as pd
 
-from features.backend import as_date, map_keys, replace_dir
+from features.backend import as_date, machine_memory_bytes, map_keys, replace_dir
 from features.config import FeatureConfig
 from features.contract import LOCAL_TZ, SCHEMAS, DataContractError, _find_files, _sha256
 from features.dataset import TABLES, Dataset
@@ -105,7 +105,7 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
 def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int | None = None, *,
                         conf_sets_it: bool | None = None) -> str | None:
     """The driver heap of a local-mode session: ``SCRM_SPARK_DRIVER_MEMORY`` (``8g``), else half the machine's
-    memory in whole GB (at least 1g); ``None`` when the launch already sets it (``spark.driver.memory`` in the
+    memory (the cgroup limit when lower: :func:`~features.backend.machine_memory_bytes`) in whole GB (at least 1g); ``None`` when the launch already sets it (``spark.driver.memory`` in the
     Spark conf, ``--driver-memory`` in ``PYSPARK_SUBMIT_ARGS``), which then wins. ``conf_sets_it``: whether the
     Spark conf has ``spark.driver.memory`` (default: ask ``SparkConf()``, which reads a running JVM's conf)."""
 
@@ -123,7 +123,7 @@ def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int 
     if "--driver-memory" in env.get("PYSPARK_SUBMIT_ARGS", "") or conf_sets_it:
         return None
     if total_bytes is None:
-        total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total_bytes = machine_memory_bytes()
     return f"{max(1, int(total_bytes / 2**30) // 2)}g"
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from features.backend import as_date
+from features.backend import as_date, machine_memory_bytes
 from features.config import FeatureConfig
 from features.dataset import Dataset
 from features.identity import resolve_identities
@@ -356,19 +355,6 @@ TRAIN_BYTES_PER_PERSON = 14_000
 #: Share of the machine's memory the default sample is sized to use (features, BTYD and scoring need the rest).
 SAMPLE_MEMORY_SHARE = 0.5
 MIN_DEFAULT_SAMPLE = 50_000
-
-
-def machine_memory_bytes() -> int:
-    """Physical memory of this machine (or the cgroup limit of this container, when lower)."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = open(limit_file).read().strip()  # noqa: SIM115 - one short read
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, int(text))
-    return int(total)
 
 
 def default_sample_size(memory_bytes: int | None = None) -> int:
