@@ -83,8 +83,7 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
             master = "local[*]"
         if master is not None:
             builder = builder.master(master)
-        if (master or "").startswith("local"):  # Python workers run this interpreter (pandas UDFs need the venv)
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        use_local_python(master or SparkConf().get("spark.master", None))
         builder = builder.config("spark.sql.session.timeZone", "UTC")
         if test:
             builder = (builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
@@ -100,6 +99,15 @@ def spark_session(master: str | None = None, *, app_name: str = "scrm-features",
     if remote is None or master is not None:
         session.sparkContext.setLogLevel("FATAL")
     return session
+
+
+def use_local_python(master: str | None, environ: dict[str, str] | None = None) -> None:
+    """Python workers of a local session run this interpreter (pandas UDFs and ``mapInArrow`` need the project's
+    environment): ``PYSPARK_PYTHON`` is set to ``sys.executable`` when ``master`` is local and it is unset. A cluster's
+    executors keep their own Python (``PYSPARK_PYTHON`` as the launch sets it: docs/scale.md). The one place that
+    sets it, before the session starts (PySpark reads it when the SparkContext starts)."""
+    if (master or "").startswith("local"):
+        (os.environ if environ is None else environ).setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def local_driver_memory(environ: dict[str, str] | None = None, total_bytes: int | None = None, *,

@@ -27,10 +27,8 @@ LightGBM family's quantile models, the family the simulator's champions choose, 
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,12 +54,12 @@ _MODELS: dict[str, Any] = {}  # per Python worker: unpickled models by token
 
 def spark_session(master: str | None = None, *, app_name: str = "scrm-score"):
     """The SparkSession of a scoring run (:func:`features.spark.spark_session`: ``--spark-master``, else
-    ``SPARK_REMOTE``, else what ``spark-submit`` set, else ``local[*]``; UTC session time zone). Python workers run
-    this interpreter unless ``PYSPARK_PYTHON`` says otherwise (it must be set before the first session starts; a
-    cluster's executors need the project installed: docs/scoring-spark.md)."""
+    ``SPARK_REMOTE``, else what ``spark-submit`` set, else ``local[*]``; UTC session time zone). A local session's
+    Python workers run this interpreter unless ``PYSPARK_PYTHON`` says otherwise
+    (:func:`features.spark.use_local_python`); a cluster's executors need the project installed:
+    docs/scoring-spark.md."""
     from features.spark import spark_session as session
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return session(master, app_name=app_name)
 
 

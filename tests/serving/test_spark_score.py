@@ -7,9 +7,6 @@ high-value CLV cut) is checked on its own against numpy.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,9 +15,6 @@ from typer.testing import CliRunner
 from training.cli import app
 from training.spark_scoring import exact_quantile, numpy_linear_quantile, order_statistics
 
-# the Python workers of the session-scoped `spark` fixture (tests/conftest.py) run this interpreter, which has
-# the project's dependencies (set before any session starts: collection comes first)
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 runner = CliRunner()
 
 

@@ -18,8 +18,6 @@ from training.decisions.tiers import load_tier_rules
 from training.frames import widen
 from training.scoring import Models, label_scores, score
 
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the spark fixture's Python workers: this interpreter
-
 
 @pytest.mark.slow  # fits the small brand's models and starts Spark: minutes on a shared box
 def test_score_snapshot_on_spark_is_score(spark, tmp_path):
@@ -49,3 +47,28 @@ def test_score_snapshot_on_spark_is_score(spark, tmp_path):
     scored = want[want["eligible"]]
     assert (scored["value_band"] == "high").mean() == (got.loc[got["eligible"], "value_band"] == "high").mean()
     assert got["churn_model_version"].eq("3").all() and (got["feature_as_of"] == pd.Timestamp(AS_OF)).all()
+
+
+def test_pyspark_python_is_set_in_one_place_for_local_sessions_only(monkeypatch):
+    """``features.spark.use_local_python`` owns ``PYSPARK_PYTHON``: this interpreter for a local master unless it is
+    set; a cluster's executors keep theirs. The scoring session leaves it to that (no second setter)."""
+    import features.spark as fs
+    from training import spark_scoring
+
+    env: dict[str, str] = {}
+    fs.use_local_python("local[2]", env)
+    assert env == {"PYSPARK_PYTHON": sys.executable}
+    env = {"PYSPARK_PYTHON": "/opt/env/bin/python"}
+    fs.use_local_python("local[*]", env)
+    assert env == {"PYSPARK_PYTHON": "/opt/env/bin/python"}
+    env = {}
+    for master in ("spark://master:7077", "yarn", "", None):
+        fs.use_local_python(master, env)
+    assert env == {}
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    started = []
+    monkeypatch.setattr(fs, "spark_session", lambda master, app_name: started.append(
+        (master, app_name, os.environ.get("PYSPARK_PYTHON"))) or "session")
+    assert spark_scoring.spark_session("spark://master:7077") == "session"
+    assert started == [("spark://master:7077", "scrm-score", None)]
