@@ -6,23 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_targeting import make_scores
 
 from features.errors import InputError
 from training.decisions.targeting import UpliftScores, ValueAssumptions, select_audience
-from training.decisions.tiers import assign_tiers
 
 RPC = 250.0  # revenue per conversion
-
-
-@pytest.fixture(scope="module")
-def scores() -> pd.DataFrame:
-    return make_scores(3000, seed=21)
-
-
-@pytest.fixture(scope="module")
-def tiers(scores) -> pd.DataFrame:
-    return assign_tiers(scores)
+SCORES_SEED = 21  # the `scores` fixture's (conftest.py)
 
 
 def uplift_for(scores: pd.DataFrame, seed: int = 0, n_boot: int = 30) -> UpliftScores:
@@ -34,6 +23,12 @@ def uplift_for(scores: pd.DataFrame, seed: int = 0, n_boot: int = 30) -> UpliftS
     draws = point + rng.normal(0.0, 0.02, size=(n_boot, len(point)))
     return UpliftScores(uplift=pd.Series(point, index=ids[keep]), draws=draws, revenue_per_conversion=RPC,
                         window_days=14)
+
+
+def test_shared_scores_fixture_uses_this_modules_seed(scores, tiers):
+    """``scores`` / ``tiers`` come from ``conftest.py``, seeded by ``SCORES_SEED`` (not the targeting tests' 11)."""
+    assert len(scores) == 3000 and scores["person_id"].str.startswith(f"p_{SCORES_SEED:03d}").all()
+    assert tiers["person_id"].tolist() == scores["person_id"].tolist()
 
 
 SPEC = {"campaign_id": "m1", "objective": "incremental_margin", "budget": 2000.0, "cost_per_contact": 1.0,

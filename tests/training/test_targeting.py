@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from scores_data import SEGMENTS, STAGES, make_scores
 
-from features.rfm import SEGMENTS as RFM_SEGMENTS
 from training.decisions.targeting import (
     AUDIENCE_COLUMNS,
     DUCKDB_HASH_MIN,
@@ -26,45 +26,7 @@ from training.decisions.targeting import (
 )
 from training.decisions.tiers import assign_tiers
 
-STAGES = np.array(["new", "active", "at_risk", "lapsed", "reactivated"])
-SEGMENTS = list(RFM_SEGMENTS.values())  # (Chinese, English) names of the 8 RFM segments
-
-
-def make_scores(n: int, seed: int) -> pd.DataFrame:
-    """A scores frame shaped like training.scoring.score's output, with random but plausible values."""
-    rng = np.random.default_rng(seed)
-    churn = rng.beta(2.0, 2.0, size=n)
-    clv = rng.gamma(1.5, 400.0, size=n)
-    eligible = rng.uniform(size=n) > 0.1
-    seg = rng.integers(0, len(SEGMENTS), size=n)
-    opt_out = (rng.uniform(size=n) < 0.05).astype(object)
-    opt_out[rng.uniform(size=n) < 0.01] = None  # unknown consent
-    p_alive = 1.0 - churn * rng.uniform(0.5, 1.0, size=n)
-    p_alive[rng.uniform(size=n) < 0.05] = np.nan
-    frame = pd.DataFrame(
-        {
-            "person_id": [f"p_{seed:03d}{i:07x}" for i in range(n)],
-            "eligible": eligible,
-            "ineligible_reason": np.where(eligible, None, "history shorter than 90 days"),
-            "churn_probability": np.where(eligible, churn, np.nan),
-            "clv_mean": np.where(eligible, clv, np.nan),
-            "clv_p10": clv * 0.4,
-            "clv_p90": clv * 1.9,
-            "expected_orders": clv / 150.0,
-            "p_alive": p_alive,
-            "spend_365d": rng.gamma(1.0, 3000.0, size=n),
-            "recency_days": rng.integers(1, 700, size=n),
-            "orders": rng.integers(1, 30, size=n),
-            "r_score": rng.integers(1, 6, size=n),
-            "f_score": rng.integers(1, 6, size=n),
-            "m_score": rng.integers(1, 6, size=n),
-            "rfm_segment": [SEGMENTS[i][0] for i in seg],
-            "rfm_segment_en": [SEGMENTS[i][1] for i in seg],
-            "lifecycle_stage": STAGES[rng.integers(0, len(STAGES), size=n)],
-            "marketing_opt_out": pd.Series(opt_out, dtype=object),
-        }
-    )
-    return frame
+SCORES_SEED = 11  # the `scores` fixture's (conftest.py)
 
 
 def random_spec(rng: np.random.Generator, k: int) -> dict:
@@ -105,16 +67,6 @@ def run(scores, spec, *, lookalike_seed=0, tiers=None, consent="opt_out"):
     spec = CampaignSpec.model_validate(spec)
     look = lookalike_for(scores, lookalike_seed) if spec.objective == "lookalike" else None
     return select_audience(scores, tiers, spec, lookalike_scores=look, consent=consent)
-
-
-@pytest.fixture(scope="module")
-def scores() -> pd.DataFrame:
-    return make_scores(3000, seed=11)
-
-
-@pytest.fixture(scope="module")
-def tiers(scores) -> pd.DataFrame:
-    return assign_tiers(scores)
 
 
 def test_retain_value_formula_and_ranking(scores, tiers):
