@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import uuid
+import weakref
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,14 +171,34 @@ def duckdb_memory_limit() -> str | None:
     return None if available is None else f"{max(256, int(available * DUCKDB_MEMORY_SHARE) >> 20)}MB"
 
 
+def spill_directory() -> Path:
+    """A spill directory of its own for one connection: ``scrm-duckdb-<pid>-<random>`` in the system's temporary
+    directory. DuckDB names its spill files the same in every database (``duckdb_temp_storage_*.tmp``), so two
+    connections of one process spilling into one directory overwrite each other's files, and the one that created
+    it deletes it, the other's files included, when it closes."""
+    return Path(tempfile.gettempdir()) / f"scrm-duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_spill_directory(path: Path, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:  # a forked child exiting leaves its parent's directory alone
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def connect():
     """A fresh in-process DuckDB connection for one feature run (no progress bar, order-free inserts, a memory
-    limit with spilling to the system's temporary directory: :func:`duckdb_memory_limit`)."""
+    limit with spilling to a temporary directory of its own: :func:`duckdb_memory_limit`, :func:`spill_directory`).
+
+    The spill directory is removed when the connection is done: DuckDB deletes the one it created when the
+    connection closes (``disconnect()``), and a finalizer removes it when the connection object is collected or
+    the process exits (atexit) without that. Other connections, which spill elsewhere, are not affected.
+    """
     con = ibis.duckdb.connect()
     limit = duckdb_memory_limit()
     if limit is not None:
         con.raw_sql(f"SET memory_limit = '{limit}'")
-    con.raw_sql(f"SET temp_directory = '{Path(tempfile.gettempdir()) / f'scrm-duckdb-{os.getpid()}'}'")
+    spill = spill_directory()
+    con.raw_sql(f"SET temp_directory = '{spill}'")
+    weakref.finalize(con, _remove_spill_directory, spill, os.getpid())
     try:
         con.raw_sql("SET enable_progress_bar = false")
     except duckdb.InvalidInputException:

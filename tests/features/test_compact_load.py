@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
 
-from features.backend import DUCKDB_MEMORY_ENV, connect, duckdb_memory_limit
+from features.backend import DUCKDB_MEMORY_ENV, _remove_spill_directory, connect, duckdb_memory_limit
 from features.contract import SCHEMAS, _as_text, load_dataset
 from features.pipeline import build_features
 from features.simulate import simulate, write_dataset
@@ -98,6 +99,53 @@ def test_duckdb_gets_a_memory_limit_and_a_spill_directory(monkeypatch):
     monkeypatch.setenv(DUCKDB_MEMORY_ENV, "lots'; DROP")
     with pytest.raises(ValueError, match=DUCKDB_MEMORY_ENV):
         duckdb_memory_limit()
+
+
+def test_each_connection_spills_into_its_own_directory_removed_when_it_is_done(monkeypatch):
+    """Two connections of one process spilling at the same time do not share spill files, closing one does not
+    take the other's directory away, and each directory is gone once its connection is closed or collected."""
+    import gc
+    import os
+    from pathlib import Path
+
+    monkeypatch.setenv(DUCKDB_MEMORY_ENV, "40MB")
+    rows = 4_000_000  # ≈ 64 MB to sort: spills at a 40 MB limit
+    query = f"SELECT i % 1000003 AS k, i::DOUBLE AS x FROM range({rows}) t(i) ORDER BY k, x"
+
+    def opened():
+        con = connect()
+        con.raw_sql("SET threads = 1")
+        return con, Path(con.raw_sql("SELECT current_setting('temp_directory')").fetchone()[0])
+
+    def drain(*batches) -> tuple[int, int]:
+        n = k = 0
+        for batch in (b for part in batches for b in part):
+            n, k = n + batch.num_rows, k + int(pc.sum(batch.column("k")).as_py() or 0)
+        return n, k
+
+    want = (rows, int((np.arange(rows) % 1_000_003).sum()))
+    (a, spill_a), (b, spill_b) = opened(), opened()
+    assert spill_a != spill_b and spill_a.name.startswith("scrm-duckdb-")
+    first = a.raw_sql(query).to_arrow_reader(50_000)
+    head = next(first)  # a's sort has spilled and is being read back ...
+    assert spill_a.is_dir() and any(spill_a.iterdir())
+    assert drain(b.raw_sql(query).to_arrow_reader(50_000)) == want  # ... while b spills too
+    assert drain([head], first) == want
+    a.disconnect()
+    assert not spill_a.exists()
+    assert drain(b.raw_sql(query).to_arrow_reader(50_000)) == want  # b spills again after a closed
+    b.disconnect()
+    assert not spill_b.exists()
+    c, spill_c = opened()  # never disconnected: removed when the connection object goes
+    assert drain(c.raw_sql(query).to_arrow_reader(50_000)) == want and spill_c.is_dir()
+    del c
+    gc.collect()
+    assert not spill_c.exists()
+    spill_c.mkdir()  # a forked child's exit (another pid) leaves the directory to its owner
+    _remove_spill_directory(spill_c, os.getpid() + 1)
+    assert spill_c.is_dir()
+    _remove_spill_directory(spill_c, os.getpid())
+    assert not spill_c.exists()
 
 
 def test_one_id_reads_the_tables_in_slices_with_the_same_result(brand, monkeypatch):
