@@ -11,12 +11,15 @@ quantile of ``clv_mean`` over everyone scored, :func:`training.decisions.tiers.c
 its own rows, so the Spark job runs in two passes and keeps the cut exact:
 
 1. every batch is scored (model outputs, reasons) and written to a staging directory next to the output;
-2. the cut is computed over the whole staging set by :func:`exact_quantile` (numpy's ``linear`` quantile from
-   the two exact order statistics around it, found with an approximate-quantile bracket and a small collect),
-   then every batch is re-tiered with :func:`~training.decisions.tiers.assign_tiers` at that cut and written out.
-   The tier forecast's pooled spend log-sd (:class:`training.decisions.tier_forecast.ZeroInflatedSpend`) is the
-   second population-level figure: summed over the staged batches (``spend_sigma_parts``) and the move
-   probabilities recomputed with it in the same pass.
+2. the population figures are computed over the whole staging set (:func:`population_figures`, two scans of it):
+   the cut (numpy's ``linear`` quantile from the two exact order statistics around it, found with an
+   approximate-quantile bracket and a small collect), the counts, and the tier forecast's pooled spend log-sd
+   (:class:`training.decisions.tier_forecast.ZeroInflatedSpend`), the second population-level figure, summed over
+   the staged batches (``spend_sigma_parts``) in the same job as the bracket;
+3. every batch is re-tiered with :func:`~training.decisions.tiers.assign_tiers` at that cut, its move
+   probabilities recomputed with that σ, and written out.
+
+The driver receives the schema sample (:func:`snapshot_head`), one row of sums and the values inside the bracket.
 
 Everything else ``score`` computes is row by row. One caveat: with a CLV model of the BTYD or blend family, the
 ``clv_p10`` / ``clv_p90`` interval is a posterior simulation seeded per call, so its Monte-Carlo draws depend
@@ -39,6 +42,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
 from features.errors import InputError
@@ -48,6 +52,8 @@ from training.scoring import Models, label_scores, score
 BRACKET_ERROR = 1e-4
 #: Rows of the snapshot scored on the driver to learn the output schema.
 SCHEMA_SAMPLE_ROWS = 200
+#: Read buffer per column when the driver reads those rows (:func:`snapshot_head`).
+READ_BUFFER_BYTES = 1 << 20
 
 _MODELS: dict[str, Any] = {}  # per Python worker: unpickled models by token
 
@@ -69,7 +75,8 @@ class SparkScoreResult:
     people: int
     scored: int
     clv_cut: float
-    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds: score pass, exact cut, re-tier pass
+    # wall seconds: score pass, population figures (``clv_cut``: the exact cut, σ and the counts), re-tier pass
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def features_path(snapshot_dir: Path) -> Path:
@@ -79,6 +86,29 @@ def features_path(snapshot_dir: Path) -> Path:
         raise InputError(f"{snapshot_dir}: not a feature snapshot (no features.parquet); build it with "
                          f"`scrm features build --data DATA --as-of DATE`", file=snapshot_dir)
     return path
+
+
+def snapshot_head(path: Path, rows: int) -> pa.Table:
+    """The first ``rows`` rows of the snapshot's features: the rows ``pyarrow.dataset``'s ``head`` gives (the files
+    in the dataset's order), read page by page through a small buffer.
+
+    ``Dataset.head`` decodes whole row groups, with read-ahead, and its rows are slices that keep them alive: a
+    snapshot written by pandas has row groups of 1M rows, so a 5M-people snapshot put GBs on the driver for a
+    200-row schema sample (docs/benchmarks.md, "Scoring on Spark").
+    """
+    import pyarrow.parquet as pq
+
+    dataset = pds.dataset(str(path), format="parquet")
+    parts, left = [], rows
+    for file in dataset.files:
+        with pq.ParquetFile(file, buffer_size=READ_BUFFER_BYTES, pre_buffer=False) as reader:
+            for batch in reader.iter_batches(batch_size=left, use_threads=False):
+                part = pa.Table.from_batches([batch.slice(0, left)])
+                parts.append(part.select(dataset.schema.names).cast(dataset.schema))
+                left -= part.num_rows
+                if left <= 0:
+                    return pa.concat_tables(parts)
+    return pa.concat_tables(parts) if parts else dataset.schema.empty_table()
 
 
 def snapshot_schema(path: Path) -> pa.Schema:
@@ -140,20 +170,13 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
     The columns are those of ``scrm score``: :func:`training.scoring.score`'s, then ``feature_as_of`` and the
     model versions (:func:`training.scoring.label_scores`). ``out`` is replaced when it exists.
     """
-    from pyspark.sql import functions as F
-
-    from training.decisions.tier_forecast import (
-        PREDICTED_TIER_COLUMNS,
-        pooled_sigma,
-        predict_tiers,
-        spend_sigma_parts,
-    )
+    from training.decisions.tier_forecast import PREDICTED_TIER_COLUMNS, predict_tiers
     from training.decisions.tiers import TIER_OUTPUT_COLUMNS, assign_tiers
 
     path = features_path(snapshot_dir)
     in_schema = snapshot_schema(path)
     options = dict(as_of=as_of, tier_rules=tier_rules, with_reasons=with_reasons, with_intervals=with_intervals)
-    sample = pds.dataset(str(path), format="parquet").head(SCHEMA_SAMPLE_ROWS)
+    sample = snapshot_head(path, SCHEMA_SAMPLE_ROWS)
     sample_scores = label_scores(score(to_pandas(sample, in_schema), models, **options), as_of, models)
     out_schema = output_schema(sample_scores)
     tier_cols = [c for c in TIER_OUTPUT_COLUMNS if c != "person_id"]
@@ -165,12 +188,6 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
             if batch.num_rows:
                 scores = score(to_pandas(batch, in_schema), worker, **options)
                 yield to_batch(label_scores(scores, as_of, worker), out_schema)
-
-    def sigma_parts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows:
-                total, count = spend_sigma_parts(batch.to_pandas())
-                yield pa.RecordBatch.from_pydict({"total": [total], "count": [count]})
 
     def retier(cut: float, sigma: float):
         def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -202,20 +219,14 @@ def score_snapshot(spark, snapshot_dir: Path, models: Models, out: Path, *, as_o
         features.mapInArrow(score_batches, spark_schema).write.mode("overwrite").parquet(str(staging))
         seconds["score_pass"], t = round(time.perf_counter() - t, 1), time.perf_counter()
         staged = spark.read.parquet(str(staging))
-        eligible = staged.filter(F.col("eligible")).select(F.col("clv_mean").cast("double").alias("v"))
-        quantile = tier_rules.action_segments.value_quantile
-        cut = exact_quantile(eligible, "v", quantile)
+        figures = population_figures(staged, tier_rules.action_segments.value_quantile)
         seconds["clv_cut"], t = round(time.perf_counter() - t, 1), time.perf_counter()
-        parts = staged.mapInArrow(sigma_parts, "total double, count long").agg(
-            F.sum("total").alias("total"), F.sum("count").alias("count")).first()
-        sigma = pooled_sigma(float(parts["total"] or 0.0), int(parts["count"] or 0))
+        cut, sigma = figures.clv_cut, figures.spend_sigma
         staged.mapInArrow(retier(cut, sigma), spark_schema).write.mode("overwrite").parquet(str(out))
         seconds["retier_pass"] = round(time.perf_counter() - t, 1)
-        counts = staged.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("eligible").cast("long")).alias("k")).first()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return SparkScoreResult(out=out, people=int(counts["n"]), scored=int(counts["k"] or 0), clv_cut=cut,
-                            seconds=seconds)
+    return SparkScoreResult(out=out, people=figures.people, scored=figures.scored, clv_cut=cut, seconds=seconds)
 
 
 def _parallelism(spark) -> int | None:
@@ -224,6 +235,73 @@ def _parallelism(spark) -> int | None:
         return int(spark.sparkContext.defaultParallelism)
     except Exception:  # noqa: BLE001 - Spark Connect
         return None
+
+
+# --- the population-level figures of the staged scores ---------------------------------------------------------------
+
+#: Half-width, in probability, of the approximate-quantile bracket that :func:`population_figures` asks for before
+#: the number of scored people is known: it holds the two ranks numpy reads whenever that number is at least
+#: ``2 / (BRACKET_MARGIN - BRACKET_ERROR)`` (5,000); about ``2 * (BRACKET_MARGIN + BRACKET_ERROR) * n`` values are
+#: collected.
+BRACKET_MARGIN = 5e-4
+_FIGURES_SCHEMA = pa.schema([("v", pa.float64()), ("people", pa.int64()), ("scored", pa.int64()),
+                             ("total", pa.float64()), ("count", pa.int64())])
+
+
+@dataclass(frozen=True)
+class PopulationFigures:
+    """What ``score`` computes over everyone, from the staged scores: the rows, the scored (eligible) rows, the
+    high-value CLV cut (``numpy.quantile`` of their ``clv_mean``) and the tier forecast's pooled spend log-sd."""
+
+    people: int
+    scored: int
+    clv_cut: float
+    spend_sigma: float
+
+
+def _figure_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Per staged batch: its scored people's ``clv_mean`` (rows of ``v``), then one row with its row count, scored
+    count and the sum and count of the per-person spend log-sds (``spend_sigma_parts``)."""
+    from training.decisions.tier_forecast import spend_sigma_parts
+
+    for batch in batches:
+        if batch.num_rows:
+            values = pc.filter(batch.column("clv_mean"), batch.column("eligible")).cast(pa.float64())  # null: out
+            n = len(values)
+            total, count = spend_sigma_parts(batch.to_pandas())
+            yield pa.RecordBatch.from_arrays(
+                [values, pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.float64()),
+                 pa.nulls(n, pa.int64())], schema=_FIGURES_SCHEMA)
+            yield pa.RecordBatch.from_pydict({"v": [None], "people": [batch.num_rows], "scored": [n],
+                                              "total": [total], "count": [count]}, schema=_FIGURES_SCHEMA)
+
+
+def population_figures(staged, quantile: float) -> PopulationFigures:
+    """The :class:`PopulationFigures` of the staged scores, in two scans of them.
+
+    One job reads every staged batch once (:func:`_figure_rows`) and aggregates the counts, the log-sd sums and an
+    approximate-quantile bracket of the scored ``clv_mean`` (``percentile_approx`` at ``quantile ±
+    BRACKET_MARGIN``); a second, reading ``eligible`` and ``clv_mean`` only, finds the exact order statistics
+    inside the bracket (:func:`order_statistics`). The cut is the value :func:`exact_quantile` gives for the scored
+    ``clv_mean``, σ :func:`~training.decisions.tier_forecast.pooled_sigma` of the summed per-batch parts.
+    """
+    from pyspark.sql import functions as F
+
+    from training.decisions.tier_forecast import pooled_sigma
+
+    probs = [max(0.0, quantile - BRACKET_MARGIN), min(1.0, quantile + BRACKET_MARGIN)]
+    row = staged.mapInArrow(_figure_rows, "v double, people long, scored long, total double, count long").agg(
+        F.sum("people").alias("people"), F.sum("scored").alias("scored"), F.sum("total").alias("total"),
+        F.sum("count").alias("count"),
+        F.percentile_approx("v", probs, round(1 / BRACKET_ERROR)).alias("bracket")).first()
+    people, n = int(row["people"] or 0), int(row["scored"] or 0)
+    sigma = pooled_sigma(float(row["total"] or 0.0), int(row["count"] or 0))
+    if n == 0:
+        return PopulationFigures(people, 0, float("inf"), sigma)
+    eligible = staged.filter(F.col("eligible")).select(F.col("clv_mean").cast("double").alias("v"))
+    lo, hi = row["bracket"] if row["bracket"] is not None else (None, None)
+    values = order_statistics(eligible, "v", quantile_ranks(n, quantile), n, bracket=(lo, hi))
+    return PopulationFigures(people, n, numpy_linear_quantile(n, quantile, values.__getitem__), sigma)
 
 
 # --- exact quantiles over a Spark column ---------------------------------------------------------------------------
@@ -254,29 +332,33 @@ def quantile_ranks(n: int, q: float) -> list[int]:
     return seen
 
 
-def order_statistics(df, column: str, ranks: list[int], n: int, *,
-                     rel_error: float = BRACKET_ERROR) -> dict[int, float]:
+def order_statistics(df, column: str, ranks: list[int], n: int, *, rel_error: float = BRACKET_ERROR,
+                     bracket: tuple[float | None, float | None] | None = None) -> dict[int, float]:
     """Exact values of the given 0-based ascending ranks of a non-null numeric column of ``n`` rows.
 
     An approximate-quantile pass brackets the ranks (Greenwald–Khanna: rank error at most ``rel_error * n``,
-    with a margin), the rows below the bracket are counted and the values inside it (about
-    ``4 * rel_error * n`` of them) collected and sorted on the driver. A bracket that misses (never, by the
-    guarantee) is widened to the column's end, so the answer is exact either way.
+    with a margin), then one job counts the rows below the bracket and collects the values inside it (about
+    ``4 * rel_error * n`` of them), sorted on the driver. ``bracket``: bounds already found (``None``: that side
+    open), no approximate pass. A bracket that misses (never, by the guarantee) is widened to the column's end,
+    so the answer is exact either way.
     """
     from pyspark.sql import functions as F
 
     if not ranks:
         return {}
     lo_rank, hi_rank = min(ranks), max(ranks)
-    margin = 2 * rel_error + 2 / n
-    probs = [max(0.0, lo_rank / n - margin), min(1.0, (hi_rank + 1) / n + margin)]
-    lo, hi = df.approxQuantile(column, probs, rel_error)
+    if bracket is None:
+        margin = 2 * rel_error + 2 / n
+        probs = [max(0.0, lo_rank / n - margin), min(1.0, (hi_rank + 1) / n + margin)]
+        lo, hi = df.approxQuantile(column, probs, rel_error)
+    else:
+        lo, hi = bracket
     col = F.col(column)
     for _ in range(3):
-        below = df.filter(col < lo).count() if lo is not None else 0
-        inside = df if lo is None and hi is None else df.filter(
-            (col >= lo if lo is not None else F.lit(True)) & (col <= hi if hi is not None else F.lit(True)))
-        values = sorted(float(r[0]) for r in inside.select(column).collect())
+        inside = (col >= lo if lo is not None else F.lit(True)) & (col <= hi if hi is not None else F.lit(True))
+        found = df.agg((F.count(F.when(col < lo, 1)) if lo is not None else F.lit(0)).alias("below"),
+                       F.collect_list(F.when(inside, col)).alias("inside")).first()
+        below, values = int(found["below"]), sorted(float(v) for v in found["inside"])
         if below <= lo_rank and below + len(values) > hi_rank:
             return {r: values[r - below] for r in ranks}
         if below > lo_rank:

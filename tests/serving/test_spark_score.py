@@ -45,6 +45,17 @@ def test_order_statistics_exact_even_when_the_bracket_misses(spark):
     assert got == {r: float(r) for r in ranks}
 
 
+def test_order_statistics_from_a_given_bracket(spark):
+    """The bracket ``population_figures`` found with the counts: exact inside it, widened when it misses."""
+    values = np.arange(2_000, dtype=float)[::-1].copy()
+    df = spark.createDataFrame(pd.DataFrame({"v": values}))
+    ranks = [1_599, 1_600]
+    want = {r: float(r) for r in ranks}
+    for bracket in [(1_500.0, 1_700.0), (1_599.0, 1_600.0), (1_650.0, 1_700.0), (1_500.0, 1_550.0), (None, 1_600.0),
+                    (None, None)]:
+        assert order_statistics(df, "v", ranks, len(values), bracket=bracket) == want, bracket
+
+
 def _assert_same_scores(a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Same ids and columns; numbers within 1e-9 relative; dates and text equal."""
     a = a.sort_values("person_id").reset_index(drop=True)

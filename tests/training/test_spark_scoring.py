@@ -19,8 +19,28 @@ from training.frames import widen
 from training.scoring import Models, label_scores, score
 
 
+def _count_staged_scans(monkeypatch) -> list[str]:
+    """The Spark actions run on plans that read the scoring run's staging directory (``.<out>.staging-*``), by name."""
+    from pyspark.sql.classic.dataframe import DataFrame
+    from pyspark.sql.readwriter import DataFrameWriter
+
+    scans: list[str] = []
+
+    def counted(name, method, frame_of):
+        def action(self, *args, **kwargs):
+            if any(".staging-" in f for f in frame_of(self).inputFiles()):
+                scans.append(name)
+            return method(self, *args, **kwargs)
+        return action
+
+    for name in ("collect", "count", "approxQuantile"):
+        monkeypatch.setattr(DataFrame, name, counted(name, getattr(DataFrame, name), lambda df: df))
+    monkeypatch.setattr(DataFrameWriter, "parquet", counted("write", DataFrameWriter.parquet, lambda w: w._df))
+    return scans
+
+
 @pytest.mark.slow  # fits the small brand's models and starts Spark: minutes on a shared box
-def test_score_snapshot_on_spark_is_score(spark, tmp_path):
+def test_score_snapshot_on_spark_is_score(spark, tmp_path, monkeypatch):
     from features.pipeline import write_snapshot
     from training.spark_scoring import score_snapshot
 
@@ -30,8 +50,12 @@ def test_score_snapshot_on_spark_is_score(spark, tmp_path):
     models = Models(fitted_churn().model, fitted_clv().model, "3", "4")
     rules = load_tier_rules()
     want = label_scores(score(features, models, as_of=AS_OF, tier_rules=rules, with_reasons=True), AS_OF, models)
+    scans = _count_staged_scans(monkeypatch)
     result = score_snapshot(spark, tmp_path / "snap", models, tmp_path / "out", as_of=AS_OF,
                             tier_rules=rules)
+    # the staged scores are read three times: counts + σ parts + CLV bracket in one job, the values inside the
+    # bracket, the re-tier pass (before: seven, the cut's count, bracket, rows below and inside, σ, re-tier, counts)
+    assert scans == ["collect", "collect", "write"], scans
     got = pd.read_parquet(tmp_path / "out").sort_values("person_id").reset_index(drop=True)
     want = want.sort_values("person_id").reset_index(drop=True)
     assert (result.people, result.scored) == (len(want), int(want["eligible"].sum()))
@@ -72,3 +96,52 @@ def test_pyspark_python_is_set_in_one_place_for_local_sessions_only(monkeypatch)
         (master, app_name, os.environ.get("PYSPARK_PYTHON"))) or "session")
     assert spark_scoring.spark_session("spark://master:7077") == "session"
     assert started == [("spark://master:7077", "scrm-score", None)]
+
+
+def test_snapshot_head_is_the_datasets_head(tmp_path):
+    """The schema sample: the rows ``Dataset.head`` gives, across files, row groups and Spark's marker files."""
+    import pyarrow.dataset as pds
+
+    from training.spark_scoring import snapshot_head
+
+    rng = np.random.default_rng(5)
+    snap = tmp_path / "features.parquet"
+    snap.mkdir()
+    for i, (rows, group) in enumerate([(120, 120), (500, 100), (50, 50)]):
+        frame = pd.DataFrame({"person_id": [f"p{i}-{j}" for j in range(rows)], "x": rng.normal(size=rows),
+                              "k": rng.integers(0, 9, rows)})
+        frame.to_parquet(snap / f"part-{i:05d}.parquet", index=False, row_group_size=group)
+    (snap / "_SUCCESS").write_text("")
+    dataset = pds.dataset(str(snap), format="parquet")
+    for rows in (1, 119, 120, 121, 200, 670, 5000):
+        assert snapshot_head(snap, rows).equals(dataset.head(rows)), rows
+    one = tmp_path / "one.parquet"
+    pd.read_parquet(snap).to_parquet(one, index=False)
+    assert snapshot_head(one, 200).equals(pds.dataset(str(one), format="parquet").head(200))
+
+
+def test_snapshot_head_reads_pages_not_whole_row_groups(tmp_path):
+    """A 200-row sample of a 1M-row row group allocates a few MB on the driver, not the decoded row group (64 MB
+    here; ``Dataset.head``, used before, decoded whole row groups with read-ahead: GBs for 5M people)."""
+    import pyarrow as pa
+
+    from training.spark_scoring import snapshot_head
+
+    rows = 1_000_000
+    path = tmp_path / "features.parquet"
+    pd.DataFrame({f"x{i}": np.random.default_rng(i).normal(size=rows) for i in range(8)}).to_parquet(
+        path, index=False, row_group_size=rows)
+    default = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(default)  # counts what the read allocates (it reads synchronously, no threads)
+    _POOLS.append(pool)  # outlives every buffer it gave out
+    pa.set_memory_pool(pool)
+    try:
+        sample = snapshot_head(path, 200)
+    finally:
+        pa.set_memory_pool(default)
+    assert sample.num_rows == 200 and sample.column_names == [f"x{i}" for i in range(8)]
+    del sample
+    assert pool.max_memory() < 16 * 2**20, pool.max_memory()
+
+
+_POOLS: list = []
