@@ -242,6 +242,18 @@ def btyd_summary(
 
 # --- pandas scoring on the one-row-per-person table -------------------------------------------------------------
 
+SCORE_DECIMALS = 6
+"""R, F and M scores rank values rounded to this many decimals. A sum of prices differs in its last bits with the
+order of the additions (DuckDB's parallel sums, Spark's partitions): 1254.32 arrives as 1254.3199999999997 on one
+engine and 1254.3200000000002 on the other, and unrounded, those two are distinct values whose order moves
+the quintile boundary between engines and runs (19 of 4.1M people changed M score between the DuckDB and the
+Spark snapshot of the 5M-customer benchmark brand before this)."""
+
+
+def _score_values(values: pd.Series) -> pd.Series:
+    """``values`` as the scores rank them: floats rounded to ``SCORE_DECIMALS``, integers as they are."""
+    return values.round(SCORE_DECIMALS) if pd.api.types.is_float_dtype(values.dtype) else values
+
 
 def _quantile_scores(values: pd.Series, bins: int, *, higher_is_better: bool) -> pd.Series:
     """Scores 1..bins by rank; tied values share the score of the tie group's lowest position.
@@ -282,7 +294,7 @@ def rfm_scores(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
         ("m_score", config.monetary_basis, True, config.monetary_edges),
     ]
     for name, col, higher, edges in specs:
-        vals = df[col][buyers]
+        vals = _score_values(df[col][buyers])
         if edges is not None:
             s = _edge_scores(vals, edges, higher_is_better=higher)
         else:
@@ -392,13 +404,18 @@ def _between(x: ir.NumericValue, lo: float, hi: float) -> ir.NumericValue:
     return ibis.cases((x < lo, lo), (x > hi, hi), else_=x)
 
 
+def _score_value(value: ir.NumericValue) -> ir.NumericValue:
+    """``_score_values`` in Ibis: floats rounded to ``SCORE_DECIMALS``."""
+    return value.round(SCORE_DECIMALS) if value.type().is_floating() else value
+
+
 def _quantile_score_table(buyers: ir.Table, col: str, bins: int, *, higher_is_better: bool) -> ir.Table:
     """``(value, score)`` per distinct ``col`` value of the buyers: ``_quantile_scores`` as window functions.
 
     The rank of a value (ties at their lowest position) is the number of buyers with a worse value, so the
     window runs over the distinct values only: ``rank0 = Σ counts of the values before it − its own count``.
     """
-    vals = buyers.group_by(buyers[col].name("_v")).aggregate(_c=buyers.count())
+    vals = buyers.group_by(_score_value(buyers[col]).name("_v")).aggregate(_c=buyers.count())
     order = vals._v if higher_is_better else vals._v.desc()
     upto = vals._c.sum().over(ibis.window(order_by=order, rows=(None, 0)))
     n = vals._c.sum().over(ibis.window())
@@ -422,11 +439,11 @@ def rfm_scores_expr(t: ir.Table, config: FeatureConfig) -> ir.Table:
     ]
     for name, col, higher, edges in specs:
         if edges is not None:
-            t = t.mutate(**{name: ibis.ifelse(buyer, _edge_score(t[col], edges, higher_is_better=higher),
+            t = t.mutate(**{name: ibis.ifelse(buyer, _edge_score(_score_value(t[col]), edges, higher_is_better=higher),
                                               ibis.null()).cast("float64")})
             continue
         table = _quantile_score_table(t.filter(t.orders > 0), col, config.rfm_bins, higher_is_better=higher)
-        joined = t.left_join(table, t[col] == table._v)
+        joined = t.left_join(table, _score_value(t[col]) == table._v)
         t = joined.mutate(**{name: ibis.ifelse(joined.orders > 0, joined._score, ibis.null()).cast("float64")})
         t = t.drop("_v", "_score")
         buyer = t.orders > 0

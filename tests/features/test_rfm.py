@@ -90,6 +90,27 @@ def test_ties_share_a_score_and_row_order_does_not_matter():
     pd.testing.assert_frame_equal(s2.sort_index(), s.sort_index())
 
 
+def test_spend_equal_to_the_cent_scores_equally_whatever_the_order_of_the_additions():
+    """0.1 + 0.2 and 0.3 are both 0.30 CNY; summed in another order (another engine, other partitions) a total
+    differs in its last bits, and must not move anyone's M score: not in pandas (the DuckDB path), not in the
+    Ibis expression (the Spark path), not at a fixed edge."""
+    import ibis
+
+    from features.rfm import rfm_scores_expr
+
+    df = _frame([5, 6, 7, 8, 9], [1, 1, 1, 1, 1], [0.1 + 0.2, 0.3, 1.0, 2.0, 3.0])
+    assert df["total_spend"][0] != df["total_spend"][1]  # the two bit patterns really differ
+    s = rfm_scores(df, FeatureConfig())
+    assert s["m_score"].tolist() == [1, 1, 3, 4, 5]  # unrounded, 0.30000000000000004 would rank 2nd: score 2
+    expr = rfm_scores_expr(ibis.memtable(df.assign(person_id=list("abcde"))), FeatureConfig())
+    got = ibis.duckdb.connect().execute(expr).set_index("person_id").loc[list("abcde")]
+    assert got["m_score"].tolist() == s["m_score"].tolist()
+    edges = FeatureConfig(monetary_edges=[0.3, 1.5, 2.5, 10.0])
+    assert rfm_scores(df, edges)["m_score"].tolist() == [1, 1, 2, 3, 4]
+    got = ibis.duckdb.connect().execute(rfm_scores_expr(ibis.memtable(df.assign(person_id=list("abcde"))), edges))
+    assert got.set_index("person_id").loc[list("abcde"), "m_score"].tolist() == [1, 1, 2, 3, 4]
+
+
 def test_fixed_edges_and_high_rules():
     df = _frame([3, 20, 100, 400], [1, 2, 5, 12], [50.0, 150.0, 600.0, 5000.0])
     cfg = FeatureConfig(recency_edges=[7, 30, 90, 180], frequency_edges=[1, 2, 4, 8],
