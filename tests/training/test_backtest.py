@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from metric_inventory import unlisted
 from model_data import AS_OF, FAST, FAST_CLV, HORIZON, N_CUTOFFS, cdnow_dir, small
@@ -148,6 +149,41 @@ def test_simulator_uplift_model_beats_churn_risk_and_random_targeting(acceptance
     assert model[true] > 1.5 * base["random"][true] and model[true] > 2 * base["by_churn_risk"][true]
     assert oracle[true] >= max(model[true], *(b[true] for b in base.values()))
     assert model["true_qini"] > base["random"]["true_qini"] and model["true_qini"] > base["by_churn_risk"]["true_qini"]
+
+
+@pytest.mark.slow
+def test_simulator_uplift_ranking_improves_with_training_rows():
+    """The gap to the oracle is mostly the learner's noise (docs/decisions.md "more people"): on the same
+    evaluation campaigns, the campaign model fitted on a quarter of the training people ranks worse on the truth than
+    the one fitted on all of them. On the acceptance brand (its snapshots cached when the backtest ran first)."""
+    from training.uplift_campaigns import (
+        campaign_rows,
+        campaign_sends,
+        feature_columns,
+        fit_campaign_model,
+        plan_campaigns,
+        true_qini,
+        truth_effects,
+    )
+
+    cache = small(ACCEPT_N, ACCEPT_SEED).cache
+    sends = campaign_sends(cache.data.campaign_touches)
+    gains = []
+    for as_of, until in (("2025-04-01", "2025-06-30"), (AS_OF.isoformat(), "2025-09-29")):  # 618, win-back
+        eval_id, train_ids = plan_campaigns(sends, until, train_until=as_of)
+        train = pd.concat([campaign_rows(cache, c) for c in train_ids], ignore_index=True)
+        rows = campaign_rows(cache, eval_id)
+        effect = truth_effects(cache.data.source, rows)["effect_purchase"].to_numpy(float)
+        people = train["person_id"].unique()
+
+        def ranked(part: pd.DataFrame, rows: pd.DataFrame = rows, effect: np.ndarray = effect) -> float:
+            return true_qini(effect, fit_campaign_model(part)[0].predict(rows[feature_columns(rows)]))
+
+        # three draws of a quarter: one draw alone is noisy (measured 0.29, 0.31, 0.40 on the 618, 0.38 with all)
+        quarters = [ranked(train[train["person_id"].isin(rng.choice(people, size=len(people) // 4, replace=False))])
+                    for rng in map(np.random.default_rng, range(3))]
+        gains.append(ranked(train) - float(np.mean(quarters)))
+    assert min(gains) > 0, gains  # measured 0.05 (618) and 0.13 (win-back)
 
 
 @pytest.mark.slow
