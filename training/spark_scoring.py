@@ -262,13 +262,14 @@ class PopulationFigures:
 def _figure_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Per staged batch: its scored people's ``clv_mean`` (rows of ``v``), then one row with its row count, scored
     count and the sum and count of the per-person spend log-sds (``spend_sigma_parts``)."""
-    from training.decisions.tier_forecast import spend_sigma_parts
+    from training.decisions.tier_forecast import TIER_FORECAST_READS, spend_sigma_parts
 
     for batch in batches:
         if batch.num_rows:
             values = pc.filter(batch.column("clv_mean"), batch.column("eligible")).cast(pa.float64())  # null: out
             n = len(values)
-            total, count = spend_sigma_parts(batch.to_pandas())
+            reads = [c for c in TIER_FORECAST_READS if c in batch.schema.names]  # not the reasons' text
+            total, count = spend_sigma_parts(batch.select(reads).to_pandas())
             yield pa.RecordBatch.from_arrays(
                 [values, pa.nulls(n, pa.int64()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.float64()),
                  pa.nulls(n, pa.int64())], schema=_FIGURES_SCHEMA)

@@ -46,6 +46,8 @@ INTERVAL_LEVELS = (0.1, 0.9)
 #: Columns of the scores frame :func:`predict_tiers` reads (``spend_carryover`` only for a CLV horizon under a year).
 PREDICTED_TIER_INPUT_COLUMNS = ("person_id", "eligible", "spend_365d", "spend_carryover", "clv_mean", "clv_p10",
                                 "clv_p90", "clv_horizon_days")
+#: Every column :func:`tier_forecast` reads: the inputs above and the no-spend probability's sources (``_no_spend``).
+TIER_FORECAST_READS = PREDICTED_TIER_INPUT_COLUMNS + ("churn_probability", "churn_horizon_days", "p_no_purchase")
 #: Columns :func:`predict_tiers` returns (null / NaN for people who are not scored).
 PREDICTED_TIER_COLUMNS = ("predicted_spend_365d", "predicted_tier", "predicted_tier_en", "tier_move", "p_tier_up",
                           "p_tier_down", "p_tier_stay")
