@@ -9,10 +9,18 @@ per-person uplift ``P(y=1 | treated, x) − P(y=1 | control, x)``. Two meta-lear
   control, one LightGBM regressor per group on them, blended by the propensity ``e`` (the treated share: the
   experiment is randomised, so it is a constant): ``τ(x) = e·τ0(x) + (1 − e)·τ1(x)``.
 
-``learner="auto"`` fits both on a seeded split of the training rows and keeps the one with the higher Qini on the
-held-out part, then refits it on all training rows. ``learner="tx"`` averages the two (one first stage, both second
-stages): a variance reduction that needs no choice, which on the brand's campaigns ranked better than either learner
-chosen on one validation campaign (docs/decisions.md "Campaign uplift in `scrm backtest`").
+A third learner is not a tree model:
+
+* **interaction logit** (``learner="l"``, Lo 2002; :mod:`training.uplift_logistic`): one penalised logistic
+  regression on both groups, ``logit P = a(x) + t·b(x)`` with additive ``a`` and ``b``, the effect ``b`` shrunk
+  hard towards a constant.
+
+``learner="auto"`` fits the T- and the X-learner on a seeded split of the training rows and keeps the one with the
+higher Qini on the held-out part, then refits it on all training rows. ``learner="tx"`` averages the two (one first
+stage, both second stages): a variance reduction that needs no choice, which on the brand's campaigns ranked better
+than either learner chosen on one validation campaign. ``learner="txl"`` averages that with the interaction logit:
+the brand's campaign model, which ranked better than ``tx`` on every simulated evaluation campaign
+(docs/decisions.md "Campaign uplift in `scrm backtest`").
 
 Metrics (definitions as scikit-uplift 0.5.1, which is not a dependency: docs/decisions.md "Uplift"):
 :func:`qini_auc` and :func:`uplift_auc` are the areas between the model's Qini / uplift curve and the random
@@ -29,12 +37,20 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from numpy.typing import ArrayLike
 
 from features.errors import InputError
+from training.uplift_logistic import InteractionLogit
 
 #: The learners ``learner="auto"`` chooses between.
 LEARNERS = ("t", "x")
 #: The average of the T- and the X-learner's predictions (fitted on the same first stage).
 ENSEMBLE = "tx"
-LEARNER_NAMES = {"t": "T-learner", "x": "X-learner", ENSEMBLE: "T+X average"}
+#: The interaction logit (:mod:`training.uplift_logistic`).
+LOGIT = "l"
+#: The average of ``tx`` and the interaction logit: the brand's campaign model.
+CAMPAIGN_ENSEMBLE = "txl"
+LEARNER_NAMES = {"t": "T-learner", "x": "X-learner", ENSEMBLE: "T+X average", LOGIT: "interaction logit",
+                 CAMPAIGN_ENSEMBLE: "T+X and interaction-logit average"}
+#: Every value of ``UpliftModel(learner=...)``.
+ALL_LEARNERS = ("auto", *LEARNERS, LOGIT, ENSEMBLE, CAMPAIGN_ENSEMBLE)
 #: The fractions ``uplift_at`` reports (the JSON keys of ``scrm uplift backtest``).
 TOP_FRACTIONS = (0.1, 0.2, 0.3)
 
@@ -235,14 +251,15 @@ def encode_features(X: pd.DataFrame, categories: dict[str, list] | None = None) 
 
 
 class UpliftModel:
-    """Per-person uplift from a randomised experiment: a T- or X-learner on LightGBM, or their average (see the module doc).
+    """Per-person uplift from a randomised experiment: a T- or X-learner on LightGBM, the interaction logit, or an
+    average of them (see the module doc).
 
     Parameters
     ----------
-    learner : {"auto", "t", "x", "tx"}
-        ``auto`` chooses on a held-out validation split of the training rows by Qini (the T-learner when the
-        experiment is too small for both parts to hold treated and control rows); ``tx`` averages the T- and the
-        X-learner.
+    learner : {"auto", "t", "x", "l", "tx", "txl"}
+        ``auto`` chooses between T and X on a held-out validation split of the training rows by Qini (the
+        T-learner when the experiment is too small for both parts to hold treated and control rows); ``tx``
+        averages the T- and the X-learner, ``txl`` that and the interaction logit ``l``.
     validation_fraction : float
         Share of the training rows held out to choose the learner (``auto`` only).
     n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM settings of every tree model (uplift
@@ -275,20 +292,23 @@ class UpliftModel:
                 "random_state": self.random_state, "n_jobs": self.n_jobs, "verbose": -1}
 
     def _fit_stages(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, learners: tuple[str, ...]) -> dict:
-        """The fitted tree models the ``learners`` need (the X-learner reuses the T-learner's classifiers)."""
+        """The fitted models the ``learners`` need (the X-learner reuses the T-learner's classifiers)."""
         treated, control = t == 1, t == 0
-        models = {}
+        models = {"propensity": float(treated.mean())}
+        if LOGIT in learners or CAMPAIGN_ENSEMBLE in learners:
+            models["logit"] = InteractionLogit().fit(X, t, y)
+            if learners == (LOGIT,):
+                return models
         for group, rows in (("mu1", treated), ("mu0", control)):
             if len(np.unique(y[rows])) < 2:  # every person of the group did (or did not) respond
                 models[group] = float(y[rows].mean())
             else:
                 models[group] = LGBMClassifier(**self._settings()).fit(X[rows], y[rows])
-        if "x" in learners or ENSEMBLE in learners:
+        if any(name in learners for name in ("x", ENSEMBLE, CAMPAIGN_ENSEMBLE)):
             imputed_treated = y[treated] - self._proba(models["mu0"], X[treated])
             imputed_control = self._proba(models["mu1"], X[control]) - y[control]
             models["tau1"] = LGBMRegressor(**self._settings()).fit(X[treated], imputed_treated)
             models["tau0"] = LGBMRegressor(**self._settings()).fit(X[control], imputed_control)
-        models["propensity"] = float(treated.mean())
         return models
 
     @staticmethod
@@ -302,13 +322,18 @@ class UpliftModel:
             return self._proba(models["mu1"], X) - self._proba(models["mu0"], X)
         if learner == ENSEMBLE:
             return (self._predict_with(models, "t", X) + self._predict_with(models, "x", X)) / 2.0
+        if learner == LOGIT:
+            return models["logit"].predict(X)
+        if learner == CAMPAIGN_ENSEMBLE:
+            return (self._predict_with(models, ENSEMBLE, X) + self._predict_with(models, LOGIT, X)) / 2.0
         e = models["propensity"]
         return e * models["tau0"].predict(X) + (1 - e) * models["tau1"].predict(X)
 
     def fit(self, X: pd.DataFrame, treatment: ArrayLike, y: ArrayLike) -> UpliftModel:
         """Fit on an experiment: features ``X``, ``treatment`` 0/1 per row, outcome ``y`` 0/1 per row."""
-        if self.learner not in ("auto", *LEARNERS, ENSEMBLE):
-            raise InputError(f"learner must be auto, t, x or tx, got {self.learner!r}", field="learner")
+        if self.learner not in ALL_LEARNERS:
+            raise InputError(f"learner must be one of {', '.join(ALL_LEARNERS)}, got {self.learner!r}",
+                             field="learner")
         y_arr, t_arr = _arrays(y, treatment)
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} rows, y {len(y_arr)}")
@@ -349,8 +374,12 @@ class UpliftModel:
         return self._predict_with(self.models_, self.learner_, self._encoded(X))
 
     def predict_each(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The predictions of every learner the fitted stages allow: ``t`` always; ``x`` and ``tx`` when the
-        model was fitted as ``x`` or ``tx`` (they share the T-learner's classifiers)."""
+        """The predictions of every learner the fitted models allow: ``t`` with the T-learner's classifiers,
+        ``x`` and ``tx`` with the X-learner's stages too (fitted as ``x``, ``tx`` or ``txl``), ``l`` with the
+        interaction logit, ``txl`` with all of them."""
         Xe = self._encoded(X)
-        names = ("t", "x", ENSEMBLE) if "tau1" in self.models_ else ("t",)
+        names = [*(("t",) if "mu1" in self.models_ else ()), *(("x", ENSEMBLE) if "tau1" in self.models_ else ()),
+                 *((LOGIT,) if "logit" in self.models_ else ())]
+        if "tau1" in self.models_ and "logit" in self.models_:
+            names.append(CAMPAIGN_ENSEMBLE)
         return {name: self._predict_with(self.models_, name, Xe) for name in names}

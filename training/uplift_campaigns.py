@@ -12,10 +12,12 @@ channel of the messaged account (``touch_channel``, known at the send), ``treate
 ``until`` (the backtest's ``as_of + H``, within the data); the *training* campaigns are those whose outcome
 windows end on or before the evaluation campaign's send date and the backtest's ``as_of``, so the model learns
 only from outcomes before ``as_of`` (like the churn and CLV models) and before the send it is judged on. The model
-is the average of the T- and the X-learner (:class:`training.uplift.UpliftModel` ``learner="tx"``, coarse trees:
-:func:`campaign_learner`) fitted on all of them; each learner's Qini on the latest training campaign (fitted on the earlier ones) is reported. Choosing T or X
-by that Qini (what ``learner="auto"`` does) flipped between them from one as-of date to the next, and the average
-ranked better than the chosen learner on every simulated evaluation campaign tried.
+is the average of the T- and the X-learner with coarse trees and the interaction logit
+(:class:`training.uplift.UpliftModel` ``learner="txl"``: :func:`campaign_learner`) fitted on all of them; each
+learner's Qini on the latest training campaign (fitted on the earlier ones) is reported. Choosing T or X by that
+Qini (what ``learner="auto"`` does) flipped between them from one as-of date to the next, and the average ranked
+better than the chosen learner on every simulated evaluation campaign tried; adding the interaction logit to the
+average ranked better again on every one (docs/decisions.md).
 
 **Policies** (:func:`evaluate_policies`), each a ranking of the evaluation campaign's people: the model's
 predicted uplift, ``by_churn_risk`` (churn probability of the backtest's churn model on the snapshot at the send,
@@ -41,7 +43,7 @@ from features.backend import as_date
 from features.pipeline import model_columns
 from training.frames import LABEL_COLUMNS, FeatureCache, derive_features
 from training.uplift import (
-    ENSEMBLE,
+    CAMPAIGN_ENSEMBLE,
     LEARNERS,
     UpliftModel,
     bootstrap_ate,
@@ -168,12 +170,13 @@ def campaign_learner(learner: str, n_rows: int, *, random_state: int = 0) -> Upl
                        min_child_samples=max(100, round(MIN_LEAF_SHARE * n_rows)), random_state=random_state)
 
 
-def fit_campaign_model(train: pd.DataFrame, *, learner: str = ENSEMBLE,
+def fit_campaign_model(train: pd.DataFrame, *, learner: str = CAMPAIGN_ENSEMBLE,
                        random_state: int = 0) -> tuple[UpliftModel, dict]:
-    """The uplift model on the training campaigns' rows: by default the average of the T- and the X-learner.
+    """The uplift model on the training campaigns' rows: by default the average of the T+X learner and the
+    interaction logit (``txl``).
 
     Each learner's Qini on the latest training campaign (fitted on the earlier ones) is reported in
-    ``validation_qini`` (``t``, ``x``, ``tx``); with ``learner="auto"`` the T- or X-learner with the higher one
+    ``validation_qini`` (``t``, ``x``, ``tx``, ``l``, ``txl``); with ``learner="auto"`` the T- or X-learner with the higher one
     is refitted on all rows. The default does not choose: on one campaign the choice is noise (see the module
     docstring). Returns the model refitted on all rows and ``{"learner", "validation_campaign",
     "validation_qini"}``.
@@ -185,8 +188,8 @@ def fit_campaign_model(train: pd.DataFrame, *, learner: str = ENSEMBLE,
         val_id = order.index[-1]
         val, fit = train[train["campaign_id"] == val_id], train[train["campaign_id"] != val_id]
         if fit["treated"].nunique() == 2 and val["treated"].nunique() == 2:
-            m = campaign_learner(ENSEMBLE, len(fit), random_state=random_state).fit(fit[cols], fit["treated"],
-                                                                                    fit["converted"])
+            m = campaign_learner(CAMPAIGN_ENSEMBLE, len(fit), random_state=random_state).fit(
+                fit[cols], fit["treated"], fit["converted"])
             for name, pred in m.predict_each(val[cols]).items():
                 info["validation_qini"][name] = qini_auc(val["converted"], val["treated"], pred)
             info["validation_campaign"] = str(val_id)

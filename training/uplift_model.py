@@ -3,7 +3,7 @@
 :func:`fit_uplift` learns from every campaign of ``campaign_touches`` with a treatment and a control group whose
 outcome window (:data:`training.uplift_campaigns.WINDOW_DAYS` days after the send) ended by ``as_of``: the rows of
 :func:`training.uplift_campaigns.campaign_rows` (features of the snapshot before each send, treated, paid order in
-the window), the average of a T- and an X-learner with coarse trees
+the window), the average of a T- and an X-learner with coarse trees and an interaction logit
 (:func:`~training.uplift_campaigns.fit_campaign_model`), each learner's Qini on the latest campaign reported.
 The touch channel is *not* a model input here: the channel of a future send is unknown when its audience is chosen.
 

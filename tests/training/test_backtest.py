@@ -74,7 +74,7 @@ def test_backtest_json_has_the_issue_keys_and_matches_mlflow(tmp_path):
         assert logged[f"tiers.moves.{move}.brier"] == pytest.approx(m["brier"])
     # the simulated brand has campaigns with control groups: the uplift block, its metrics and the report rows
     uplift = written["uplift"]
-    assert uplift["evaluation_campaign"] == "C2025_winback" and uplift["learner"] == "tx"
+    assert uplift["evaluation_campaign"] == "C2025_winback" and uplift["learner"] == "txl"
     assert set(uplift["baselines"]) == {"by_churn_risk", "by_clv", "random"}
     for key in ("uplift.model.qini", "uplift.baselines.by_clv.incremental_at_30pct", "oracle.uplift_qini"):
         assert key in logged, key

@@ -167,7 +167,7 @@ def test_train_uplift_then_target_incremental_margin(tmp_path):
     from training import tracking
 
     logged = tracking.client().get_run(run.run_id).data
-    assert logged.params["learner"] == "tx" and int(logged.params["n_campaigns"]) >= 2
+    assert logged.params["learner"] == "txl" and int(logged.params["n_campaigns"]) >= 2
     assert int(logged.params["n_rows"]) == int(logged.params["n_treated"]) + int(logged.params["n_control"])
     assert "val.qini" in logged.metrics and logged.params["validation_campaign"] in logged.params["campaigns"]
 

@@ -72,7 +72,7 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     assert effect["estimate"] == pytest.approx(y[t == 1].mean() - y[t == 0].mean())
 
 
-@pytest.mark.parametrize("learner", ["t", "x", "tx"])
+@pytest.mark.parametrize("learner", ["t", "x", "tx", "l", "txl"])
 def test_learners_rank_the_moved_members_first(learner):
     frame = experiment_table(4000, random_state=2)
     X = frame[["recency_days", "spend_12m", "channel", "tier"]]
@@ -81,7 +81,11 @@ def test_learners_rank_the_moved_members_first(learner):
     uplift = model.predict(X)
     moved = ((frame["recency_days"] < 120) & (frame["channel"] == "app")).to_numpy()
     assert model.learner_ == learner and uplift.shape == (4000,)
-    assert uplift[moved].mean() > uplift[~moved].mean() + 0.1
+    # a tenth of the people are moved; at least half of the top 400 are them
+    assert moved[np.argsort(-uplift, kind="mergesort")[:400]].mean() > 0.5
+    # the trees see the 20-point gap; the interaction logit shrinks its effect towards a constant by design
+    gap = {"t": 0.1, "x": 0.1, "tx": 0.1, "txl": 0.05, "l": 0.0}[learner]
+    assert uplift[moved].mean() > uplift[~moved].mean() + gap
     # Same seed, same predictions; an unseen category is missing, not an error.
     again = UpliftModel(learner, random_state=0).fit(X, t, frame["converted"]).predict(X)
     np.testing.assert_array_equal(uplift, again)
@@ -99,8 +103,41 @@ def test_the_ensemble_averages_the_t_and_the_x_learner():
     np.testing.assert_allclose(each["t"], UpliftModel("t", random_state=0).fit(X, t, frame["converted"]).predict(X))
     np.testing.assert_allclose(each["x"], UpliftModel("x", random_state=0).fit(X, t, frame["converted"]).predict(X))
     assert set(UpliftModel("t", random_state=0).fit(X, t, frame["converted"]).predict_each(X)) == {"t"}
-    with pytest.raises(InputError, match="learner must be auto, t, x or tx"):
+    with pytest.raises(InputError, match="learner must be one of auto, t, x, l, tx, txl"):
         UpliftModel("dr").fit(X, t, frame["converted"])
+
+
+def test_the_campaign_ensemble_averages_tx_and_the_interaction_logit():
+    frame = experiment_table(2000, random_state=6)
+    X = frame[["recency_days", "channel", "tier"]]
+    t = (frame["group"] != "control").to_numpy(int)
+    txl = UpliftModel("txl", random_state=0).fit(X, t, frame["converted"])
+    each = txl.predict_each(X)
+    assert set(each) == {"t", "x", "tx", "l", "txl"}
+    np.testing.assert_allclose(txl.predict(X), (each["tx"] + each["l"]) / 2)
+    alone = UpliftModel("l", random_state=0).fit(X, t, frame["converted"])
+    np.testing.assert_allclose(each["l"], alone.predict(X))
+    assert set(alone.predict_each(X)) == {"l"}
+
+
+def test_the_interaction_logit_shrinks_to_a_constant_effect_without_heterogeneity():
+    from training.uplift_logistic import InteractionLogit
+
+    rng = np.random.default_rng(8)
+    n = 6000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.exponential(size=n),
+                      "c": pd.Categorical(rng.choice(["u", "v"], n))})
+    X.loc[rng.random(n) < 0.1, "b"] = np.nan  # gaps get an indicator, not an error
+    t = (rng.random(n) < 0.8).astype(float)
+    base = 1 / (1 + np.exp(-(-1.0 + 0.8 * X["a"].to_numpy())))
+    y = (rng.random(n) < base + 0.05 * t).astype(float)  # the same +5 points for everyone
+    uplift = InteractionLogit().fit(X, t, y).predict(X)
+    assert np.isfinite(uplift).all()
+    assert uplift.mean() == pytest.approx(0.05, abs=0.03)
+    # the only variation left is the logistic scale of the baseline: no invented subgroup effect
+    assert np.corrcoef(uplift, base * (1 - base))[0, 1] > 0.8
+    # a constant outcome leaves nothing to learn: no effect, not an error
+    assert (InteractionLogit().fit(X, t, np.ones(n)).predict(X) == 0).all()
 
 
 def test_auto_chooses_a_learner_on_held_out_rows():

@@ -88,7 +88,7 @@ def test_model_beats_random_and_the_oracle_is_the_ceiling(brand):
     block = uplift_backtest(brand.cache, "2025-09-29", n_boot=30)
     assert block is not None and "skipped" not in block
     assert block["evaluation_campaign"] == "C2025_winback" and block["send_date"] == "2025-08-20"
-    assert "C2025_618" in block["training_campaigns"] and block["learner"] == "tx" and set(block["validation_qini"]) == {"t", "x", "tx"}
+    assert "C2025_618" in block["training_campaigns"] and block["learner"] == "txl" and set(block["validation_qini"]) == {"t", "x", "tx", "l", "txl"}
     assert block["validation_campaign"] == block["training_campaigns"][-1]
     assert block["n_eval"] == block["n_eval_treatment"] + block["n_eval_control"]
     model, rand, oracle = block["model"], block["baselines"]["random"], block["oracle"]
@@ -124,8 +124,8 @@ def test_policies_are_judged_on_the_same_rows():
     two = rows.assign(campaign_id=np.where(np.arange(n) < n // 2, "a", "b"),
                       send_date=pd.to_datetime(np.where(np.arange(n) < n // 2, "2024-01-01", "2024-06-01")))
     model, info = fit_campaign_model(two)
-    assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x", "tx"}
-    assert info["learner"] == model.learner_ == "tx"  # the default averages the two learners, no choice
+    assert info["validation_campaign"] == "b" and set(info["validation_qini"]) == {"t", "x", "tx", "l", "txl"}
+    assert info["learner"] == model.learner_ == "txl"  # the default averages the learners, no choice
     assert (model.num_leaves, model.min_child_samples) == (7, 100)  # coarse trees, at least 100 rows a leaf
     _, chosen = fit_campaign_model(two, learner="auto")
     assert chosen["learner"] == max(("t", "x"), key=chosen["validation_qini"].get)
