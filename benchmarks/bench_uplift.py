@@ -135,11 +135,13 @@ def simulated_campaigns(data_dir: Path, as_of: list[str], random_state: int, jso
                "qini": {k: v["qini"] for k, v in pol.items()}, "true_qini": {k: v["true_qini"] for k, v in pol.items()},
                "incremental_at_30pct": {k: v["incremental_at_30pct"] for k, v in pol.items()},
                "true_incremental_at_30pct": {k: v["true_incremental_at_30pct"] for k, v in pol.items()},
+               "true_incremental_spend_at_30pct": {k: v["true_incremental_spend_at_30pct"] for k, v in pol.items()},
                "seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - c0, "load": os.getloadavg()[0],
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         q, tq, ti = rec["qini"], rec["true_qini"], rec["true_incremental_at_30pct"]
+        ci = rec["model_qini_ci"]
         print(f"as of {date} -> {rec['evaluation_campaign']} ({rec['n_eval']:,} people, {rec['n_eval_control']:,} "
-              f"control; {rec['n_train']:,} training rows): model Qini {q['model']:.3f} {rec['model_qini_ci']} vs "
+              f"control; {rec['n_train']:,} training rows): model Qini {q['model']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] vs "
               f"oracle {q['oracle']:.3f} (ratio {q['model'] / q['oracle']:.2f}); true Qini {tq['model']:.2f}; "
               "true incremental at 30%: " + " · ".join(f"{k} {v:.1f}" for k, v in ti.items())
               + f"; {rec['seconds']:.0f} s wall, {rec['cpu_seconds']:.0f} s CPU, load {rec['load']:.1f}, "
