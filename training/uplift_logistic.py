@@ -49,30 +49,43 @@ class AdditiveBasis:
             self.fill_[c] = float(np.median(seen))
             if seen.size < values.size:
                 self.gaps_.append(c)
-        raw = self._raw(X)
+        raw = self.raw(X)
         self.mean_ = raw.mean(axis=0)
         std = raw.std(axis=0)
         self.keep_ = std > 1e-12
         self.scale_ = np.where(self.keep_, std, 1.0)
         return self
 
-    def _raw(self, X: pd.DataFrame) -> np.ndarray:
-        parts = []
+    def raw(self, X: pd.DataFrame) -> np.ndarray:
+        """The basis before standardising, every column (:meth:`transform` = standardised, constant ones dropped)."""
+        k = len(KNOTS)
+        width = k * len(self.quantiles_) + len(self.gaps_) + sum(len(levels) for levels in self.levels_.values())
+        out = np.empty((len(X), width))
+        j = 0
         for c, q in self.quantiles_.items():
             values = X[c].to_numpy(float)
             u = (np.interp(np.where(np.isfinite(values), values, self.fill_[c]), q, np.linspace(0.0, 1.0, len(q)))
                  if len(q) > 1 else np.zeros(len(values)))
-            parts.append(np.maximum(0.0, 1.0 - np.abs(u[:, None] - KNOTS[None, :]) * (len(KNOTS) - 1)))
-        if self.gaps_:
-            parts.append(np.column_stack([~np.isfinite(X[c].to_numpy(float)) for c in self.gaps_]).astype(float))
+            out[:, j:j + k] = np.maximum(0.0, 1.0 - np.abs(u[:, None] - KNOTS[None, :]) * (k - 1))
+            j += k
+        for c in self.gaps_:
+            out[:, j] = ~np.isfinite(X[c].to_numpy(float))
+            j += 1
         for c, levels in self.levels_.items():
             text = X[c].astype("string")
-            parts.append(np.column_stack([(text == level).fillna(False).to_numpy(bool) for level in levels])
-                         .astype(float) if levels else np.zeros((len(X), 0)))
-        return np.hstack(parts) if parts else np.zeros((len(X), 0))
+            for level in levels:
+                out[:, j] = (text == level).fillna(False).to_numpy(bool)
+                j += 1
+        return out
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return ((self._raw(X) - self.mean_) / self.scale_)[:, self.keep_]
+        return ((self.raw(X) - self.mean_) / self.scale_)[:, self.keep_]
+
+    def unstandardise(self, w: np.ndarray) -> tuple[np.ndarray, float]:
+        """Weights and offset on :meth:`raw` columns equal to ``w`` on :meth:`transform` columns (one pass less)."""
+        full = np.zeros(len(self.keep_))
+        full[self.keep_] = w / self.scale_[self.keep_]
+        return full, -float(self.mean_ @ full)
 
 
 def ridge_logit(Z: np.ndarray, y: np.ndarray, penalty: np.ndarray, *, max_iter: int = 1000) -> np.ndarray:
@@ -131,15 +144,15 @@ class InteractionLogit:
         design = np.hstack([B, t * B, t, np.ones_like(t)])
         penalty = np.r_[np.full(k, 1.0 / self.C), np.full(k, 1.0 / self.interaction_C), 1.0 / self.C, 0.0]
         self.coef_ = ridge_logit(design, y, penalty, max_iter=self.max_iter)
+        # the same model on the unstandardised basis: columns a(x), b(x); prediction then skips a pass over the data
+        (wa, ca), (wb, cb) = self.basis_.unstandardise(self.coef_[:k]), self.basis_.unstandardise(self.coef_[k:2 * k])
+        self.raw_weights_ = np.column_stack([wa, wb])
+        self.raw_offsets_ = np.array([ca + self.coef_[2 * k + 1], cb + self.coef_[2 * k]])
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """``P(y=1 | treated, x) − P(y=1 | control, x)`` per row."""
         if self.coef_ is None:
             return np.zeros(len(X))
-        B = self.basis_.transform(X)
-        k = B.shape[1]
-        w = self.coef_
-        a = B @ w[:k] + w[2 * k + 1]
-        b = B @ w[k:2 * k] + w[2 * k]
+        a, b = (self.basis_.raw(X) @ self.raw_weights_ + self.raw_offsets_).T
         return expit(a + b) - expit(a)

@@ -282,3 +282,18 @@ def test_cli_bad_input_exits_2(tmp_path):
     assert "no column 'arm'" in result.output and not (tmp_path / "o.json").exists()
     help_text = runner.invoke(app, ["uplift", "backtest", "--help"]).output
     assert "--control-value" in help_text and "random ranking" in help_text
+
+
+def test_ridge_logit_reaches_sklearns_optimum_on_correlated_columns():
+    from sklearn.linear_model import LogisticRegression
+
+    from training.uplift_logistic import ridge_logit
+
+    rng = np.random.default_rng(4)
+    common = rng.normal(size=(3000, 1))
+    X = common + 0.05 * rng.normal(size=(3000, 8))  # nearly collinear: the case the preconditioner is for
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(X[:, 0] - 0.5)))).astype(float)
+    ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(X, y)
+    w = ridge_logit(np.hstack([X, np.ones((3000, 1))]), y, np.r_[np.full(8, 1 / 0.1), 0.0])
+    np.testing.assert_allclose(w[:8], ref.coef_[0], atol=1e-4)
+    assert w[8] == pytest.approx(ref.intercept_[0], abs=1e-4)
