@@ -283,8 +283,8 @@ def population_figures(staged, quantile: float) -> PopulationFigures:
     One job reads every staged batch once (:func:`_figure_rows`) and aggregates the counts, the log-sd sums and an
     approximate-quantile bracket of the scored ``clv_mean`` (``percentile_approx`` at ``quantile ±
     BRACKET_MARGIN``); a second, reading ``eligible`` and ``clv_mean`` only, finds the exact order statistics
-    inside the bracket (:func:`order_statistics`). The cut is the value :func:`exact_quantile` gives for the scored
-    ``clv_mean``, σ :func:`~training.decisions.tier_forecast.pooled_sigma` of the summed per-batch parts.
+    inside the bracket (:func:`exact_quantile` given that bracket and count). σ is
+    :func:`~training.decisions.tier_forecast.pooled_sigma` of the summed per-batch parts.
     """
     from pyspark.sql import functions as F
 
@@ -297,12 +297,9 @@ def population_figures(staged, quantile: float) -> PopulationFigures:
         F.percentile_approx("v", probs, round(1 / BRACKET_ERROR)).alias("bracket")).first()
     people, n = int(row["people"] or 0), int(row["scored"] or 0)
     sigma = pooled_sigma(float(row["total"] or 0.0), int(row["count"] or 0))
-    if n == 0:
-        return PopulationFigures(people, 0, float("inf"), sigma)
     eligible = staged.filter(F.col("eligible")).select(F.col("clv_mean").cast("double").alias("v"))
-    lo, hi = row["bracket"] if row["bracket"] is not None else (None, None)
-    values = order_statistics(eligible, "v", quantile_ranks(n, quantile), n, bracket=(lo, hi))
-    return PopulationFigures(people, n, numpy_linear_quantile(n, quantile, values.__getitem__), sigma)
+    bracket = tuple(row["bracket"]) if row["bracket"] is not None else (None, None)
+    return PopulationFigures(people, n, exact_quantile(eligible, "v", quantile, n=n, bracket=bracket), sigma)
 
 
 # --- exact quantiles over a Spark column ---------------------------------------------------------------------------
@@ -369,10 +366,15 @@ def order_statistics(df, column: str, ranks: list[int], n: int, *, rel_error: fl
     raise RuntimeError(f"order statistics of {column}: ranks {ranks} not found among {n} rows")
 
 
-def exact_quantile(df, column: str, q: float) -> float:
-    """``numpy.quantile`` (``linear``) of a non-null numeric Spark column, exactly (see :func:`order_statistics`)."""
-    n = df.count()
+def exact_quantile(df, column: str, q: float, *, n: int | None = None,
+                   bracket: tuple[float | None, float | None] | None = None) -> float:
+    """``numpy.quantile`` (``linear``) of a non-null numeric Spark column, exactly (see :func:`order_statistics`).
+
+    ``n``: the column's row count when already known (else counted); ``bracket``: bounds around the quantile
+    already found (:func:`order_statistics`; else an approximate-quantile pass finds them).
+    """
+    n = df.count() if n is None else n
     if n == 0:
         return float("inf")
-    values = order_statistics(df, column, quantile_ranks(n, q), n)
+    values = order_statistics(df, column, quantile_ranks(n, q), n, bracket=bracket)
     return numpy_linear_quantile(n, q, values.__getitem__)

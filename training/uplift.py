@@ -49,6 +49,8 @@ LOGIT = "l"
 CAMPAIGN_ENSEMBLE = "txl"
 LEARNER_NAMES = {"t": "T-learner", "x": "X-learner", ENSEMBLE: "T+X average", LOGIT: "interaction logit",
                  CAMPAIGN_ENSEMBLE: "T+X and interaction-logit average"}
+#: The averages among the learners: each of two others' predictions.
+_AVERAGES = {ENSEMBLE: ("t", "x"), CAMPAIGN_ENSEMBLE: (ENSEMBLE, LOGIT)}
 #: Every value of ``UpliftModel(learner=...)``.
 ALL_LEARNERS = ("auto", *LEARNERS, LOGIT, ENSEMBLE, CAMPAIGN_ENSEMBLE)
 #: The fractions ``uplift_at`` reports (the JSON keys of ``scrm uplift backtest``).
@@ -317,17 +319,28 @@ class UpliftModel:
             return np.full(len(X), model)
         return model.predict_proba(X)[:, 1]
 
+    def _predictions(self, models: dict, learners, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The predictions of ``learners`` on ``X``, each model's computed once however many averages use it."""
+        done: dict[str, np.ndarray] = {}
+
+        def get(learner: str) -> np.ndarray:
+            if learner not in done:
+                if learner in _AVERAGES:
+                    first, second = _AVERAGES[learner]
+                    done[learner] = (get(first) + get(second)) / 2.0
+                elif learner == "t":
+                    done[learner] = self._proba(models["mu1"], X) - self._proba(models["mu0"], X)
+                elif learner == LOGIT:
+                    done[learner] = models["logit"].predict(X)
+                else:
+                    e = models["propensity"]
+                    done[learner] = e * models["tau0"].predict(X) + (1 - e) * models["tau1"].predict(X)
+            return done[learner]
+
+        return {learner: get(learner) for learner in learners}
+
     def _predict_with(self, models: dict, learner: str, X: pd.DataFrame) -> np.ndarray:
-        if learner == "t":
-            return self._proba(models["mu1"], X) - self._proba(models["mu0"], X)
-        if learner == ENSEMBLE:
-            return (self._predict_with(models, "t", X) + self._predict_with(models, "x", X)) / 2.0
-        if learner == LOGIT:
-            return models["logit"].predict(X)
-        if learner == CAMPAIGN_ENSEMBLE:
-            return (self._predict_with(models, ENSEMBLE, X) + self._predict_with(models, LOGIT, X)) / 2.0
-        e = models["propensity"]
-        return e * models["tau0"].predict(X) + (1 - e) * models["tau1"].predict(X)
+        return self._predictions(models, (learner,), X)[learner]
 
     def fit(self, X: pd.DataFrame, treatment: ArrayLike, y: ArrayLike) -> UpliftModel:
         """Fit on an experiment: features ``X``, ``treatment`` 0/1 per row, outcome ``y`` 0/1 per row."""
@@ -382,4 +395,4 @@ class UpliftModel:
                  *((LOGIT,) if "logit" in self.models_ else ())]
         if "tau1" in self.models_ and "logit" in self.models_:
             names.append(CAMPAIGN_ENSEMBLE)
-        return {name: self._predict_with(self.models_, name, Xe) for name in names}
+        return self._predictions(self.models_, names, Xe)

@@ -34,13 +34,14 @@ class AdditiveBasis:
     Columns are standardised on the training rows; constant ones are dropped.
     """
 
-    def fit(self, X: pd.DataFrame) -> AdditiveBasis:
-        self.numeric_ = [c for c in X.columns if not isinstance(X[c].dtype, pd.CategoricalDtype)]
-        self.levels_ = {c: list(X[c].cat.categories) for c in X.columns if c not in self.numeric_}
+    def fit_transform(self, X: pd.DataFrame) -> np.ndarray:
+        """Learn the basis on ``X`` and return ``X`` in it, standardised (the columns the model is fitted on)."""
+        numeric = [c for c in X.columns if not isinstance(X[c].dtype, pd.CategoricalDtype)]
+        self.levels_ = {c: list(X[c].cat.categories) for c in X.columns if c not in numeric}
         self.quantiles_ = {}
         self.fill_ = {}
         self.gaps_ = []
-        for c in self.numeric_:
+        for c in numeric:
             values = X[c].to_numpy(float)
             seen = values[np.isfinite(values)]
             if seen.size == 0:
@@ -54,10 +55,11 @@ class AdditiveBasis:
         std = raw.std(axis=0)
         self.keep_ = std > 1e-12
         self.scale_ = np.where(self.keep_, std, 1.0)
-        return self
+        return ((raw - self.mean_) / self.scale_)[:, self.keep_]
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
-        """The basis before standardising, every column (:meth:`transform` = standardised, constant ones dropped)."""
+        """The basis before standardising, every column (:meth:`fit_transform` standardises it and drops the
+        columns constant in training; :meth:`unstandardise` maps weights on those back to these)."""
         k = len(KNOTS)
         width = k * len(self.quantiles_) + len(self.gaps_) + sum(len(levels) for levels in self.levels_.values())
         out = np.empty((len(X), width))
@@ -78,11 +80,8 @@ class AdditiveBasis:
                 j += 1
         return out
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return ((self.raw(X) - self.mean_) / self.scale_)[:, self.keep_]
-
     def unstandardise(self, w: np.ndarray) -> tuple[np.ndarray, float]:
-        """Weights and offset on :meth:`raw` columns equal to ``w`` on :meth:`transform` columns (one pass less)."""
+        """Weights and offset on :meth:`raw` columns equal to ``w`` on the standardised columns (one pass less)."""
         full = np.zeros(len(self.keep_))
         full[self.keep_] = w / self.scale_[self.keep_]
         return full, -float(self.mean_ @ full)
@@ -134,11 +133,11 @@ class InteractionLogit:
     def fit(self, X: pd.DataFrame, treatment: np.ndarray, y: np.ndarray) -> InteractionLogit:
         """``X`` as :func:`training.uplift.encode_features` returns it; ``treatment`` and ``y`` 0/1 arrays."""
         y = np.asarray(y, float)
-        self.basis_ = AdditiveBasis().fit(X)
         if len(np.unique(y)) < 2:  # everyone (or no one) responded: nothing tells the groups apart
             self.coef_ = None
             return self
-        B = self.basis_.transform(X)
+        self.basis_ = AdditiveBasis()
+        B = self.basis_.fit_transform(X)
         t = np.asarray(treatment, float)[:, None]
         k = B.shape[1]
         # columns: baseline a(x), effect b(x), constant effect, intercept
