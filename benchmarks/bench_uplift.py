@@ -58,11 +58,10 @@ def training_size_curve(cache, as_of: str, shares: list[float], random_state: in
     import pandas as pd
 
     from training.uplift_campaigns import (
-        campaign_rows,
         campaign_sends,
+        evaluation_rows,
         feature_columns,
         fit_campaign_model,
-        plan_campaigns,
         policy_figures,
         truth_effects,
     )
@@ -70,9 +69,8 @@ def training_size_curve(cache, as_of: str, shares: list[float], random_state: in
     data = cache.data
     end = pd.Timestamp(as_of) + pd.Timedelta(days=90)
     limit = min(end, data.data_end + pd.Timedelta(days=1))
-    eval_id, train_ids = plan_campaigns(campaign_sends(data.campaign_touches), limit, train_until=pd.Timestamp(as_of))
-    train = pd.concat([campaign_rows(cache, c) for c in train_ids], ignore_index=True)
-    rows = campaign_rows(cache, eval_id)
+    _, _, train, rows = evaluation_rows(cache, campaign_sends(data.campaign_touches), limit,
+                                        train_until=pd.Timestamp(as_of))
     truth = truth_effects(data.source, rows)
     y, t = rows["converted"].to_numpy(float), rows["treated"].to_numpy(float)
     people = train["person_id"].unique()

@@ -113,6 +113,18 @@ def plan_campaigns(sends: pd.DataFrame, until, *, train_until=None,
     return None
 
 
+def evaluation_rows(cache: FeatureCache, sends: pd.DataFrame, until, *, train_until=None,
+                    window_days: int = WINDOW_DAYS) -> tuple[str, list[str], pd.DataFrame, pd.DataFrame] | None:
+    """``(evaluation campaign, training campaigns, their rows, the evaluation campaign's rows)`` as
+    :func:`plan_campaigns` lays them out (None when it finds no evaluation campaign)."""
+    plan = plan_campaigns(sends, until, train_until=train_until, window_days=window_days)
+    if plan is None:
+        return None
+    eval_id, train_ids = plan
+    train = pd.concat([campaign_rows(cache, c, window_days=window_days) for c in train_ids], ignore_index=True)
+    return eval_id, train_ids, train, campaign_rows(cache, eval_id, window_days=window_days)
+
+
 def campaign_rows(cache: FeatureCache, campaign_id: str, *, window_days: int = WINDOW_DAYS) -> pd.DataFrame:
     """One row per person touched by ``campaign_id`` (see the module docstring); the send date in ``send_date``."""
     data = cache.data
@@ -297,13 +309,11 @@ def uplift_backtest(cache: FeatureCache, until, *, train_until=None, models=None
     if sends.empty:
         return None
     limit = min(pd.Timestamp(until), data.data_end + pd.Timedelta(days=1))
-    plan = plan_campaigns(sends, limit, train_until=train_until, window_days=window_days)
-    if plan is None:
+    planned = evaluation_rows(cache, sends, limit, train_until=train_until, window_days=window_days)
+    if planned is None:
         return {"skipped": f"{len(sends)} campaign(s) with a control group, but none whose {window_days}-day window "
                            f"ends by {limit.date()} after another campaign's window ended"}
-    eval_id, train_ids = plan
-    train = pd.concat([campaign_rows(cache, c, window_days=window_days) for c in train_ids], ignore_index=True)
-    rows = campaign_rows(cache, eval_id, window_days=window_days)
+    eval_id, train_ids, train, rows = planned
     model, info = fit_campaign_model(train, random_state=random_state)
     truth = truth_effects(data.source, rows)
     block = {

@@ -157,11 +157,10 @@ def test_simulator_uplift_ranking_improves_with_training_rows():
     evaluation campaigns, the campaign model fitted on a quarter of the training people ranks worse on the truth than
     the one fitted on all of them. On the acceptance brand (its snapshots cached when the backtest ran first)."""
     from training.uplift_campaigns import (
-        campaign_rows,
         campaign_sends,
+        evaluation_rows,
         feature_columns,
         fit_campaign_model,
-        plan_campaigns,
         true_qini,
         truth_effects,
     )
@@ -170,9 +169,7 @@ def test_simulator_uplift_ranking_improves_with_training_rows():
     sends = campaign_sends(cache.data.campaign_touches)
     gains = []
     for as_of, until in (("2025-04-01", "2025-06-30"), (AS_OF.isoformat(), "2025-09-29")):  # 618, win-back
-        eval_id, train_ids = plan_campaigns(sends, until, train_until=as_of)
-        train = pd.concat([campaign_rows(cache, c) for c in train_ids], ignore_index=True)
-        rows = campaign_rows(cache, eval_id)
+        _, _, train, rows = evaluation_rows(cache, sends, until, train_until=as_of)
         effect = truth_effects(cache.data.source, rows)["effect_purchase"].to_numpy(float)
         people = train["person_id"].unique()
 
