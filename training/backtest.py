@@ -310,7 +310,7 @@ def run_backtest(data: Dataset, as_of, horizon_days: int = 90, *, churn_horizon:
         mlflow.log_metrics(flatten({k: result[k] for k in ("churn", "clv", "oracle", "oracle_gap", "tiers")
                                     if k in result}))
         if "uplift" in result:
-            logged = ("model", "baselines", "validation_qini", "ate", "true_ate", "n_train", "n_eval")
+            logged = ("model", "baselines", "validation_qini", "ate", "true_ate", "n_train", "n_eval", "engaged_share")
             mlflow.log_metrics(flatten({"uplift": {k: v for k, v in result["uplift"].items() if k in logged}}))
             mlflow.log_params({f"uplift.{k}": result["uplift"].get(k)
                                for k in ("evaluation_campaign", "learner", "skipped") if k in result["uplift"]})

@@ -6,14 +6,17 @@ the feature snapshot (``features.pipeline.build_features`` plus ``training.frame
 campaign's *send date* — the day of its first send, so every feature uses data strictly before the send — the
 channel of the messaged account (``touch_channel``, known at the send), ``treated`` (1 treatment, 0 control),
 ``converted`` (a paid order on any of the person's accounts from the person's send to the end of the
-``window_days``-th day after the send date) and ``spend`` (the paid amount in that window).
+``window_days``-th day after the send date), ``spend`` (the paid amount in that window) and, when ``events`` has
+``campaign_id``, ``engaged`` (an event attributed to the campaign on any of the person's accounts in the same
+window: a message open or click, a coupon claim).
 
 **Time layout** (:func:`plan_campaigns`): the *evaluation* campaign is the latest whose outcome window ends by
 ``until`` (the backtest's ``as_of + H``, within the data); the *training* campaigns are those whose outcome
 windows end on or before the evaluation campaign's send date and the backtest's ``as_of``, so the model learns
 only from outcomes before ``as_of`` (like the churn and CLV models) and before the send it is judged on. The model
 is the average of the T- and the X-learner with coarse trees and the interaction logit
-(:class:`training.uplift.UpliftModel` ``learner="txl"``: :func:`campaign_learner`) fitted on all of them; each
+(:class:`training.uplift.UpliftModel` ``learner="txl"``: :func:`campaign_learner`) fitted on all of them, with
+the engagement propensity learnt from ``engaged`` as one more input (``UpliftModel.fit(engaged=...)``); each
 learner's Qini on the latest training campaign (fitted on the earlier ones) is reported. Choosing T or X by that
 Qini (what ``learner="auto"`` does) flipped between them from one as-of date to the next, and the average ranked
 better than the chosen learner on every simulated evaluation campaign tried; adding the interaction logit to the
@@ -61,6 +64,9 @@ TOP_SHARE = 0.3
 #: Fewest persons per group for a campaign to be used.
 MIN_GROUP = 20
 CHANNEL_FEATURE = "touch_channel"
+#: Column of :func:`campaign_rows` (when ``events`` has ``campaign_id``): an event attributed to the campaign in the
+#: window (a message open or click, a coupon claim). An outcome, never a feature: it trains the engagement model.
+ENGAGED = "engaged"
 #: Tree settings of the campaign model: at most 7 leaves, each with at least 1% of the training rows (and 100).
 #: Coarser than ``UpliftModel``'s defaults (15 leaves, 100 rows): a campaign's uplift is a few points on rates of
 #: 20-30%, and a few dozen thousand rows hold too little of it for finer trees (docs/decisions.md).
@@ -161,6 +167,15 @@ def campaign_rows(cache: FeatureCache, campaign_id: str, *, window_days: int = W
     spend = o.groupby("person_id")["amount"].sum()
     per["converted"] = per.index.isin(spend.index).astype(np.int8)
     per["spend"] = spend.reindex(per.index, fill_value=0.0).to_numpy()
+    events = data.events
+    if events is not None and "campaign_id" in events.columns:
+        # engagement: an event attributed to this campaign on any of the person's accounts, from the send to the end
+        camp_events = events.loc[events["campaign_id"] == str(campaign_id)]
+        e = pd.DataFrame({"person_id": camp_events["customer_key"].astype(str).map(mapping).to_numpy(),
+                          "event_ts": pd.to_datetime(camp_events["event_ts"]).to_numpy()})
+        e = e.merge(per["sent_ts"], left_on="person_id", right_index=True, how="inner")
+        e = e[(e["event_ts"] >= e["sent_ts"]) & (e["event_ts"] < end)]
+        per[ENGAGED] = per.index.isin(e["person_id"]).astype(np.int8)
     per = per.reset_index()
     feats = derive_features(cache.features(as_date(send_date)))
     cols = [c for c in model_columns(feats) if c not in LABEL_COLUMNS]
@@ -172,8 +187,13 @@ def campaign_rows(cache: FeatureCache, campaign_id: str, *, window_days: int = W
 
 def feature_columns(rows: pd.DataFrame) -> list[str]:
     """The model inputs of :func:`campaign_rows` output: snapshot columns and the touch channel."""
-    skip = {"person_id", "campaign_id", "send_date", "sent_ts", "customer_key", "treated", "converted", "spend"}
+    skip = {"person_id", "campaign_id", "send_date", "sent_ts", "customer_key", "treated", "converted", "spend", ENGAGED}
     return [c for c in rows.columns if c not in skip]
+
+
+def engaged_outcome(rows: pd.DataFrame) -> pd.Series | None:
+    """The ``engaged`` column of campaign rows for ``UpliftModel.fit(engaged=...)``; None without one."""
+    return rows[ENGAGED] if ENGAGED in rows.columns else None
 
 
 def campaign_learner(learner: str, n_rows: int, *, random_state: int = 0) -> UpliftModel:
@@ -201,16 +221,19 @@ def fit_campaign_model(train: pd.DataFrame, *, learner: str = CAMPAIGN_ENSEMBLE,
         val, fit = train[train["campaign_id"] == val_id], train[train["campaign_id"] != val_id]
         if fit["treated"].nunique() == 2 and val["treated"].nunique() == 2:
             m = campaign_learner(CAMPAIGN_ENSEMBLE, len(fit), random_state=random_state).fit(
-                fit[cols], fit["treated"], fit["converted"])
+                fit[cols], fit["treated"], fit["converted"], engaged=engaged_outcome(fit))
             for name, pred in m.predict_each(val[cols]).items():
                 info["validation_qini"][name] = qini_auc(val["converted"], val["treated"], pred)
             info["validation_campaign"] = str(val_id)
     if learner == "auto":
         finite = {k: v for k in LEARNERS if np.isfinite(v := info["validation_qini"].get(k, float("nan")))}
         learner = max(finite, key=finite.get) if finite else "t"
-    model = campaign_learner(learner, len(train), random_state=random_state).fit(train[cols], train["treated"],
-                                                                                 train["converted"])
+    model = campaign_learner(learner, len(train), random_state=random_state).fit(
+        train[cols], train["treated"], train["converted"], engaged=engaged_outcome(train))
     info["learner"] = model.learner_
+    treated = train["treated"] == 1
+    info["engaged_share"] = (float(train.loc[treated, ENGAGED].mean())
+                             if model.engagement_ is not None else None)
     return model, info
 
 

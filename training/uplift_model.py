@@ -3,7 +3,8 @@
 :func:`fit_uplift` learns from every campaign of ``campaign_touches`` with a treatment and a control group whose
 outcome window (:data:`training.uplift_campaigns.WINDOW_DAYS` days after the send) ended by ``as_of``: the rows of
 :func:`training.uplift_campaigns.campaign_rows` (features of the snapshot before each send, treated, paid order in
-the window), the average of a T- and an X-learner with coarse trees and an interaction logit
+the window), the average of a T- and an X-learner with coarse trees and an interaction logit, with the propensity
+to engage with a campaign as an input when the events name their campaign
 (:func:`~training.uplift_campaigns.fit_campaign_model`), each learner's Qini on the latest campaign reported.
 The touch channel is *not* a model input here: the channel of a future send is unknown when its audience is chosen.
 
@@ -36,6 +37,7 @@ from training.uplift_campaigns import (
     campaign_learner,
     campaign_rows,
     campaign_sends,
+    engaged_outcome,
     feature_columns,
     fit_campaign_model,
     window_end,
@@ -115,7 +117,7 @@ def fit_uplift(cache: FeatureCache, as_of, *, random_state: int = 0, n_boot: int
     for b, idx in enumerate(_resamples(t, n_boot, random_state)):
         sample = rows.iloc[idx]
         boots.append(campaign_learner(info["learner"], len(sample), random_state=random_state + b + 1).fit(
-            sample[cols], sample["treated"], sample["converted"]))
+            sample[cols], sample["treated"], sample["converted"], engaged=engaged_outcome(sample)))
     converters = rows[(rows["treated"] == 1) & (rows["converted"] == 1)]
     rpc = float(converters["spend"].mean()) if len(converters) else 0.0
     info = {**info, "campaigns": ids, "n_rows": int(len(rows)), "n_treated": int(t.sum()),
@@ -156,7 +158,8 @@ def train_uplift(data, as_of, *, random_state: int = 0, n_boot: int = DEFAULT_N_
               "window_days": info["window_days"], "n_campaigns": len(info["campaigns"]),
               "campaigns": ",".join(info["campaigns"])[:500], "validation_campaign": validation,
               "n_rows": info["n_rows"], "n_treated": info["n_treated"], "n_control": info["n_control"],
-              "n_boot": info["n_boot"], "revenue_per_conversion": round(info["revenue_per_conversion"], 4)}
+              "n_boot": info["n_boot"], "revenue_per_conversion": round(info["revenue_per_conversion"], 4),
+              "engaged_share": (None if info["engaged_share"] is None else round(info["engaged_share"], 4))}
     with tracking.start_run(KIND, run_name=f"{KIND} {as_of_iso}", params=params, tags=tags) as run:
         tracking.log_dataset_fingerprint(data.fingerprint_dict())
         tracking.log_feature_list(fitted.model.feature_names_)

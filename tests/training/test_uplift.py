@@ -13,6 +13,7 @@ from uplift_data import experiment_table
 from features.errors import InputError
 from training.cli import app
 from training.uplift import (
+    ENGAGEMENT_FEATURE,
     UpliftModel,
     bootstrap_ate,
     bootstrap_metrics,
@@ -138,6 +139,45 @@ def test_the_interaction_logit_shrinks_to_a_constant_effect_without_heterogeneit
     assert np.corrcoef(uplift, base * (1 - base))[0, 1] > 0.8
     # a constant outcome leaves nothing to learn: no effect, not an error
     assert (InteractionLogit().fit(X, t, np.ones(n)).predict(X) == 0).all()
+
+
+def engagement_experiment(n: int = 8000, seed: int = 4):
+    """Only people who engage with the message (likelier the higher ``a``) can be moved: +30 points for them."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.random(n), "b": rng.normal(size=n)})
+    t = (rng.random(n) < 0.7).astype(float)
+    would_engage = rng.random(n) < 0.05 + 0.5 * X["a"].to_numpy()
+    engaged = (would_engage & (t == 1)).astype(float)  # the control gets no message: nobody to engage
+    y = (rng.random(n) < 0.2 + 0.3 * engaged).astype(float)
+    return X, t, y, engaged
+
+
+def test_engagement_is_learnt_on_the_treated_and_becomes_an_input():
+    X, t, y, engaged = engagement_experiment()
+    model = UpliftModel("tx", random_state=0).fit(X, t, y, engaged=engaged)
+    assert model.engagement_ is not None and model.feature_names_ == ["a", "b"]  # no engagement column needed
+    propensity = model.engagement_.predict_proba(X)[:, 1]
+    assert np.corrcoef(propensity, X["a"])[0, 1] > 0.9
+    uplift = model.predict(X)
+    assert np.isfinite(uplift).all() and np.corrcoef(uplift, X["a"])[0, 1] > 0.5
+    # the training rows see the propensity out of fold, not the final model's in-sample fit
+    encoded = model._fit_engagement(model._encoded(X).drop(columns=ENGAGEMENT_FEATURE), t, engaged)
+    assert not np.allclose(encoded[ENGAGEMENT_FEATURE], propensity)
+    assert np.corrcoef(encoded[ENGAGEMENT_FEATURE], propensity)[0, 1] > 0.9
+
+
+def test_nothing_to_learn_from_engagement_leaves_the_model_as_without_it():
+    X, t, y, _ = engagement_experiment(n=3000)
+    plain = UpliftModel("t", random_state=0).fit(X, t, y).predict(X)
+    nobody = UpliftModel("t", random_state=0).fit(X, t, y, engaged=np.zeros(len(X)))
+    assert nobody.engagement_ is None
+    np.testing.assert_array_equal(nobody.predict(X), plain)
+    with pytest.raises(InputError, match="engaged: 0 or 1"):
+        UpliftModel("t").fit(X, t, y, engaged=np.full(len(X), 2.0))
+    with pytest.raises(ValueError, match="engaged"):
+        UpliftModel("t").fit(X, t, y, engaged=np.zeros(5))
+    with pytest.raises(InputError, match=ENGAGEMENT_FEATURE):
+        UpliftModel("t").fit(X.assign(**{ENGAGEMENT_FEATURE: 1.0}), t, y, engaged=t)
 
 
 def test_auto_chooses_a_learner_on_held_out_rows():

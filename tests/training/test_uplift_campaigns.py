@@ -81,6 +81,15 @@ def test_rows_are_point_in_time_and_outcomes_follow_the_send(brand):
     r = rows.set_index("person_id")
     assert set(r.index[r["converted"] == 1]) == set(spend.index)
     np.testing.assert_allclose(r.loc[spend.index, "spend"], spend.to_numpy())
+    # engagement: an event attributed to the campaign, from the person's send to the end of the window; an
+    # outcome (it trains the engagement model), never a feature
+    events = brand.dataset.events
+    ev = events[events["campaign_id"] == cid].assign(person_id=lambda e: e["customer_key"].astype(str).map(
+        key_to_person)).merge(rows[["person_id", "sent_ts"]], on="person_id")
+    ev = ev[(ev["event_ts"] >= ev["sent_ts"]) & (ev["event_ts"] < window_end(send))]
+    assert set(r.index[r["engaged"] == 1]) == set(ev["person_id"]) and len(ev)
+    assert r.loc[r["treated"] == 0, "engaged"].eq(0).all()  # the control got no message
+    assert "engaged" not in feature_columns(rows)
 
 
 @pytest.mark.slow
@@ -90,6 +99,7 @@ def test_model_beats_random_and_the_oracle_is_the_ceiling(brand):
     assert block["evaluation_campaign"] == "C2025_winback" and block["send_date"] == "2025-08-20"
     assert "C2025_618" in block["training_campaigns"] and block["learner"] == "txl" and set(block["validation_qini"]) == {"t", "x", "tx", "l", "txl"}
     assert block["validation_campaign"] == block["training_campaigns"][-1]
+    assert 0 < block["engaged_share"] < 1  # the simulator's campaigns have attributed opens, clicks and claims
     assert block["n_eval"] == block["n_eval_treatment"] + block["n_eval_control"]
     model, rand, oracle = block["model"], block["baselines"]["random"], block["oracle"]
     top = int(block["n_eval"] * 0.3)

@@ -193,6 +193,8 @@ def train_uplift_cmd(data: DataDir, as_of: OptAsOf = None, random_state: Seed = 
     for label, value in (("learner", info["learner"]), ("campaigns", ", ".join(info["campaigns"])),
                          ("rows (treated / control)", f"{info['n_rows']:,} ({info['n_treated']:,} / "
                                                       f"{info['n_control']:,})"),
+                         ("engaged (share of the treated)",
+                          "— (no events name a campaign)" if info["engaged_share"] is None else f"{info['engaged_share']:.1%}"),
                          ("validation campaign", info["validation_campaign"] or "—"),
                          *((f"validation Qini {LEARNER_NAMES.get(k, k)}", f"{v:+.4f}")
                            for k, v in info["validation_qini"].items()),
