@@ -86,6 +86,7 @@ METRICS: dict[str, str | None] = {
     "uplift.true_ate": None,
     "uplift.n_train": None,
     "uplift.n_eval": None,
+    "uplift.engaged_share": None,  # the treated share that engaged: describes the data, no better or worse
     **{f"oracle.uplift_{k}": "higher" for k in ("qini", "auuc", "uplift_at_30pct", "incremental_at_30pct",
                                                  "true_incremental_at_30pct", "true_incremental_spend_at_30pct",
                                                  "true_qini")},
