@@ -161,7 +161,9 @@ def test_engagement_is_learnt_on_the_treated_and_becomes_an_input():
     uplift = model.predict(X)
     assert np.isfinite(uplift).all() and np.corrcoef(uplift, X["a"])[0, 1] > 0.5
     # the training rows see the propensity out of fold, not the final model's in-sample fit
-    encoded = model._fit_engagement(model._encoded(X).drop(columns=ENGAGEMENT_FEATURE), t, engaged)
+    # (on a fresh model with the same seed: the column _fit_engagement gives the learners while fitting)
+    encoded = UpliftModel("tx", random_state=0)._fit_engagement(
+        model._encoded(X).drop(columns=ENGAGEMENT_FEATURE), t, engaged)
     assert not np.allclose(encoded[ENGAGEMENT_FEATURE], propensity)
     assert np.corrcoef(encoded[ENGAGEMENT_FEATURE], propensity)[0, 1] > 0.9
 
